@@ -1,0 +1,38 @@
+# The two entry points of the README: `make demo` and `make test`. Both set up first (idempotent).
+PY ?= python3
+VENV := .venv
+VPY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+FMNIST := /usr/share/datasets/fashion-mnist
+export RAY_USAGE_STATS_ENABLED := 0
+export RAY_AUTH_MODE := disabled
+
+.PHONY: setup data test demo bench clean
+
+setup: $(STAMP) data
+
+$(STAMP): pyproject.toml
+	test -x $(VPY) || $(PY) -m venv $(VENV)
+	$(VPY) -m pip install -q --upgrade pip
+	$(VPY) -m pip install -q torch==2.14.1 torchvision==0.29.1
+	$(VPY) -m pip install -q -e '.[test]'
+	touch $(STAMP)
+
+# Debian's Fashion-MNIST (real data, offline); skipped quietly where apt or root is missing.
+data:
+	@if [ ! -d $(FMNIST) ] && command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+	  (apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist) >/dev/null 2>&1 \
+	  || echo "note: could not install dataset-fashion-mnist; the e2e tests on it will be skipped"; fi
+
+test: setup
+	$(VPY) -m pytest -q
+
+demo: setup
+	$(VPY) -m sweeps.lenet_mnist --dataset fashion-mnist --seeds 2 --rounds 2 --iterations 1000 \
+	  --eval-every 100 --baselines reinit --name demo-$$(date +%Y%m%d-%H%M%S) --storage $(CURDIR)/results
+
+bench: setup
+	$(VPY) benchmarks/bench_train_step.py
+
+clean:
+	rm -rf $(VENV)

@@ -1,0 +1,180 @@
+"""Typed settings of one IMP trajectory: presets from the paper, validated once at the edge.
+
+One `TrajectoryConfig` travels from the CLI to the trainable to the trajectory to the export; it is a frozen
+dataclass that round-trips through plain dicts (`to_dict` / `from_dict`), which is what Ray Tune stores.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+DATASETS = ("mnist", "fashion-mnist", "cifar10")
+METHODS = ("imp", "reinit", "random-prune", "one-shot")
+PRUNINGS = ("layerwise", "global")
+ACTIVATIONS = ("relu", "tanh")
+DEVICES = ("auto", "cpu", "cuda")
+
+
+class ConfigError(ValueError):
+    """A bad setting: the message is one line naming the value and what is allowed."""
+
+
+@dataclass(frozen=True)
+class Preset:
+    """The paper's recipe for one network (Frankle & Carbin 2019, Figure 2)."""
+    name: str
+    plan_conv: tuple
+    plan_fc: tuple
+    dataset: str
+    iterations: int
+    learning_rate: float
+    prune_rate_conv: float
+    prune_rate_fc: float
+    batch_size: int = 60
+
+
+PRESETS: dict[str, Preset] = {
+    "lenet": Preset("lenet", (), (300, 100), "mnist", 50_000, 1.2e-3, 0.0, 0.2),
+    "conv2": Preset("conv2", (64, 64, "M"), (256, 256), "cifar10", 20_000, 2e-4, 0.1, 0.2),
+    "conv4": Preset("conv4", (64, 64, "M", 128, 128, "M"), (256, 256), "cifar10", 25_000, 3e-4, 0.1, 0.2),
+    "conv6": Preset("conv6", (64, 64, "M", 128, 128, "M", 256, 256, "M"), (256, 256), "cifar10", 30_000,
+                    3e-4, 0.15, 0.2),
+}
+
+
+def parse_plan_token(token: Any) -> int | str:
+    """A conv plan token: int n (3x3 conv), 'M' (max-pool), 'A' (avg-pool), '<n>B' (conv + BatchNorm)."""
+    if isinstance(token, bool):
+        raise ConfigError(f"plan token {token!r} is not allowed; use an int, 'M', 'A' or '<n>B'")
+    if isinstance(token, int):
+        if token <= 0:
+            raise ConfigError(f"plan token {token!r} must be a positive channel count")
+        return token
+    text = str(token).strip()
+    if text in ("M", "A"):
+        return text
+    if text.isdigit() and int(text) > 0:
+        return int(text)
+    if text.endswith("B") and text[:-1].isdigit() and int(text[:-1]) > 0:
+        return text
+    raise ConfigError(f"plan token {token!r} is not allowed; use an int, 'M', 'A' or '<n>B'")
+
+
+def _check_rate(name: str, value: float) -> None:
+    if not (isinstance(value, (int, float)) and 0.0 <= float(value) < 1.0):
+        raise ConfigError(f"{name}={value!r} is not allowed; a prune rate must lie in [0, 1)")
+
+
+@dataclass(frozen=True)
+class TrajectoryConfig:
+    """Everything that determines one IMP trajectory (with the seed, its histories bitwise on CPU)."""
+    arch: str = "lenet"
+    plan_conv: tuple = ()
+    plan_fc: tuple = (300, 100)
+    dataset: str = "mnist"
+    data_root: str | None = None
+    iterations: int = 50_000
+    batch_size: int = 60
+    learning_rate: float = 1.2e-3
+    eval_every: int = 100
+    rounds: int = 20
+    prune_rate_conv: float = 0.0
+    prune_rate_fc: float = 0.2
+    pruning: str = "layerwise"
+    method: str = "imp"
+    rewind_iteration: int = 0
+    activation: str = "relu"
+    seed: int = 0
+    save_early_stop: bool = True
+    device: str = "auto"
+    # Folder or URI where an IMP ticket publishes its masks per round and its reinit baseline reads them.
+    mask_store: str | None = None
+
+    @property
+    def prune_rate_out(self) -> float:
+        """The output layer is pruned at half the fc rate (paper, Appendix G/H)."""
+        return self.prune_rate_fc / 2
+
+    @property
+    def eval_points(self) -> int:
+        return self.iterations // self.eval_every
+
+    @property
+    def first_round(self) -> int:
+        """Baselines have no dense round of their own: they start at round 1."""
+        return 1 if self.method in ("reinit", "random-prune") else 0
+
+    def validate(self) -> "TrajectoryConfig":
+        if self.arch not in PRESETS and self.arch != "custom":
+            raise ConfigError(f"arch={self.arch!r} is unknown; allowed: {', '.join(PRESETS)} or custom")
+        for t in self.plan_conv:
+            parse_plan_token(t)
+        for w in self.plan_fc:
+            if isinstance(w, bool) or not isinstance(w, int) or w <= 0:
+                raise ConfigError(f"fc plan width {w!r} is not allowed; use positive ints")
+        if self.dataset not in DATASETS:
+            raise ConfigError(f"dataset={self.dataset!r} is unknown; allowed: {', '.join(DATASETS)}")
+        for name in ("iterations", "batch_size", "eval_every"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
+                raise ConfigError(f"{name}={v!r} is not allowed; it must be a positive integer")
+        if self.eval_every > self.iterations:
+            raise ConfigError(f"eval_every={self.eval_every} exceeds iterations={self.iterations}")
+        if not (isinstance(self.learning_rate, (int, float)) and self.learning_rate > 0):
+            raise ConfigError(f"learning_rate={self.learning_rate!r} must be positive")
+        if isinstance(self.rounds, bool) or not isinstance(self.rounds, int) or self.rounds < 0:
+            raise ConfigError(f"rounds={self.rounds!r} is not allowed; it must be an integer >= 0")
+        _check_rate("prune_rate_conv", self.prune_rate_conv)
+        _check_rate("prune_rate_fc", self.prune_rate_fc)
+        if self.pruning not in PRUNINGS:
+            raise ConfigError(f"pruning={self.pruning!r} is unknown; allowed: {', '.join(PRUNINGS)}")
+        if self.method not in METHODS:
+            raise ConfigError(f"method={self.method!r} is unknown; allowed: {', '.join(METHODS)}")
+        if self.method in ("reinit", "random-prune") and self.rounds < 1:
+            raise ConfigError(f"method={self.method!r} needs rounds >= 1 (baselines have no dense round)")
+        if self.method == "reinit" and not self.mask_store:
+            raise ConfigError("method='reinit' needs mask_store (where the matching ticket publishes its masks)")
+        if (isinstance(self.rewind_iteration, bool) or not isinstance(self.rewind_iteration, int)
+                or not 0 <= self.rewind_iteration < self.iterations):
+            raise ConfigError(f"rewind_iteration={self.rewind_iteration!r} is not allowed; "
+                              f"it must lie in [0, iterations={self.iterations})")
+        if self.activation not in ACTIVATIONS:
+            raise ConfigError(f"activation={self.activation!r} is unknown; allowed: {', '.join(ACTIVATIONS)}")
+        if self.device not in DEVICES:
+            raise ConfigError(f"device={self.device!r} is unknown; allowed: {', '.join(DEVICES)}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise ConfigError(f"seed={self.seed!r} is not allowed; it must be an integer >= 0")
+        return self
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["plan_conv"] = list(self.plan_conv)
+        d["plan_fc"] = list(self.plan_fc)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrajectoryConfig":
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise ConfigError(f"unknown trajectory setting(s) {unknown}; allowed: {sorted(names)}")
+        d = dict(d)
+        d["plan_conv"] = tuple(parse_plan_token(t) for t in d.get("plan_conv", ()))
+        d["plan_fc"] = tuple(d.get("plan_fc", ()))
+        return cls(**d).validate()
+
+    def replace(self, **changes) -> "TrajectoryConfig":
+        return dataclasses.replace(self, **changes).validate()
+
+
+def from_preset(arch: str, **overrides) -> TrajectoryConfig:
+    """The paper's recipe for `arch`, with any setting overridden; validated."""
+    if arch not in PRESETS:
+        raise ConfigError(f"preset {arch!r} is unknown; allowed: {', '.join(PRESETS)}")
+    p = PRESETS[arch]
+    base = dict(arch=p.name, plan_conv=p.plan_conv, plan_fc=p.plan_fc, dataset=p.dataset,
+                iterations=p.iterations, batch_size=p.batch_size, learning_rate=p.learning_rate,
+                prune_rate_conv=p.prune_rate_conv, prune_rate_fc=p.prune_rate_fc)
+    base.update({k: v for k, v in overrides.items() if v is not None})
+    return TrajectoryConfig(**base).validate()

@@ -1,0 +1,115 @@
+"""Masks and pruning strategies as pure functions on {layer name: tensor} dicts.
+
+A mask is a bool tensor shaped like its layer's weight (True = alive). Each strategy maps the current
+weights and masks to new masks; nothing here touches a model. Ties between equal scores are broken by the
+flat index (stable sort), so pruning is deterministic.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+Masks = dict[str, torch.Tensor]
+
+
+def layer_rates(kinds: dict[str, str], rate_conv: float, rate_fc: float) -> dict[str, float]:
+    """Per-layer rate: conv layers at the conv rate, hidden fc at the fc rate, output at half the fc rate."""
+    by_kind = {"conv": rate_conv, "fc": rate_fc, "out": rate_fc / 2}
+    return {name: by_kind[kind] for name, kind in kinds.items()}
+
+
+def removal_count(alive: int, rate: float) -> int:
+    """How many of `alive` weights one round at `rate` removes (round half up, never more than alive)."""
+    return min(alive, int(math.floor(rate * alive + 0.5)))
+
+
+def alive_after(total: int, rate: float, rounds: int) -> int:
+    """Weights left in a layer of `total` weights after `rounds` rounds at `rate` (the sparsity ladder)."""
+    alive = total
+    for _ in range(rounds):
+        alive -= removal_count(alive, rate)
+    return alive
+
+
+def dense_masks(weights: dict[str, torch.Tensor]) -> Masks:
+    return {name: torch.ones_like(w, dtype=torch.bool) for name, w in weights.items()}
+
+
+def _remove_lowest(scores: torch.Tensor, mask: torch.Tensor, count: int) -> torch.Tensor:
+    """New mask with the `count` alive entries of lowest score removed (ties: lower flat index first)."""
+    if count <= 0:
+        return mask.clone()
+    flat = scores.detach().flatten().to("cpu", torch.float64).clone()
+    alive = mask.flatten().to("cpu")
+    flat[~alive] = math.inf
+    order = torch.sort(flat, stable=True).indices[:count]
+    new = alive.clone()
+    new[order] = False
+    return new.view_as(mask).to(mask.device)
+
+
+def magnitude_prune(weights: dict[str, torch.Tensor], masks: Masks, rates: dict[str, float]) -> Masks:
+    """Layer-wise magnitude pruning: each layer loses `rate` of its alive weights, lowest |w| first."""
+    return {name: _remove_lowest(weights[name].abs(), m, removal_count(int(m.sum()), rates[name]))
+            for name, m in masks.items()}
+
+
+def magnitude_prune_to(weights: dict[str, torch.Tensor], masks: Masks, targets: dict[str, int]) -> Masks:
+    """Keep the `targets[name]` largest-|w| alive weights of each layer (one-shot pruning)."""
+    return {name: _remove_lowest(weights[name].abs(), m, int(m.sum()) - targets[name])
+            for name, m in masks.items()}
+
+
+def global_magnitude_prune(weights: dict[str, torch.Tensor], masks: Masks, rate: float | None = None,
+                           count: int | None = None) -> Masks:
+    """Global magnitude pruning: `rate` of all alive weights (or `count` of them), lowest |w| across layers."""
+    names = list(masks)
+    scores = torch.cat([weights[n].detach().abs().flatten().cpu().double() for n in names])
+    alive = torch.cat([masks[n].flatten().cpu() for n in names])
+    if count is None:
+        count = removal_count(int(alive.sum()), rate)
+    flat = _remove_lowest(scores, alive, count)
+    out, start = {}, 0
+    for n in names:
+        size = masks[n].numel()
+        out[n] = flat[start:start + size].view_as(masks[n]).to(masks[n].device)
+        start += size
+    return out
+
+
+def random_prune(masks: Masks, rates: dict[str, float], generator: torch.Generator) -> Masks:
+    """Random pruning baseline: the same per-layer counts as magnitude pruning, weights chosen at random."""
+    out = {}
+    for name, m in masks.items():
+        scores = torch.rand(m.shape, generator=generator, dtype=torch.float64)
+        out[name] = _remove_lowest(scores, m, removal_count(int(m.sum()), rates[name]))
+    return out
+
+
+def density(masks: Masks) -> float:
+    """Fraction of prunable weights remaining (the thesis calls this 'sparsity')."""
+    alive = sum(int(m.sum()) for m in masks.values())
+    return alive / sum(m.numel() for m in masks.values())
+
+
+def layer_density(masks: Masks) -> dict[str, float]:
+    return {name: int(m.sum()) / m.numel() for name, m in masks.items()}
+
+
+def pack_masks(masks: Masks) -> dict[str, dict]:
+    """Bit-packed masks (1 bit per weight) as plain containers that `torch.load(weights_only=True)` reads."""
+    return {name: {"shape": list(m.shape),
+                   "bits": torch.from_numpy(np.packbits(m.detach().cpu().numpy().ravel()))}
+            for name, m in masks.items()}
+
+
+def unpack_masks(packed: dict[str, dict], device: str | torch.device = "cpu") -> Masks:
+    out = {}
+    for name, entry in packed.items():
+        shape = tuple(entry["shape"])
+        count = int(np.prod(shape)) if shape else 1
+        bits = np.unpackbits(entry["bits"].numpy(), count=count).astype(bool)
+        out[name] = torch.from_numpy(bits).view(shape).to(device)
+    return out

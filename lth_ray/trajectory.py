@@ -1,0 +1,331 @@
+"""One IMP trajectory: train, evaluate, prune, rewind, round after round. Plain PyTorch, no Ray.
+
+The trajectory's whole state is a plain dict of tensors, numbers and strings (`Trajectory.state`), saved
+after each round; a trajectory rebuilt from it continues exactly where it stopped. Every random draw comes
+from a generator seeded by (seed, purpose, round), so a round's result depends only on that state: a
+resumed trajectory reproduces an uninterrupted one bitwise on the CPU.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from . import maskstore
+from .config import PRESETS, ConfigError, TrajectoryConfig, from_preset
+from .data import DataError, Split, epoch_batches, load_split
+from .models import build_model, prunable_layers
+from .pruning import (alive_after, dense_masks, density, global_magnitude_prune, layer_density, layer_rates,
+                      magnitude_prune, magnitude_prune_to, pack_masks, random_prune, unpack_masks)
+
+STATE_FORMAT = 1
+METRICS = ("train_loss", "val_loss", "val_acc", "test_loss", "test_acc")
+# Purposes of the seeded random streams (never reuse a number for another purpose).
+STREAM_INIT, STREAM_DATA, STREAM_RANDOM_PRUNE, STREAM_REINIT = 0, 1, 2, 3
+
+
+def generator(seed: int, stream: int, round_: int = 0) -> torch.Generator:
+    """An independent CPU generator for (seed, purpose, round)."""
+    value = int(np.random.SeedSequence([seed, stream, round_]).generate_state(1, dtype=np.uint64)[0])
+    return torch.Generator().manual_seed(value)
+
+
+def resolve_device(requested: str) -> torch.device:
+    """'auto' takes the GPU Ray (or the user) made visible, else the CPU; 'cuda' without a GPU is an error."""
+    if requested == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device='cuda' requested but no CUDA device is available; use cpu or auto")
+    if requested in ("cuda", "auto") and torch.cuda.is_available():
+        return torch.device("cuda", 0)
+    return torch.device("cpu")
+
+
+def cpu_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+
+
+def early_stop_index(val_loss) -> int:
+    """The thesis' early-stopping point: the first evaluation with minimum validation loss."""
+    return int(np.argmin(np.asarray(val_loss)))
+
+
+@torch.inference_mode()
+def evaluate(model, x: torch.Tensor, y: torch.Tensor, chunk: int = 5000) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean loss and accuracy over a whole split, as device scalars (no host sync)."""
+    loss = torch.zeros((), device=x.device)
+    correct = torch.zeros((), device=x.device)
+    for start in range(0, len(x), chunk):
+        logits = model(x[start:start + chunk])
+        target = y[start:start + chunk]
+        loss += F.cross_entropy(logits, target, reduction="sum")
+        correct += (logits.argmax(1) == target).sum()
+    return loss / len(x), correct / len(x)
+
+
+class Trajectory:
+    """Drives the rounds of one trajectory; `state` is everything needed to continue it elsewhere."""
+
+    def __init__(self, config: TrajectoryConfig, split: Split, state: dict | None = None,
+                 progress: Callable[[int, int], None] | None = None):
+        self.config = config.validate()
+        self.split = split
+        self.device = split.x_train.device
+        self.progress = progress
+        self.model = build_model(config.plan_conv, config.plan_fc, split.in_shape, config.activation,
+                                 generator(config.seed, STREAM_INIT), self.device)
+        self.kinds = prunable_layers(self.model)
+        self.rates = layer_rates(self.kinds, config.prune_rate_conv, config.prune_rate_fc)
+        if state is None:
+            state = self._initial_state()
+        elif state.get("format") != STATE_FORMAT or state.get("config") != config.to_dict():
+            raise ValueError("trajectory state belongs to another config or format; refusing to resume from it")
+        self.state = state
+
+    # ------------------------------------------------------------------ state
+    def _initial_state(self) -> dict:
+        init = cpu_state(self.model)
+        return {"format": STATE_FORMAT, "config": self.config.to_dict(), "next_round": self.config.first_round,
+                "init": init, "rewind": init if self.config.rewind_iteration == 0 else None,
+                "trained": None, "dense_trained": None, "masks": {}, "records": [], "early_stop": {}}
+
+    @property
+    def next_round(self) -> int:
+        return self.state["next_round"]
+
+    @property
+    def done(self) -> bool:
+        return self.next_round > self.config.rounds
+
+    @property
+    def records(self) -> list[dict]:
+        return self.state["records"]
+
+    def masks(self, round_: int) -> dict[str, torch.Tensor]:
+        return unpack_masks(self.state["masks"][round_])
+
+    # ------------------------------------------------------------------ one round
+    def run_round(self) -> dict:
+        """Choose this round's mask and start point, train, record; returns the round's record."""
+        if self.done:
+            raise RuntimeError("trajectory is finished")
+        r, cfg = self.next_round, self.config
+        masks, start = self._mask_and_start(r)
+        packed = pack_masks(masks)
+        if cfg.mask_store and cfg.method == "imp":
+            maskstore.publish(cfg.mask_store, r, packed)
+        self.model.load_state_dict(start)
+        capture = cfg.rewind_iteration if (r == 0 and self.state["rewind"] is None) else None
+        began = time.perf_counter()
+        history, es_state, rewind = self._train(r, masks, capture)
+        record = self._record(r, masks, history, time.perf_counter() - began)
+        state = self.state
+        if rewind is not None:
+            state["rewind"] = rewind
+        state["trained"] = cpu_state(self.model)
+        if r == 0:
+            state["dense_trained"] = state["trained"]
+        state["masks"][r] = packed
+        if cfg.save_early_stop:
+            state["early_stop"][r] = es_state
+        state["records"].append(record)
+        state["next_round"] = r + 1
+        return record
+
+    def _mask_and_start(self, r: int):
+        """The mask of round r and the weights training starts from (the rewind point, or a fresh init)."""
+        cfg, s = self.config, self.state
+        weights = {n: m.weight for n, m in self.model.named_modules() if n in self.kinds}
+        previous = dense_masks(weights) if r == cfg.first_round else unpack_masks(s["masks"][r - 1])
+        if cfg.method == "reinit":
+            masks = unpack_masks(maskstore.fetch(cfg.mask_store, r))
+            fresh = build_model(cfg.plan_conv, cfg.plan_fc, self.split.in_shape, cfg.activation,
+                                generator(cfg.seed, STREAM_REINIT, r))
+            return masks, cpu_state(fresh)
+        if r == 0:
+            return previous, s["init"]
+        if cfg.method == "random-prune":
+            return random_prune(previous, self.rates, generator(cfg.seed, STREAM_RANDOM_PRUNE, r)), s["init"]
+        if cfg.method == "one-shot":
+            dense = _layer_weights(s["dense_trained"], self.kinds)
+            ones = dense_masks(dense)
+            if cfg.pruning == "global":
+                total = sum(m.numel() for m in ones.values())
+                masks = global_magnitude_prune(dense, ones, count=total - alive_after(total, cfg.prune_rate_fc, r))
+            else:
+                targets = {n: alive_after(m.numel(), self.rates[n], r) for n, m in ones.items()}
+                masks = magnitude_prune_to(dense, ones, targets)
+            return masks, s["rewind"]
+        trained = _layer_weights(s["trained"], self.kinds)
+        if cfg.pruning == "global":
+            masks = global_magnitude_prune(trained, previous, rate=cfg.prune_rate_fc)
+        else:
+            masks = magnitude_prune(trained, previous, self.rates)
+        return masks, s["rewind"]
+
+    def _train(self, r: int, masks: dict[str, torch.Tensor], capture_at: int | None):
+        """Train the masked net for `iterations` steps from the loaded weights; evaluate every `eval_every`."""
+        cfg, split, model = self.config, self.split, self.model
+        modules = dict(model.named_modules())
+        weights = [modules[n].weight for n in self.kinds]
+        mask_values = [masks[n].to(self.device, torch.float32) for n in self.kinds]
+        sparse = any(not bool(m.all()) for m in masks.values())
+        with torch.no_grad():
+            if sparse:
+                torch._foreach_mul_(weights, mask_values)
+        fused = self.device.type in ("cuda", "cpu")
+        optimizer = torch.optim.Adam(model.parameters(), lr=cfg.learning_rate, fused=fused)
+        data_gen = generator(cfg.seed, STREAM_DATA, r)
+        running = torch.zeros((), device=self.device)
+        points: list[torch.Tensor] = []
+        keep_es = cfg.save_early_stop
+        best_loss = torch.full((), float("inf"), device=self.device)
+        best = [t.detach().clone() for t in model.state_dict().values()] if keep_es else None
+        rewind = None
+        it, n = 0, len(split.x_train)
+        model.train()
+        while it < cfg.iterations:
+            for idx in epoch_batches(n, cfg.batch_size, data_gen, self.device):
+                loss = F.cross_entropy(model(split.x_train[idx]), split.y_train[idx])
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                if sparse:
+                    with torch.no_grad():
+                        torch._foreach_mul_(weights, mask_values)  # pruned weights stay exactly zero
+                running += loss.detach()
+                it += 1
+                if it == capture_at:
+                    rewind = cpu_state(model)
+                if it % cfg.eval_every == 0:
+                    model.eval()
+                    val_loss, val_acc = evaluate(model, split.x_val, split.y_val)
+                    test_loss, test_acc = evaluate(model, split.x_test, split.y_test)
+                    model.train()
+                    points.append(torch.stack([running / cfg.eval_every, val_loss, val_acc, test_loss, test_acc]))
+                    running = torch.zeros((), device=self.device)
+                    if keep_es:  # keep the weights at the lowest validation loss, without a host sync
+                        better = val_loss < best_loss
+                        best_loss = torch.where(better, val_loss, best_loss)
+                        with torch.no_grad():
+                            for b, t in zip(best, model.state_dict().values()):
+                                b.copy_(torch.where(better, t, b))
+                    if self.progress:
+                        self.progress(r, it)
+                if it == cfg.iterations:
+                    break
+        history = torch.stack(points).to("cpu", torch.float64).numpy()
+        es_state = ({k: b.to("cpu") for k, b in zip(model.state_dict().keys(), best)} if keep_es else None)
+        return history, es_state, rewind
+
+    def _record(self, r: int, masks, history: np.ndarray, seconds: float) -> dict:
+        cfg = self.config
+        values = {name: history[:, i].tolist() for i, name in enumerate(METRICS)}
+        es = early_stop_index(values["val_loss"])
+        return {"round": r, "method": cfg.method, "sparsity": density(masks),
+                "layer_sparsity": layer_density(masks),
+                "iterations": [(k + 1) * cfg.eval_every for k in range(len(history))], **values,
+                "early_stop_index": es, "early_stop_iteration": (es + 1) * cfg.eval_every,
+                **{f"{m}_at_early_stop": values[m][es] for m in METRICS},
+                **{f"final_{m}": values[m][-1] for m in METRICS},
+                "seconds": seconds}
+
+    def run(self) -> list[dict]:
+        while not self.done:
+            self.run_round()
+        return self.records
+
+
+def _layer_weights(state: dict[str, torch.Tensor], kinds: dict[str, str]) -> dict[str, torch.Tensor]:
+    return {n: state[f"{n}.weight"] for n in kinds}
+
+
+# ------------------------------------------------------------------ state files
+
+def save_state(state: dict, path: str | os.PathLike) -> None:
+    """Atomic torch.save: a crash mid-write never leaves a half-written state file behind."""
+    tmp = f"{path}.tmp-{os.getpid()}"
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def load_state(path: str | os.PathLike) -> dict:
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def summary(record: dict) -> dict:
+    """The one-line view of a finished round (what the CLI prints and Tune reports)."""
+    return {"round": record["round"], "method": record["method"], "sparsity": round(record["sparsity"], 6),
+            "early_stop_iteration": record["early_stop_iteration"],
+            "val_acc_at_early_stop": record["val_acc_at_early_stop"],
+            "test_acc_at_early_stop": record["test_acc_at_early_stop"],
+            "final_val_acc": record["final_val_acc"], "final_test_acc": record["final_test_acc"],
+            "seconds": round(record["seconds"], 3)}
+
+
+# ------------------------------------------------------------------ CLI
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m lth_ray.trajectory",
+                                description="Run one IMP trajectory without Ray; one JSON line per round.")
+    p.add_argument("--preset", default="lenet", help=f"one of {', '.join(PRESETS)}")
+    p.add_argument("--dataset", help="mnist, fashion-mnist or cifar10 (default: the preset's)")
+    p.add_argument("--data-root", help="folder holding the data set in torchvision's layout")
+    p.add_argument("--download", action="store_true", help="let torchvision download a missing data set")
+    p.add_argument("--rounds", type=int, default=None, help="pruning rounds after the dense round 0")
+    p.add_argument("--iterations", type=int, help="training iterations per round (default: the preset's)")
+    p.add_argument("--eval-every", type=int, default=None)
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--prune-rate-fc", type=float, default=None)
+    p.add_argument("--prune-rate-conv", type=float, default=None)
+    p.add_argument("--pruning", default=None, help="layerwise or global")
+    p.add_argument("--method", default=None, help="imp, random-prune or one-shot")
+    p.add_argument("--rewind-iteration", type=int, default=None)
+    p.add_argument("--activation", default=None, help="relu or tanh")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--save-state", help="write the trajectory state here after every round")
+    p.add_argument("--resume", help="continue from a state file written by --save-state")
+    return p
+
+
+def config_from_args(a: argparse.Namespace) -> TrajectoryConfig:
+    return from_preset(a.preset, dataset=a.dataset, data_root=a.data_root, rounds=a.rounds,
+                       iterations=a.iterations, eval_every=a.eval_every, seed=a.seed,
+                       prune_rate_fc=a.prune_rate_fc, prune_rate_conv=a.prune_rate_conv, pruning=a.pruning,
+                       method=a.method, rewind_iteration=a.rewind_iteration, activation=a.activation,
+                       device=a.device)
+
+
+def main(argv: list[str] | None = None) -> int:
+    a = build_parser().parse_args(argv)
+    try:
+        if a.rounds is None:
+            a.rounds = 20
+        config = config_from_args(a)
+        if config.method == "reinit":
+            raise ConfigError("method='reinit' needs a ticket's masks: run it through a sweep (--baselines reinit)")
+        if a.threads:
+            torch.set_num_threads(a.threads)
+        device = resolve_device(config.device)
+        split = load_split(config.dataset, config.data_root, device, download=a.download)
+        state = load_state(a.resume) if a.resume else None
+        trajectory = Trajectory(config, split, state)
+    except (ConfigError, DataError, ValueError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    while not trajectory.done:
+        record = trajectory.run_round()
+        if a.save_state:
+            save_state(trajectory.state, a.save_state)
+        print(json.dumps(summary(record)), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
