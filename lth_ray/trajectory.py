@@ -117,7 +117,7 @@ class Trajectory:
         r, cfg = self.next_round, self.config
         masks, start = self._mask_and_start(r)
         packed = pack_masks(masks)
-        if cfg.mask_store and cfg.method == "imp":
+        if cfg.mask_store and cfg.method in ("imp", "one-shot"):
             maskstore.publish(cfg.mask_store, r, packed)
         self.model.load_state_dict(start)
         capture = cfg.rewind_iteration if (r == 0 and self.state["rewind"] is None) else None

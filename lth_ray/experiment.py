@@ -1,0 +1,94 @@
+"""Read a Tune experiment folder (local path or URI): its trials, their configs, statuses and latest states.
+
+Shared by the exporter and the analysis. It reads files only, through `ray.tune.ExperimentAnalysis` and
+pyarrow filesystems, so it works without a running Ray, on a sweep still running, and on cloud storage.
+The trajectory state in a trial's newest readable checkpoint is the source of truth for its histories
+(Tune's result rows can repeat a round after a restart; the state cannot).
+"""
+from __future__ import annotations
+
+import io
+import re
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+
+import torch
+from pyarrow import fs as pafs
+
+from .config import TrajectoryConfig
+
+STATE_FILE = "state.pt"  # the name the trainable writes inside each checkpoint folder
+CHECKPOINT_RE = re.compile(r"^checkpoint_(\d+)$")
+
+
+class ExperimentError(ValueError):
+    """The folder is not a readable lth_ray Tune experiment; the message names the folder or file."""
+
+
+@dataclass
+class TrialResult:
+    trial_id: str
+    status: str              # Tune's: TERMINATED, ERROR, RUNNING, PENDING, PAUSED
+    path: str                # the trial folder on `filesystem`
+    config: TrajectoryConfig
+    state: dict | None       # latest trajectory state; None when no round has finished yet
+    error: str | None = None  # why the state could not be read, if it could not
+
+    @property
+    def rounds_done(self) -> list[int]:
+        return [rec["round"] for rec in self.state["records"]] if self.state else []
+
+    @property
+    def complete(self) -> bool:
+        return bool(self.state) and self.state["next_round"] > self.config.rounds
+
+
+def filesystem_and_path(uri: str) -> tuple[pafs.FileSystem, str]:
+    if "://" in str(uri):
+        return pafs.FileSystem.from_uri(str(uri))
+    from pathlib import Path
+    return pafs.LocalFileSystem(), str(Path(uri).expanduser().resolve())
+
+
+def open_analysis(experiment: str):
+    """`ray.tune.ExperimentAnalysis` of a folder or URI, or an `ExperimentError` naming it."""
+    from ray.tune import ExperimentAnalysis
+    fs, path = filesystem_and_path(experiment)
+    if fs.get_file_info(path).type != pafs.FileType.Directory:
+        raise ExperimentError(f"{experiment} is not a folder")
+    try:
+        return ExperimentAnalysis(path, storage_filesystem=fs)
+    except (ValueError, FileNotFoundError) as err:
+        first = str(err).splitlines()[0]
+        raise ExperimentError(f"{experiment} is not a Tune experiment folder ({first})") from None
+
+
+def _read_state(fs: pafs.FileSystem, trial_path: str) -> tuple[dict | None, str | None]:
+    """The trajectory state of the newest checkpoint that reads; older ones are fallbacks for torn copies."""
+    selector = pafs.FileSelector(trial_path, allow_not_found=True)
+    names = [PurePosixPath(i.path).name for i in fs.get_file_info(selector) if i.type == pafs.FileType.Directory]
+    checkpoints = sorted((int(m.group(1)), n) for n in names if (m := CHECKPOINT_RE.match(n)))
+    error = None
+    for _, name in reversed(checkpoints):
+        try:
+            with fs.open_input_stream(f"{trial_path}/{name}/{STATE_FILE}") as f:
+                return torch.load(io.BytesIO(f.read()), map_location="cpu", weights_only=True), None
+        except Exception as err:  # a torn or foreign checkpoint: say which, try the one before
+            error = f"{trial_path}/{name}/{STATE_FILE}: {type(err).__name__}: {err}"
+    return None, error
+
+
+def load_trials(experiment: str, analysis=None) -> list[TrialResult]:
+    """Every trial of the experiment with its config, status and latest state, in the sweep's order."""
+    analysis = analysis or open_analysis(experiment)
+    fs, root = filesystem_and_path(experiment)
+    trials = []
+    for trial in analysis.trials:
+        if "trajectory" not in trial.config:
+            raise ExperimentError(f"{experiment}: trial {trial.trial_id} was not made by lth_ray "
+                                  "(no 'trajectory' in its config)")
+        config = TrajectoryConfig.from_dict(trial.config["trajectory"])
+        trial_path = f"{root}/{PurePosixPath(trial.path).name}"
+        state, error = _read_state(fs, trial_path)
+        trials.append(TrialResult(trial.trial_id, str(trial.status), trial_path, config, state, error))
+    return trials

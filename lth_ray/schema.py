@@ -1,0 +1,36 @@
+"""The Parquet schema of an export: fixed column names and types (documented in the README).
+
+`histories.parquet`: one row per (trial, round, evaluation point).
+`rounds.parquet`: one row per (trial, round), with per-layer density in columns `sparsity.<layer>`
+(NaN where an arch has no such layer). "sparsity" follows the thesis: the fraction of weights REMAINING.
+"""
+from __future__ import annotations
+
+import pyarrow as pa
+
+from .trajectory import METRICS
+
+IDENTITY = [
+    ("experiment", pa.string()), ("trial_id", pa.string()), ("trajectory", pa.string()),
+    ("arch", pa.string()), ("dataset", pa.string()), ("seed", pa.int64()), ("method", pa.string()),
+    ("pruning", pa.string()), ("prune_rate_fc", pa.float64()), ("prune_rate_conv", pa.float64()),
+    ("rewind_iteration", pa.int64()), ("activation", pa.string()), ("round", pa.int64()),
+    ("sparsity", pa.float64()),
+]
+
+HISTORIES = pa.schema(IDENTITY + [("iteration", pa.int64())] + [(m, pa.float64()) for m in METRICS])
+
+ROUNDS_FIXED = pa.schema(
+    IDENTITY
+    + [("iterations", pa.int64()), ("eval_every", pa.int64()), ("early_stop_index", pa.int64()),
+       ("early_stop_iteration", pa.int64())]
+    + [(f"{m}_at_early_stop", pa.float64()) for m in METRICS]
+    + [(f"final_{m}", pa.float64()) for m in METRICS]
+    + [("seconds", pa.float64()), ("status", pa.string()), ("complete", pa.bool_())])
+
+LAYER_PREFIX = "sparsity."
+
+
+def rounds_schema(layers: list[str]) -> pa.Schema:
+    """rounds.parquet's schema for an experiment whose nets have these prunable layers (in order)."""
+    return pa.schema(list(ROUNDS_FIXED) + [pa.field(f"{LAYER_PREFIX}{name}", pa.float64()) for name in layers])

@@ -1,0 +1,364 @@
+"""The sweep CLI shared by `sweeps/*.py`: arguments -> `SweepSpec` -> Ray Tune `Tuner` -> results + export.
+
+One trial per trajectory (arch x prune rates x seed x method). Tickets are listed before their baselines so
+they get resources first: a random re-init trial waits for its ticket's mask of each round. Every trial
+checkpoints after every round and resumes from it after a crash; `--resume` continues a killed sweep.
+"""
+from __future__ import annotations
+
+import argparse
+import itertools
+import math
+import os
+import socket
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+
+from .config import PRESETS, ConfigError, TrajectoryConfig, from_preset
+
+BASELINES = ("reinit", "random-prune")
+
+
+@dataclass(frozen=True)
+class SweepDefaults:
+    """What differs between the sweep modules: which archs and data sets make sense, how to share a GPU."""
+    prog: str
+    archs: tuple[str, ...]
+    datasets: tuple[str, ...]
+    gpus_per_trial: float
+
+
+@dataclass(frozen=True)
+class SweepSpec:
+    """A validated sweep: the trajectories to run and how and where to run them."""
+    name: str
+    storage: str                       # absolute folder or URI; the experiment is <storage>/<name>
+    trajectories: tuple[TrajectoryConfig, ...]
+    cpus_per_trial: float = 1.0
+    gpus_per_trial: float = 0.0
+    num_gpus: float | None = None
+    address: str | None = None
+    resume: bool = False
+    max_failures: int = 3
+    keep_checkpoints: int = 2
+    download: bool = False
+    export: bool = True
+    reuse_actors: bool = True
+    dry_run: bool = False
+    labels: tuple[str, ...] = field(default=())
+
+    @property
+    def experiment(self) -> str:
+        return f"{self.storage.rstrip('/')}/{self.name}"
+
+
+def trajectory_key(cfg: TrajectoryConfig) -> str:
+    """A readable, unique name of a trajectory (trial names, mask stores, logs)."""
+    conv = f"-conv{cfg.prune_rate_conv:g}" if cfg.plan_conv else ""
+    rewind = f"-rw{cfg.rewind_iteration}" if cfg.rewind_iteration else ""
+    return f"{cfg.arch}-{cfg.dataset}-{cfg.method}-{cfg.pruning}-fc{cfg.prune_rate_fc:g}{conv}{rewind}-s{cfg.seed}"
+
+
+# ------------------------------------------------------------------ parsing (the edge: everything is checked here)
+
+def _int_list(text: str, what: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise ConfigError(f"{what}={text!r} is not a comma-separated list of integers") from None
+    if not values:
+        raise ConfigError(f"{what}={text!r} is empty; give at least one value")
+    return values
+
+
+def _float_list(text: str, what: str) -> list[float]:
+    try:
+        values = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise ConfigError(f"{what}={text!r} is not a comma-separated list of numbers") from None
+    if not values:
+        raise ConfigError(f"{what}={text!r} is empty; give at least one value")
+    return values
+
+
+def parse_seeds(text: str) -> list[int]:
+    """'3' means seeds 0, 1, 2; '0,5,7' means exactly those."""
+    values = _int_list(text, "--seeds")
+    if len(values) == 1 and "," not in text:
+        if values[0] < 1:
+            raise ConfigError(f"--seeds={text!r} must be at least 1 (a count) or a comma-separated list")
+        return list(range(values[0]))
+    if any(v < 0 for v in values) or len(set(values)) != len(values):
+        raise ConfigError(f"--seeds={text!r} must list distinct non-negative seeds")
+    return values
+
+
+def build_parser(defaults: SweepDefaults) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=defaults.prog, description="Iterative Magnitude Pruning sweep on Ray Tune.")
+    g = p.add_argument_group("what to sweep")
+    g.add_argument("--archs", default=",".join(defaults.archs), help=f"comma list of {', '.join(defaults.archs)}")
+    g.add_argument("--seeds", default="1", help="a count N (seeds 0..N-1) or a comma list of seeds")
+    g.add_argument("--prune-rates", help="comma list of fc prune rates (default: the preset's)")
+    g.add_argument("--conv-prune-rates", help="comma list of conv prune rates (default: the preset's)")
+    g.add_argument("--baselines", default="", help="comma list of reinit, random-prune")
+    g.add_argument("--rewind-iteration", type=int, default=0, help="late rewinding to iteration k (default 0)")
+    g.add_argument("--one-shot", action="store_true", help="find tickets by one-shot instead of iterative pruning")
+    g.add_argument("--pruning", default="layerwise", help="layerwise or global magnitude pruning")
+    g.add_argument("--activation", default="relu", help="relu or tanh")
+    g = p.add_argument_group("how long")
+    g.add_argument("--rounds", type=int, default=None, help="pruning rounds after the dense round 0 (default 20)")
+    g.add_argument("--iterations", type=int, help="training iterations per round (default: the preset's)")
+    g.add_argument("--eval-every", type=int, default=100)
+    g = p.add_argument_group("where")
+    g.add_argument("--dataset", default=defaults.datasets[0], help=f"one of {', '.join(defaults.datasets)}")
+    g.add_argument("--data-root", help="folder holding the data set in torchvision's layout")
+    g.add_argument("--download", action="store_true", help="let torchvision download a missing data set")
+    g = p.add_argument_group("resources")
+    g.add_argument("--num-gpus", type=float, default=None, help="total GPUs the sweep may use")
+    g.add_argument("--gpus-per-trial", type=float, default=None,
+                   help=f"fraction of a GPU per trial (default {defaults.gpus_per_trial:g} when GPUs exist)")
+    g.add_argument("--cpus-per-trial", type=float, default=1.0)
+    g.add_argument("--address", help="an existing Ray cluster ('auto' or host:port); default: a local Ray")
+    g = p.add_argument_group("bookkeeping")
+    g.add_argument("--storage", default="results", help="folder or URI (s3://, gs://, file://) for results")
+    g.add_argument("--name", help="experiment name (default: <prog>-<time>)")
+    g.add_argument("--resume", action="store_true", help="continue the interrupted sweep --name")
+    g.add_argument("--max-failures", type=int, default=3, help="retries per trial after a crash")
+    g.add_argument("--keep-checkpoints", type=int, default=2, help="full checkpoints kept per trial (>= 1)")
+    g.add_argument("--no-early-stop-weights", action="store_true",
+                   help="do not keep each round's early-stop weights (smaller checkpoints)")
+    g.add_argument("--no-export", action="store_true", help="skip the export at the end")
+    g.add_argument("--dry-run", action="store_true", help="print the trial grid and resources, run nothing")
+    return p
+
+
+def _resolve_storage(text: str) -> str:
+    if "://" in text:
+        return text.rstrip("/")
+    return os.path.abspath(os.path.expanduser(text))  # a relative folder means the user's cwd, made absolute here
+
+
+def spec_from_args(a: argparse.Namespace, defaults: SweepDefaults) -> SweepSpec:
+    archs = [s.strip() for s in a.archs.split(",") if s.strip()]
+    if not archs:
+        raise ConfigError(f"--archs={a.archs!r} is empty; allowed: {', '.join(defaults.archs)}")
+    for arch in archs:
+        if arch not in defaults.archs:
+            raise ConfigError(f"--archs: {arch!r} is not allowed here; allowed: {', '.join(defaults.archs)}")
+    if a.dataset not in defaults.datasets:
+        raise ConfigError(f"--dataset={a.dataset!r} is not allowed here; allowed: {', '.join(defaults.datasets)}")
+    seeds = parse_seeds(a.seeds)
+    baselines = [b.strip() for b in a.baselines.split(",") if b.strip()]
+    for b in baselines:
+        if b not in BASELINES:
+            raise ConfigError(f"--baselines: {b!r} is unknown; allowed: {', '.join(BASELINES)}")
+    if a.num_gpus is not None and a.num_gpus < 0:
+        raise ConfigError(f"--num-gpus={a.num_gpus:g} must be >= 0")
+    gpt = a.gpus_per_trial
+    if gpt is not None and (gpt < 0 or (gpt > 1 and gpt != int(gpt))):
+        raise ConfigError(f"--gpus-per-trial={gpt:g} is not allowed; use a fraction in [0, 1] or a whole number")
+    if gpt is not None and a.num_gpus is not None and gpt > a.num_gpus:
+        raise ConfigError(f"--gpus-per-trial={gpt:g} exceeds --num-gpus={a.num_gpus:g}")
+    if a.cpus_per_trial <= 0:
+        raise ConfigError(f"--cpus-per-trial={a.cpus_per_trial:g} must be positive")
+    if a.max_failures < 0:
+        raise ConfigError(f"--max-failures={a.max_failures} must be >= 0")
+    if a.keep_checkpoints < 1:
+        raise ConfigError(f"--keep-checkpoints={a.keep_checkpoints} must be >= 1 (the latest holds every round)")
+    if a.resume and not a.name:
+        raise ConfigError("--resume needs --name of the sweep to continue")
+    name = a.name or f"{defaults.prog.split('.')[-1]}-{time.strftime('%Y%m%d-%H%M%S')}"
+    if not name or "/" in name or name.startswith("."):
+        raise ConfigError(f"--name={name!r} is not allowed; use a plain folder name")
+    storage = _resolve_storage(a.storage)
+    experiment = f"{storage}/{name}"
+    rounds = 20 if a.rounds is None else a.rounds
+    tickets, baseline_trials = [], []
+    for arch in archs:
+        preset = PRESETS[arch]
+        fc_rates = _float_list(a.prune_rates, "--prune-rates") if a.prune_rates else [preset.prune_rate_fc]
+        conv_rates = (_float_list(a.conv_prune_rates, "--conv-prune-rates") if a.conv_prune_rates and preset.plan_conv
+                      else [preset.prune_rate_conv])
+        for fc, conv, seed in itertools.product(fc_rates, conv_rates, seeds):
+            ticket = from_preset(arch, dataset=a.dataset, data_root=a.data_root, rounds=rounds,
+                                 iterations=a.iterations, eval_every=a.eval_every, prune_rate_fc=fc,
+                                 prune_rate_conv=conv, pruning=a.pruning, activation=a.activation, seed=seed,
+                                 method="one-shot" if a.one_shot else "imp", rewind_iteration=a.rewind_iteration,
+                                 save_early_stop=not a.no_early_stop_weights)
+            if "reinit" in baselines:
+                ticket = ticket.replace(mask_store=f"{experiment}/masks/{trajectory_key(ticket)}")
+                baseline_trials.append(ticket.replace(method="reinit"))
+            if "random-prune" in baselines:
+                baseline_trials.append(ticket.replace(method="random-prune", mask_store=None))
+            tickets.append(ticket)
+    trajectories = tuple(tickets + baseline_trials)
+    keys = [trajectory_key(t) for t in trajectories]
+    if len(set(keys)) != len(keys):
+        raise ConfigError("the sweep lists the same trajectory twice; check --seeds and the rate lists")
+    return SweepSpec(name=name, storage=storage, trajectories=trajectories, cpus_per_trial=a.cpus_per_trial,
+                     gpus_per_trial=gpt if gpt is not None else -1.0, num_gpus=a.num_gpus, address=a.address,
+                     resume=a.resume, max_failures=a.max_failures, keep_checkpoints=a.keep_checkpoints,
+                     download=a.download, export=not a.no_export, dry_run=a.dry_run, labels=tuple(keys))
+
+
+# ------------------------------------------------------------------ checks that touch the outside world
+
+def check_storage(spec: SweepSpec) -> None:
+    """The experiment folder must be new (or, with --resume, an experiment), and the storage writable."""
+    from pyarrow import fs as pafs
+
+    from .experiment import filesystem_and_path
+    fs, path = filesystem_and_path(spec.experiment)
+    exists = fs.get_file_info(path).type != pafs.FileType.NotFound
+    if spec.resume:
+        from ray.tune import Tuner
+        if not exists or not Tuner.can_restore(spec.experiment):
+            raise ConfigError(f"--resume: {spec.experiment} is not a Tune experiment to continue")
+        return
+    if exists:
+        raise ConfigError(f"experiment {spec.experiment} already exists; pass --resume to continue it "
+                          "or choose another --name")
+    if "://" not in spec.storage:
+        try:
+            os.makedirs(spec.storage, exist_ok=True)
+            probe = os.path.join(spec.storage, f".lth_ray-probe-{uuid.uuid4().hex}")
+            with open(probe, "w") as f:
+                f.write("ok")
+            os.remove(probe)
+        except OSError as err:
+            raise ConfigError(f"--storage {spec.storage} is not writable ({err.strerror})") from None
+
+
+def check_address(address: str) -> None:
+    """Fail fast with one line when host:port does not answer (ray.init would hang or print pages)."""
+    if address in ("auto", "local") or address.startswith("ray://"):
+        return
+    host, _, port = address.rpartition(":")
+    try:
+        with socket.create_connection((host or "127.0.0.1", int(port)), timeout=5):
+            pass
+    except (OSError, ValueError):
+        raise ConfigError(f"--address {address} is unreachable (no Ray head answers there)") from None
+
+
+def start_ray(spec: SweepSpec) -> None:
+    import ray
+    if spec.address:
+        check_address(spec.address)
+        try:
+            ray.init(address=spec.address, log_to_driver=False)
+        except (ConnectionError, RuntimeError) as err:
+            raise ConfigError(f"--address {spec.address}: cannot connect ({str(err).splitlines()[0]})") from None
+    else:
+        os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+        ray.init(num_gpus=spec.num_gpus, include_dashboard=False, log_to_driver=False)
+
+
+def gpus_per_trial(spec: SweepSpec, defaults: SweepDefaults, cluster_gpus: float) -> float:
+    if spec.gpus_per_trial >= 0:
+        return spec.gpus_per_trial
+    available = cluster_gpus if spec.num_gpus is None else min(spec.num_gpus, cluster_gpus)
+    return defaults.gpus_per_trial if available > 0 else 0.0
+
+
+def max_concurrent(spec: SweepSpec, gpt: float) -> int:
+    """With --num-gpus on a shared cluster, never hold more GPUs than asked for."""
+    if spec.num_gpus is None or gpt <= 0:
+        return 0
+    return max(1, math.floor(spec.num_gpus / gpt + 1e-9))
+
+
+# ------------------------------------------------------------------ running
+
+def make_tuner(spec: SweepSpec, gpt: float):
+    from ray import tune
+
+    from .trainable import run_trial
+    trainable = tune.with_resources(run_trial, {"cpu": spec.cpus_per_trial, "gpu": gpt})
+    if spec.resume:
+        return tune.Tuner.restore(spec.experiment, trainable=trainable, resume_errored=True, resume_unfinished=True)
+    from ray.tune import CLIReporter
+    threads = max(1, int(spec.cpus_per_trial))
+    param_space = {"trajectory": tune.grid_search([t.to_dict() for t in spec.trajectories]),
+                   "threads": threads, "download": spec.download}
+    reporter = CLIReporter(
+        parameter_columns={"trajectory/arch": "arch", "trajectory/method": "method", "trajectory/seed": "seed",
+                           "trajectory/prune_rate_fc": "fc_rate"},
+        metric_columns={"round": "round", "sparsity": "sparsity", "test_acc_at_early_stop": "test_acc@es",
+                        "early_stop_iteration": "es_iter", "rounds_done": "done"},
+        max_report_frequency=30)
+    return tune.Tuner(
+        trainable, param_space=param_space,
+        tune_config=tune.TuneConfig(reuse_actors=spec.reuse_actors, max_concurrent_trials=max_concurrent(spec, gpt),
+                                    trial_name_creator=_trial_name, trial_dirname_creator=_trial_dirname),
+        run_config=tune.RunConfig(
+            name=spec.name, storage_path=spec.storage, progress_reporter=reporter, verbose=1,
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=spec.keep_checkpoints),
+            failure_config=tune.FailureConfig(max_failures=spec.max_failures)))
+
+
+def _trial_name(trial) -> str:
+    return trajectory_key(TrajectoryConfig.from_dict(trial.config["trajectory"]))
+
+
+def _trial_dirname(trial) -> str:
+    return f"{_trial_name(trial)}_{trial.trial_id}"
+
+
+def describe(spec: SweepSpec, gpt: float | None = None) -> str:
+    gpus = "auto" if gpt is None else f"{gpt:g}"
+    lines = [f"experiment: {spec.experiment}{' (resume)' if spec.resume else ''}",
+             f"trials: {len(spec.trajectories)}; per trial: {spec.cpus_per_trial:g} CPU, {gpus} GPU; "
+             f"sweep GPUs: {'all available' if spec.num_gpus is None else f'{spec.num_gpus:g}'}; "
+             f"ray: {spec.address or 'local (embedded)'}"]
+    for t, key in zip(spec.trajectories, spec.labels):
+        lines.append(f"  {key}: rounds {t.first_round}..{t.rounds}, {t.iterations} iterations/round, eval every {t.eval_every}")
+    return "\n".join(lines)
+
+
+def run(spec: SweepSpec, defaults: SweepDefaults) -> int:
+    """Run (or resume) the sweep; returns the exit code (0 when every trial finished)."""
+    import ray
+    check_storage(spec)
+    start_ray(spec)
+    try:
+        gpt = gpus_per_trial(spec, defaults, ray.cluster_resources().get("GPU", 0.0))
+        print(describe(spec, gpt), flush=True)
+        grid = make_tuner(spec, gpt).fit()
+    finally:
+        ray.shutdown()
+    statuses = {}
+    for result in grid:
+        status = "ERROR" if result.error else "TERMINATED"
+        statuses[status] = statuses.get(status, 0) + 1
+    from .experiment import load_trials
+    trials = load_trials(spec.experiment)
+    unfinished = [t.trial_id for t in trials if not t.complete]
+    print(f"sweep {spec.name}: {sum(t.complete for t in trials)}/{len(trials)} trajectories complete"
+          + (f"; unfinished: {', '.join(unfinished)} (continue with --resume)" if unfinished else ""))
+    if spec.export:
+        from .export import export_experiment
+        out = export_experiment(spec.experiment, force=True)
+        print(f"exported to {out}")
+    print(f"results: {spec.experiment}\n"
+          f"analyse: python -m lth_ray.report {spec.experiment}   (or notebooks/ExperimentEvaluation.ipynb "
+          f"with LTH_EXPERIMENT={spec.experiment})")
+    return 0 if not unfinished else 1
+
+
+def main(defaults: SweepDefaults, argv: list[str] | None = None) -> int:
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # Tune's table reporter with our columns
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    args = build_parser(defaults).parse_args(argv)
+    try:
+        spec = spec_from_args(args, defaults)
+        if spec.dry_run:
+            print(describe(spec))
+            return 0
+        return run(spec, defaults)
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2

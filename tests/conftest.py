@@ -1,0 +1,108 @@
+"""Shared fixtures: tiny data sets in torchvision's on-disk formats, one Ray cluster per session, a tiny sweep.
+
+The Ray cluster is a real local two-node cluster (`ray.cluster_utils.Cluster`: a head with 0 CPUs and two
+worker nodes with 1 CPU and 4 logical GPUs each), started once per session. The pytest process does not stay
+connected to it: sweeps connect with `--address`, like a user's driver would.
+"""
+from __future__ import annotations
+
+import gzip
+import os
+import pickle
+import struct
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+
+ROOT = Path(__file__).resolve().parents[1]
+PYTHON = sys.executable
+FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+
+
+def write_idx(path: Path, array: np.ndarray, compress: bool = False) -> None:
+    """MNIST's IDX format: zero, zero, dtype 0x08 (uint8), ndim, big-endian dims, raw bytes."""
+    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(struct.pack(">I", d) for d in array.shape)
+    data = header + np.ascontiguousarray(array, dtype=np.uint8).tobytes()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(gzip.compress(data) if compress else data)
+
+
+def make_mnist_like(root: Path, folder: str = "MNIST", n_train: int = 5600, n_test: int = 500, seed: int = 0):
+    """A learnable tiny MNIST look-alike in torchvision's layout: class c lights up a band of rows."""
+    rng = np.random.default_rng(seed)
+
+    def sample(n):
+        y = rng.integers(0, 10, n)
+        x = rng.integers(0, 60, (n, 28, 28))
+        for i, c in enumerate(y):
+            x[i, 2 * c + 4: 2 * c + 7, 4:24] += 180
+        return x.clip(0, 255).astype(np.uint8), y.astype(np.uint8)
+
+    raw = root / folder / "raw"
+    for prefix, n in (("train", n_train), ("t10k", n_test)):
+        x, y = sample(n)
+        write_idx(raw / f"{prefix}-images-idx3-ubyte", x)
+        write_idx(raw / f"{prefix}-labels-idx1-ubyte", y)
+    return root
+
+
+def make_cifar10_like(root: Path, per_batch: int = 1200, n_test: int = 500, seed: int = 0):
+    """CIFAR-10's pickled python batches (data_batch_1..5, test_batch) with small random images."""
+    rng = np.random.default_rng(seed)
+    folder = root / "cifar-10-batches-py"
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, n in [(f"data_batch_{i}", per_batch) for i in range(1, 6)] + [("test_batch", n_test)]:
+        labels = rng.integers(0, 10, n)
+        data = rng.integers(0, 256, (n, 3 * 32 * 32)).astype(np.uint8)
+        with open(folder / name, "wb") as f:
+            pickle.dump({"data": data, "labels": labels.tolist(), "batch_label": name.encode()}, f)
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_mnist(tmp_path_factory) -> Path:
+    return make_mnist_like(tmp_path_factory.mktemp("tiny-mnist"))
+
+
+@pytest.fixture(scope="session")
+def tiny_cifar10(tmp_path_factory) -> Path:
+    return make_cifar10_like(tmp_path_factory.mktemp("tiny-cifar10"))
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """A local two-node Ray cluster with logical GPUs; yields its address for `--address`."""
+    from ray.cluster_utils import Cluster
+    cluster = Cluster(initialize_head=True, connect=False,
+                      head_node_args={"num_cpus": 0, "include_dashboard": False})
+    for _ in range(2):
+        cluster.add_node(num_cpus=1, num_gpus=4)
+    cluster.wait_for_nodes()
+    yield cluster
+    cluster.shutdown()
+
+
+def sweep_argv(data_root: Path, storage: Path, name: str, *extra: str) -> list[str]:
+    """A tiny Lenet sweep: 2 rounds of 200 iterations, evaluated every 50."""
+    return ["--dataset", "mnist", "--data-root", str(data_root), "--rounds", "2", "--iterations", "200",
+            "--eval-every", "50", "--storage", str(storage), "--name", name, *extra]
+
+
+@pytest.fixture(scope="session")
+def tiny_experiment(tmp_path_factory, tiny_mnist, ray_cluster) -> Path:
+    """A finished tiny sweep (2 seeds, ticket + reinit + random-prune), exported: <storage>/<name>."""
+    from lth_ray.sweep import main
+    from sweeps.lenet_mnist import DEFAULTS
+    storage = tmp_path_factory.mktemp("storage")
+    argv = sweep_argv(tiny_mnist, storage, "tiny", "--seeds", "2", "--baselines", "reinit,random-prune",
+                      "--address", ray_cluster.address)
+    assert main(DEFAULTS, argv) == 0
+    return storage / "tiny"
