@@ -64,6 +64,9 @@ def make_cifar10_like(root: Path, per_batch: int = 1200, n_test: int = 500, seed
         data = rng.integers(0, 256, (n, 3 * 32 * 32)).astype(np.uint8)
         with open(folder / name, "wb") as f:
             pickle.dump({"data": data, "labels": labels.tolist(), "batch_label": name.encode()}, f)
+    names = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+    with open(folder / "batches.meta", "wb") as f:
+        pickle.dump({"label_names": names, "num_cases_per_batch": per_batch, "num_vis": 3072}, f)
     return root
 
 
