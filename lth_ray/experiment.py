@@ -63,19 +63,26 @@ def open_analysis(experiment: str):
         raise ExperimentError(f"{experiment} is not a Tune experiment folder ({first})") from None
 
 
-def _read_state(fs: pafs.FileSystem, trial_path: str) -> tuple[dict | None, str | None]:
-    """The trajectory state of the newest checkpoint that reads; older ones are fallbacks for torn copies."""
+def read_newest_state(fs: pafs.FileSystem, trial_path: str) -> tuple[dict | None, str | None]:
+    """The state with the most finished rounds among a trial's readable checkpoints, and any read error.
+
+    Chosen by the round inside, not by folder name: after a driver crash Tune may not know its newest
+    checkpoint and later reuse that folder's index, so names need not follow rounds. A torn or foreign
+    checkpoint is skipped and named in the error.
+    """
     selector = pafs.FileSelector(trial_path, allow_not_found=True)
     names = [PurePosixPath(i.path).name for i in fs.get_file_info(selector) if i.type == pafs.FileType.Directory]
-    checkpoints = sorted((int(m.group(1)), n) for n in names if (m := CHECKPOINT_RE.match(n)))
-    error = None
-    for _, name in reversed(checkpoints):
+    best, error = None, None
+    for name in sorted(n for n in names if CHECKPOINT_RE.match(n)):
         try:
             with fs.open_input_stream(f"{trial_path}/{name}/{STATE_FILE}") as f:
-                return torch.load(io.BytesIO(f.read()), map_location="cpu", weights_only=True), None
-        except Exception as err:  # a torn or foreign checkpoint: say which, try the one before
+                state = torch.load(io.BytesIO(f.read()), map_location="cpu", weights_only=True)
+        except Exception as err:  # a torn or foreign checkpoint: say which, use the others
             error = f"{trial_path}/{name}/{STATE_FILE}: {type(err).__name__}: {err}"
-    return None, error
+            continue
+        if best is None or state["next_round"] > best["next_round"]:
+            best = state
+    return best, error
 
 
 def load_trials(experiment: str, analysis=None) -> list[TrialResult]:
@@ -89,6 +96,6 @@ def load_trials(experiment: str, analysis=None) -> list[TrialResult]:
                                   "(no 'trajectory' in its config)")
         config = TrajectoryConfig.from_dict(trial.config["trajectory"])
         trial_path = f"{root}/{PurePosixPath(trial.path).name}"
-        state, error = _read_state(fs, trial_path)
+        state, error = read_newest_state(fs, trial_path)
         trials.append(TrialResult(trial.trial_id, str(trial.status), trial_path, config, state, error))
     return trials

@@ -1,0 +1,193 @@
+"""Sweeps on real Ray: crash a worker, kill the driver and resume, spread over two nodes, refuse bad input.
+
+Each sweep runs the real CLI (`python -m sweeps.lenet_mnist`) in a subprocess against the session's local
+two-node cluster, and its histories are compared with the same trajectories run without Ray.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import PYTHON, ROOT, sweep_argv
+from lth_ray.config import TrajectoryConfig
+from lth_ray.data import load_split
+from lth_ray.experiment import load_trials, read_newest_state
+from lth_ray.trajectory import Trajectory
+
+pytestmark = pytest.mark.e2e
+
+
+def histories(records):
+    return [{k: v for k, v in r.items() if k != "seconds"} for r in records]
+
+
+def sweep_cmd(*args: str) -> list[str]:
+    return [PYTHON, "-m", "sweeps.lenet_mnist", *args]
+
+
+def start(args: list[str], log: Path) -> subprocess.Popen:
+    return subprocess.Popen(sweep_cmd(*args), cwd=ROOT, stdout=open(log, "w"), stderr=subprocess.STDOUT,
+                            start_new_session=True)
+
+
+def wait_for(predicate, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def result_rows(experiment: Path) -> dict[str, list[dict]]:
+    rows = {}
+    for f in experiment.glob("*/result.json"):
+        text = f.read_text().strip()
+        rows[f.parent.name] = [json.loads(line) for line in text.splitlines() if line.strip()]
+    return rows
+
+
+def assert_same_as_without_ray(trials, tiny_mnist):
+    """Bitwise equal to running each trajectory alone, with the trial's thread count (1 CPU per trial)."""
+    split = load_split("mnist", str(tiny_mnist))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        for t in trials:
+            assert t.complete, (t.trial_id, t.status, t.error)
+            alone = Trajectory(t.config, split).run()
+            assert histories(t.state["records"]) == histories(alone)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_killed_worker_resumes_from_its_last_round_checkpoint(tiny_mnist, ray_cluster, tmp_path):
+    args = sweep_argv(tiny_mnist, tmp_path, "crash", "--address", ray_cluster.address, "--rounds", "3",
+                      "--iterations", "400", "--eval-every", "100", "--no-export")
+    proc = start(args, tmp_path / "log")
+    experiment = tmp_path / "crash"
+    first = wait_for(lambda: next(iter(result_rows(experiment).values()), None), 240, "round 0 reported")
+    time.sleep(0.5)  # into round 1
+    os.kill(first[0]["pid"], signal.SIGKILL)
+    assert proc.wait(timeout=300) == 0, (tmp_path / "log").read_text()[-3000:]
+    (rows,) = result_rows(experiment).values()
+    assert [r["round"] for r in rows] == [0, 1, 2, 3]  # no round reported twice
+    assert len({r["pid"] for r in rows}) == 2          # the trial really restarted in a new worker
+    assert_same_as_without_ray(load_trials(str(experiment)), tiny_mnist)
+
+
+def test_killed_driver_resumes_without_recomputing_finished_rounds(tiny_mnist, ray_cluster, tmp_path):
+    args = sweep_argv(tiny_mnist, tmp_path, "driver", "--address", ray_cluster.address, "--rounds", "3",
+                      "--iterations", "400", "--eval-every", "100", "--seeds", "2", "--no-export")
+    proc = start(args, tmp_path / "log1")
+    experiment = tmp_path / "driver"
+
+    def some_round_done():
+        states = {d.name: read_newest_state_local(d) for d in experiment.glob("lenet-*")}
+        return states if any(s and s["next_round"] >= 2 for s in states.values()) else None
+
+    before = wait_for(some_round_done, 240, "a trial finishing round 1")
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    before = {name: read_newest_state_local(experiment / name) for name in before}  # after the kill, settled
+    resumed = subprocess.run(sweep_cmd(*args, "--resume"), cwd=ROOT, capture_output=True, text=True, timeout=400)
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    trials = load_trials(str(experiment))
+    assert len(trials) == 2
+    assert_same_as_without_ray(trials, tiny_mnist)
+    by_dir = {Path(t.path).name: t for t in trials}
+    finished_before = 0
+    for name, state in before.items():
+        if state is None:
+            continue
+        for old in state["records"]:  # the same wall-clock seconds: the round was kept, not run again
+            new = by_dir[name].state["records"][old["round"]]
+            assert new["seconds"] == old["seconds"]
+            finished_before += 1
+    assert finished_before >= 2
+
+
+def read_newest_state_local(folder: Path):
+    from pyarrow import fs as pafs
+    return read_newest_state(pafs.LocalFileSystem(), str(folder))[0]
+
+
+def test_trials_spread_over_two_nodes_with_fractional_gpus(tiny_mnist, ray_cluster, tmp_path):
+    args = sweep_argv(tiny_mnist, tmp_path, "spread", "--address", ray_cluster.address, "--seeds", "4",
+                      "--rounds", "1", "--gpus-per-trial", "0.25", "--num-gpus", "8", "--no-export")
+    out = subprocess.run(sweep_cmd(*args), cwd=ROOT, capture_output=True, text=True, timeout=400)
+    assert out.returncode == 0, out.stdout[-3000:]
+    rows = [r for rs in result_rows(tmp_path / "spread").values() for r in rs]
+    assert len({r["node_id"] for r in rows}) == 2
+    assert all(r["gpus"] == 0.25 for r in rows)
+    assert all(r["cuda_visible_devices"] != "" for r in rows)  # Ray handed each trial a (logical) GPU
+    assert all(r["device"] == "cpu" for r in rows)             # and the trial fell back to the CPU
+
+
+def test_embedded_local_ray_sweep_with_export(tiny_mnist, tmp_path):
+    """No --address: the command starts its own Ray, runs, exports and says where the results are."""
+    args = sweep_argv(tiny_mnist, tmp_path, "local", "--num-gpus", "0", "--rounds", "1")
+    out = subprocess.run(sweep_cmd(*args), cwd=ROOT, capture_output=True, text=True, timeout=400)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    assert f"results: {tmp_path / 'local'}" in out.stdout
+    assert (tmp_path / "local" / "export" / "rounds.parquet").exists()
+    (trial,) = load_trials(str(tmp_path / "local"))
+    assert [r["round"] for r in trial.state["records"]] == [0, 1]
+
+
+def test_dry_run_prints_the_grid_and_runs_nothing(tmp_path):
+    out = subprocess.run([PYTHON, "-m", "sweeps.conv_cifar10", "--num-gpus", "8", "--seeds", "2", "--baselines",
+                          "reinit", "--storage", str(tmp_path), "--name", "dry", "--dry-run"],
+                         cwd=ROOT, capture_output=True, text=True)
+    assert out.returncode == 0
+    assert "trials: 12" in out.stdout and "conv6-cifar10-reinit-layerwise-fc0.2-conv0.15-s1" in out.stdout
+    assert not (tmp_path / "dry").exists()
+
+
+@pytest.mark.parametrize("extra, fragment", [
+    (["--archs", "lenet5"], "'lenet5' is not allowed here"),
+    (["--seeds", ","], "--seeds=',' is empty"),
+    (["--seeds", "0"], "--seeds='0' must be at least 1"),
+    (["--num-gpus", "-1"], "--num-gpus=-1 must be >= 0"),
+    (["--gpus-per-trial", "1.5"], "--gpus-per-trial=1.5 is not allowed"),
+    (["--baselines", "lottery"], "'lottery' is unknown"),
+    (["--prune-rates", "1.2"], "prune_rate_fc=1.2"),
+    (["--address", "127.0.0.1:1"], "--address 127.0.0.1:1 is unreachable"),
+    (["--storage", "/proc/lth_ray_cannot_write"], "is not writable"),
+    (["--resume", "--name", "nothing"], "is not a Tune experiment to continue"),
+])
+def test_bad_input_is_one_clear_line(extra, fragment, tmp_path, tiny_mnist):
+    args = ["--data-root", str(tiny_mnist), "--storage", str(tmp_path), "--name", "x", *extra]
+    out = subprocess.run(sweep_cmd(*args), cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2, out.stderr
+    assert fragment in out.stderr and "Traceback" not in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1
+
+
+def test_existing_experiment_is_never_touched_without_resume(tiny_experiment):
+    before = {p: p.stat().st_mtime_ns for p in tiny_experiment.rglob("*")}
+    args = ["--storage", str(tiny_experiment.parent), "--name", tiny_experiment.name]
+    out = subprocess.run(sweep_cmd(*args), cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2 and "already exists; pass --resume" in out.stderr
+    assert {p: p.stat().st_mtime_ns for p in tiny_experiment.rglob("*")} == before
+
+
+def test_reinit_trials_use_their_tickets_masks(tiny_experiment):
+    trials = load_trials(str(tiny_experiment))
+    tickets = {t.config.seed: t for t in trials if t.config.method == "imp"}
+    for t in trials:
+        if t.config.method == "reinit":
+            ticket = tickets[t.config.seed]
+            for r in (1, 2):
+                assert torch.equal(t.state["masks"][r]["fc.0"]["bits"], ticket.state["masks"][r]["fc.0"]["bits"])
+    methods = sorted(t.config.method for t in trials)
+    assert methods == ["imp", "imp", "random-prune", "random-prune", "reinit", "reinit"]
