@@ -1,0 +1,50 @@
+"""A sweep on an existing cluster: a node lost mid-sweep, and storage given as a URI (the s3:// code path)."""
+from __future__ import annotations
+
+import subprocess
+import time
+
+import pytest
+
+from conftest import ROOT, sweep_argv
+from lth_ray.experiment import load_trials
+from test_sweep import assert_same_as_without_ray, result_rows, start, sweep_cmd, wait_for
+
+pytestmark = pytest.mark.e2e
+
+
+def test_lost_node_moves_its_trials_which_resume_from_their_checkpoint(tiny_mnist, ray_cluster, tmp_path):
+    extra = ray_cluster.add_node(num_cpus=1, num_gpus=4)
+    ray_cluster.wait_for_nodes()
+    args = sweep_argv(tiny_mnist, tmp_path, "lost", "--address", ray_cluster.address, "--seeds", "3", "--rounds", "3",
+                      "--iterations", "400", "--eval-every", "100", "--no-export")
+    proc = start(args, tmp_path / "log")
+    experiment = tmp_path / "lost"
+
+    def trial_on_extra_node():
+        for name, rows in result_rows(experiment).items():
+            if rows and rows[-1]["node_id"] == extra.node_id and rows[-1]["round"] < 3:
+                return name
+        return None
+
+    name = wait_for(trial_on_extra_node, 240, "a trial on the extra node to finish a round")
+    ray_cluster.remove_node(extra, allow_graceful=False)
+    assert proc.wait(timeout=400) == 0, (tmp_path / "log").read_text()[-3000:]
+    rows = result_rows(experiment)[name]
+    assert [r["round"] for r in rows] == [0, 1, 2, 3]
+    assert rows[0]["node_id"] == extra.node_id and rows[-1]["node_id"] != extra.node_id
+    assert_same_as_without_ray(load_trials(str(experiment)), tiny_mnist)
+
+
+def test_storage_uri_goes_through_pyarrow_like_s3(tiny_mnist, ray_cluster, tmp_path):
+    uri = f"file://{tmp_path}/bucket"
+    args = sweep_argv(tiny_mnist, uri, "remote", "--address", ray_cluster.address, "--rounds", "1",
+                      "--baselines", "reinit")
+    out = subprocess.run(sweep_cmd(*args), cwd=ROOT, capture_output=True, text=True, timeout=400)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    trials = load_trials(f"{uri}/remote")
+    assert [t.config.method for t in trials] == ["imp", "reinit"] and all(t.complete for t in trials)
+    assert (tmp_path / "bucket" / "remote" / "masks").is_dir()
+    assert (tmp_path / "bucket" / "remote" / "export" / "histories.parquet").exists()
+    again = subprocess.run(sweep_cmd(*args), cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert again.returncode == 2 and "already exists" in again.stderr
