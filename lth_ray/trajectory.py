@@ -302,6 +302,22 @@ def config_from_args(a: argparse.Namespace) -> TrajectoryConfig:
                        device=a.device)
 
 
+def _progress_bar(config: TrajectoryConfig):
+    """A tqdm bar per round on an interactive stderr (the JSON lines on stdout stay clean)."""
+    if not sys.stderr.isatty():
+        return None
+    from tqdm import tqdm
+    bars: dict[int, tqdm] = {}
+
+    def update(round_: int, iteration: int) -> None:
+        bar = bars.setdefault(round_, tqdm(total=config.iterations, desc=f"round {round_}", unit="it",
+                                           file=sys.stderr, leave=False))
+        bar.update(iteration - bar.n)
+        if iteration >= config.iterations:
+            bar.close()
+    return update
+
+
 def main(argv: list[str] | None = None) -> int:
     a = build_parser().parse_args(argv)
     try:
@@ -315,7 +331,7 @@ def main(argv: list[str] | None = None) -> int:
         device = resolve_device(config.device)
         split = load_split(config.dataset, config.data_root, device, download=a.download)
         state = load_state(a.resume) if a.resume else None
-        trajectory = Trajectory(config, split, state)
+        trajectory = Trajectory(config, split, state, progress=_progress_bar(config))
     except (ConfigError, DataError, ValueError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
