@@ -105,6 +105,14 @@ class TrajectoryConfig:
         """Baselines have no dense round of their own: they start at round 1."""
         return 1 if self.method in ("reinit", "random-prune") else 0
 
+    @property
+    def key(self) -> str:
+        """A readable, unique name of the trajectory (trial names, mask stores, exports)."""
+        conv = f"-conv{self.prune_rate_conv:g}" if self.plan_conv else ""
+        rewind = f"-rw{self.rewind_iteration}" if self.rewind_iteration else ""
+        return (f"{self.arch}-{self.dataset}-{self.method}-{self.pruning}-fc{self.prune_rate_fc:g}{conv}{rewind}"
+                f"-s{self.seed}")
+
     def validate(self) -> "TrajectoryConfig":
         if self.arch not in PRESETS and self.arch != "custom":
             raise ConfigError(f"arch={self.arch!r} is unknown; allowed: {', '.join(PRESETS)} or custom")

@@ -98,4 +98,4 @@ def load_trials(experiment: str, analysis=None) -> list[TrialResult]:
         trial_path = f"{root}/{PurePosixPath(trial.path).name}"
         state, error = read_newest_state(fs, trial_path)
         trials.append(TrialResult(trial.trial_id, str(trial.status), trial_path, config, state, error))
-    return trials
+    return sorted(trials, key=lambda t: t.trial_id)  # ids end in the trial's index in the sweep's grid

@@ -54,13 +54,6 @@ class SweepSpec:
         return f"{self.storage.rstrip('/')}/{self.name}"
 
 
-def trajectory_key(cfg: TrajectoryConfig) -> str:
-    """A readable, unique name of a trajectory (trial names, mask stores, logs)."""
-    conv = f"-conv{cfg.prune_rate_conv:g}" if cfg.plan_conv else ""
-    rewind = f"-rw{cfg.rewind_iteration}" if cfg.rewind_iteration else ""
-    return f"{cfg.arch}-{cfg.dataset}-{cfg.method}-{cfg.pruning}-fc{cfg.prune_rate_fc:g}{conv}{rewind}-s{cfg.seed}"
-
-
 # ------------------------------------------------------------------ parsing (the edge: everything is checked here)
 
 def _int_list(text: str, what: str) -> list[int]:
@@ -188,13 +181,13 @@ def spec_from_args(a: argparse.Namespace, defaults: SweepDefaults) -> SweepSpec:
                                  method="one-shot" if a.one_shot else "imp", rewind_iteration=a.rewind_iteration,
                                  save_early_stop=not a.no_early_stop_weights)
             if "reinit" in baselines:
-                ticket = ticket.replace(mask_store=f"{experiment}/masks/{trajectory_key(ticket)}")
+                ticket = ticket.replace(mask_store=f"{experiment}/masks/{ticket.key}")
                 baseline_trials.append(ticket.replace(method="reinit"))
             if "random-prune" in baselines:
                 baseline_trials.append(ticket.replace(method="random-prune", mask_store=None))
             tickets.append(ticket)
     trajectories = tuple(tickets + baseline_trials)
-    keys = [trajectory_key(t) for t in trajectories]
+    keys = [t.key for t in trajectories]
     if len(set(keys)) != len(keys):
         raise ConfigError("the sweep lists the same trajectory twice; check --seeds and the rate lists")
     return SweepSpec(name=name, storage=storage, trajectories=trajectories, cpus_per_trial=a.cpus_per_trial,
@@ -253,7 +246,8 @@ def start_ray(spec: SweepSpec) -> None:
             raise ConfigError(f"--address {spec.address}: cannot connect ({str(err).splitlines()[0]})") from None
     else:
         os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-        ray.init(num_gpus=spec.num_gpus, include_dashboard=False, log_to_driver=False)
+        # address="local": always a fresh Ray of our own, never a running one found on this machine
+        ray.init(address="local", num_gpus=spec.num_gpus, include_dashboard=False, log_to_driver=False)
 
 
 def gpus_per_trial(spec: SweepSpec, defaults: SweepDefaults, cluster_gpus: float) -> float:
@@ -300,7 +294,7 @@ def make_tuner(spec: SweepSpec, gpt: float):
 
 
 def _trial_name(trial) -> str:
-    return trajectory_key(TrajectoryConfig.from_dict(trial.config["trajectory"]))
+    return TrajectoryConfig.from_dict(trial.config["trajectory"]).key
 
 
 def _trial_dirname(trial) -> str:
@@ -340,8 +334,12 @@ def run(spec: SweepSpec, defaults: SweepDefaults) -> int:
           + (f"; unfinished: {', '.join(unfinished)} (continue with --resume)" if unfinished else ""))
     if spec.export:
         from .export import export_experiment
-        out = export_experiment(spec.experiment, force=True)
-        print(f"exported to {out}")
+        try:
+            print(f"exported to {export_experiment(spec.experiment, force=True)}")
+        except Exception as err:  # the sweep's results are safe; say why the export failed and how to retry
+            print(f"error: export failed ({type(err).__name__}: {err}); retry with "
+                  f"python -m lth_ray.export {spec.experiment} --force", file=sys.stderr)
+            return 1
     print(f"results: {spec.experiment}\n"
           f"analyse: python -m lth_ray.report {spec.experiment}   (or notebooks/ExperimentEvaluation.ipynb "
           f"with LTH_EXPERIMENT={spec.experiment})")

@@ -46,6 +46,10 @@ def resolve_device(requested: str) -> torch.device:
     return torch.device("cpu")
 
 
+def device_name(device: torch.device) -> str:
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+
+
 def cpu_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
 
@@ -233,7 +237,7 @@ class Trajectory:
                 "early_stop_index": es, "early_stop_iteration": (es + 1) * cfg.eval_every,
                 **{f"{m}_at_early_stop": values[m][es] for m in METRICS},
                 **{f"final_{m}": values[m][-1] for m in METRICS},
-                "seconds": seconds}
+                "seconds": seconds, "device": str(self.device), "device_name": device_name(self.device)}
 
     def run(self) -> list[dict]:
         while not self.done:

@@ -1,0 +1,456 @@
+"""Experiment -> tidy DataFrames, the thesis' early-stop numbers, seed summaries, and paper-style plots.
+
+Reads files only (a Tune experiment folder through `lth_ray.experiment`, or the Parquet export); it never
+starts Ray nor imports the trainable. The frames use the export's column names (`lth_ray.schema`), so the
+same code analyses a live sweep, a finished one, or a copy of its export. Plot functions draw on an `ax`
+they are given and never choose a backend, so they work in notebooks and headless (Agg) alike.
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from .schema import HISTORIES, IDENTITY, LAYER_PREFIX, rounds_schema
+from .trajectory import METRICS
+
+# A configuration is everything but the seed and the method: its tickets and baselines are compared.
+CONFIG = ["arch", "dataset", "pruning", "prune_rate_fc", "prune_rate_conv", "rewind_iteration", "activation"]
+GROUP = CONFIG + ["method", "round"]
+TICKETS = ("imp", "one-shot")          # methods that own a dense round 0
+BASELINES = ("reinit", "random-prune")  # compared against their ticket's dense round 0
+SUMMARY_METRICS = (["early_stop_iteration"] + [f"{m}_at_early_stop" for m in METRICS]
+                   + [f"final_{m}" for m in METRICS])
+RUNNING = ("RUNNING", "PENDING", "PAUSED")
+TRIAL_IDENTITY = [name for name, _ in IDENTITY if name not in ("round", "sparsity")]
+TRIAL_COLUMNS = TRIAL_IDENTITY + ["status", "first_round", "last_round", "rounds_done", "complete", "error"]
+
+
+@dataclass
+class Experiment:
+    """The tidy view of one experiment: histories, rounds, one row per trial, and the ticket masks if read."""
+    histories: pd.DataFrame   # one row per (trial, round, evaluation point); columns of schema.HISTORIES
+    rounds: pd.DataFrame      # one row per (trial, round); columns of schema.rounds_schema
+    trials: pd.DataFrame      # one row per trial: identity, status, expected and done rounds, read error
+    masks: dict = field(default_factory=dict)  # {trial_id: {round: packed masks}} (Tune folder only)
+
+    def mask(self, trial_id: str, round_: int) -> dict[str, np.ndarray]:
+        """The unpacked bool masks {layer: array} of one trial's round (True = weight alive)."""
+        from .pruning import unpack_masks
+        try:
+            packed = self.masks[trial_id][round_]
+        except KeyError:
+            raise KeyError(f"no mask for trial {trial_id} round {round_} (masks come only from a Tune folder)")
+        return {name: m.numpy() for name, m in unpack_masks(packed).items()}
+
+
+# ------------------------------------------------------------------ loading
+
+def _identity(experiment: str, trial) -> dict:
+    from .export import trajectory_name  # the export's name for it, so both sources agree
+    c = trial.config
+    return {"experiment": experiment, "trial_id": trial.trial_id, "trajectory": trajectory_name(trial),
+            "arch": c.arch, "dataset": c.dataset, "seed": c.seed, "method": c.method, "pruning": c.pruning,
+            "prune_rate_fc": float(c.prune_rate_fc), "prune_rate_conv": float(c.prune_rate_conv),
+            "rewind_iteration": c.rewind_iteration, "activation": c.activation}
+
+
+def load_experiment(experiment: str | Path) -> Experiment:
+    """Read a Tune experiment folder (or URI) through `ExperimentAnalysis`; partial experiments load too."""
+    from .experiment import load_trials
+    name = PurePosixPath(str(experiment).rstrip("/")).name
+    trials = load_trials(str(experiment))
+    history_rows, round_rows, trial_rows, layers, masks = [], [], [], [], {}
+    for t in trials:
+        ident = _identity(name, t)
+        records = t.state["records"] if t.state else []
+        trial_rows.append({**ident, "status": t.status, "first_round": t.config.first_round,
+                           "last_round": t.config.rounds, "rounds_done": [r["round"] for r in records],
+                           "complete": t.complete, "error": t.error})
+        if t.state:
+            masks[t.trial_id] = dict(t.state["masks"])
+        for rec in records:
+            row = {**ident, "round": rec["round"], "sparsity": rec["sparsity"]}
+            for k, it in enumerate(rec["iterations"]):
+                history_rows.append({**row, "iteration": it, **{m: rec[m][k] for m in METRICS}})
+            layers += [n for n in rec["layer_sparsity"] if n not in layers]
+            round_rows.append({**row, "iterations": t.config.iterations, "eval_every": t.config.eval_every,
+                               **{k: rec[k] for k in ("early_stop_index", "early_stop_iteration", "seconds")},
+                               **{f"{m}_at_early_stop": rec[f"{m}_at_early_stop"] for m in METRICS},
+                               **{f"final_{m}": rec[f"final_{m}"] for m in METRICS},
+                               "status": t.status, "complete": t.complete,
+                               **{f"{LAYER_PREFIX}{n}": v for n, v in rec["layer_sparsity"].items()}})
+    histories = pa.Table.from_pylist(history_rows, schema=HISTORIES).to_pandas()
+    rounds = pa.Table.from_pylist(round_rows, schema=rounds_schema(layers)).to_pandas()
+    trials_frame = pd.DataFrame(trial_rows, columns=TRIAL_COLUMNS).sort_values("trial_id", ignore_index=True)
+    return Experiment(histories, rounds, trials_frame, masks)
+
+
+def load_export(export_dir: str | Path) -> Experiment:
+    """Read `histories.parquet` and `rounds.parquet` of an export into the frames `load_experiment` gives.
+
+    The trial list comes from the export's `export.json`; without it, trials that never finished a round
+    are invisible and a configuration's last round is taken to be the highest any of its trials reached.
+    """
+    export_dir = Path(export_dir)
+    paths = [export_dir / "histories.parquet", export_dir / "rounds.parquet"]
+    for p in paths:
+        if not p.is_file():
+            raise FileNotFoundError(f"{p} is missing: {export_dir} is not an lth_ray export folder")
+    histories, rounds = (pd.read_parquet(p) for p in paths)
+    manifest = export_dir / "export.json"
+    trials = (_trials_from_manifest(json.loads(manifest.read_text()), rounds) if manifest.is_file()
+              else _trials_from_rounds(rounds))
+    return Experiment(histories, rounds, trials)
+
+
+def _trials_from_manifest(manifest: dict, rounds: pd.DataFrame) -> pd.DataFrame:
+    """One row per trial the export knows (also those without a finished round: their settings are NaN)."""
+    settings = [c for c in TRIAL_IDENTITY if c not in ("trial_id", "trajectory")]
+    known = rounds.drop_duplicates("trial_id").set_index("trial_id")[settings]
+    rows = []
+    for t in manifest["trials"]:
+        ident = known.loc[t["trial_id"]].to_dict() if t["trial_id"] in known.index else {
+            "experiment": PurePosixPath(str(manifest.get("experiment", "")).rstrip("/")).name}
+        planned = t["rounds_planned"]
+        rows.append({**ident, "trial_id": t["trial_id"], "trajectory": t["trajectory"], "method": t["method"],
+                     "seed": t["seed"], "status": t["status"], "first_round": min(planned),
+                     "last_round": max(planned), "rounds_done": list(t["rounds_done"]),
+                     "complete": t["complete"], "error": t["error"]})
+    return pd.DataFrame(rows, columns=TRIAL_COLUMNS)
+
+
+def _trials_from_rounds(rounds: pd.DataFrame) -> pd.DataFrame:
+    if rounds.empty:
+        return pd.DataFrame(columns=TRIAL_COLUMNS)
+    last = rounds.groupby(CONFIG, dropna=False)["round"].max().rename("last_round").reset_index()
+    rows = []
+    for key, g in rounds.groupby(TRIAL_IDENTITY, dropna=False, sort=False):
+        rows.append({**dict(zip(TRIAL_IDENTITY, key)), "status": g["status"].iloc[-1],
+                     "first_round": 0 if g["method"].iloc[0] in TICKETS else 1,
+                     "rounds_done": sorted(g["round"].tolist()), "complete": bool(g["complete"].all()),
+                     "error": None})
+    return pd.DataFrame(rows).merge(last, on=CONFIG, how="left")[TRIAL_COLUMNS]
+
+
+# ------------------------------------------------------------------ the thesis' early-stop numbers
+
+def early_stop_indices(val_loss: np.ndarray, axis: int = -1) -> np.ndarray:
+    """First argmin of the validation loss along the evaluation axis (ties: the earliest point wins)."""
+    return np.argmin(np.asarray(val_loss), axis=axis)
+
+
+def values_at(values: np.ndarray, indices: np.ndarray, axis: int = -1) -> np.ndarray:
+    """`values` taken at per-row indices along `axis` (the thesis' `np.take_along_axis`)."""
+    idx = np.expand_dims(np.asarray(indices), axis)
+    return np.take_along_axis(np.asarray(values), idx, axis=axis).squeeze(axis)
+
+
+def early_stop(histories: pd.DataFrame, eval_every: int | None = None) -> pd.DataFrame:
+    """Per (trial, round): early-stop index and iteration ((index + 1) * eval_every) and metrics there.
+
+    `eval_every` defaults to each round's first evaluation iteration (evaluations sit at (k + 1) * eval_every).
+    """
+    keys = ["trial_id", "round"]
+    ident = [c for c, _ in IDENTITY if c in histories.columns]
+    rows = []
+    for _, g in histories.sort_values(keys + ["iteration"]).groupby(keys, sort=False):
+        k = int(early_stop_indices(g["val_loss"].to_numpy()))
+        step = int(eval_every or g["iteration"].iloc[0])
+        rows.append({**g.iloc[0][ident].to_dict(), "early_stop_index": k, "early_stop_iteration": (k + 1) * step,
+                     **{f"{m}_at_early_stop": float(g[m].iloc[k]) for m in METRICS}})
+    return pd.DataFrame(rows)
+
+
+# ------------------------------------------------------------------ summaries over seeds
+
+def summarise(rounds: pd.DataFrame, spread: str = "minmax", metrics=SUMMARY_METRICS) -> pd.DataFrame:
+    """Mean and spread over seeds per (configuration, method, round): `<m>_mean` plus `<m>_min`/`<m>_max`
+    (the thesis' error bars) or `<m>_std`; `sparsity` is the seeds' mean, `seeds` their count."""
+    if spread not in ("minmax", "std"):
+        raise ValueError(f"spread={spread!r} is unknown; use 'minmax' or 'std'")
+    metrics = [m for m in metrics if m in rounds.columns]
+    stats = ["mean", "min", "max"] if spread == "minmax" else ["mean", "std"]
+    grouped = rounds.groupby(GROUP, dropna=False, sort=True)
+    out = grouped[metrics].agg(stats)
+    out.columns = [f"{m}_{s}" for m, s in out.columns]
+    out.insert(0, "seeds", grouped["seed"].nunique())
+    out.insert(0, "sparsity", grouped["sparsity"].mean())
+    return out.reset_index()
+
+
+def _dense(summary: pd.DataFrame) -> pd.DataFrame:
+    return summary[summary["method"].isin(TICKETS) & (summary["round"] == 0)]
+
+
+def winning_ticket(summary: pd.DataFrame, metric: str = "test_acc_at_early_stop") -> pd.DataFrame:
+    """Per configuration and ticket method: the sparsest pruned round whose mean `metric` is >= the dense
+    round's (ticket_round; NA when none is), its early-stop speed-up (dense / ticket early-stop iteration)
+    and its gap to each baseline at that round (ticket minus baseline). Also the paper's "up to" numbers:
+    the round with the best mean `metric` (best_round, best_gain over dense) and the fastest-stopping
+    round (fastest_round, max_speedup)."""
+    col, es = f"{metric}_mean", "early_stop_iteration_mean"
+    rows = []
+    for _, dense in _dense(summary).iterrows():
+        same = matching(summary, tuple(dense[CONFIG]))
+        mine = same[same["method"] == dense["method"]]
+        pruned = mine[mine["round"] > 0]
+        wins = pruned[pruned[col] >= dense[col]]
+        row = {**dense[CONFIG].to_dict(), "method": dense["method"], "dense_" + metric: dense[col],
+               "dense_early_stop_iteration": dense[es], "ticket_round": pd.NA, "ticket_sparsity": np.nan,
+               "ticket_" + metric: np.nan, "ticket_early_stop_iteration": np.nan, "speedup": np.nan}
+        if not wins.empty:
+            best = wins.loc[wins["sparsity"].idxmin()]
+            row.update({"ticket_round": int(best["round"]), "ticket_sparsity": best["sparsity"],
+                        "ticket_" + metric: best[col], "ticket_early_stop_iteration": best[es],
+                        "speedup": dense[es] / best[es]})
+        for b in BASELINES:
+            base = same[same["method"] == b]
+            base = base[base["round"] == row["ticket_round"]] if not wins.empty else base.iloc[:0]
+            row[f"{b}_{metric}"] = base[col].iloc[0] if not base.empty else np.nan
+            row[f"gap_{b}"] = row["ticket_" + metric] - row[f"{b}_{metric}"]
+        top = pruned.loc[pruned[col].idxmax()] if not pruned.empty else None
+        fast = pruned.loc[pruned[es].idxmin()] if not pruned.empty else None
+        row.update({"best_round": pd.NA if top is None else int(top["round"]),
+                    "best_sparsity": np.nan if top is None else top["sparsity"],
+                    "best_gain": np.nan if top is None else top[col] - dense[col],
+                    "fastest_round": pd.NA if fast is None else int(fast["round"]),
+                    "fastest_sparsity": np.nan if fast is None else fast["sparsity"],
+                    "max_speedup": np.nan if fast is None else dense[es] / fast[es]})
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def missing(exp: Experiment) -> pd.DataFrame:
+    """Trials that are not complete: which rounds they lack and why (running, errored, unreadable, unfinished)."""
+    rows = []
+    for _, t in exp.trials.iterrows():
+        if t["complete"]:
+            continue
+        done = set(t["rounds_done"])
+        lacking = [r for r in range(int(t["first_round"]), int(t["last_round"]) + 1) if r not in done]
+        if t["status"] == "ERROR":
+            reason = "errored"
+        elif t["status"] in RUNNING:
+            reason = f"running ({t['status'].lower()})"
+        elif isinstance(t["error"], str) and t["error"]:
+            reason = f"no readable state: {t['error']}"
+        elif not done:
+            reason = "no round finished"
+        else:
+            reason = "unfinished"
+        rows.append({"trial_id": t["trial_id"], "trajectory": t["trajectory"], "arch": t["arch"],
+                     "method": t["method"], "seed": t["seed"], "status": t["status"],
+                     "rounds_done": sorted(done), "rounds_missing": lacking, "reason": reason})
+    return pd.DataFrame(rows, columns=["trial_id", "trajectory", "arch", "method", "seed", "status",
+                                       "rounds_done", "rounds_missing", "reason"])
+
+
+def config_labels(frame: pd.DataFrame) -> dict[tuple, str]:
+    """A short legend label per configuration: the arch, plus the settings that differ between the
+    configurations of that arch (e.g. "lenet fc0.2" and "lenet fc0.4")."""
+    configs = frame[CONFIG].drop_duplicates()
+    short = {"prune_rate_fc": "fc", "prune_rate_conv": "conv", "rewind_iteration": "rewind"}
+    labels = {}
+    for _, same in configs.groupby("arch", sort=False):
+        varying = [c for c in CONFIG[1:] if same[c].nunique(dropna=False) > 1]
+        for _, r in same.iterrows():
+            words = [f"{short[c]}{r[c]:g}" if c in short else str(r[c]) for c in varying]
+            labels[tuple(r[CONFIG])] = " ".join([str(r["arch"])] + words)
+    return labels
+
+
+def matching(frame: pd.DataFrame, key: tuple) -> pd.DataFrame:
+    """The rows of `frame` that belong to configuration `key` (values of CONFIG, in order)."""
+    return frame[(frame[CONFIG] == pd.Series(key, index=CONFIG)).all(axis=1)]
+
+
+def by_configuration(exp: Experiment):
+    """(label, rounds, histories) of each configuration in turn: the per-arch figures draw one each."""
+    for key, label in config_labels(exp.rounds).items():
+        yield label, matching(exp.rounds, key), matching(exp.histories, key)
+
+
+def ticket_method(rounds: pd.DataFrame) -> str | None:
+    """The ticket method present in these rounds (imp, else one-shot), or None when only baselines ran."""
+    return next((m for m in TICKETS if m in set(rounds["method"])), None)
+
+
+# ------------------------------------------------------------------ plots (each draws on a given ax)
+
+def ladder_ticks(percents, max_ticks: int = 9) -> list[float]:
+    """Ticks for a percent-remaining axis: every k-th level, k chosen so that ticks halve (about 2^-p), as in
+    the paper (Lenet: 100, 51.3, 26.3, 13.5, 7.0, 3.6, 1.9); every level when that leaves fewer than three."""
+    values = np.unique(np.asarray([p for p in percents if p > 0], dtype=float))[::-1]
+    if values.size < 2:
+        return [float(v) for v in values] or [100.0]
+    per_level = math.log2(values[0] / values[-1]) / (values.size - 1)  # mean halvings per level
+    ticks = values[:: max(1, round(1 / per_level))]
+    if ticks.size < 3:
+        ticks = values[:: max(1, math.ceil(values.size / max_ticks))]
+    return [float(v) for v in ticks]
+
+
+def _fmt_percent(v: float) -> str:
+    return f"{v:.0f}" if v >= 99.95 else f"{v:.1f}" if v >= 0.95 else f"{v:.2g}"
+
+
+def sparsity_axis(ax, percents, reference=None, label: str = "Percent of weights remaining") -> None:
+    """The thesis' sparsity axis: log base 2, inverted so the dense net is on the left; ladder ticks taken
+    from `reference` (one line's levels; two archs' ladders would interleave) or from `percents`."""
+    from matplotlib.ticker import FixedLocator, NullLocator
+    ticks = ladder_ticks(percents if reference is None else reference)
+    ax.set_xscale("log", base=2)
+    ax.xaxis.set_major_locator(FixedLocator(ticks))
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.set_xticklabels([_fmt_percent(t) for t in ticks])
+    lo, hi = min(percents), max(percents)
+    ax.set_xlim(hi * 2 ** 0.15, lo / 2 ** 0.15)  # reversed limits: the axis is inverted
+    ax.set_xlabel(label)
+
+
+def _is_fraction(metric: str) -> bool:
+    return "_acc" in metric
+
+
+def _pretty(metric: str) -> str:
+    base = metric.replace("_at_early_stop", "").replace("final_", "")
+    words = {"test_acc": "Test accuracy", "val_acc": "Validation accuracy", "test_loss": "Test loss",
+             "val_loss": "Validation loss", "train_loss": "Training loss",
+             "early_stop_iteration": "Early-stop iteration"}.get(base, base)
+    where = " at early stop" if "_at_early_stop" in metric else " (final)" if metric.startswith("final_") else ""
+    return words + where + (" (%)" if _is_fraction(metric) else "")
+
+
+def plot_vs_sparsity(ax, summary: pd.DataFrame, metric: str = "test_acc_at_early_stop",
+                     methods=("imp", "one-shot", "reinit", "random-prune"), spread: str = "minmax") -> None:
+    """`metric` (mean over seeds, error bars min/max or std) against percent of weights remaining; one colour
+    per configuration, tickets solid, baselines dotted and starting from their ticket's dense round."""
+    import matplotlib
+    scale = 100.0 if _is_fraction(metric) else 1.0
+    labels = config_labels(summary)
+    colours = matplotlib.rcParams["axes.prop_cycle"].by_key()["color"]
+    markers = {"imp": "o", "one-shot": "D", "reinit": "x", "random-prune": "^"}
+    percents, reference = [], []
+    for i, (key, label) in enumerate(labels.items()):
+        mine = matching(summary, key)
+        dense = _dense(mine)
+        for method in [m for m in methods if m in set(mine["method"])]:
+            rows = mine[mine["method"] == method].sort_values("round")
+            if method in BASELINES and not dense.empty and 0 not in set(rows["round"]):
+                rows = pd.concat([dense.iloc[:1], rows])
+            x = rows["sparsity"].to_numpy() * 100
+            y = rows[f"{metric}_mean"].to_numpy() * scale
+            if spread == "std":
+                err = rows[f"{metric}_std"].fillna(0).to_numpy() * scale
+            else:
+                err = np.vstack([y - rows[f"{metric}_min"].to_numpy() * scale,
+                                 rows[f"{metric}_max"].to_numpy() * scale - y])
+            ax.errorbar(x, y, yerr=err, color=colours[i % len(colours)], marker=markers.get(method, "o"),
+                        markerfacecolor="none" if method == "random-prune" else None,
+                        markersize=4, capsize=3, linewidth=1.5, linestyle="-" if method in TICKETS else ":",
+                        label=label if method in TICKETS else f"{label} ({method})")
+            percents += list(x)
+            if method in TICKETS and len(x) > len(reference):
+                reference = list(x)
+    if percents:
+        sparsity_axis(ax, percents, reference or None)
+    ax.set_ylabel(_pretty(metric))
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize="small")
+
+
+def plot_accuracy_vs_sparsity(ax, summary, metric="test_acc_at_early_stop", **kw) -> None:
+    """The paper's Figure 4 (right column): test accuracy at early stop against weights remaining."""
+    plot_vs_sparsity(ax, summary, metric, **kw)
+
+
+def plot_early_stop_vs_sparsity(ax, summary, **kw) -> None:
+    """The paper's Figure 4 (left column): early-stop iteration against weights remaining."""
+    plot_vs_sparsity(ax, summary, "early_stop_iteration", **kw)
+
+
+def select_rounds(rounds: pd.DataFrame) -> list[int]:
+    """The rounds nearest the ladder ticks (dense, ~50%, ~25%, ...): what the paper's Figure 3 shows."""
+    by_round = rounds.groupby("round")["sparsity"].mean() * 100
+    ticks = ladder_ticks(by_round.to_numpy())
+    return sorted({int((by_round - t).abs().idxmin()) for t in ticks})
+
+
+def plot_history(ax, histories: pd.DataFrame, metric: str = "test_acc", rounds=None, method: str = "imp") -> None:
+    """`metric` against training iteration for selected rounds of one configuration's `method`
+    (mean over seeds, min/max band); `histories` should hold a single configuration."""
+    import matplotlib
+    h = histories[histories["method"] == method]
+    rounds = (select_rounds(h) if not h.empty else []) if rounds is None else list(rounds)
+    scale = 100.0 if _is_fraction(metric) else 1.0
+    cmap = matplotlib.colormaps["viridis"]
+    for j, r in enumerate(rounds):
+        g = h[h["round"] == r]
+        if g.empty:
+            continue
+        s = g.groupby("iteration")[metric].agg(["mean", "min", "max"]) * scale
+        colour = cmap(j / max(1, len(rounds) - 1) * 0.9)
+        ax.plot(s.index, s["mean"], color=colour, label=f"{_fmt_percent(g['sparsity'].mean() * 100)}% (round {r})")
+        ax.fill_between(s.index, s["min"], s["max"], color=colour, alpha=0.2, linewidth=0)
+    ax.set_xlabel("Training iteration")
+    ax.set_ylabel(_pretty(metric))
+    ax.set_title(method, fontsize="medium")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize="small", title="weights remaining")
+
+
+def plot_layer_sparsity(ax, rounds: pd.DataFrame, method: str = "imp") -> None:
+    """Percent of each layer's weights remaining per round (and the whole net dashed), mean over seeds."""
+    from matplotlib.ticker import NullLocator
+    r = rounds[rounds["method"] == method]
+    layers = [c for c in r.columns if c.startswith(LAYER_PREFIX) and r[c].notna().any()]
+    per_round = r.groupby("round")[layers + ["sparsity"]].mean() * 100
+    for c, marker in zip(layers, "osv^D<>ph*"):
+        ax.plot(per_round.index, per_round[c], marker=marker, markersize=4, label=c[len(LAYER_PREFIX):])
+    ax.plot(per_round.index, per_round["sparsity"], "k--", label="all prunable")
+    ax.set_yscale("log", base=2)
+    lowest = per_round[per_round > 0].min().min()  # a layer pruned away has no place on a log axis
+    ticks = [100 / 2 ** p for p in range(int(math.ceil(math.log2(100 / lowest))) + 1)]
+    ax.set_yticks(ticks, [f"{t:.3g}" for t in ticks])
+    ax.yaxis.set_minor_locator(NullLocator())
+    ax.set_xlabel("Pruning round")
+    ax.set_ylabel("Percent of weights remaining")
+    ax.set_xticks(list(per_round.index))
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize="small")
+
+
+def mask_image(mask: np.ndarray) -> np.ndarray:
+    """A 2-D view of a mask: fc (out, in) as is; conv (out, in, kh, kw) as (in x kh) rows by (out x kw)
+    columns, so each filter's kernel is a kh x kw tile."""
+    m = np.asarray(mask, dtype=bool)
+    if m.ndim == 4:
+        out, inp, kh, kw = m.shape
+        return m.transpose(1, 2, 0, 3).reshape(inp * kh, out * kw)
+    return m.reshape(1, -1) if m.ndim == 1 else m.reshape(m.shape[0], -1)
+
+
+def plot_mask(ax, mask: np.ndarray, name: str = "") -> None:
+    """One layer's mask as an image: alive weights dark, pruned weights light (grey where many weights
+    share a pixel)."""
+    from matplotlib.colors import ListedColormap
+    from matplotlib.patches import Patch
+    m = np.asarray(mask, dtype=bool)
+    image = mask_image(m)
+    alive, pruned = "#1f3b73", "#f2f2f2"
+    big = max(image.shape) > 600  # more weights than pixels: blend colours, so the shade shows the density
+    ax.imshow(image, cmap=ListedColormap([pruned, alive]), vmin=0, vmax=1, aspect="auto",
+              interpolation="antialiased" if big else "nearest", interpolation_stage="rgba")
+    conv = m.ndim == 4
+    ax.set_xlabel("output channel x kernel column" if conv else "input")
+    ax.set_ylabel("input channel x kernel row" if conv else "output unit")
+    ax.set_title(f"{name} {tuple(m.shape)}: {100 * m.mean():.1f}% remaining", fontsize="medium")
+    ax.legend(handles=[Patch(color=alive, label="alive"), Patch(facecolor=pruned, edgecolor="grey",
+                                                                 label="pruned")],
+              loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2, fontsize="small", frameon=False)

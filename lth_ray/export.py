@@ -1,0 +1,566 @@
+"""Tune experiment folder -> Parquet histories + the thesis' files, written once and atomically.
+
+    python -m lth_ray.export <experiment dir or URI> [--out DIR] [--force]
+
+Reading (`export_experiment`) is kept apart from writing (`write_export`, which takes trials already in
+memory), so the writers can be benchmarked and tested without Tune. Everything is built in a temporary folder
+next to the target and renamed into place: a crash never leaves half an export, and without `--force` an
+existing export is never touched. Trials that errored or stopped early export the rounds they finished; what
+is missing is printed and recorded in `export.json` and in each group's `-lth_ray.json` sidecar.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import PurePosixPath
+from typing import Callable
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
+from pyarrow import fs as pafs
+
+from . import __version__, thesis
+from .config import ConfigError
+from .experiment import ExperimentError, TrialResult, filesystem_and_path, load_trials, open_analysis
+from .pruning import unpack_masks
+from .schema import HISTORIES, IDENTITY, LAYER_PREFIX, rounds_schema
+from .trajectory import METRICS
+
+MANIFEST = "export.json"
+EXPORT_FORMAT = 1
+TICKET_METHODS = ("imp", "one-shot")
+THESIS_METRICS = ("train_loss", "val_loss", "val_acc", "test_acc")
+
+
+class ExportError(ValueError):
+    """The export cannot be written where asked; the message names the folder."""
+
+
+# ------------------------------------------------------------------ reading the experiment (Tune side)
+
+def export_experiment(experiment: str, out: str | None = None, force: bool = False,
+                      report: Callable[[str], None] | None = None) -> str:
+    """Export `experiment` (folder or URI) to `out` (default `<experiment>/export`); returns `out`."""
+    report = report or (lambda line: print(line, file=sys.stderr))
+    out = out or f"{str(experiment).rstrip('/')}/export"
+    out_fs, out_path = filesystem_and_path(out)
+    local = isinstance(out_fs, pafs.LocalFileSystem)
+    _check_target(out_fs, out_path, force)  # before the (slow) read: fail fast, touch nothing
+    analysis = open_analysis(experiment)
+    trials = load_trials(experiment, analysis)
+    last_results = {t.trial_id: dict(t.last_result or {}) for t in analysis.trials}
+    name = PurePosixPath(str(experiment).rstrip("/")).name
+    if local:
+        parent = os.path.dirname(out_path)
+        os.makedirs(parent, exist_ok=True)
+        tmp = os.path.join(parent, f".{os.path.basename(out_path)}.tmp-{uuid.uuid4().hex}")
+        os.mkdir(tmp)  # (not mkdtemp: its 0700 would stay on the export)
+        try:
+            manifest = write_export(trials, tmp, str(experiment), name, last_results)
+            _swap_into_place(tmp, out_path, force)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+    else:  # cloud storage: build locally, then copy (not atomic there; the manifest is copied last)
+        with tempfile.TemporaryDirectory(prefix="lth_ray-export-") as tmp:
+            manifest = write_export(trials, tmp, str(experiment), name, last_results)
+            _upload(tmp, out_fs, out_path, force)
+    for line in manifest["missing"]:
+        report(f"warning: {line}")
+    return out_path if local else out
+
+
+def _check_target(fs: pafs.FileSystem, path: str, force: bool) -> None:
+    info = fs.get_file_info(path)
+    if info.type == pafs.FileType.NotFound:
+        return
+    if info.type != pafs.FileType.Directory:
+        raise ExportError(f"{path} exists and is not a folder; choose another --out")
+    entries = fs.get_file_info(pafs.FileSelector(path))
+    if not entries:
+        return
+    if not force:
+        raise ExportError(f"export folder {path} already exists; pass --force to replace it")
+    if fs.get_file_info(f"{path}/{MANIFEST}").type != pafs.FileType.File:
+        raise ExportError(f"{path} is not an lth_ray export (no {MANIFEST}); refusing to replace it")
+
+
+def _swap_into_place(tmp: str, out: str, force: bool) -> None:
+    if not os.path.exists(out):
+        os.rename(tmp, out)
+        return
+    _check_target(pafs.LocalFileSystem(), out, force)  # still ours to replace?
+    old = os.path.join(os.path.dirname(out), f".{os.path.basename(out)}.old-{uuid.uuid4().hex}")
+    os.rename(out, old)
+    os.rename(tmp, out)
+    shutil.rmtree(old)
+
+
+def _upload(tmp: str, fs: pafs.FileSystem, path: str, force: bool) -> None:
+    _check_target(fs, path, force)
+    if fs.get_file_info(path).type == pafs.FileType.Directory:
+        fs.delete_dir_contents(path)
+    fs.create_dir(path, recursive=True)
+    names = sorted(os.listdir(tmp), key=lambda n: n == MANIFEST)
+    for name in names:
+        pafs.copy_files(os.path.join(tmp, name), f"{path}/{name}", source_filesystem=pafs.LocalFileSystem(),
+                        destination_filesystem=fs)
+
+
+# ------------------------------------------------------------------ writing (no Tune from here on)
+
+def write_export(trials: list[TrialResult], folder: str, experiment: str, name: str | None = None,
+                 last_results: dict[str, dict] | None = None, now: float | None = None) -> dict:
+    """Write the Parquet files, the thesis groups and `export.json` into the existing empty `folder`."""
+    now = time.time() if now is None else now
+    name = name or PurePosixPath(experiment.rstrip("/")).name
+    last_results = last_results or {}
+    trials = sorted(trials, key=lambda t: t.trial_id)  # the grid order (Tune numbers trials in order)
+    usable = [t for t in trials if t.state and t.state["records"]]
+    missing = [line for line in map(_missing_line, trials) if line]
+    _write_new(os.path.join(folder, "histories.parquet"),
+               lambda f: pq.write_table(histories_table(usable, name), f))
+    _write_new(os.path.join(folder, "rounds.parquet"), lambda f: pq.write_table(rounds_table(usable, name), f))
+    groups = write_thesis_groups(trials, folder, experiment, last_results, now)
+    for g in groups:  # what the trial lines above do not already say
+        missing += [f"thesis files {g['prefix']}: {line}" for line in g.pop("unexported")]
+    manifest = {"format": EXPORT_FORMAT, "lth_ray_version": __version__, "experiment": experiment,
+                "exported_at": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(now)),
+                "files": ["histories.parquet", "rounds.parquet"] + [f for g in groups for f in g["files"]],
+                "trials": [_trial_summary(t) for t in trials],
+                "groups": [{k: g[k] for k in ("prefix", "files", "notes", "missing")} for g in groups],
+                "missing": missing}
+    _write_json(os.path.join(folder, MANIFEST), manifest)
+    return manifest
+
+
+def trajectory_name(trial: TrialResult) -> str:
+    """The trajectory's readable name (the sweep names trial folders `<name>_<trial id>`)."""
+    return trial.config.key
+
+
+def _planned_rounds(t: TrialResult) -> list[int]:
+    return list(range(t.config.first_round, t.config.rounds + 1))
+
+
+def _missing_line(t: TrialResult) -> str | None:
+    """What of this trial is not in the export, in one line (None when it finished every round)."""
+    key = f"trial {t.trial_id} ({trajectory_name(t)}, status {t.status})"
+    if not t.state or not t.state["records"]:
+        why = t.error or "no round finished"
+        return f"{key}: nothing exported ({why})"
+    left = [r for r in _planned_rounds(t) if r not in set(t.rounds_done)]
+    if left:
+        return f"{key}: rounds {left} missing (exported rounds {t.rounds_done})"
+    return None
+
+
+def _trial_summary(t: TrialResult) -> dict:
+    return {"trial_id": t.trial_id, "trajectory": trajectory_name(t), "method": t.config.method,
+            "seed": t.config.seed, "status": t.status, "complete": t.complete,
+            "rounds_planned": _planned_rounds(t), "rounds_done": t.rounds_done, "error": t.error}
+
+
+# ------------------------------------------------------------------ files: new names only, JSON
+
+def _write_new(path: str, write: Callable) -> None:
+    """Create `path` (never overwrite: O_EXCL) and fill it with `write(binary file)`."""
+    with open(path, "xb") as f:
+        write(f)
+
+
+def _write_json(path: str, obj, indent: int | None = 2) -> None:
+    _write_new(path, lambda f: f.write(json.dumps(obj, indent=indent).encode()))
+
+
+# ------------------------------------------------------------------ Parquet
+
+def _identity(t: TrialResult, name: str) -> dict:
+    c = t.config
+    return {"experiment": name, "trial_id": t.trial_id, "trajectory": trajectory_name(t), "arch": c.arch,
+            "dataset": c.dataset, "seed": c.seed, "method": c.method, "pruning": c.pruning,
+            "prune_rate_fc": float(c.prune_rate_fc), "prune_rate_conv": float(c.prune_rate_conv),
+            "rewind_iteration": c.rewind_iteration, "activation": c.activation}
+
+
+def _records(t: TrialResult) -> list[dict]:
+    return sorted(t.state["records"], key=lambda r: r["round"])
+
+
+def _per_trial_columns(trials, name: str, rows_per_trial: list[int]) -> dict[str, pa.Array]:
+    """The identity columns that are constant within a trial, repeated over its rows."""
+    which = pa.array(np.repeat(np.arange(len(trials)), rows_per_trial), type=pa.int64())
+    idents = [_identity(t, name) for t in trials]
+    return {col: pa.array([i[col] for i in idents], type=typ).take(which)
+            for col, typ in IDENTITY if col not in ("round", "sparsity")}
+
+
+def histories_table(trials: list[TrialResult], name: str) -> pa.Table:
+    """One row per (trial, round, evaluation point), typed by `schema.HISTORIES`."""
+    per_record = [(rec, len(rec["iterations"])) for t in trials for rec in _records(t)]
+    rows = [sum(len(r["iterations"]) for r in _records(t)) for t in trials]
+    cols = _per_trial_columns(trials, name, rows)
+    counts = [n for _, n in per_record]
+
+    def repeat(key, dtype):
+        return np.repeat(np.asarray([rec[key] for rec, _ in per_record], dtype=dtype), counts)
+
+    def concat(key, dtype):
+        return np.concatenate([np.asarray(rec[key], dtype=dtype) for rec, _ in per_record]) \
+            if per_record else np.zeros(0, dtype)
+
+    cols.update({"round": repeat("round", np.int64), "sparsity": repeat("sparsity", np.float64),
+                 "iteration": concat("iterations", np.int64)})
+    cols.update({m: concat(m, np.float64) for m in METRICS})
+    return _table(cols, HISTORIES)
+
+
+def layer_names(trials: list[TrialResult]) -> list[str]:
+    """The union of prunable layers, in order of first appearance."""
+    seen: dict[str, None] = {}
+    for t in trials:
+        for rec in t.state["records"]:
+            seen.update(dict.fromkeys(rec["layer_sparsity"]))
+    return list(seen)
+
+
+def rounds_table(trials: list[TrialResult], name: str) -> pa.Table:
+    """One row per (trial, round), typed by `schema.rounds_schema`; layer densities as `sparsity.<layer>`."""
+    layers = layer_names(trials)
+    schema = rounds_schema(layers)
+    cols = _per_trial_columns(trials, name, [len(t.state["records"]) for t in trials])
+    recs = [(t, rec) for t in trials for rec in _records(t)]
+    fixed = {"round": lambda t, r: r["round"], "sparsity": lambda t, r: r["sparsity"],
+             "iterations": lambda t, r: t.config.iterations, "eval_every": lambda t, r: t.config.eval_every,
+             "status": lambda t, r: t.status, "complete": lambda t, r: t.complete}
+    for col in schema.names:
+        if col in cols:
+            continue
+        if col in fixed:
+            values = [fixed[col](t, r) for t, r in recs]
+        elif col.startswith(LAYER_PREFIX):
+            layer = col[len(LAYER_PREFIX):]
+            values = [r["layer_sparsity"].get(layer, float("nan")) for _, r in recs]
+        else:
+            values = [r[col] for _, r in recs]
+        cols[col] = values
+    return _table(cols, schema)
+
+
+def _table(cols: dict, schema: pa.Schema) -> pa.Table:
+    arrays = [cols[f.name] if isinstance(cols[f.name], pa.Array) else pa.array(cols[f.name], type=f.type)
+              for f in schema]
+    return pa.Table.from_arrays(arrays, schema=schema)
+
+
+# ------------------------------------------------------------------ thesis groups
+
+@dataclass
+class Group:
+    """The trials that make one thesis experiment: tickets of one setting (nets = seeds) and their baselines."""
+    key: tuple
+    tickets: list[TrialResult] = field(default_factory=list)
+    reinit: list[TrialResult] = field(default_factory=list)
+    random_prune: list[TrialResult] = field(default_factory=list)
+
+    @property
+    def config(self):
+        return self.tickets[0].config
+
+
+def _setting(c) -> tuple:
+    """Everything that must agree between the nets of one thesis experiment (not seed, not method)."""
+    return (c.arch, tuple(c.plan_conv), tuple(c.plan_fc), c.dataset, c.pruning, float(c.prune_rate_fc),
+            float(c.prune_rate_conv), c.rewind_iteration, c.activation, c.iterations, c.eval_every,
+            c.batch_size, float(c.learning_rate), c.rounds)
+
+
+def group_trials(trials: list[TrialResult]) -> list[Group]:
+    """Tickets grouped by setting and method; a reinit joins the ticket publishing its masks (same mask
+    store), a random-prune baseline every ticket group of its setting."""
+    groups: dict[tuple, Group] = {}
+    for t in trials:
+        if t.config.method in TICKET_METHODS:
+            key = _setting(t.config) + (t.config.method,)
+            groups.setdefault(key, Group(key)).tickets.append(t)
+    for t in trials:
+        for g in groups.values():
+            same = _setting(t.config) == g.key[:-1]
+            if t.config.method == "reinit" and same and t.config.mask_store in {x.config.mask_store
+                                                                             for x in g.tickets}:
+                g.reinit.append(t)
+            elif t.config.method == "random-prune" and same:
+                g.random_prune.append(t)
+    return [groups[k] for k in sorted(groups, key=repr)]
+
+
+def write_thesis_groups(trials: list[TrialResult], folder: str, experiment: str, last_results: dict[str, dict],
+                        now: float) -> list[dict]:
+    """Write every group's thesis files; returns per group its prefix, files, notes and what is missing."""
+    taken: set[str] = set()
+    done = []
+    for g in group_trials(trials):
+        done.append(write_group(g, folder, experiment, last_results, now, taken))
+    return done
+
+
+def _prefix(g: Group, nets: list[TrialResult], last_results: dict, now: float, taken: set[str]) -> tuple[str, int]:
+    """`{time}-{net}-{dataset}` with time = when the group's last trial reported; +1 s per clash."""
+    members = nets + g.reinit + g.random_prune
+    stamps = [last_results.get(t.trial_id, {}).get("timestamp") for t in members]
+    finished = max((s for s in stamps if s is not None), default=now)
+    net = "Conv" if g.config.plan_conv else "Lenet"
+    shift = 0
+    while True:
+        stamp = time.strftime(thesis.TIME_FORMAT, time.localtime(finished + shift))
+        prefix = f"{stamp}-{net}-{thesis.DATASET_NAMES[g.config.dataset]}"
+        if prefix not in taken:
+            taken.add(prefix)
+            return prefix, shift
+        shift += 1
+
+
+def _levels(t: TrialResult) -> dict[int, dict]:
+    return {rec["round"]: rec for rec in t.state["records"]} if t.state else {}
+
+
+def history_arrays(trials: list[TrialResult], levels: list[int], length: int) -> tuple[dict, bool]:
+    """The thesis arrays (trials, levels, L) with NaN where a level or point is missing; and whether padded."""
+    out = {m: np.full((len(trials), len(levels), length), np.nan, dtype=np.float64) for m in THESIS_METRICS}
+    sparsity = np.full(len(levels), np.nan, dtype=np.float64)
+    padded = False
+    for i, t in enumerate(trials):
+        recs = _levels(t)
+        for j, r in enumerate(levels):
+            if r not in recs:
+                padded = True
+                continue
+            for m in THESIS_METRICS:
+                values = np.asarray(recs[r][m], dtype=np.float64)[:length]
+                out[m][i, j, :len(values)] = values
+                padded |= len(values) < length
+            if np.isnan(sparsity[j]):
+                sparsity[j] = round(recs[r]["sparsity"], 4)
+    out["sparsity"] = sparsity
+    return out, padded
+
+
+def _savez(path: str, arrays: dict) -> None:
+    _write_new(path, lambda f: np.savez(f, **{k: arrays[k] for k in thesis.HISTORY_KEYS}))
+
+
+def thesis_state(weights: dict[str, torch.Tensor], masks: dict[str, torch.Tensor],
+                 rewind: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A state_dict in torch.nn.utils.prune's layout (+ the thesis' weight_init) for every masked layer."""
+    out: dict[str, torch.Tensor] = {}
+
+    def cpu(t: torch.Tensor) -> torch.Tensor:
+        t = t.detach().to("cpu")
+        return (t.to(torch.float32) if t.is_floating_point() else t).contiguous().clone()
+
+    for key, value in weights.items():
+        module, _, leaf = key.rpartition(".")
+        if module not in masks:
+            out[key] = cpu(value)  # BatchNorm parameters and buffers, as they are
+        elif leaf == "weight":
+            if f"{module}.bias" in weights:
+                out[f"{module}.bias"] = cpu(weights[f"{module}.bias"])
+            out[f"{module}.weight_orig"] = cpu(value)
+            out[f"{module}.weight_init"] = cpu(rewind[key])
+            out[f"{module}.weight_mask"] = masks[module].to(torch.float32).contiguous()
+    return out
+
+
+def _masks(t: TrialResult, r: int) -> dict[str, torch.Tensor]:
+    return unpack_masks(t.state["masks"][r])
+
+
+def write_group(g: Group, folder: str, experiment: str, last_results: dict, now: float, taken: set[str]) -> dict:
+    """One thesis experiment: histories, net and early-stop files, baseline histories, specs, sidecar."""
+    cfg = g.config
+    nets = sorted((t for t in g.tickets if t.state and t.state["records"]), key=lambda t: t.config.seed)
+    prefix, shift = _prefix(g, nets, last_results, now, taken)
+    # "unexported": what no trial-level warning already says (baselines without a net, a group without files)
+    info = {"prefix": prefix, "files": [], "unexported": [],
+            "notes": [f"prefix time shifted by {shift} s to avoid a name clash with another group"] if shift else [],
+            "missing": [f"ticket seed {t.config.seed} (trial {t.trial_id}) has no finished round: not a net here"
+                        for t in g.tickets if t not in nets]}
+    if not nets:
+        _unexported(info, "no ticket finished a round: no thesis files written")
+        return info
+    levels = list(range(cfg.rounds + 1))
+    arrays, padded = history_arrays(nets, levels, cfg.eval_points)
+    if padded:
+        info["notes"].append("some nets lack levels or points: those entries are NaN (padded, never cut)")
+    _savez(os.path.join(folder, thesis.histories_path(prefix)), arrays)
+    info["files"].append(thesis.histories_path(prefix))
+    net_info = [_write_net(t, n, prefix, levels, folder, info, last_results) for n, t in enumerate(nets)]
+    baselines = {method: _write_baselines(method, trials, nets, prefix, name_of, folder, info)
+                 for method, trials, name_of in (("reinit", g.reinit, thesis.random_histories_path),
+                                                 ("random-prune", g.random_prune,
+                                                  thesis.random_prune_histories_path))}
+    specs = thesis_specs(cfg, nets, net_info, info["notes"])
+    _write_json(os.path.join(folder, thesis.specs_path(prefix)), specs, indent=None)  # compact, as the thesis
+    info["files"] += [thesis.specs_path(prefix), thesis.sidecar_path(prefix)]
+    sidecar = {
+        "format": EXPORT_FORMAT, "lth_ray_version": __version__, "experiment": experiment,
+        "arch": cfg.arch, "dataset": cfg.dataset, "activation": cfg.activation, "method": cfg.method,
+        "pruning": cfg.pruning, "prune_rate_fc": float(cfg.prune_rate_fc),
+        "prune_rate_conv": float(cfg.prune_rate_conv), "prune_rate_out": float(cfg.prune_rate_out),
+        "rounds": cfg.rounds, "iterations": cfg.iterations, "eval_every": cfg.eval_every,
+        "eval_points": cfg.eval_points, "batch_size": cfg.batch_size, "learning_rate": float(cfg.learning_rate),
+        "rewind_iteration": cfg.rewind_iteration, "seeds": [t.config.seed for t in nets],
+        "trial_ids": [t.trial_id for t in nets], "nets": net_info, "baselines": baselines,
+        "duration_seconds": _seconds(nets), "padded": padded, "time_shift_s": shift, "files": info["files"],
+        "missing": info["missing"], "notes": info["notes"],
+        "layout": {"early_stop": "state_dicts per level in the -net<n>.pth layout (weight_orig/init/mask)",
+                   "random-prune": "-random-prune-histories<n>.npz: lth_ray's random-pruning baseline of net n, "
+                                   "same arrays and shapes as -random-histories<n>.npz (levels 1..prune_count)"}}
+    _write_json(os.path.join(folder, thesis.sidecar_path(prefix)), sidecar)
+    return info
+
+
+def _seconds(nets: list[TrialResult]) -> float:
+    return sum(r["seconds"] for t in nets for r in t.state["records"])
+
+
+def _write_net(t: TrialResult, n: int, prefix: str, levels: list[int], folder: str, info: dict,
+               last_results: dict) -> dict:
+    """`-net<n>.pth` (the last finished level) and `-early-stop<n>.pth`; returns the sidecar's entry."""
+    recs = _levels(t)
+    last = max(recs)
+    state = thesis_state(t.state["trained"], _masks(t, last), t.state["rewind"])
+    _write_new(os.path.join(folder, thesis.net_path(prefix, n)), lambda f: torch.save(state, f))
+    info["files"].append(thesis.net_path(prefix, n))
+    if last != levels[-1]:
+        info["notes"].append(f"net {n} (seed {t.config.seed}) stopped at level {last} of {levels[-1]}: "
+                             f"-net{n}.pth holds level {last}")
+    wrote_es = _write_early_stop(t, prefix, n, levels, folder)
+    if wrote_es:
+        info["files"].append(thesis.early_stop_path(prefix, n))
+    device, device_name = _device(last_results, t)
+    return {"n": n, "seed": t.config.seed, "trial_id": t.trial_id, "status": t.status, "complete": t.complete,
+            "levels": sorted(recs), "net_file_level": last, "early_stop_file": wrote_es, "device": device,
+            "device_name": device_name}
+
+
+def thesis_specs(cfg, nets: list[TrialResult], net_info: list[dict], notes: list[str]) -> dict:
+    """The 18 keys of `-specs.json`, in the thesis' order; caveats for old readers go to `notes`."""
+    devices = [d["device"] for d in net_info]
+    device = max(set(devices), key=devices.count)
+    if len(set(devices)) > 1:
+        notes.append(f"nets ran on different devices {sorted(set(devices))}; specs name the most common")
+    net = "Conv" if cfg.plan_conv else "Lenet"
+    specs = {
+        "net": net, "plan_conv": list(cfg.plan_conv), "plan_fc": list(cfg.plan_fc), "net_count": len(nets),
+        "dataset": thesis.DATASET_NAMES[cfg.dataset],
+        "epoch_count": thesis.epoch_count(cfg.dataset, cfg.iterations, cfg.batch_size),
+        "learning_rate": float(cfg.learning_rate), "plot_step": cfg.eval_every, "verbosity": 0,
+        "prune_method": thesis.PRUNE_METHODS[cfg.pruning], "prune_count": cfg.rounds,
+        "prune_rate_conv": float(cfg.prune_rate_conv), "prune_rate_fc": float(cfg.prune_rate_fc),
+        "duration": thesis.format_duration(_seconds(nets)), "device": device,
+        "device_name": next(d["device_name"] for d in net_info if d["device"] == device),
+        "save_early_stop": all(d["early_stop_file"] for d in net_info),
+        "experiment_name": thesis.EXPERIMENT_NAMES[cfg.method]}
+    assert tuple(specs) == thesis.SPEC_KEYS
+    if cfg.activation != thesis.THESIS_ACTIVATION[net] or cfg.dataset not in ("mnist", "cifar10"):
+        notes.append(f"trained with {cfg.activation} on {cfg.dataset}: the thesis' own loader rebuilds {net} "
+                     f"with {thesis.THESIS_ACTIVATION[net]} and knows only MNIST and CIFAR-10, so these nets load "
+                     "there but compute another function; lth_ray.thesis.get_models_from_files rebuilds them right")
+    return specs
+
+
+def _device(last_results: dict, t: TrialResult) -> tuple[str, str]:
+    """(device, device name) the trial ran on, as the state or its last Tune result says; else the CPU."""
+    last = last_results.get(t.trial_id, {})
+    device = t.state.get("device") or last.get("device") or "cpu"
+    name = t.state.get("device_name") or last.get("device_name") or device
+    return str(device), str(name)
+
+
+def _write_early_stop(t: TrialResult, prefix: str, n: int, levels: list[int], folder: str) -> bool:
+    """`-early-stop<n>.pth` as plain containers; False (nothing written) when the trial kept none."""
+    saved = t.state.get("early_stop") or {}
+    recs = _levels(t)
+    if not any(saved.get(r) is not None for r in levels):
+        return False
+    state_dicts, indices = [], []
+    for r in levels:
+        if saved.get(r) is None or r not in recs:
+            state_dicts.append(None)
+            indices.append(-1)
+            continue
+        state_dicts.append(thesis_state(saved[r], _masks(t, r), t.state["rewind"]))
+        indices.append((recs[r]["early_stop_index"] + 1) * t.config.eval_every - 1)
+    _write_new(os.path.join(folder, thesis.early_stop_path(prefix, n)),
+               lambda f: torch.save({"state_dicts": state_dicts, "indices": indices}, f))
+    return True
+
+
+def _unexported(info: dict, line: str) -> None:
+    info["missing"].append(line)
+    info["unexported"].append(line)
+
+
+def _write_baselines(method: str, trials: list[TrialResult], nets: list[TrialResult], prefix: str, name_of,
+                     folder: str, info: dict) -> list[dict]:
+    """Per net n, its baseline's histories for levels 1..prune_count in shape (1, prune_count, L)."""
+    seeds = [t.config.seed for t in nets]
+    written = []
+    for b in sorted(trials, key=lambda t: t.config.seed):
+        if b.config.seed not in seeds:
+            _unexported(info, f"{method} baseline seed {b.config.seed} (trial {b.trial_id}): its ticket is not "
+                              "among the nets, so it is only in the Parquet files")
+            continue
+        if not (b.state and b.state["records"]):
+            info["missing"].append(f"{method} baseline seed {b.config.seed} (trial {b.trial_id}) has no finished "
+                                   "round")
+            continue
+        n = seeds.index(b.config.seed)
+        arrays, padded = history_arrays([b], list(range(1, b.config.rounds + 1)), b.config.eval_points)
+        name = name_of(prefix, n)
+        _savez(os.path.join(folder, name), arrays)
+        info["files"].append(name)
+        if padded:
+            info["notes"].append(f"{name}: missing levels or points are NaN (padded)")
+        written.append({"n": n, "seed": b.config.seed, "trial_id": b.trial_id, "file": name,
+                        "levels": sorted(_levels(b)), "complete": b.complete})
+    return written
+
+
+# ------------------------------------------------------------------ CLI
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m lth_ray.export",
+                                description="Export a Tune experiment to Parquet and the thesis' file format.")
+    p.add_argument("experiment", help="the experiment folder (or a pyarrow URI such as file:// or s3://)")
+    p.add_argument("--out", help="export folder (default: <experiment>/export)")
+    p.add_argument("--force", action="store_true", help="replace an existing export")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    a = build_parser().parse_args(argv)
+    try:
+        out = export_experiment(a.experiment, a.out, a.force)
+    except (ExperimentError, ExportError, ConfigError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:
+        print(f"error: {err.filename or a.experiment}: {err.strerror or err}", file=sys.stderr)
+        return 2
+    print(f"exported {a.experiment} to {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
