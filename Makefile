@@ -27,12 +27,19 @@ data:
 test: setup
 	$(VPY) -m pytest -q
 
+DEMO := demo-$(shell date +%Y%m%d-%H%M%S)
+
+# A small real sweep on Fashion-MNIST (embedded local Ray), then the report with the paper's figures.
 demo: setup
 	$(VPY) -m sweeps.lenet_mnist --dataset fashion-mnist --seeds 2 --rounds 2 --iterations 1000 \
-	  --eval-every 100 --baselines reinit --name demo-$$(date +%Y%m%d-%H%M%S) --storage $(CURDIR)/results
+	  --eval-every 100 --baselines reinit --num-gpus 0 --name $(DEMO) --storage $(CURDIR)/results
+	$(VPY) -m lth_ray.report $(CURDIR)/results/$(DEMO)
+	@echo "demo results: $(CURDIR)/results/$(DEMO) (export/ holds Parquet + thesis files, report/ the figures)"
 
 bench: setup
 	$(VPY) benchmarks/bench_train_step.py
+	$(VPY) benchmarks/bench_ray_overhead.py
+	$(VPY) benchmarks/bench_export.py
 
 clean:
 	rm -rf $(VENV)

@@ -52,9 +52,8 @@ class Experiment:
 # ------------------------------------------------------------------ loading
 
 def _identity(experiment: str, trial) -> dict:
-    from .export import trajectory_name  # the export's name for it, so both sources agree
     c = trial.config
-    return {"experiment": experiment, "trial_id": trial.trial_id, "trajectory": trajectory_name(trial),
+    return {"experiment": experiment, "trial_id": trial.trial_id, "trajectory": c.key,
             "arch": c.arch, "dataset": c.dataset, "seed": c.seed, "method": c.method, "pruning": c.pruning,
             "prune_rate_fc": float(c.prune_rate_fc), "prune_rate_conv": float(c.prune_rate_conv),
             "rewind_iteration": c.rewind_iteration, "activation": c.activation}
@@ -64,7 +63,7 @@ def load_experiment(experiment: str | Path) -> Experiment:
     """Read a Tune experiment folder (or URI) through `ExperimentAnalysis`; partial experiments load too."""
     from .experiment import load_trials
     name = PurePosixPath(str(experiment).rstrip("/")).name
-    trials = load_trials(str(experiment))
+    trials = load_trials(str(experiment), weights=False)
     history_rows, round_rows, trial_rows, layers, masks = [], [], [], [], {}
     for t in trials:
         ident = _identity(name, t)
@@ -416,9 +415,12 @@ def plot_layer_sparsity(ax, rounds: pd.DataFrame, method: str = "imp") -> None:
     ax.plot(per_round.index, per_round["sparsity"], "k--", label="all prunable")
     ax.set_yscale("log", base=2)
     lowest = per_round[per_round > 0].min().min()  # a layer pruned away has no place on a log axis
-    ticks = [100 / 2 ** p for p in range(int(math.ceil(math.log2(100 / lowest))) + 1)]
+    ticks = [100 / 2 ** p for p in range(int(math.log2(100 / lowest)) + 1)]  # halvings within the data
+    if len(ticks) < 3:
+        ticks = ladder_ticks(per_round["sparsity"])  # a short ladder: the whole net's levels
     ax.set_yticks(ticks, [f"{t:.3g}" for t in ticks])
     ax.yaxis.set_minor_locator(NullLocator())
+    ax.set_ylim(lowest / 2 ** 0.15, 100 * 2 ** 0.15)
     ax.set_xlabel("Pruning round")
     ax.set_ylabel("Percent of weights remaining")
     ax.set_xticks(list(per_round.index))

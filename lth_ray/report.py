@@ -27,17 +27,19 @@ def _slug(label: str) -> str:
 
 
 def write_figures(exp: A.Experiment, out: Path) -> list[Path]:
-    """Every figure of the report, one PNG each; returns their paths."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    """Every figure of the report, one PNG each; returns their paths. Plain `Figure`s, no pyplot: no
+    display needed and the caller's backend (a notebook's) is left alone."""
+    from matplotlib.figure import Figure
 
     written = []
+
+    def subplots(*grid, **kw):
+        fig = Figure(**kw)
+        return fig, fig.subplots(*grid, squeeze=False) if grid else fig.subplots()
 
     def save(fig, name):
         fig.tight_layout()
         fig.savefig(out / name, dpi=120)
-        plt.close(fig)
         written.append(out / name)
 
     if exp.rounds.empty:
@@ -45,7 +47,7 @@ def write_figures(exp: A.Experiment, out: Path) -> list[Path]:
     summary = A.summarise(exp.rounds)
     for name, draw in (("accuracy_vs_sparsity.png", A.plot_accuracy_vs_sparsity),
                        ("early_stop_vs_sparsity.png", A.plot_early_stop_vs_sparsity)):
-        fig, ax = plt.subplots(figsize=(7, 4.5))
+        fig, ax = subplots(figsize=(7, 4.5))
         draw(ax, summary)
         save(fig, name)
     for label, rounds, histories in A.by_configuration(exp):
@@ -53,12 +55,12 @@ def write_figures(exp: A.Experiment, out: Path) -> list[Path]:
         slug = _slug(label)
         if ticket is None:
             continue
-        fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
-        A.plot_history(axes[0], histories, "test_acc", method=ticket)
-        A.plot_history(axes[1], histories, "val_loss", method=ticket)
+        fig, axes = subplots(1, 2, figsize=(12, 4.5))
+        A.plot_history(axes[0, 0], histories, "test_acc", method=ticket)
+        A.plot_history(axes[0, 1], histories, "val_loss", method=ticket)
         fig.suptitle(label)
         save(fig, f"history-{slug}.png")
-        fig, ax = plt.subplots(figsize=(7, 4.5))
+        fig, ax = subplots(figsize=(7, 4.5))
         A.plot_layer_sparsity(ax, rounds, method=ticket)
         ax.set_title(f"{label}: {ticket}")
         save(fig, f"layer_sparsity-{slug}.png")
@@ -69,7 +71,7 @@ def write_figures(exp: A.Experiment, out: Path) -> list[Path]:
             masks = exp.mask(last["trial_id"], int(last["round"]))
             cols = min(3, len(masks))
             rows = -(-len(masks) // cols)
-            fig, axes = plt.subplots(rows, cols, figsize=(5 * cols, 3.8 * rows), squeeze=False)
+            fig, axes = subplots(rows, cols, figsize=(5 * cols, 3.8 * rows))
             for ax, (layer, mask) in zip(axes.ravel(), masks.items()):
                 A.plot_mask(ax, mask, layer)
             for ax in axes.ravel()[len(masks):]:

@@ -328,7 +328,7 @@ def run(spec: SweepSpec, defaults: SweepDefaults) -> int:
         status = "ERROR" if result.error else "TERMINATED"
         statuses[status] = statuses.get(status, 0) + 1
     from .experiment import load_trials
-    trials = load_trials(spec.experiment)
+    trials = load_trials(spec.experiment, weights=False)
     unfinished = [t.trial_id for t in trials if not t.complete]
     print(f"sweep {spec.name}: {sum(t.complete for t in trials)}/{len(trials)} trajectories complete"
           + (f"; unfinished: {', '.join(unfinished)} (continue with --resume)" if unfinished else ""))
