@@ -35,8 +35,11 @@ def fake_cifar(n_train=45_000, seed=0) -> Split:
     return Split(x(n_train), y(n_train), x(1000), y(1000), x(1000), y(1000), "cifar10", "random")
 
 
-def ours_ms_per_iter(preset: str, split: Split, iters: int, warmup: int, sparse: bool) -> float:
-    """ms per training iteration of a trajectory round (dense round 0, or a pruned round 1 if `sparse`)."""
+def ours_ms_per_iter(preset: str, split: Split, iters: int, warmup: int, sparse: bool, repeats: int = 3) -> float:
+    """ms per training iteration of a trajectory round (dense round 0, or a pruned round 1 if `sparse`).
+
+    One untimed run first (the first touches of the data and allocator are slow), then the best of `repeats`.
+    """
     def timed(n):
         cfg = from_preset(preset, dataset=split.dataset, iterations=n, eval_every=n, rounds=1,
                           save_early_stop=False)
@@ -46,10 +49,16 @@ def ours_ms_per_iter(preset: str, split: Split, iters: int, warmup: int, sparse:
         start = time.perf_counter()
         t.run_round()
         return time.perf_counter() - start
-    return (timed(warmup + iters) - timed(warmup)) / iters * 1e3
+    timed(warmup)
+    return min(timed(warmup + iters) - timed(warmup) for _ in range(repeats)) / iters * 1e3
 
 
-def yardstick(arch: str, dataset: str, root: str, iters: int, threads: int) -> float:
+def yardstick(arch: str, dataset: str, root: str, iters: int, threads: int, repeats: int = 3) -> float:
+    """The yardstick's ms per iteration, best of `repeats` runs (the same rule as ours)."""
+    return min(_yardstick_once(arch, dataset, root, iters, threads) for _ in range(repeats))
+
+
+def _yardstick_once(arch: str, dataset: str, root: str, iters: int, threads: int) -> float:
     out = subprocess.run([sys.executable, str(YARDSTICK), "--arch", arch, "--dataset", dataset, "--root", root,
                           "--iters", str(iters), "--threads", str(threads)],
                          capture_output=True, text=True, check=True)

@@ -7,6 +7,7 @@ is never recomputed nor reported twice.
 """
 from __future__ import annotations
 
+import functools
 import os
 import tempfile
 from pathlib import Path
@@ -38,13 +39,22 @@ def _resume_state() -> dict | None:
     return state
 
 
+@functools.lru_cache(maxsize=1)
+def _cached_split(dataset: str, data_root: str | None, device: str, download: bool):
+    """With reuse_actors a worker runs trial after trial on the same data: load it once per process.
+
+    The split's tensors are only ever read (batches are gathered by index), so sharing them is safe.
+    """
+    return load_split(dataset, data_root, device, download=download)
+
+
 def run_trial(config: dict) -> None:
     """Tune function trainable. `config` = {"trajectory": TrajectoryConfig dict, "threads": int, "download"}."""
     cfg = TrajectoryConfig.from_dict(config["trajectory"])
     torch.set_num_threads(int(config.get("threads", 1)))
     device = resolve_device(cfg.device)  # Ray sets CUDA_VISIBLE_DEVICES; no usable GPU -> CPU fallback
     state = _resume_state()
-    split = load_split(cfg.dataset, cfg.data_root, device, download=bool(config.get("download", False)))
+    split = _cached_split(cfg.dataset, cfg.data_root, str(device), bool(config.get("download", False)))
     trajectory = Trajectory(cfg, split, state)
     context = ray.get_runtime_context()
     where = {"device": str(device), "pid": os.getpid(), "node_id": context.get_node_id(),
