@@ -35,7 +35,7 @@ def publish(store: str, round_: int, packed: dict) -> None:
     fs.move(tmp, path)
 
 
-def fetch(store: str, round_: int, timeout_s: float = 7 * 24 * 3600, poll_s: float = 2.0) -> dict:
+def fetch(store: str, round_: int, timeout_s: float = 24 * 3600, poll_s: float = 2.0) -> dict:
     """Round `round_`'s packed masks, waiting (up to `timeout_s`) for the ticket to publish them."""
     fs, root = _resolve(store)
     path = f"{root}/{_name(round_)}"

@@ -56,21 +56,13 @@ class SweepSpec:
 
 # ------------------------------------------------------------------ parsing (the edge: everything is checked here)
 
-def _int_list(text: str, what: str) -> list[int]:
+def _number_list(text: str, what: str, convert=float) -> list:
+    """A comma-separated list of numbers from the command line, or a one-line error naming it."""
     try:
-        values = [int(v) for v in text.split(",") if v.strip()]
+        values = [convert(v) for v in text.split(",") if v.strip()]
     except ValueError:
-        raise ConfigError(f"{what}={text!r} is not a comma-separated list of integers") from None
-    if not values:
-        raise ConfigError(f"{what}={text!r} is empty; give at least one value")
-    return values
-
-
-def _float_list(text: str, what: str) -> list[float]:
-    try:
-        values = [float(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise ConfigError(f"{what}={text!r} is not a comma-separated list of numbers") from None
+        kind = "integers" if convert is int else "numbers"
+        raise ConfigError(f"{what}={text!r} is not a comma-separated list of {kind}") from None
     if not values:
         raise ConfigError(f"{what}={text!r} is empty; give at least one value")
     return values
@@ -78,7 +70,7 @@ def _float_list(text: str, what: str) -> list[float]:
 
 def parse_seeds(text: str) -> list[int]:
     """'3' means seeds 0, 1, 2; '0,5,7' means exactly those."""
-    values = _int_list(text, "--seeds")
+    values = _number_list(text, "--seeds", int)
     if len(values) == 1 and "," not in text:
         if values[0] < 1:
             raise ConfigError(f"--seeds={text!r} must be at least 1 (a count) or a comma-separated list")
@@ -171,8 +163,8 @@ def spec_from_args(a: argparse.Namespace, defaults: SweepDefaults) -> SweepSpec:
     tickets, baseline_trials = [], []
     for arch in archs:
         preset = PRESETS[arch]
-        fc_rates = _float_list(a.prune_rates, "--prune-rates") if a.prune_rates else [preset.prune_rate_fc]
-        conv_rates = (_float_list(a.conv_prune_rates, "--conv-prune-rates") if a.conv_prune_rates and preset.plan_conv
+        fc_rates = _number_list(a.prune_rates, "--prune-rates") if a.prune_rates else [preset.prune_rate_fc]
+        conv_rates = (_number_list(a.conv_prune_rates, "--conv-prune-rates") if a.conv_prune_rates and preset.plan_conv
                       else [preset.prune_rate_conv])
         for fc, conv, seed in itertools.product(fc_rates, conv_rates, seeds):
             ticket = from_preset(arch, dataset=a.dataset, data_root=a.data_root, rounds=rounds,
