@@ -294,7 +294,11 @@ def _trial_dirname(trial) -> str:
 
 
 def describe(spec: SweepSpec, gpt: float | None = None) -> str:
+    """The grid and resources (for --resume only where it goes: the restored experiment keeps its own grid)."""
     gpus = "auto" if gpt is None else f"{gpt:g}"
+    if spec.resume:
+        return (f"experiment: {spec.experiment} (resume: errored and unfinished trials continue from their "
+                f"newest round checkpoint); ray: {spec.address or 'local (embedded)'}")
     lines = [f"experiment: {spec.experiment}{' (resume)' if spec.resume else ''}",
              f"trials: {len(spec.trajectories)}; per trial: {spec.cpus_per_trial:g} CPU, {gpus} GPU; "
              f"sweep GPUs: {'all available' if spec.num_gpus is None else f'{spec.num_gpus:g}'}; "
