@@ -14,9 +14,8 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
 
-from .schema import HISTORIES, IDENTITY, LAYER_PREFIX, rounds_schema
+from .schema import IDENTITY, LAYER_PREFIX
 from .trajectory import METRICS
 
 # A configuration is everything but the seed and the method: its tickets and baselines are compared.
@@ -51,41 +50,24 @@ class Experiment:
 
 # ------------------------------------------------------------------ loading
 
-def _identity(experiment: str, trial) -> dict:
-    c = trial.config
-    return {"experiment": experiment, "trial_id": trial.trial_id, "trajectory": c.key,
-            "arch": c.arch, "dataset": c.dataset, "seed": c.seed, "method": c.method, "pruning": c.pruning,
-            "prune_rate_fc": float(c.prune_rate_fc), "prune_rate_conv": float(c.prune_rate_conv),
-            "rewind_iteration": c.rewind_iteration, "activation": c.activation}
-
-
 def load_experiment(experiment: str | Path) -> Experiment:
-    """Read a Tune experiment folder (or URI) through `ExperimentAnalysis`; partial experiments load too."""
+    """Read a Tune experiment folder (or URI) through `ExperimentAnalysis`; partial experiments load too.
+
+    The frames are built by the exporter's own table builders, so they equal the Parquet export row for row.
+    """
     from .experiment import load_trials
+    from .export import histories_table, rounds_table, trial_identity
     name = PurePosixPath(str(experiment).rstrip("/")).name
     trials = load_trials(str(experiment), weights=False)
-    history_rows, round_rows, trial_rows, layers, masks = [], [], [], [], {}
+    usable = [t for t in trials if t.state and t.state["records"]]
+    trial_rows = []
     for t in trials:
-        ident = _identity(name, t)
-        records = t.state["records"] if t.state else []
-        trial_rows.append({**ident, "status": t.status, "first_round": t.config.first_round,
-                           "last_round": t.config.rounds, "rounds_done": [r["round"] for r in records],
-                           "complete": t.complete, "error": t.error})
-        if t.state:
-            masks[t.trial_id] = dict(t.state["masks"])
-        for rec in records:
-            row = {**ident, "round": rec["round"], "sparsity": rec["sparsity"]}
-            for k, it in enumerate(rec["iterations"]):
-                history_rows.append({**row, "iteration": it, **{m: rec[m][k] for m in METRICS}})
-            layers += [n for n in rec["layer_sparsity"] if n not in layers]
-            round_rows.append({**row, "iterations": t.config.iterations, "eval_every": t.config.eval_every,
-                               **{k: rec[k] for k in ("early_stop_index", "early_stop_iteration", "seconds")},
-                               **{f"{m}_at_early_stop": rec[f"{m}_at_early_stop"] for m in METRICS},
-                               **{f"final_{m}": rec[f"final_{m}"] for m in METRICS},
-                               "status": t.status, "complete": t.complete,
-                               **{f"{LAYER_PREFIX}{n}": v for n, v in rec["layer_sparsity"].items()}})
-    histories = pa.Table.from_pylist(history_rows, schema=HISTORIES).to_pandas()
-    rounds = pa.Table.from_pylist(round_rows, schema=rounds_schema(layers)).to_pandas()
+        trial_rows.append({**trial_identity(t, name), "status": t.status, "first_round": t.config.first_round,
+                           "last_round": t.config.rounds, "rounds_done": t.rounds_done, "complete": t.complete,
+                           "error": t.error})
+    masks = {t.trial_id: dict(t.state["masks"]) for t in trials if t.state}
+    histories = histories_table(usable, name).to_pandas()
+    rounds = rounds_table(usable, name).to_pandas()
     trials_frame = pd.DataFrame(trial_rows, columns=TRIAL_COLUMNS).sort_values("trial_id", ignore_index=True)
     return Experiment(histories, rounds, trials_frame, masks)
 

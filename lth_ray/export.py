@@ -184,7 +184,8 @@ def _write_json(path: str, obj, indent: int | None = 2) -> None:
 
 # ------------------------------------------------------------------ Parquet
 
-def _identity(t: TrialResult, name: str) -> dict:
+def trial_identity(t: TrialResult, name: str) -> dict:
+    """The identity columns of a trial's rows (schema.IDENTITY without round and sparsity)."""
     c = t.config
     return {"experiment": name, "trial_id": t.trial_id, "trajectory": trajectory_name(t), "arch": c.arch,
             "dataset": c.dataset, "seed": c.seed, "method": c.method, "pruning": c.pruning,
@@ -199,7 +200,7 @@ def _records(t: TrialResult) -> list[dict]:
 def _per_trial_columns(trials, name: str, rows_per_trial: list[int]) -> dict[str, pa.Array]:
     """The identity columns that are constant within a trial, repeated over its rows."""
     which = pa.array(np.repeat(np.arange(len(trials)), rows_per_trial), type=pa.int64())
-    idents = [_identity(t, name) for t in trials]
+    idents = [trial_identity(t, name) for t in trials]
     return {col: pa.array([i[col] for i in idents], type=typ).take(which)
             for col, typ in IDENTITY if col not in ("round", "sparsity")}
 

@@ -213,21 +213,9 @@ def test_missing_lists_unfinished_errored_and_running_trials():
 # ------------------------------------------------------------------ the tiny experiment
 
 @pytest.fixture(scope="session")
-def experiment(request, tmp_path_factory) -> Path:
-    """The session's tiny sweep (exported); built here without export until lth_ray/export.py exists."""
-    try:
-        import lth_ray.export  # noqa: F401
-    except ImportError:
-        from conftest import sweep_argv
-        from lth_ray.sweep import main
-        from sweeps.lenet_mnist import DEFAULTS
-        storage = tmp_path_factory.mktemp("storage-analysis")
-        argv = sweep_argv(request.getfixturevalue("tiny_mnist"), storage, "tiny", "--seeds", "2", "--baselines",
-                          "reinit,random-prune", "--no-export", "--address",
-                          request.getfixturevalue("ray_cluster").address)
-        assert main(DEFAULTS, argv) == 0
-        return storage / "tiny"
-    return request.getfixturevalue("tiny_experiment")
+def experiment(tiny_experiment) -> Path:
+    """The session's tiny sweep (exported)."""
+    return tiny_experiment
 
 
 @pytest.fixture(scope="session")

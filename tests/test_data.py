@@ -1,7 +1,4 @@
 """Data: torchvision's on-disk formats read in place, the seeded validation split, clear errors."""
-import gzip
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -9,7 +6,7 @@ import torch
 from torchvision import datasets
 from torchvision.datasets import cifar
 
-from conftest import FASHION_MNIST, make_cifar10_like, make_mnist_like, write_idx
+from conftest import FASHION_MNIST, make_mnist_like, write_idx
 from lth_ray.data import DataError, epoch_batches, load_raw, load_split, validation_split
 
 

@@ -9,7 +9,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -17,7 +16,6 @@ import pytest
 import torch
 
 from conftest import PYTHON, ROOT, sweep_argv
-from lth_ray.config import TrajectoryConfig
 from lth_ray.data import load_split
 from lth_ray.experiment import load_trials, read_newest_state
 from lth_ray.trajectory import Trajectory

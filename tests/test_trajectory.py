@@ -3,14 +3,13 @@ import json
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 import torch
 
 from conftest import FASHION_MNIST
 from lth_ray.config import from_preset
 from lth_ray.data import load_split
-from lth_ray.pruning import alive_after, unpack_masks
+from lth_ray.pruning import alive_after
 from lth_ray.trajectory import METRICS, Trajectory, early_stop_index, load_state, save_state
 
 SMALL = dict(iterations=120, eval_every=40, rounds=2)
