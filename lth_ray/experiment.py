@@ -8,6 +8,7 @@ The trajectory state in a trial's newest readable checkpoint is the source of tr
 from __future__ import annotations
 
 import io
+import json
 import re
 from dataclasses import dataclass
 from pathlib import PurePosixPath
@@ -17,7 +18,8 @@ from pyarrow import fs as pafs
 
 from .config import TrajectoryConfig
 
-STATE_FILE = "state.pt"  # the name the trainable writes inside each checkpoint folder
+STATE_FILE = "state.pt"  # the trajectory state the trainable writes inside each checkpoint folder
+ROUND_FILE = "round.json"  # beside it: {"next_round": n}, so the newest state is found without reading all
 CHECKPOINT_RE = re.compile(r"^checkpoint_(\d+)$")
 
 
@@ -63,17 +65,31 @@ def open_analysis(experiment: str):
         raise ExperimentError(f"{experiment} is not a Tune experiment folder ({first})") from None
 
 
+def _claimed_round(fs: pafs.FileSystem, folder: str) -> int | None:
+    """The `next_round` a checkpoint's small round file announces (None: no such file, or unreadable)."""
+    try:
+        with fs.open_input_stream(f"{folder}/{ROUND_FILE}") as f:
+            return int(json.loads(f.read())["next_round"])
+    except Exception:
+        return None
+
+
 def read_newest_state(fs: pafs.FileSystem, trial_path: str) -> tuple[dict | None, str | None]:
     """The state with the most finished rounds among a trial's readable checkpoints, and any read error.
 
     Chosen by the round inside, not by folder name: after a driver crash Tune may not know its newest
-    checkpoint and later reuse that folder's index, so names need not follow rounds. A torn or foreign
-    checkpoint is skipped and named in the error.
+    checkpoint and later reuse that folder's index, so names need not follow rounds. Each checkpoint's small
+    round file says which to load first, so only one state file is read in the usual case; a torn or foreign
+    checkpoint is skipped (and named in the error) in favour of the next best.
     """
     selector = pafs.FileSelector(trial_path, allow_not_found=True)
-    names = [PurePosixPath(i.path).name for i in fs.get_file_info(selector) if i.type == pafs.FileType.Directory]
+    names = [PurePosixPath(i.path).name for i in fs.get_file_info(selector)
+             if i.type == pafs.FileType.Directory and CHECKPOINT_RE.match(PurePosixPath(i.path).name)]
+    claims = {n: _claimed_round(fs, f"{trial_path}/{n}") for n in names}
     best, error = None, None
-    for name in sorted(n for n in names if CHECKPOINT_RE.match(n)):
+    for name in sorted(names, key=lambda n: (-1 if claims[n] is None else claims[n], n), reverse=True):
+        if best is not None and claims[name] is not None and claims[name] <= best["next_round"]:
+            continue  # announces no more rounds than the state already read
         try:
             with fs.open_input_stream(f"{trial_path}/{name}/{STATE_FILE}") as f:
                 state = torch.load(io.BytesIO(f.read()), map_location="cpu", weights_only=True)

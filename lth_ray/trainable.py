@@ -8,6 +8,7 @@ is never recomputed nor reported twice.
 from __future__ import annotations
 
 import functools
+import json
 import os
 import tempfile
 from pathlib import Path
@@ -18,7 +19,7 @@ from ray import tune
 
 from .config import TrajectoryConfig
 from .data import load_split
-from .experiment import STATE_FILE, read_newest_state
+from .experiment import ROUND_FILE, STATE_FILE, read_newest_state
 from .trajectory import Trajectory, load_state, resolve_device, save_state, summary
 
 
@@ -66,4 +67,5 @@ def run_trial(config: dict) -> None:
                    "rounds_total": cfg.rounds + 1 - cfg.first_round, **where}
         with tempfile.TemporaryDirectory(prefix="lth_ray-ckpt-") as folder:
             save_state(trajectory.state, Path(folder) / STATE_FILE)
+            (Path(folder) / ROUND_FILE).write_text(json.dumps({"next_round": trajectory.next_round}))
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
