@@ -14,7 +14,7 @@ import socket
 import sys
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from .config import PRESETS, ConfigError, TrajectoryConfig, from_preset
 
@@ -47,7 +47,6 @@ class SweepSpec:
     export: bool = True
     reuse_actors: bool = True
     dry_run: bool = False
-    labels: tuple[str, ...] = field(default=())
 
     @property
     def experiment(self) -> str:
@@ -185,7 +184,7 @@ def spec_from_args(a: argparse.Namespace, defaults: SweepDefaults) -> SweepSpec:
     return SweepSpec(name=name, storage=storage, trajectories=trajectories, cpus_per_trial=a.cpus_per_trial,
                      gpus_per_trial=gpt if gpt is not None else -1.0, num_gpus=a.num_gpus, address=a.address,
                      resume=a.resume, max_failures=a.max_failures, keep_checkpoints=a.keep_checkpoints,
-                     download=a.download, export=not a.no_export, dry_run=a.dry_run, labels=tuple(keys))
+                     download=a.download, export=not a.no_export, dry_run=a.dry_run)
 
 
 # ------------------------------------------------------------------ checks that touch the outside world
@@ -299,12 +298,12 @@ def describe(spec: SweepSpec, gpt: float | None = None) -> str:
     if spec.resume:
         return (f"experiment: {spec.experiment} (resume: errored and unfinished trials continue from their "
                 f"newest round checkpoint); ray: {spec.address or 'local (embedded)'}")
-    lines = [f"experiment: {spec.experiment}{' (resume)' if spec.resume else ''}",
+    lines = [f"experiment: {spec.experiment}",
              f"trials: {len(spec.trajectories)}; per trial: {spec.cpus_per_trial:g} CPU, {gpus} GPU; "
              f"sweep GPUs: {'all available' if spec.num_gpus is None else f'{spec.num_gpus:g}'}; "
              f"ray: {spec.address or 'local (embedded)'}"]
-    for t, key in zip(spec.trajectories, spec.labels):
-        lines.append(f"  {key}: rounds {t.first_round}..{t.rounds}, {t.iterations} iterations/round, eval every {t.eval_every}")
+    for t in spec.trajectories:
+        lines.append(f"  {t.key}: rounds {t.first_round}..{t.rounds}, {t.iterations} iterations/round, eval every {t.eval_every}")
     return "\n".join(lines)
 
 
@@ -316,13 +315,9 @@ def run(spec: SweepSpec, defaults: SweepDefaults) -> int:
     try:
         gpt = gpus_per_trial(spec, defaults, ray.cluster_resources().get("GPU", 0.0))
         print(describe(spec, gpt), flush=True)
-        grid = make_tuner(spec, gpt).fit()
+        make_tuner(spec, gpt).fit()  # trial states are read back from storage below, not trusted from here
     finally:
         ray.shutdown()
-    statuses = {}
-    for result in grid:
-        status = "ERROR" if result.error else "TERMINATED"
-        statuses[status] = statuses.get(status, 0) + 1
     from .experiment import load_trials
     trials = load_trials(spec.experiment, weights=False)
     unfinished = [t.trial_id for t in trials if not t.complete]

@@ -24,20 +24,23 @@ from .trajectory import Trajectory, load_state, resolve_device, save_state, summ
 
 
 def _resume_state() -> dict | None:
-    """The newest state among Tune's checkpoint and the checkpoints in this trial's storage folder."""
-    state = None
-    checkpoint = tune.get_checkpoint()
-    if checkpoint is not None:
-        with checkpoint.as_directory() as folder:
-            state = load_state(Path(folder) / STATE_FILE)
+    """The newest state in this trial's storage folder (Tune's own checkpoint lives there too).
+
+    Tune's `get_checkpoint()` is read only where the trial has no storage context or its folder has no
+    readable state, so the usual restart reads one state file, once.
+    """
     try:
         storage = tune.get_context().get_storage()
         stored, _ = read_newest_state(storage.storage_filesystem, storage.trial_fs_path)
     except (AttributeError, OSError):  # no storage context (e.g. a local test harness): Tune's word only
         stored = None
-    if stored is not None and (state is None or stored["next_round"] > state["next_round"]):
-        state = stored
-    return state
+    if stored is not None:
+        return stored
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is None:
+        return None
+    with checkpoint.as_directory() as folder:
+        return load_state(Path(folder) / STATE_FILE)
 
 
 @functools.lru_cache(maxsize=1)

@@ -314,8 +314,10 @@ def _progress_bar(config: TrajectoryConfig):
     bars: dict[int, tqdm] = {}
 
     def update(round_: int, iteration: int) -> None:
-        bar = bars.setdefault(round_, tqdm(total=config.iterations, desc=f"round {round_}", unit="it",
-                                           file=sys.stderr, leave=False))
+        if round_ not in bars:  # one bar per round (not one per call, as setdefault's argument would make)
+            bars[round_] = tqdm(total=config.iterations, desc=f"round {round_}", unit="it", file=sys.stderr,
+                                leave=False)
+        bar = bars[round_]
         bar.update(iteration - bar.n)
         if iteration >= config.iterations:
             bar.close()
