@@ -18,8 +18,10 @@ import pandas as pd
 from .schema import IDENTITY, LAYER_PREFIX
 from .trajectory import METRICS
 
-# A configuration is everything but the seed and the method: its tickets and baselines are compared.
-CONFIG = ["arch", "dataset", "pruning", "prune_rate_fc", "prune_rate_conv", "rewind_iteration", "activation"]
+# A configuration is the whole recipe, everything but the seed and the method: its tickets and baselines are
+# compared, and two recipes never average together.
+CONFIG = ["arch", "plan_conv", "plan_fc", "dataset", "iterations", "eval_every", "batch_size", "learning_rate",
+          "pruning", "prune_rate_fc", "prune_rate_conv", "rewind_iteration", "activation", "precision"]
 GROUP = CONFIG + ["method", "round"]
 TICKETS = ("imp", "one-shot")          # methods that own a dense round 0
 BASELINES = ("reinit", "random-prune")  # compared against their ticket's dense round 0
@@ -27,7 +29,8 @@ SUMMARY_METRICS = (["early_stop_iteration"] + [f"{m}_at_early_stop" for m in MET
                    + [f"final_{m}" for m in METRICS])
 RUNNING = ("RUNNING", "PENDING", "PAUSED")
 TRIAL_IDENTITY = [name for name, _ in IDENTITY if name not in ("round", "sparsity")]
-TRIAL_COLUMNS = TRIAL_IDENTITY + ["status", "first_round", "last_round", "rounds_done", "complete", "error"]
+TRIAL_COLUMNS = TRIAL_IDENTITY + ["status", "first_round", "last_round", "rounds_done", "complete",
+                                  "diverged_round", "error"]
 
 
 @dataclass
@@ -64,7 +67,7 @@ def load_experiment(experiment: str | Path) -> Experiment:
     for t in trials:
         trial_rows.append({**trial_identity(t, name), "status": t.status, "first_round": t.config.first_round,
                            "last_round": t.config.rounds, "rounds_done": t.rounds_done, "complete": t.complete,
-                           "error": t.error})
+                           "diverged_round": t.diverged_round, "error": t.error})
     masks = {t.trial_id: dict(t.state["masks"]) for t in trials if t.state}
     histories = histories_table(usable, name).to_pandas()
     rounds = rounds_table(usable, name).to_pandas()
@@ -83,7 +86,7 @@ def load_export(export_dir: str | Path) -> Experiment:
     for p in paths:
         if not p.is_file():
             raise FileNotFoundError(f"{p} is missing: {export_dir} is not an lth_ray export folder")
-    histories, rounds = (pd.read_parquet(p) for p in paths)
+    histories, rounds = (_with_recipe(pd.read_parquet(p)) for p in paths)
     manifest = export_dir / "export.json"
     trials = (_trials_from_manifest(json.loads(manifest.read_text()), rounds) if manifest.is_file()
               else _trials_from_rounds(rounds))
@@ -102,8 +105,24 @@ def _trials_from_manifest(manifest: dict, rounds: pd.DataFrame) -> pd.DataFrame:
         rows.append({**ident, "trial_id": t["trial_id"], "trajectory": t["trajectory"], "method": t["method"],
                      "seed": t["seed"], "status": t["status"], "first_round": min(planned),
                      "last_round": max(planned), "rounds_done": list(t["rounds_done"]),
-                     "complete": t["complete"], "error": t["error"]})
+                     "complete": t["complete"], "diverged_round": t.get("diverged_round"), "error": t["error"]})
     return pd.DataFrame(rows, columns=TRIAL_COLUMNS)
+
+
+# Columns an export written by lth_ray 0.1.0 lacks, with the value every 0.1.0 run had (or "unknown").
+OLD_EXPORT_DEFAULTS = {"plan_conv": "unknown", "plan_fc": "unknown", "batch_size": -1, "learning_rate": np.nan,
+                       "precision": "unknown", "deterministic": False, "diverged": False}
+
+
+def _with_recipe(frame: pd.DataFrame) -> pd.DataFrame:
+    """An export from lth_ray 0.1.0 lacks some recipe columns: fill them so grouping still works (every
+    trial of such an export shares the filled values, so nothing is merged that the old export kept apart)."""
+    for col, value in OLD_EXPORT_DEFAULTS.items():
+        if col not in frame.columns and (col != "diverged" or "early_stop_index" in frame.columns):
+            frame[col] = value
+    if "diverged" in frame.columns:
+        frame["diverged"] = frame["diverged"].fillna(False).astype(bool)
+    return frame
 
 
 def _trials_from_rounds(rounds: pd.DataFrame) -> pd.DataFrame:
@@ -115,6 +134,7 @@ def _trials_from_rounds(rounds: pd.DataFrame) -> pd.DataFrame:
         rows.append({**dict(zip(TRIAL_IDENTITY, key)), "status": g["status"].iloc[-1],
                      "first_round": 0 if g["method"].iloc[0] in TICKETS else 1,
                      "rounds_done": sorted(g["round"].tolist()), "complete": bool(g["complete"].all()),
+                     "diverged_round": next((int(r) for r in g.loc[g["diverged"], "round"]), None),
                      "error": None})
     return pd.DataFrame(rows).merge(last, on=CONFIG, how="left")[TRIAL_COLUMNS]
 
@@ -122,29 +142,36 @@ def _trials_from_rounds(rounds: pd.DataFrame) -> pd.DataFrame:
 # ------------------------------------------------------------------ the thesis' early-stop numbers
 
 def early_stop_indices(val_loss: np.ndarray, axis: int = -1) -> np.ndarray:
-    """First argmin of the validation loss along the evaluation axis (ties: the earliest point wins)."""
-    return np.argmin(np.asarray(val_loss), axis=axis)
+    """First argmin of the validation loss along the evaluation axis (ties: the earliest point wins).
+
+    NaN and inf are skipped: a diverged evaluation, or a point a rewound round did not train (NaN padding in
+    the thesis arrays), is never the early-stop point; -1 where no point is finite."""
+    v = np.asarray(val_loss, dtype=np.float64)
+    finite = np.isfinite(v)
+    idx = np.argmin(np.where(finite, v, np.inf), axis=axis)
+    return np.where(finite.any(axis=axis), idx, -1)
 
 
 def values_at(values: np.ndarray, indices: np.ndarray, axis: int = -1) -> np.ndarray:
-    """`values` taken at per-row indices along `axis` (the thesis' `np.take_along_axis`)."""
-    idx = np.expand_dims(np.asarray(indices), axis)
-    return np.take_along_axis(np.asarray(values), idx, axis=axis).squeeze(axis)
+    """`values` taken at per-row indices along `axis` (the thesis' `np.take_along_axis`); NaN at index -1."""
+    indices = np.asarray(indices)
+    idx = np.expand_dims(np.maximum(indices, 0), axis)
+    taken = np.take_along_axis(np.asarray(values, dtype=np.float64), idx, axis=axis).squeeze(axis)
+    return np.where(indices < 0, np.nan, taken)
 
 
-def early_stop(histories: pd.DataFrame, eval_every: int | None = None) -> pd.DataFrame:
-    """Per (trial, round): early-stop index and iteration ((index + 1) * eval_every) and metrics there.
-
-    `eval_every` defaults to each round's first evaluation iteration (evaluations sit at (k + 1) * eval_every).
-    """
+def early_stop(histories: pd.DataFrame) -> pd.DataFrame:
+    """Per (trial, round): early-stop index (into the round's evaluations), its absolute iteration, and the
+    metrics there; a round without a finite validation loss has none (NA)."""
     keys = ["trial_id", "round"]
     ident = [c for c, _ in IDENTITY if c in histories.columns]
     rows = []
     for _, g in histories.sort_values(keys + ["iteration"]).groupby(keys, sort=False):
         k = int(early_stop_indices(g["val_loss"].to_numpy()))
-        step = int(eval_every or g["iteration"].iloc[0])
-        rows.append({**g.iloc[0][ident].to_dict(), "early_stop_index": k, "early_stop_iteration": (k + 1) * step,
-                     **{f"{m}_at_early_stop": float(g[m].iloc[k]) for m in METRICS}})
+        found = k >= 0
+        rows.append({**g.iloc[0][ident].to_dict(), "early_stop_index": k if found else pd.NA,
+                     "early_stop_iteration": int(g["iteration"].iloc[k]) if found else pd.NA,
+                     **{f"{m}_at_early_stop": float(g[m].iloc[k]) if found else np.nan for m in METRICS}})
     return pd.DataFrame(rows)
 
 
@@ -215,7 +242,9 @@ def missing(exp: Experiment) -> pd.DataFrame:
             continue
         done = set(t["rounds_done"])
         lacking = [r for r in range(int(t["first_round"]), int(t["last_round"]) + 1) if r not in done]
-        if t["status"] == "ERROR":
+        if not pd.isna(t.get("diverged_round")):
+            reason = f"diverged at round {int(t['diverged_round'])} (the trajectory stops there)"
+        elif t["status"] == "ERROR":
             reason = "errored"
         elif t["status"] in RUNNING:
             reason = f"running ({t['status'].lower()})"
@@ -236,7 +265,8 @@ def config_labels(frame: pd.DataFrame) -> dict[tuple, str]:
     """A short legend label per configuration: the arch, plus the settings that differ between the
     configurations of that arch (e.g. "lenet fc0.2" and "lenet fc0.4")."""
     configs = frame[CONFIG].drop_duplicates()
-    short = {"prune_rate_fc": "fc", "prune_rate_conv": "conv", "rewind_iteration": "rewind"}
+    short = {"prune_rate_fc": "fc", "prune_rate_conv": "conv", "rewind_iteration": "rewind", "learning_rate": "lr",
+             "batch_size": "batch", "iterations": "T", "eval_every": "every"}
     labels = {}
     for _, same in configs.groupby("arch", sort=False):
         varying = [c for c in CONFIG[1:] if same[c].nunique(dropna=False) > 1]

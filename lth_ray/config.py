@@ -14,6 +14,7 @@ METHODS = ("imp", "reinit", "random-prune", "one-shot")
 PRUNINGS = ("layerwise", "global")
 ACTIVATIONS = ("relu", "tanh")
 DEVICES = ("auto", "cpu", "cuda")
+PRECISIONS = ("fp32", "tf32", "bf16")
 
 
 class ConfigError(ValueError):
@@ -61,6 +62,12 @@ def parse_plan_token(token: Any) -> int | str:
     raise ConfigError(f"plan token {token!r} is not allowed; use an int, 'M', 'A' or '<n>B'")
 
 
+def plan_label(plan_conv, plan_fc) -> str:
+    """The arch label of a custom plan, e.g. `fc500-300` or `conv64-64-M_fc256-256` (file-name safe)."""
+    fc = "fc" + "-".join(str(w) for w in plan_fc)
+    return f"conv{'-'.join(str(t) for t in plan_conv)}_{fc}" if plan_conv else fc
+
+
 def _check_rate(name: str, value: float) -> None:
     if not (isinstance(value, (int, float)) and 0.0 <= float(value) < 1.0):
         raise ConfigError(f"{name}={value!r} is not allowed; a prune rate must lie in [0, 1)")
@@ -88,6 +95,9 @@ class TrajectoryConfig:
     seed: int = 0
     save_early_stop: bool = True
     device: str = "auto"
+    # GPU numerics: fp32 (the paper's arithmetic, TF32 off), tf32, or bf16 autocast; deterministic kernels.
+    precision: str = "fp32"
+    deterministic: bool = False
     # Folder or URI where an IMP ticket publishes its masks per round and its reinit baseline reads them.
     mask_store: str | None = None
 
@@ -110,17 +120,35 @@ class TrajectoryConfig:
         """A readable, unique name of the trajectory (trial names, mask stores, exports)."""
         conv = f"-conv{self.prune_rate_conv:g}" if self.plan_conv else ""
         rewind = f"-rw{self.rewind_iteration}" if self.rewind_iteration else ""
+        preset = PRESETS.get(self.arch)
+        lr = f"-lr{self.learning_rate:g}" if not preset or self.learning_rate != preset.learning_rate else ""
+        batch = f"-b{self.batch_size}" if not preset or self.batch_size != preset.batch_size else ""
+        numerics = ("" if self.precision == "fp32" else f"-{self.precision}") + ("-det" if self.deterministic else "")
         return (f"{self.arch}-{self.dataset}-{self.method}-{self.pruning}-fc{self.prune_rate_fc:g}{conv}{rewind}"
-                f"-s{self.seed}")
+                f"{lr}{batch}{numerics}-s{self.seed}")
+
+    def round_start(self, round_: int) -> int:
+        """The first iteration of round `round_`: 0 for the dense round and for re-init, else the rewind point."""
+        return 0 if round_ == 0 or self.method == "reinit" else self.rewind_iteration
+
+    def eval_iterations(self, round_: int) -> list[int]:
+        """The absolute iterations at which round `round_` is evaluated (multiples of eval_every after its start)."""
+        return list(range(self.round_start(round_) + self.eval_every, self.iterations + 1, self.eval_every))
 
     def validate(self) -> "TrajectoryConfig":
-        if self.arch not in PRESETS and self.arch != "custom":
-            raise ConfigError(f"arch={self.arch!r} is unknown; allowed: {', '.join(PRESETS)} or custom")
         for t in self.plan_conv:
             parse_plan_token(t)
         for w in self.plan_fc:
             if isinstance(w, bool) or not isinstance(w, int) or w <= 0:
                 raise ConfigError(f"fc plan width {w!r} is not allowed; use positive ints")
+        label = plan_label(self.plan_conv, self.plan_fc)
+        preset = PRESETS.get(self.arch)
+        if preset is not None and (tuple(self.plan_conv), tuple(self.plan_fc)) != (preset.plan_conv, preset.plan_fc):
+            raise ConfigError(f"arch={self.arch!r} names the preset plan, not {label}; label a custom plan "
+                              f"arch={label!r}")
+        if preset is None and self.arch not in ("custom", label):
+            raise ConfigError(f"arch={self.arch!r} is unknown; allowed: {', '.join(PRESETS)} or the plan's "
+                              f"label {label!r}")
         if self.dataset not in DATASETS:
             raise ConfigError(f"dataset={self.dataset!r} is unknown; allowed: {', '.join(DATASETS)}")
         for name in ("iterations", "batch_size", "eval_every"):
@@ -144,11 +172,16 @@ class TrajectoryConfig:
         if self.method == "reinit" and not self.mask_store:
             raise ConfigError("method='reinit' needs mask_store (where the matching ticket publishes its masks)")
         if (isinstance(self.rewind_iteration, bool) or not isinstance(self.rewind_iteration, int)
-                or not 0 <= self.rewind_iteration < self.iterations):
-            raise ConfigError(f"rewind_iteration={self.rewind_iteration!r} is not allowed; "
-                              f"it must lie in [0, iterations={self.iterations})")
+                or not 0 <= self.rewind_iteration < self.iterations
+                or self.rewind_iteration % self.eval_every):
+            raise ConfigError(f"rewind_iteration={self.rewind_iteration!r} is not allowed; it must be a multiple "
+                              f"of eval_every={self.eval_every} in [0, iterations={self.iterations})")
         if self.activation not in ACTIVATIONS:
             raise ConfigError(f"activation={self.activation!r} is unknown; allowed: {', '.join(ACTIVATIONS)}")
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"precision={self.precision!r} is unknown; allowed: {', '.join(PRECISIONS)}")
+        if not isinstance(self.deterministic, bool):
+            raise ConfigError(f"deterministic={self.deterministic!r} is not allowed; use true or false")
         if self.device not in DEVICES:
             raise ConfigError(f"device={self.device!r} is unknown; allowed: {', '.join(DEVICES)}")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
@@ -185,4 +218,18 @@ def from_preset(arch: str, **overrides) -> TrajectoryConfig:
                 iterations=p.iterations, batch_size=p.batch_size, learning_rate=p.learning_rate,
                 prune_rate_conv=p.prune_rate_conv, prune_rate_fc=p.prune_rate_fc)
     base.update({k: v for k, v in overrides.items() if v is not None})
+    base["plan_conv"] = tuple(parse_plan_token(t) for t in base["plan_conv"])
+    base["plan_fc"] = tuple(base["plan_fc"])
+    if (base["plan_conv"], base["plan_fc"]) != (p.plan_conv, p.plan_fc):
+        base["arch"] = plan_label(base["plan_conv"], base["plan_fc"])  # a custom plan gets its own label
     return TrajectoryConfig(**base).validate()
+
+
+def parse_plan(text: str, what: str) -> tuple:
+    """A plan from the command line, in the thesis' tokens: `300,100` (fc) or `64,64,M` (conv)."""
+    tokens = [t.strip() for t in str(text).split(",") if t.strip()]
+    if what == "--plan-fc":
+        if not tokens or not all(t.isdigit() and int(t) > 0 for t in tokens):
+            raise ConfigError(f"{what}={text!r} is not allowed; use a comma list of positive widths, e.g. 300,100")
+        return tuple(int(t) for t in tokens)
+    return tuple(parse_plan_token(t) for t in tokens)

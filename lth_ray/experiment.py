@@ -17,6 +17,7 @@ import torch
 from pyarrow import fs as pafs
 
 from .config import TrajectoryConfig
+from .trajectory import finished
 
 STATE_FILE = "state.pt"  # the trajectory state the trainable writes inside each checkpoint folder
 ROUND_FILE = "round.json"  # beside it: {"next_round": n}, so the newest state is found without reading all
@@ -42,7 +43,17 @@ class TrialResult:
 
     @property
     def complete(self) -> bool:
+        """Every planned round ran."""
         return bool(self.state) and self.state["next_round"] > self.config.rounds
+
+    @property
+    def diverged_round(self) -> int | None:
+        return self.state.get("diverged_round") if self.state else None
+
+    @property
+    def finished(self) -> bool:
+        """Nothing left to run: complete, or stopped at a diverged round."""
+        return finished(self.state, self.config)
 
 
 def filesystem_and_path(uri: str) -> tuple[pafs.FileSystem, str]:

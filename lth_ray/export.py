@@ -33,7 +33,7 @@ from .config import ConfigError
 from .experiment import ExperimentError, TrialResult, filesystem_and_path, load_trials, open_analysis
 from .pruning import unpack_masks
 from .schema import HISTORIES, IDENTITY, LAYER_PREFIX, rounds_schema
-from .trajectory import METRICS
+from .trajectory import METRICS, diverged
 
 MANIFEST = "export.json"
 EXPORT_FORMAT = 1
@@ -159,6 +159,9 @@ def _missing_line(t: TrialResult) -> str | None:
         why = t.error or "no round finished"
         return f"{key}: nothing exported ({why})"
     left = [r for r in _planned_rounds(t) if r not in set(t.rounds_done)]
+    if left and t.diverged_round is not None:
+        return (f"{key}: round {t.diverged_round} diverged (a loss went NaN or infinite), so rounds {left} were "
+                "not run: a trajectory stops at a diverged round")
     if left:
         return f"{key}: rounds {left} missing (exported rounds {t.rounds_done})"
     return None
@@ -167,7 +170,8 @@ def _missing_line(t: TrialResult) -> str | None:
 def _trial_summary(t: TrialResult) -> dict:
     return {"trial_id": t.trial_id, "trajectory": trajectory_name(t), "method": t.config.method,
             "seed": t.config.seed, "status": t.status, "complete": t.complete,
-            "rounds_planned": _planned_rounds(t), "rounds_done": t.rounds_done, "error": t.error}
+            "rounds_planned": _planned_rounds(t), "rounds_done": t.rounds_done,
+            "diverged_round": t.diverged_round, "error": t.error}
 
 
 # ------------------------------------------------------------------ files: new names only, JSON
@@ -188,9 +192,12 @@ def trial_identity(t: TrialResult, name: str) -> dict:
     """The identity columns of a trial's rows (schema.IDENTITY without round and sparsity)."""
     c = t.config
     return {"experiment": name, "trial_id": t.trial_id, "trajectory": trajectory_name(t), "arch": c.arch,
+            "plan_conv": ",".join(map(str, c.plan_conv)), "plan_fc": ",".join(map(str, c.plan_fc)),
             "dataset": c.dataset, "seed": c.seed, "method": c.method, "pruning": c.pruning,
             "prune_rate_fc": float(c.prune_rate_fc), "prune_rate_conv": float(c.prune_rate_conv),
-            "rewind_iteration": c.rewind_iteration, "activation": c.activation}
+            "rewind_iteration": c.rewind_iteration, "activation": c.activation, "iterations": c.iterations,
+            "eval_every": c.eval_every, "batch_size": c.batch_size, "learning_rate": float(c.learning_rate),
+            "precision": c.precision, "deterministic": c.deterministic}
 
 
 def _records(t: TrialResult) -> list[dict]:
@@ -240,9 +247,12 @@ def rounds_table(trials: list[TrialResult], name: str) -> pa.Table:
     schema = rounds_schema(layers)
     cols = _per_trial_columns(trials, name, [len(t.state["records"]) for t in trials])
     recs = [(t, rec) for t in trials for rec in _records(t)]
+    # 0.1.0 records lack the last three: their rounds all started at 0 on their own axis and trained T steps
     fixed = {"round": lambda t, r: r["round"], "sparsity": lambda t, r: r["sparsity"],
-             "iterations": lambda t, r: t.config.iterations, "eval_every": lambda t, r: t.config.eval_every,
-             "status": lambda t, r: t.status, "complete": lambda t, r: t.complete}
+             "status": lambda t, r: t.status, "complete": lambda t, r: t.complete,
+             "diverged": lambda t, r: r.get("diverged", diverged(r)),
+             "start_iteration": lambda t, r: r.get("start_iteration", 0),
+             "steps": lambda t, r: r.get("steps", t.config.iterations)}
     for col in schema.names:
         if col in cols:
             continue
@@ -282,7 +292,7 @@ def _setting(c) -> tuple:
     """Everything that must agree between the nets of one thesis experiment (not seed, not method)."""
     return (c.arch, tuple(c.plan_conv), tuple(c.plan_fc), c.dataset, c.pruning, float(c.prune_rate_fc),
             float(c.prune_rate_conv), c.rewind_iteration, c.activation, c.iterations, c.eval_every,
-            c.batch_size, float(c.learning_rate), c.rounds)
+            c.batch_size, float(c.learning_rate), c.rounds, c.precision, c.deterministic)
 
 
 def group_trials(trials: list[TrialResult]) -> list[Group]:
@@ -335,7 +345,10 @@ def _levels(t: TrialResult) -> dict[int, dict]:
 
 
 def history_arrays(trials: list[TrialResult], levels: list[int], length: int) -> tuple[dict, bool]:
-    """The thesis arrays (trials, levels, L) with NaN where a level or point is missing; and whether padded."""
+    """The thesis arrays (trials, levels, L) with NaN where a level or point is missing; and whether padded.
+
+    Point k of a level is iteration (k + 1) * plot_step on the absolute axis, so a round rewound to
+    iteration k starts its values at index k / plot_step and is NaN before (it did not train there)."""
     out = {m: np.full((len(trials), len(levels), length), np.nan, dtype=np.float64) for m in THESIS_METRICS}
     sparsity = np.full(len(levels), np.nan, dtype=np.float64)
     padded = False
@@ -345,10 +358,11 @@ def history_arrays(trials: list[TrialResult], levels: list[int], length: int) ->
             if r not in recs:
                 padded = True
                 continue
+            at = np.asarray(recs[r]["iterations"]) // trials[i].config.eval_every - 1
+            keep = at < length
             for m in THESIS_METRICS:
-                values = np.asarray(recs[r][m], dtype=np.float64)[:length]
-                out[m][i, j, :len(values)] = values
-                padded |= len(values) < length
+                out[m][i, j, at[keep]] = np.asarray(recs[r][m], dtype=np.float64)[keep]
+            padded |= int(keep.sum()) < length
             if np.isnan(sparsity[j]):
                 sparsity[j] = round(recs[r]["sparsity"], 4)
     out["sparsity"] = sparsity
@@ -402,6 +416,15 @@ def write_group(g: Group, folder: str, experiment: str, last_results: dict, now:
     arrays, padded = history_arrays(nets, levels, cfg.eval_points)
     if padded:
         info["notes"].append("some nets lack levels or points: those entries are NaN (padded, never cut)")
+    if cfg.rewind_iteration:
+        info["notes"].append(f"late rewinding: levels >= 1 train from iteration {cfg.rewind_iteration} to "
+                             f"{cfg.iterations} on the absolute axis, so their first "
+                             f"{cfg.rewind_iteration // cfg.eval_every} points are NaN (not trained there); use "
+                             "nan-aware argmin (lth_ray.analysis.early_stop_indices) for early stop")
+    if any(t.diverged_round is not None for t in nets):
+        info["notes"].append("nets " + ", ".join(f"{n} (level {t.diverged_round})" for n, t in enumerate(nets)
+                                                 if t.diverged_round is not None)
+                             + " diverged: a loss went NaN or infinite there and the trajectory stopped")
     _savez(os.path.join(folder, thesis.histories_path(prefix)), arrays)
     info["files"].append(thesis.histories_path(prefix))
     net_info = [_write_net(t, n, prefix, levels, folder, info, last_results) for n, t in enumerate(nets)]
@@ -419,7 +442,8 @@ def write_group(g: Group, folder: str, experiment: str, last_results: dict, now:
         "prune_rate_conv": float(cfg.prune_rate_conv), "prune_rate_out": float(cfg.prune_rate_out),
         "rounds": cfg.rounds, "iterations": cfg.iterations, "eval_every": cfg.eval_every,
         "eval_points": cfg.eval_points, "batch_size": cfg.batch_size, "learning_rate": float(cfg.learning_rate),
-        "rewind_iteration": cfg.rewind_iteration, "seeds": [t.config.seed for t in nets],
+        "rewind_iteration": cfg.rewind_iteration, "precision": cfg.precision,
+        "deterministic": cfg.deterministic, "seeds": [t.config.seed for t in nets],
         "trial_ids": [t.trial_id for t in nets], "nets": net_info, "baselines": baselines,
         "duration_seconds": _seconds(nets), "padded": padded, "time_shift_s": shift, "files": info["files"],
         "missing": info["missing"], "notes": info["notes"],
@@ -450,6 +474,7 @@ def _write_net(t: TrialResult, n: int, prefix: str, levels: list[int], folder: s
         info["files"].append(thesis.early_stop_path(prefix, n))
     device, device_name = _device(last_results, t)
     return {"n": n, "seed": t.config.seed, "trial_id": t.trial_id, "status": t.status, "complete": t.complete,
+            "diverged_level": t.diverged_round,
             "levels": sorted(recs), "net_file_level": last, "early_stop_file": wrote_es, "device": device,
             "device_name": device_name}
 
@@ -481,11 +506,17 @@ def thesis_specs(cfg, nets: list[TrialResult], net_info: list[dict], notes: list
 
 
 def _device(last_results: dict, t: TrialResult) -> tuple[str, str]:
-    """(device, device name) the trial ran on, as the state or its last Tune result says; else the CPU."""
+    """(device, device name) the trial's rounds ran on, as its round records say (the GPU's name, e.g.
+    "NVIDIA H100 80GB HBM3", not "cuda:0"); the most common one when a restart moved it. Tune's last
+    result is the fallback for records without them."""
+    pairs = [(rec.get("device"), rec.get("device_name")) for rec in t.state["records"]]
+    pairs = [(d, n) for d, n in pairs if d and n]
+    if pairs:
+        device, name = max(set(pairs), key=pairs.count)
+        return str(device), str(name)
     last = last_results.get(t.trial_id, {})
-    device = t.state.get("device") or last.get("device") or "cpu"
-    name = t.state.get("device_name") or last.get("device_name") or device
-    return str(device), str(name)
+    device = last.get("device") or "cpu"
+    return str(device), str(last.get("device_name") or device)
 
 
 def _write_early_stop(t: TrialResult, prefix: str, n: int, levels: list[int], folder: str) -> bool:
@@ -496,12 +527,12 @@ def _write_early_stop(t: TrialResult, prefix: str, n: int, levels: list[int], fo
         return False
     state_dicts, indices = [], []
     for r in levels:
-        if saved.get(r) is None or r not in recs:
+        if saved.get(r) is None or r not in recs or recs[r]["early_stop_iteration"] is None:
             state_dicts.append(None)
             indices.append(-1)
             continue
         state_dicts.append(thesis_state(saved[r], _masks(t, r), t.state["rewind"]))
-        indices.append((recs[r]["early_stop_index"] + 1) * t.config.eval_every - 1)
+        indices.append(recs[r]["early_stop_iteration"] - 1)  # the thesis' 0-based iteration
     _write_new(os.path.join(folder, thesis.early_stop_path(prefix, n)),
                lambda f: torch.save({"state_dicts": state_dicts, "indices": indices}, f))
     return True

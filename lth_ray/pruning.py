@@ -79,13 +79,20 @@ def global_magnitude_prune(weights: dict[str, torch.Tensor], masks: Masks, rate:
     return out
 
 
+def random_scores(masks: Masks, generator: torch.Generator) -> dict[str, torch.Tensor]:
+    """Uniform random scores for every weight, drawn layer by layer in mask order."""
+    return {name: torch.rand(m.shape, generator=generator, dtype=torch.float64) for name, m in masks.items()}
+
+
 def random_prune(masks: Masks, rates: dict[str, float], generator: torch.Generator) -> Masks:
-    """Random pruning baseline: the same per-layer counts as magnitude pruning, weights chosen at random."""
-    out = {}
-    for name, m in masks.items():
-        scores = torch.rand(m.shape, generator=generator, dtype=torch.float64)
-        out[name] = _remove_lowest(scores, m, removal_count(int(m.sum()), rates[name]))
-    return out
+    """Layer-wise random pruning: the same per-layer counts as magnitude pruning, weights chosen at random."""
+    return magnitude_prune(random_scores(masks, generator), masks, rates)
+
+
+def global_random_prune(masks: Masks, rate: float, generator: torch.Generator) -> Masks:
+    """Global random pruning (OpenLTH's): global magnitude pruning's total count, uniformly over all alive
+    prunable weights, so the overall density equals the global ticket's at every round."""
+    return global_magnitude_prune(random_scores(masks, generator), masks, rate=rate)
 
 
 def density(masks: Masks) -> float:

@@ -144,6 +144,17 @@ def summary_markdown(exp: A.Experiment, source: str, figures: list[Path]) -> str
             parts += [f"### {label}", "",
                       _table(["method", "round", "% remaining", "seeds", "test acc at early stop",
                               "early-stop iteration", "final test acc"], rows), ""]
+    parts += ["## Diverged rounds", ""]
+    bad = exp.rounds[exp.rounds["diverged"]] if "diverged" in exp.rounds.columns else exp.rounds.iloc[:0]
+    if bad.empty:
+        parts += ["None: every loss stayed finite.", ""]
+    else:
+        rows = [[r["trajectory"], r["trial_id"], r["method"], int(r["seed"]), int(r["round"]),
+                 "none" if pd.isna(r["early_stop_iteration"]) else int(r["early_stop_iteration"])]
+                for _, r in bad.sort_values(["trajectory", "round"]).iterrows()]
+        parts += ["A loss went NaN or infinite in these rounds; early stop uses only finite evaluations, and "
+                  "each trajectory stopped after its diverged round.", "",
+                  _table(["trajectory", "trial", "method", "seed", "round", "early-stop iteration"], rows), ""]
     parts += ["## Missing", ""]
     gone = A.missing(exp)
     if gone.empty:

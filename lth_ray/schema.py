@@ -3,6 +3,8 @@
 `histories.parquet`: one row per (trial, round, evaluation point).
 `rounds.parquet`: one row per (trial, round), with per-layer density in columns `sparsity.<layer>`
 (NaN where an arch has no such layer). "sparsity" follows the thesis: the fraction of weights REMAINING.
+Iterations are absolute: a round rewound to k starts at `start_iteration` = k and trains `steps` = T - k.
+A diverged round (`diverged`) has no early-stop point when no evaluation was finite (nulls).
 """
 from __future__ import annotations
 
@@ -10,20 +12,23 @@ import pyarrow as pa
 
 from .trajectory import METRICS
 
+# Every row carries its trajectory's whole recipe, so two recipes can never be averaged together.
 IDENTITY = [
     ("experiment", pa.string()), ("trial_id", pa.string()), ("trajectory", pa.string()),
-    ("arch", pa.string()), ("dataset", pa.string()), ("seed", pa.int64()), ("method", pa.string()),
-    ("pruning", pa.string()), ("prune_rate_fc", pa.float64()), ("prune_rate_conv", pa.float64()),
-    ("rewind_iteration", pa.int64()), ("activation", pa.string()), ("round", pa.int64()),
-    ("sparsity", pa.float64()),
+    ("arch", pa.string()), ("plan_conv", pa.string()), ("plan_fc", pa.string()), ("dataset", pa.string()),
+    ("seed", pa.int64()), ("method", pa.string()), ("pruning", pa.string()), ("prune_rate_fc", pa.float64()),
+    ("prune_rate_conv", pa.float64()), ("rewind_iteration", pa.int64()), ("activation", pa.string()),
+    ("iterations", pa.int64()), ("eval_every", pa.int64()), ("batch_size", pa.int64()),
+    ("learning_rate", pa.float64()), ("precision", pa.string()), ("deterministic", pa.bool_()),
+    ("round", pa.int64()), ("sparsity", pa.float64()),
 ]
 
 HISTORIES = pa.schema(IDENTITY + [("iteration", pa.int64())] + [(m, pa.float64()) for m in METRICS])
 
 ROUNDS_FIXED = pa.schema(
     IDENTITY
-    + [("iterations", pa.int64()), ("eval_every", pa.int64()), ("early_stop_index", pa.int64()),
-       ("early_stop_iteration", pa.int64())]
+    + [("start_iteration", pa.int64()), ("steps", pa.int64()), ("diverged", pa.bool_()),
+       ("early_stop_index", pa.int64()), ("early_stop_iteration", pa.int64())]
     + [(f"{m}_at_early_stop", pa.float64()) for m in METRICS]
     + [(f"final_{m}", pa.float64()) for m in METRICS]
     + [("seconds", pa.float64()), ("status", pa.string()), ("complete", pa.bool_())])

@@ -16,7 +16,7 @@ import time
 import uuid
 from dataclasses import dataclass
 
-from .config import PRESETS, ConfigError, TrajectoryConfig, from_preset
+from .config import PRECISIONS, PRESETS, ConfigError, TrajectoryConfig, from_preset, parse_plan
 
 BASELINES = ("reinit", "random-prune")
 
@@ -87,10 +87,18 @@ def build_parser(defaults: SweepDefaults) -> argparse.ArgumentParser:
     g.add_argument("--prune-rates", help="comma list of fc prune rates (default: the preset's)")
     g.add_argument("--conv-prune-rates", help="comma list of conv prune rates (default: the preset's)")
     g.add_argument("--baselines", default="", help="comma list of reinit, random-prune")
-    g.add_argument("--rewind-iteration", type=int, default=0, help="late rewinding to iteration k (default 0)")
+    g.add_argument("--rewind-iteration", default="0",
+                   help="comma list of rewind iterations k (late rewinding; default 0, the initialisation)")
+    g.add_argument("--learning-rate", help="comma list of Adam learning rates (default: the preset's)")
+    g.add_argument("--batch-size", help="comma list of batch sizes (default: the preset's, 60)")
+    g.add_argument("--plan-fc", help="hidden fc widths, e.g. 300,100 (replaces the one --archs preset's)")
+    g.add_argument("--plan-conv", help="conv plan in the thesis' tokens, e.g. 64,64,M (one --archs preset)")
     g.add_argument("--one-shot", action="store_true", help="find tickets by one-shot instead of iterative pruning")
     g.add_argument("--pruning", default="layerwise", help="layerwise or global magnitude pruning")
     g.add_argument("--activation", default="relu", help="relu or tanh")
+    g.add_argument("--precision", default="fp32", help=f"GPU arithmetic: {', '.join(PRECISIONS)} (default fp32)")
+    g.add_argument("--deterministic", action="store_true",
+                   help="deterministic kernels: bitwise reruns and resumes on a GPU (slower)")
     g = p.add_argument_group("how long")
     g.add_argument("--rounds", type=int, default=None, help="pruning rounds after the dense round 0 (default 20)")
     g.add_argument("--iterations", type=int, help="training iterations per round (default: the preset's)")
@@ -159,18 +167,28 @@ def spec_from_args(a: argparse.Namespace, defaults: SweepDefaults) -> SweepSpec:
     storage = _resolve_storage(a.storage)
     experiment = f"{storage}/{name}"
     rounds = 20 if a.rounds is None else a.rounds
+    if (a.plan_fc or a.plan_conv) and len(archs) != 1:
+        raise ConfigError(f"--plan-fc/--plan-conv replace one preset's plan; give exactly one --archs, not {a.archs!r}")
+    plans = {"plan_fc": parse_plan(a.plan_fc, "--plan-fc") if a.plan_fc else None,
+             "plan_conv": parse_plan(a.plan_conv, "--plan-conv") if a.plan_conv else None}
+    rewinds = _number_list(a.rewind_iteration, "--rewind-iteration", int)
+    rates = _number_list(a.learning_rate, "--learning-rate") if a.learning_rate else [None]
+    batches = _number_list(a.batch_size, "--batch-size", int) if a.batch_size else [None]
     tickets, baseline_trials = [], []
     for arch in archs:
         preset = PRESETS[arch]
         fc_rates = _number_list(a.prune_rates, "--prune-rates") if a.prune_rates else [preset.prune_rate_fc]
         conv_rates = (_number_list(a.conv_prune_rates, "--conv-prune-rates") if a.conv_prune_rates and preset.plan_conv
                       else [preset.prune_rate_conv])
-        for fc, conv, seed in itertools.product(fc_rates, conv_rates, seeds):
+        for fc, conv, lr, batch, rewind, seed in itertools.product(fc_rates, conv_rates, rates, batches, rewinds,
+                                                                   seeds):
             ticket = from_preset(arch, dataset=a.dataset, data_root=a.data_root, rounds=rounds,
                                  iterations=a.iterations, eval_every=a.eval_every, prune_rate_fc=fc,
                                  prune_rate_conv=conv, pruning=a.pruning, activation=a.activation, seed=seed,
-                                 method="one-shot" if a.one_shot else "imp", rewind_iteration=a.rewind_iteration,
-                                 save_early_stop=not a.no_early_stop_weights)
+                                 method="one-shot" if a.one_shot else "imp", rewind_iteration=rewind,
+                                 learning_rate=lr, batch_size=batch, precision=a.precision,
+                                 deterministic=a.deterministic, save_early_stop=not a.no_early_stop_weights,
+                                 **plans)
             if "reinit" in baselines:
                 ticket = ticket.replace(mask_store=f"{experiment}/masks/{ticket.key}")
                 baseline_trials.append(ticket.replace(method="reinit"))
@@ -320,8 +338,10 @@ def run(spec: SweepSpec, defaults: SweepDefaults) -> int:
         ray.shutdown()
     from .experiment import load_trials
     trials = load_trials(spec.experiment, weights=False)
-    unfinished = [t.trial_id for t in trials if not t.complete]
+    unfinished = [t.trial_id for t in trials if not t.finished]
+    diverged = [f"{t.trial_id} (round {t.diverged_round})" for t in trials if t.diverged_round is not None]
     print(f"sweep {spec.name}: {sum(t.complete for t in trials)}/{len(trials)} trajectories complete"
+          + (f"; diverged (stopped there): {', '.join(diverged)}" if diverged else "")
           + (f"; unfinished: {', '.join(unfinished)} (continue with --resume)" if unfinished else ""))
     if spec.export:
         from .export import export_experiment

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 import time
@@ -18,12 +19,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import maskstore
-from .config import PRESETS, ConfigError, TrajectoryConfig, from_preset
+from . import maskstore, numerics
+from .config import PRECISIONS, PRESETS, ConfigError, TrajectoryConfig, from_preset, parse_plan
 from .data import DataError, Split, epoch_batches, load_split
 from .models import build_model, prunable_layers
-from .pruning import (alive_after, dense_masks, density, global_magnitude_prune, layer_density, layer_rates,
-                      magnitude_prune, magnitude_prune_to, pack_masks, random_prune, unpack_masks)
+from .pruning import (alive_after, dense_masks, density, global_magnitude_prune, global_random_prune,
+                      layer_density, layer_rates, magnitude_prune, magnitude_prune_to, pack_masks, random_prune,
+                      unpack_masks)
 
 STATE_FORMAT = 1
 METRICS = ("train_loss", "val_loss", "val_acc", "test_loss", "test_acc")
@@ -54,18 +56,32 @@ def cpu_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
 
 
-def early_stop_index(val_loss) -> int:
-    """The thesis' early-stopping point: the first evaluation with minimum validation loss."""
-    return int(np.argmin(np.asarray(val_loss)))
+def early_stop_index(val_loss) -> int | None:
+    """The thesis' early-stopping point: the first evaluation with minimum validation loss.
+
+    Non-finite losses (a diverged run) are never the early-stop point; None when no evaluation is finite.
+    """
+    values = np.asarray(val_loss, dtype=np.float64)
+    finite = np.isfinite(values)
+    if not finite.any():
+        return None
+    return int(np.argmin(np.where(finite, values, np.inf)))
+
+
+def diverged(record_or_values: dict) -> bool:
+    """A round diverged when any of its losses went NaN or infinite."""
+    return not all(np.isfinite(record_or_values[m]).all() for m in ("train_loss", "val_loss", "test_loss"))
 
 
 @torch.inference_mode()
-def evaluate(model, x: torch.Tensor, y: torch.Tensor, chunk: int = 5000) -> tuple[torch.Tensor, torch.Tensor]:
+def evaluate(model, x: torch.Tensor, y: torch.Tensor, chunk: int = 5000,
+             precision: str = "fp32") -> tuple[torch.Tensor, torch.Tensor]:
     """Mean loss and accuracy over a whole split, as device scalars (no host sync)."""
     loss = torch.zeros((), device=x.device)
     correct = torch.zeros((), device=x.device)
     for start in range(0, len(x), chunk):
-        logits = model(x[start:start + chunk])
+        with numerics.autocast(precision, x.device):
+            logits = model(x[start:start + chunk])
         target = y[start:start + chunk]
         loss += F.cross_entropy(logits, target, reduction="sum")
         correct += (logits.argmax(1) == target).sum()
@@ -80,6 +96,7 @@ class Trajectory:
         self.config = config.validate()
         self.split = split
         self.device = split.x_train.device
+        self.numerics = numerics.configure(config.precision, config.deterministic)
         self.progress = progress
         self.model = build_model(config.plan_conv, config.plan_fc, split.in_shape, config.activation,
                                  generator(config.seed, STREAM_INIT), self.device)
@@ -96,7 +113,8 @@ class Trajectory:
         init = cpu_state(self.model)
         return {"format": STATE_FORMAT, "config": self.config.to_dict(), "next_round": self.config.first_round,
                 "init": init, "rewind": init if self.config.rewind_iteration == 0 else None,
-                "trained": None, "dense_trained": None, "masks": {}, "records": [], "early_stop": {}}
+                "trained": None, "dense_trained": None, "masks": {}, "records": [], "early_stop": {},
+                "diverged_round": None}
 
     @property
     def next_round(self) -> int:
@@ -104,7 +122,8 @@ class Trajectory:
 
     @property
     def done(self) -> bool:
-        return self.next_round > self.config.rounds
+        """Every round ran, or a round diverged (later rounds would start from non-finite weights)."""
+        return finished(self.state, self.config)
 
     @property
     def records(self) -> list[dict]:
@@ -119,6 +138,8 @@ class Trajectory:
         if self.done:
             raise RuntimeError("trajectory is finished")
         r, cfg = self.next_round, self.config
+        if r > 0 and cfg.method != "reinit" and self.state["rewind"] is None:
+            self.state["rewind"] = self._rewind_point()  # a baseline without a dense round of its own
         masks, start = self._mask_and_start(r)
         packed = pack_masks(masks)
         if cfg.mask_store and cfg.method in ("imp", "one-shot"):
@@ -126,7 +147,7 @@ class Trajectory:
         self.model.load_state_dict(start)
         capture = cfg.rewind_iteration if (r == 0 and self.state["rewind"] is None) else None
         began = time.perf_counter()
-        history, es_state, rewind = self._train(r, masks, capture)
+        history, es_state, rewind = self._train(r, masks, cfg.round_start(r), capture)
         record = self._record(r, masks, history, time.perf_counter() - began)
         state = self.state
         if rewind is not None:
@@ -139,7 +160,19 @@ class Trajectory:
             state["early_stop"][r] = es_state
         state["records"].append(record)
         state["next_round"] = r + 1
+        if record["diverged"]:
+            state["diverged_round"] = r
         return record
+
+    def _rewind_point(self) -> dict[str, torch.Tensor]:
+        """The weights at iteration k of the dense round 0, for a baseline that trains no round 0 itself.
+
+        Same init, same round-0 data order, fresh Adam: on the CPU bitwise the ticket's rewind point.
+        """
+        self.model.load_state_dict(self.state["init"])
+        ones = dense_masks({n: m.weight for n, m in self.model.named_modules() if n in self.kinds})
+        _, _, rewind = self._train(0, ones, 0, self.config.rewind_iteration, stop=self.config.rewind_iteration)
+        return rewind
 
     def _mask_and_start(self, r: int):
         """The mask of round r and the weights training starts from (the rewind point, or a fresh init)."""
@@ -153,8 +186,11 @@ class Trajectory:
             return masks, cpu_state(fresh)
         if r == 0:
             return previous, s["init"]
-        if cfg.method == "random-prune":
-            return random_prune(previous, self.rates, generator(cfg.seed, STREAM_RANDOM_PRUNE, r)), s["init"]
+        if cfg.method == "random-prune":  # the ticket's count (per layer, or in total under global pruning)
+            draw = generator(cfg.seed, STREAM_RANDOM_PRUNE, r)
+            masks = (global_random_prune(previous, cfg.prune_rate_fc, draw) if cfg.pruning == "global"
+                     else random_prune(previous, self.rates, draw))
+            return masks, s["rewind"]
         if cfg.method == "one-shot":
             dense = _layer_weights(s["dense_trained"], self.kinds)
             ones = dense_masks(dense)
@@ -172,9 +208,26 @@ class Trajectory:
             masks = magnitude_prune(trained, previous, self.rates)
         return masks, s["rewind"]
 
-    def _train(self, r: int, masks: dict[str, torch.Tensor], capture_at: int | None):
-        """Train the masked net for `iterations` steps from the loaded weights; evaluate every `eval_every`."""
+    def _batches(self, r: int, start: int):
+        """Round r's batch indices for iterations start+1, start+2, ...: batch i of the round's data order is
+        used at iteration i, so a round rewound to k sees exactly what iterations k+1.. of that order hold."""
+        cfg, n = self.config, len(self.split.x_train)
+        data_gen = generator(cfg.seed, STREAM_DATA, r)
+        skip_epochs, offset = divmod(start, n // cfg.batch_size)
+        for _ in range(skip_epochs):
+            torch.randperm(n, generator=data_gen)  # advance the stream exactly as epoch_batches would
+        while True:
+            yield from epoch_batches(n, cfg.batch_size, data_gen, self.device)[offset:]
+            offset = 0
+
+    def _train(self, r: int, masks: dict[str, torch.Tensor], start: int, capture_at: int | None,
+               stop: int | None = None):
+        """Train the masked net from the loaded weights over iterations start+1..stop (default: `iterations`),
+        evaluating at the multiples of `eval_every`; the iteration axis is absolute (a rewound round starts at
+        the rewind point). A `stop` short of the end only captures weights: no evaluation, no history."""
         cfg, split, model = self.config, self.split, self.model
+        stop = cfg.iterations if stop is None else stop
+        evaluating = stop == cfg.iterations
         modules = dict(model.named_modules())
         weights = [modules[n].weight for n in self.kinds]
         mask_values = [masks[n].to(self.device, torch.float32) for n in self.kinds]
@@ -184,65 +237,77 @@ class Trajectory:
                 torch._foreach_mul_(weights, mask_values)
         fused = self.device.type in ("cuda", "cpu")
         optimizer = torch.optim.Adam(model.parameters(), lr=cfg.learning_rate, fused=fused)
-        data_gen = generator(cfg.seed, STREAM_DATA, r)
         running = torch.zeros((), device=self.device)
         points: list[torch.Tensor] = []
-        keep_es = cfg.save_early_stop
+        keep_es = cfg.save_early_stop and evaluating
         best_loss = torch.full((), float("inf"), device=self.device)
         best = [t.detach().clone() for t in model.state_dict().values()] if keep_es else None
         rewind = None
-        it, n = 0, len(split.x_train)
+        it, precision = start, cfg.precision
         model.train()
-        while it < cfg.iterations:
-            for idx in epoch_batches(n, cfg.batch_size, data_gen, self.device):
+        for idx in self._batches(r, start):
+            if it == stop:
+                break
+            with numerics.autocast(precision, self.device):
                 loss = F.cross_entropy(model(split.x_train[idx]), split.y_train[idx])
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                if sparse:
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            if sparse:
+                with torch.no_grad():
+                    torch._foreach_mul_(weights, mask_values)  # pruned weights stay exactly zero
+            running += loss.detach()
+            it += 1
+            if it == capture_at:
+                rewind = cpu_state(model)
+            if evaluating and it % cfg.eval_every == 0:
+                model.eval()
+                val_loss, val_acc = evaluate(model, split.x_val, split.y_val, precision=precision)
+                test_loss, test_acc = evaluate(model, split.x_test, split.y_test, precision=precision)
+                model.train()
+                points.append(torch.stack([running / cfg.eval_every, val_loss, val_acc, test_loss, test_acc]))
+                running = torch.zeros((), device=self.device)
+                if keep_es:  # keep the weights at the lowest finite validation loss, without a host sync
+                    better = torch.isfinite(val_loss) & (val_loss < best_loss)
+                    best_loss = torch.where(better, val_loss, best_loss)
                     with torch.no_grad():
-                        torch._foreach_mul_(weights, mask_values)  # pruned weights stay exactly zero
-                running += loss.detach()
-                it += 1
-                if it == capture_at:
-                    rewind = cpu_state(model)
-                if it % cfg.eval_every == 0:
-                    model.eval()
-                    val_loss, val_acc = evaluate(model, split.x_val, split.y_val)
-                    test_loss, test_acc = evaluate(model, split.x_test, split.y_test)
-                    model.train()
-                    points.append(torch.stack([running / cfg.eval_every, val_loss, val_acc, test_loss, test_acc]))
-                    running = torch.zeros((), device=self.device)
-                    if keep_es:  # keep the weights at the lowest validation loss, without a host sync
-                        better = val_loss < best_loss
-                        best_loss = torch.where(better, val_loss, best_loss)
-                        with torch.no_grad():
-                            for b, t in zip(best, model.state_dict().values()):
-                                b.copy_(torch.where(better, t, b))
-                    if self.progress:
-                        self.progress(r, it)
-                if it == cfg.iterations:
-                    break
+                        for b, t in zip(best, model.state_dict().values()):
+                            b.copy_(torch.where(better, t, b))
+                if self.progress:
+                    self.progress(r, it)
+        if not evaluating:
+            return None, None, rewind
         history = torch.stack(points).to("cpu", torch.float64).numpy()
-        es_state = ({k: b.to("cpu") for k, b in zip(model.state_dict().keys(), best)} if keep_es else None)
+        found = keep_es and bool(torch.isfinite(best_loss))  # a round with no finite evaluation keeps none
+        es_state = {k: b.to("cpu") for k, b in zip(model.state_dict().keys(), best)} if found else None
         return history, es_state, rewind
 
     def _record(self, r: int, masks, history: np.ndarray, seconds: float) -> dict:
         cfg = self.config
         values = {name: history[:, i].tolist() for i, name in enumerate(METRICS)}
+        iterations = cfg.eval_iterations(r)
+        assert len(iterations) == len(history)
         es = early_stop_index(values["val_loss"])
         return {"round": r, "method": cfg.method, "sparsity": density(masks),
-                "layer_sparsity": layer_density(masks),
-                "iterations": [(k + 1) * cfg.eval_every for k in range(len(history))], **values,
-                "early_stop_index": es, "early_stop_iteration": (es + 1) * cfg.eval_every,
-                **{f"{m}_at_early_stop": values[m][es] for m in METRICS},
+                "layer_sparsity": layer_density(masks), "iterations": iterations, **values,
+                "early_stop_index": es, "early_stop_iteration": None if es is None else iterations[es],
+                **{f"{m}_at_early_stop": math.nan if es is None else values[m][es] for m in METRICS},
                 **{f"final_{m}": values[m][-1] for m in METRICS},
-                "seconds": seconds, "device": str(self.device), "device_name": device_name(self.device)}
+                "diverged": diverged(values), "start_iteration": cfg.round_start(r),
+                "steps": cfg.iterations - cfg.round_start(r), "seconds": seconds, "device": str(self.device),
+                "device_name": device_name(self.device)}
 
     def run(self) -> list[dict]:
         while not self.done:
             self.run_round()
         return self.records
+
+
+def finished(state: dict | None, config: TrajectoryConfig) -> bool:
+    """A trajectory is finished when every round ran or a round diverged (it stops there, by design)."""
+    if not state:
+        return False
+    return state["next_round"] > config.rounds or state.get("diverged_round") is not None
 
 
 def _layer_weights(state: dict[str, torch.Tensor], kinds: dict[str, str]) -> dict[str, torch.Tensor]:
@@ -269,7 +334,7 @@ def summary(record: dict) -> dict:
             "val_acc_at_early_stop": record["val_acc_at_early_stop"],
             "test_acc_at_early_stop": record["test_acc_at_early_stop"],
             "final_val_acc": record["final_val_acc"], "final_test_acc": record["final_test_acc"],
-            "seconds": round(record["seconds"], 3)}
+            "diverged": record["diverged"], "seconds": round(record["seconds"], 3)}
 
 
 # ------------------------------------------------------------------ CLI
@@ -283,15 +348,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--download", action="store_true", help="let torchvision download a missing data set")
     p.add_argument("--rounds", type=int, default=None, help="pruning rounds after the dense round 0")
     p.add_argument("--iterations", type=int, help="training iterations per round (default: the preset's)")
+    p.add_argument("--learning-rate", type=float, default=None, help="Adam's learning rate (default: the preset's)")
+    p.add_argument("--batch-size", type=int, default=None, help="default: the preset's (60)")
+    p.add_argument("--plan-fc", default=None, help="hidden fc widths, e.g. 300,100 (default: the preset's)")
+    p.add_argument("--plan-conv", default=None, help="conv plan in the thesis' tokens, e.g. 64,64,M")
     p.add_argument("--eval-every", type=int, default=None)
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--prune-rate-fc", type=float, default=None)
     p.add_argument("--prune-rate-conv", type=float, default=None)
     p.add_argument("--pruning", default=None, help="layerwise or global")
     p.add_argument("--method", default=None, help="imp, random-prune or one-shot")
-    p.add_argument("--rewind-iteration", type=int, default=None)
+    p.add_argument("--rewind-iteration", type=int, default=None,
+                   help="late rewinding to iteration k (a multiple of --eval-every below --iterations)")
     p.add_argument("--activation", default=None, help="relu or tanh")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument("--precision", default="fp32", help=f"{', '.join(PRECISIONS)} (GPU arithmetic; default fp32)")
+    p.add_argument("--deterministic", action="store_true",
+                   help="deterministic kernels (bitwise reruns and resumes on a GPU; slower)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--save-state", help="write the trajectory state here after every round")
     p.add_argument("--resume", help="continue from a state file written by --save-state")
@@ -301,9 +374,12 @@ def build_parser() -> argparse.ArgumentParser:
 def config_from_args(a: argparse.Namespace) -> TrajectoryConfig:
     return from_preset(a.preset, dataset=a.dataset, data_root=a.data_root, rounds=a.rounds,
                        iterations=a.iterations, eval_every=a.eval_every, seed=a.seed,
+                       learning_rate=a.learning_rate, batch_size=a.batch_size,
+                       plan_fc=None if a.plan_fc is None else parse_plan(a.plan_fc, "--plan-fc"),
+                       plan_conv=None if a.plan_conv is None else parse_plan(a.plan_conv, "--plan-conv"),
                        prune_rate_fc=a.prune_rate_fc, prune_rate_conv=a.prune_rate_conv, pruning=a.pruning,
                        method=a.method, rewind_iteration=a.rewind_iteration, activation=a.activation,
-                       device=a.device)
+                       device=a.device, precision=a.precision, deterministic=a.deterministic)
 
 
 def _progress_bar(config: TrajectoryConfig):
@@ -334,6 +410,7 @@ def main(argv: list[str] | None = None) -> int:
             raise ConfigError("method='reinit' needs a ticket's masks: run it through a sweep (--baselines reinit)")
         if a.threads:
             torch.set_num_threads(a.threads)
+        numerics.configure(config.precision, config.deterministic)  # before any CUDA work (cuBLAS workspace)
         device = resolve_device(config.device)
         split = load_split(config.dataset, config.data_root, device, download=a.download)
         state = load_state(a.resume) if a.resume else None
@@ -346,6 +423,9 @@ def main(argv: list[str] | None = None) -> int:
         if a.save_state:
             save_state(trajectory.state, a.save_state)
         print(json.dumps(summary(record)), flush=True)
+    if trajectory.state["diverged_round"] is not None:
+        print(f"note: round {trajectory.state['diverged_round']} diverged (a loss went NaN or infinite); the "
+              "trajectory stops there: later rounds would prune non-finite weights", file=sys.stderr)
     return 0
 
 

@@ -28,8 +28,9 @@ from lth_ray.trajectory import METRICS  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = ROOT / "notebooks" / "ExperimentEvaluation.ipynb"
-IDENT = dict(experiment="x", arch="lenet", dataset="mnist", pruning="layerwise", prune_rate_fc=0.2,
-             prune_rate_conv=0.0, rewind_iteration=0, activation="relu")
+IDENT = dict(experiment="x", arch="lenet", plan_conv="", plan_fc="300,100", dataset="mnist", pruning="layerwise",
+             prune_rate_fc=0.2, prune_rate_conv=0.0, rewind_iteration=0, activation="relu", iterations=200,
+             eval_every=50, batch_size=60, learning_rate=1.2e-3, precision="fp32", deterministic=False)
 
 
 def lenet_ladder(rounds: int = 20) -> list[float]:
@@ -39,9 +40,9 @@ def lenet_ladder(rounds: int = 20) -> list[float]:
     return [sum(alive_after(n, r, k) for n, r in layers) / total for k in range(rounds + 1)]
 
 
-def history_rows(trial: str, round_: int, val_loss, eval_every=50, method="imp", seed=0):
+def history_rows(trial: str, round_: int, val_loss, eval_every=50, method="imp", seed=0, start=0):
     return [{**IDENT, "trial_id": trial, "trajectory": trial, "seed": seed, "method": method, "round": round_,
-             "sparsity": 1.0, "iteration": (k + 1) * eval_every, "train_loss": 1.0 + k, "val_loss": v,
+             "sparsity": 1.0, "iteration": start + (k + 1) * eval_every, "train_loss": 1.0 + k, "val_loss": v,
              "val_acc": 0.1 * k, "test_loss": 10.0 + k, "test_acc": 0.01 * k}
             for k, v in enumerate(val_loss)]
 
@@ -79,8 +80,28 @@ def test_early_stop_frame_takes_iteration_and_metrics_at_the_first_minimum():
     assert es.loc[("a", 1), "val_loss_at_early_stop"] == pytest.approx(0.2)
     assert es.loc[("a", 1), "train_loss_at_early_stop"] == pytest.approx(3.0)
     assert es.loc[("b", 1), "early_stop_iteration"] == 100            # index 0, eval_every 100
-    forced = A.early_stop(h, eval_every=25).set_index(["trial_id", "round"])
-    assert forced.loc[("a", 0), "early_stop_iteration"] == 50
+
+
+def test_early_stop_frame_uses_the_absolute_axis_and_skips_non_finite_losses():
+    nan, inf = float("nan"), float("inf")
+    h = pd.DataFrame(history_rows("rewound", 1, [0.5, 0.3, 0.4], start=200)      # evaluated at 250, 300, 350
+                     + history_rows("diverging", 0, [nan, 0.7, 0.6, inf])
+                     + history_rows("dead", 0, [nan, nan]))
+    es = A.early_stop(h).set_index(["trial_id", "round"])
+    assert es.loc[("rewound", 1), "early_stop_iteration"] == 300
+    assert es.loc[("diverging", 0), "early_stop_index"] == 2          # never the NaN (which argmin would pick)
+    assert es.loc[("diverging", 0), "val_loss_at_early_stop"] == pytest.approx(0.6)
+    assert pd.isna(es.loc[("dead", 0), "early_stop_iteration"])
+    assert np.isnan(es.loc[("dead", 0), "test_acc_at_early_stop"])
+
+
+def test_early_stop_indices_skip_nan_padding_of_thesis_arrays():
+    nan = np.nan
+    loss = np.array([[[nan, nan, 0.5, 0.4], [nan, nan, nan, nan]]])   # a rewound level; a level never run
+    idx = A.early_stop_indices(loss, axis=2)
+    assert idx.tolist() == [[3, -1]]
+    values = A.values_at(np.arange(8, dtype=float).reshape(1, 2, 4), idx, axis=2)
+    assert values[0, 0] == 3 and np.isnan(values[0, 1])
 
 
 # ------------------------------------------------------------------ summaries

@@ -1,0 +1,49 @@
+"""GPU numerics of a trajectory, chosen explicitly and recorded: fp32 / TF32 / bf16 and deterministic kernels.
+
+This torch build runs cuDNN convolutions in TF32 by default on Ampere and later, and several cuDNN / cuBLAS
+kernels are not deterministic: left alone, a "float32" result on a GPU is neither the paper's arithmetic nor
+repeatable. The flags are process-wide in torch, so `configure` sets every one of them on each call: a
+reused Ray worker never carries the previous trial's numerics over.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+
+import torch
+
+# cuBLAS needs a fixed workspace for deterministic results; it must be set before the first cuBLAS call.
+CUBLAS_WORKSPACE = ":4096:8"
+
+
+def configure(precision: str, deterministic: bool) -> dict:
+    """Set torch's fp32 matmul/conv precision and determinism for `precision` ('fp32', 'tf32', 'bf16').
+
+    fp32 and bf16 keep full-precision fp32 matmuls and convolutions (bf16 only autocasts the forward pass,
+    see `autocast`); tf32 allows TensorFloat-32. Returns the settings as torch reports them.
+    """
+    fp32 = "tf32" if precision == "tf32" else "ieee"
+    torch.backends.cuda.matmul.fp32_precision = fp32
+    torch.backends.cudnn.conv.fp32_precision = fp32
+    torch.backends.cudnn.rnn.fp32_precision = fp32
+    if deterministic:
+        os.environ["CUBLAS_WORKSPACE_CONFIG"] = CUBLAS_WORKSPACE
+    torch.use_deterministic_algorithms(deterministic)
+    torch.backends.cudnn.deterministic = deterministic
+    torch.backends.cudnn.benchmark = False  # autotuning picks kernels by timing: another source of variation
+    return settings()
+
+
+def settings() -> dict:
+    """The numerics torch will use now (what a result records)."""
+    return {"matmul_fp32_precision": torch.backends.cuda.matmul.fp32_precision,
+            "conv_fp32_precision": torch.backends.cudnn.conv.fp32_precision,
+            "deterministic_algorithms": torch.are_deterministic_algorithms_enabled(),
+            "cublas_workspace_config": os.environ.get("CUBLAS_WORKSPACE_CONFIG", "")}
+
+
+def autocast(precision: str, device: torch.device):
+    """bf16 mixed precision for forward passes (weights, optimizer and masks stay fp32); else a no-op."""
+    if precision != "bf16":
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
