@@ -170,7 +170,8 @@ def validation_split(n: int, size: int = VALIDATION_SIZE, seed: int = SPLIT_SEED
 
 
 def normalisation(dataset: str, x_train: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per-channel mean/std in [0, 1] units: fixed for (Fashion-)MNIST, from the training set for CIFAR-10."""
+    """Per-channel mean/std in [0, 1] units: fixed for (Fashion-)MNIST, from the given training images (the
+    45,000 left after the validation split) for CIFAR-10."""
     if dataset in NORMALISATION:
         mean, std = NORMALISATION[dataset]
         return np.asarray(mean), np.asarray(std)
@@ -182,8 +183,8 @@ def load_split(dataset: str, data_root: str | None = None, device: str | torch.d
                download: bool = False, validation_size: int = VALIDATION_SIZE) -> Split:
     """The whole data set as normalised float32 tensors on `device`, 5,000 training examples held out."""
     (xtr, ytr), (xte, yte), source = load_raw(dataset, data_root, download)
-    mean, std = normalisation(dataset, xtr)
     train_idx, val_idx = validation_split(len(xtr), validation_size)
+    mean, std = normalisation(dataset, xtr[train_idx])  # the training images only: validation must not leak
 
     def prepare(x):
         t = torch.from_numpy(np.ascontiguousarray(x)).to(torch.float32).div_(255.0)

@@ -189,3 +189,37 @@ def test_reinit_trials_use_their_tickets_masks(tiny_experiment):
                 assert torch.equal(t.state["masks"][r]["fc.0"]["bits"], ticket.state["masks"][r]["fc.0"]["bits"])
     methods = sorted(t.config.method for t in trials)
     assert methods == ["imp", "imp", "random-prune", "random-prune", "reinit", "reinit"]
+
+
+def test_global_pruning_late_rewinding_baselines_through_ray(tiny_mnist, ray_cluster, tmp_path):
+    """A non-default mode end to end: every trial bitwise its run without Ray, baselines at the ticket's
+    density each round, rewound rounds on the absolute axis."""
+    args = sweep_argv(tiny_mnist, tmp_path, "modes", "--address", ray_cluster.address, "--pruning", "global",
+                      "--rewind-iteration", "50", "--baselines", "reinit,random-prune", "--no-export")
+    out = subprocess.run(sweep_cmd(*args), cwd=ROOT, capture_output=True, text=True, timeout=400)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    trials = load_trials(str(tmp_path / "modes"))
+    assert_same_as_without_ray(trials, tiny_mnist)
+    density = {t.config.method: {r["round"]: r["sparsity"] for r in t.state["records"]} for t in trials}
+    for method in ("reinit", "random-prune"):
+        assert density[method] == {r: d for r, d in density["imp"].items() if r >= 1}
+    by_method = {t.config.method: t.state["records"] for t in trials}
+    assert by_method["imp"][1]["iterations"] == [100, 150, 200]
+    assert by_method["random-prune"][0]["iterations"] == [100, 150, 200]
+    assert by_method["reinit"][0]["iterations"] == [50, 100, 150, 200]
+
+
+def test_a_diverging_sweep_finishes_and_says_which_rounds_diverged(tiny_mnist, ray_cluster, tmp_path):
+    args = sweep_argv(tiny_mnist, tmp_path, "nan", "--address", ray_cluster.address, "--learning-rate", "1e11",
+                      "--rounds", "3")
+    out = subprocess.run(sweep_cmd(*args), cwd=ROOT, capture_output=True, text=True, timeout=400)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]  # finished, not unfinished work
+    assert "diverged (stopped there)" in out.stdout and "(round 0)" in out.stdout
+    (t,) = load_trials(str(tmp_path / "nan"))
+    assert t.finished and not t.complete and t.diverged_round == 0
+    report = subprocess.run([PYTHON, "-m", "lth_ray.report", str(tmp_path / "nan")], cwd=ROOT,
+                            capture_output=True, text=True, timeout=300)
+    assert report.returncode == 0, report.stderr
+    summary = (tmp_path / "nan" / "report" / "summary.md").read_text()
+    diverged = summary.split("## Diverged rounds")[1].split("##")[0]
+    assert "lenet-mnist-imp-layerwise-fc0.2-lr1e+11-s0" in diverged
