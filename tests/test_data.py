@@ -88,3 +88,236 @@ def test_debian_fashion_mnist_is_found_without_a_data_root(tmp_path, monkeypatch
     s = load_split("fashion-mnist")
     assert s.source == str(FASHION_MNIST)
     assert (len(s.x_train), len(s.x_val), len(s.x_test)) == (55_000, 5_000, 10_000)
+
+
+# ---------------------------------------------------------------- fetched once per node: the lock, the checks
+
+import json  # noqa: E402
+import os  # noqa: E402
+import socket  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+from conftest import ROOT  # noqa: E402
+from lth_ray.data import fetch_dataset, locate  # noqa: E402
+
+# One process of the race: wait at a barrier, then load MNIST with --download through a fake download that
+# counts its calls and writes each IDX file in two halves with a pause between (a reader without the lock
+# would see truncated files); print what it loaded.
+_RACER = r'''
+import hashlib, json, os, sys, time
+from pathlib import Path
+import numpy as np
+from lth_ray.data import load_raw
+
+root, calls, barrier, n = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3]), int(sys.argv[4])
+
+def idx(a):
+    return bytes([0, 0, 8, a.ndim]) + b"".join(d.to_bytes(4, "big") for d in a.shape) + a.astype(np.uint8).tobytes()
+
+def slow_fetch(dataset, folder):
+    with open(calls, "a") as f:
+        f.write(f"{os.getpid()}\n")
+    raw = folder / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for prefix, count in (("train", 60), ("t10k", 20)):
+        images, labels = rng.integers(0, 256, (count, 28, 28)), rng.integers(0, 10, count)
+        for name, a in (("images-idx3", images), ("labels-idx1", labels)):
+            data = idx(a)
+            with open(raw / f"{prefix}-{name}-ubyte", "wb") as f:
+                f.write(data[: len(data) // 2]); f.flush(); time.sleep(0.1); f.write(data[len(data) // 2:])
+
+(barrier / str(os.getpid())).touch()
+deadline = time.time() + 60
+while len(list(barrier.iterdir())) < n and time.time() < deadline:
+    time.sleep(0.01)
+(xtr, ytr), (xte, yte), source = load_raw("mnist", str(root), download=True, fetch=slow_fetch)
+digest = hashlib.sha256(b"".join(np.ascontiguousarray(v).tobytes() for v in (xtr, ytr, xte, yte))).hexdigest()
+print(json.dumps({"source": source, "digest": digest, "shapes": [list(xtr.shape), list(xte.shape)]}))
+'''
+
+
+def _quick_fetch(dataset, folder):
+    make_mnist_like(folder, n_train=60, n_test=20)
+
+
+def _env_without_data(tmp_path) -> dict:
+    empty = tmp_path / "cache"
+    empty.mkdir(exist_ok=True)
+    return {**os.environ, "LTH_RAY_DATA": str(empty), "PYTHONPATH": str(ROOT)}
+
+
+def test_concurrent_downloads_into_one_folder_fetch_once_and_agree(tmp_path):
+    root, calls, barrier = tmp_path / "data", tmp_path / "calls", tmp_path / "barrier"
+    barrier.mkdir()
+    n = 4
+    procs = [subprocess.Popen([sys.executable, "-c", _RACER, str(root), str(calls), str(barrier), str(n)],
+                              cwd=ROOT, env=_env_without_data(tmp_path), stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(n)]
+    outs = [p.communicate(timeout=120) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [err for _, err in outs]
+    results = [json.loads(out.strip().splitlines()[-1]) for out, _ in outs]
+    assert len(calls.read_text().splitlines()) == 1  # one download; the others waited on the lock, then found it
+    raw = root / "MNIST" / "raw"
+    assert {r["source"] for r in results} == {str(raw)}
+    assert len({r["digest"] for r in results}) == 1 and results[0]["shapes"] == [[60, 1, 28, 28], [20, 1, 28, 28]]
+    assert sorted(p.name for p in raw.iterdir()) == sorted(
+        f"{s}-{k}-ubyte" for s in ("train", "t10k") for k in ("images-idx3", "labels-idx1"))
+    assert sorted(p.name for p in root.iterdir()) == [".lth_ray-mnist.lock", "MNIST"]  # no staging folder left
+    assert locate("mnist", str(root)) == raw
+
+
+def test_a_failed_or_partial_download_leaves_nothing_taken_for_the_data(tmp_path, monkeypatch):
+    monkeypatch.setenv("LTH_RAY_DATA", str(tmp_path / "cache"))
+    root = tmp_path / "data"
+
+    def dies_midway(dataset, folder):
+        write_idx(folder / "MNIST" / "raw" / "train-images-idx3-ubyte", np.zeros((60, 28, 28)))
+        raise ConnectionError("network is unreachable")
+
+    def truncates(dataset, folder):  # returns as if all went well
+        _quick_fetch(dataset, folder)
+        f = folder / "MNIST" / "raw" / "t10k-images-idx3-ubyte"
+        f.write_bytes(f.read_bytes()[:500])
+
+    with pytest.raises(DataError, match="download failed: ConnectionError: network is unreachable"):
+        load_raw("mnist", str(root), download=True, fetch=dies_midway)
+    with pytest.raises(DataError, match="download incomplete: .*t10k-images-idx3-ubyte is truncated"):
+        load_raw("mnist", str(root), download=True, fetch=truncates)
+    assert sorted(p.name for p in root.iterdir()) == [".lth_ray-mnist.lock"]  # staging folders removed
+    assert locate("mnist", str(root)) is None
+    with pytest.raises(DataError, match="'mnist' not found on node"):
+        load_raw("mnist", str(root))
+    # the lock was released: the next attempt fetches and installs a readable copy
+    (xtr, _), _, source = load_raw("mnist", str(root), download=True, fetch=_quick_fetch)
+    assert source == str(root / "MNIST" / "raw") and xtr.shape == (60, 1, 28, 28)
+
+
+def test_a_damaged_copy_is_named_without_download_and_replaced_with_it(tmp_path, monkeypatch):
+    monkeypatch.setenv("LTH_RAY_DATA", str(tmp_path / "cache"))
+    make_mnist_like(tmp_path, n_train=60, n_test=20)
+    f = tmp_path / "MNIST" / "raw" / "t10k-images-idx3-ubyte"
+    f.write_bytes(f.read_bytes()[:1000])
+    with pytest.raises(DataError, match="t10k-images-idx3-ubyte is truncated"):
+        locate("mnist", str(tmp_path))
+    assert locate("mnist", str(tmp_path), strict=False) is None
+    _, (xte, _), _ = load_raw("mnist", str(tmp_path), download=True, fetch=_quick_fetch)
+    assert xte.shape == (20, 1, 28, 28) and locate("mnist", str(tmp_path)) == f.parent
+    assert fetch_dataset("mnist", str(tmp_path), fetch=lambda *a: pytest.fail("fetched twice")) == f.parent
+
+
+def test_the_cheap_check_accepts_what_the_readers_read(tmp_path, tiny_mnist, tiny_cifar10):
+    assert locate("mnist", str(tiny_mnist)) == tiny_mnist / "MNIST" / "raw"
+    assert locate("cifar10", str(tiny_cifar10)) == tiny_cifar10 / "cifar-10-batches-py"
+    rng = np.random.default_rng(0)
+    for prefix, n in (("train", 30), ("t10k", 10)):
+        write_idx(tmp_path / f"{prefix}-images-idx3-ubyte.gz", rng.integers(0, 255, (n, 28, 28)), compress=True)
+        write_idx(tmp_path / f"{prefix}-labels-idx1-ubyte.gz", rng.integers(0, 10, n), compress=True)
+    assert locate("fashion-mnist", str(tmp_path)) == tmp_path
+    batch = tiny_cifar10 / "cifar-10-batches-py" / "test_batch"
+    damaged = tmp_path / "c" / "cifar-10-batches-py"
+    damaged.mkdir(parents=True)
+    for f in batch.parent.iterdir():
+        (damaged / f.name).write_bytes(f.read_bytes()[: -10 if f.name == "test_batch" else None])
+    with pytest.raises(DataError, match="test_batch is truncated"):
+        locate("cifar10", str(tmp_path / "c"))
+
+
+def test_missing_data_message_names_the_node_the_places_and_the_fix(tmp_path, monkeypatch):
+    monkeypatch.setenv("LTH_RAY_DATA", str(tmp_path / "cache"))
+    monkeypatch.setattr("lth_ray.data.DEBIAN_FASHION_MNIST", tmp_path / "no-debian")
+    with pytest.raises(DataError) as err:
+        load_raw("fashion-mnist", str(tmp_path / "nowhere"))
+    text = str(err.value)
+    assert "\n" not in text and f"not found on node {socket.gethostname()} " in text
+    for place in (tmp_path / "nowhere" / "FashionMNIST" / "raw", tmp_path / "cache", tmp_path / "no-debian"):
+        assert str(place) in text
+    assert "--download" in text and "--data-root" in text and "dataset-fashion-mnist" in text
+    assert not (tmp_path / "nowhere").exists() and not (tmp_path / "cache").exists()  # a look creates nothing
+
+
+def test_a_reader_without_download_waits_for_a_running_fetch(tmp_path, monkeypatch):
+    import fcntl
+    import threading
+    monkeypatch.setenv("LTH_RAY_DATA", str(tmp_path / "cache"))
+    root = tmp_path / "data"
+    root.mkdir()
+    fd = os.open(root / ".lth_ray-mnist.lock", os.O_RDWR | os.O_CREAT)
+    fcntl.flock(fd, fcntl.LOCK_EX)  # a "fetch" in progress
+
+    def finish():
+        time.sleep(0.3)
+        make_mnist_like(root, n_train=60, n_test=20)
+        os.close(fd)
+
+    threading.Thread(target=finish).start()
+    (xtr, _), _, _ = load_raw("mnist", str(root))
+    assert xtr.shape == (60, 1, 28, 28)
+
+
+def _sweep_spec(tmp_path, download):
+    from lth_ray.config import from_preset
+    from lth_ray.sweep import SweepSpec
+    t = from_preset("lenet", dataset="mnist", data_root=str(tmp_path / "data"), rounds=1, iterations=10,
+                    eval_every=5)
+    return SweepSpec(name="x", storage=str(tmp_path / "storage"), trajectories=(t, t.replace(seed=1)),
+                     download=download)
+
+
+def test_the_driver_fetches_once_with_download_and_refuses_without(tmp_path, monkeypatch):
+    from lth_ray.config import ConfigError
+    from lth_ray.sweep import check_data
+    monkeypatch.setenv("LTH_RAY_DATA", str(tmp_path / "cache"))
+    with pytest.raises(ConfigError, match="'mnist' not found on node"):
+        check_data(_sweep_spec(tmp_path, download=False))
+    calls = []
+    monkeypatch.setattr("lth_ray.data._download", lambda d, folder: (calls.append(d), _quick_fetch(d, folder)))
+    check_data(_sweep_spec(tmp_path, download=True))
+    check_data(_sweep_spec(tmp_path, download=False))  # now found
+    assert calls == ["mnist"] and locate("mnist", str(tmp_path / "data")) == tmp_path / "data" / "MNIST" / "raw"
+
+
+def test_a_sweep_without_its_data_fails_before_launching_anything(tmp_path):
+    storage, empty = tmp_path / "storage", tmp_path / "empty"
+    empty.mkdir()
+    t0 = time.time()
+    r = subprocess.run([sys.executable, "-m", "sweeps.lenet_mnist", "--data-root", str(empty), "--storage",
+                        str(storage), "--name", "x"], cwd=ROOT, env=_env_without_data(tmp_path),
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2, r.stderr
+    errors = [line for line in r.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "'mnist' not found on node" in errors[0] and str(empty) in errors[0]
+    assert not (storage / "x").exists() and r.stdout == ""
+    assert time.time() - t0 < 60
+
+
+def test_the_default_fetch_is_torchvisions_real_download(tmp_path, monkeypatch):
+    """torchvision's own download code (served from 127.0.0.1, its md5 checks on) goes through the staging folder
+    and lands in its usual layout."""
+    import functools
+    import hashlib
+    import http.server
+    import threading
+    monkeypatch.setenv("LTH_RAY_DATA", str(tmp_path / "cache"))
+    served = tmp_path / "served"
+    rng = np.random.default_rng(0)
+    resources = []
+    for prefix, n in (("train", 60), ("t10k", 20)):
+        for kind, a in (("images-idx3", rng.integers(0, 255, (n, 28, 28))), ("labels-idx1", rng.integers(0, 10, n))):
+            f = served / f"{prefix}-{kind}-ubyte.gz"
+            write_idx(f, a, compress=True)
+            resources.append((f.name, hashlib.md5(f.read_bytes()).hexdigest()))
+    quiet = type("Quiet", (http.server.SimpleHTTPRequestHandler,), {"log_message": lambda *a: None})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(quiet, directory=str(served)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setattr(datasets.MNIST, "mirrors", [f"http://127.0.0.1:{server.server_port}/"])
+    monkeypatch.setattr(datasets.MNIST, "resources", resources)
+    try:
+        (xtr, _), (xte, _), source = load_raw("mnist", str(tmp_path / "data"), download=True)
+    finally:
+        server.shutdown()
+    assert source == str(tmp_path / "data" / "MNIST" / "raw") and xtr.shape == (60, 1, 28, 28)
+    assert sorted(p.name for p in (tmp_path / "data").iterdir()) == [".lth_ray-mnist.lock", "MNIST"]
