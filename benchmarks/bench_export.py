@@ -22,15 +22,16 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from lth_ray.config import TrajectoryConfig  # noqa: E402
-from lth_ray.experiment import TrialResult  # noqa: E402
+from lth_ray.experiment import LegacyRounds, TrialResult  # noqa: E402
 from lth_ray.export import histories_table, rounds_table, write_export  # noqa: E402
 from lth_ray.models import build_model, prunable_layers  # noqa: E402
 from lth_ray.pruning import density, layer_density, pack_masks  # noqa: E402
-from lth_ray.trajectory import METRICS, STATE_FORMAT, cpu_state  # noqa: E402
+from lth_ray.trajectory import METRICS, cpu_state  # noqa: E402
 
 
 def fake_state(cfg: TrajectoryConfig, rng: np.random.Generator) -> dict:
-    """A finished trajectory's state with random histories and random nested masks."""
+    """A finished trajectory's rounds, all in memory (0.1.0's one-state layout, read through `LegacyRounds`, so
+    that the benchmark times the writers, not the disk reads), with random histories and nested masks."""
     model = build_model(cfg.plan_conv, cfg.plan_fc, (1, 28, 28), cfg.activation,
                         torch.Generator().manual_seed(cfg.seed))
     weights = cpu_state(model)
@@ -50,7 +51,7 @@ def fake_state(cfg: TrajectoryConfig, rng: np.random.Generator) -> dict:
                         **{f"{m}_at_early_stop": values[m][es] for m in METRICS},
                         **{f"final_{m}": values[m][-1] for m in METRICS}, "seconds": float(rng.random() * 60)})
         early_stop[r] = weights
-    return {"format": STATE_FORMAT, "config": cfg.to_dict(), "next_round": cfg.rounds + 1, "init": weights,
+    return {"format": 1, "config": cfg.to_dict(), "next_round": cfg.rounds + 1, "init": weights,
             "rewind": weights, "trained": weights, "dense_trained": weights, "masks": masks, "records": records,
             "early_stop": early_stop}
 
@@ -66,7 +67,7 @@ def synthetic_trials(per_method: int, rounds: int, points: int, plan_fc: tuple[i
         for j, cfg in enumerate((ticket, ticket.replace(method="reinit"))):
             trial_id = f"bench_{2 * i + j:05d}"
             trials.append(TrialResult(trial_id, "TERMINATED", f"/fake/{cfg.method}-{rate}-s{seed}_{trial_id}",
-                                      cfg.validate(), fake_state(cfg, rng)))
+                                      cfg.validate(), LegacyRounds(fake_state(cfg, rng))))
     return trials
 
 

@@ -39,16 +39,15 @@ class Experiment:
     histories: pd.DataFrame   # one row per (trial, round, evaluation point); columns of schema.HISTORIES
     rounds: pd.DataFrame      # one row per (trial, round); columns of schema.rounds_schema
     trials: pd.DataFrame      # one row per trial: identity, status, expected and done rounds, read error
-    masks: dict = field(default_factory=dict)  # {trial_id: {round: packed masks}} (Tune folder only)
+    masks: dict = field(default_factory=dict)  # {trial_id: its rounds reader} (Tune folder only)
 
     def mask(self, trial_id: str, round_: int) -> dict[str, np.ndarray]:
-        """The unpacked bool masks {layer: array} of one trial's round (True = weight alive)."""
-        from .pruning import unpack_masks
+        """The bool masks {layer: array} of one trial's round (True = weight alive); reads that round only."""
         try:
-            packed = self.masks[trial_id][round_]
-        except KeyError:
+            masks = self.masks[trial_id].masks(round_)
+        except (KeyError, FileNotFoundError, OSError):
             raise KeyError(f"no mask for trial {trial_id} round {round_} (masks come only from a Tune folder)")
-        return {name: m.numpy() for name, m in unpack_masks(packed).items()}
+        return {name: m.numpy() for name, m in masks.items()}
 
 
 # ------------------------------------------------------------------ loading
@@ -62,13 +61,13 @@ def load_experiment(experiment: str | Path) -> Experiment:
     from .export import histories_table, rounds_table, trial_identity
     name = PurePosixPath(str(experiment).rstrip("/")).name
     trials = load_trials(str(experiment), weights=False)
-    usable = [t for t in trials if t.state and t.state["records"]]
+    usable = [t for t in trials if t.records]
     trial_rows = []
     for t in trials:
         trial_rows.append({**trial_identity(t, name), "status": t.status, "first_round": t.config.first_round,
                            "last_round": t.config.rounds, "rounds_done": t.rounds_done, "complete": t.complete,
                            "diverged_round": t.diverged_round, "error": t.error})
-    masks = {t.trial_id: dict(t.state["masks"]) for t in trials if t.state}
+    masks = {t.trial_id: t.rounds for t in trials if t.rounds is not None}  # read round by round, on demand
     histories = histories_table(usable, name).to_pandas()
     rounds = rounds_table(usable, name).to_pandas()
     trials_frame = pd.DataFrame(trial_rows, columns=TRIAL_COLUMNS).sort_values("trial_id", ignore_index=True)
@@ -76,20 +75,28 @@ def load_experiment(experiment: str | Path) -> Experiment:
 
 
 def load_export(export_dir: str | Path) -> Experiment:
-    """Read `histories.parquet` and `rounds.parquet` of an export into the frames `load_experiment` gives.
+    """Read `histories.parquet` and `rounds.parquet` of an export (a folder or a URI such as s3://) into the
+    frames `load_experiment` gives.
 
     The trial list comes from the export's `export.json`; without it, trials that never finished a round
-    are invisible and a configuration's last round is taken to be the highest any of its trials reached.
+    are invisible and a configuration's last round is taken to be the highest any of its trials reached. A
+    cloud export is read through its manifest only (its files live under the version the manifest names),
+    so an upload cut short is never read.
     """
-    export_dir = Path(export_dir)
-    paths = [export_dir / "histories.parquet", export_dir / "rounds.parquet"]
-    for p in paths:
-        if not p.is_file():
-            raise FileNotFoundError(f"{p} is missing: {export_dir} is not an lth_ray export folder")
-    histories, rounds = (_with_recipe(pd.read_parquet(p)) for p in paths)
-    manifest = export_dir / "export.json"
-    trials = (_trials_from_manifest(json.loads(manifest.read_text()), rounds) if manifest.is_file()
-              else _trials_from_rounds(rounds))
+    import pyarrow.parquet as pq
+    from pyarrow import fs as pafs
+
+    from .export import export_files
+    fs, folder, manifest = export_files(str(export_dir))
+    if manifest is None and "://" in str(export_dir):
+        raise FileNotFoundError(f"{export_dir} has no export.json: not a complete lth_ray export")
+    frames = []
+    for name in ("histories.parquet", "rounds.parquet"):
+        if fs.get_file_info(f"{folder}/{name}").type != pafs.FileType.File:
+            raise FileNotFoundError(f"{folder}/{name} is missing: {export_dir} is not an lth_ray export folder")
+        frames.append(_with_recipe(pq.read_table(f"{folder}/{name}", filesystem=fs).to_pandas()))
+    histories, rounds = frames
+    trials = _trials_from_manifest(manifest, rounds) if manifest else _trials_from_rounds(rounds)
     return Experiment(histories, rounds, trials)
 
 

@@ -1,9 +1,12 @@
 """Read a Tune experiment folder (local path or URI): its trials, their configs, statuses and latest states.
 
-Shared by the exporter and the analysis. It reads files only, through `ray.tune.ExperimentAnalysis` and
-pyarrow filesystems, so it works without a running Ray, on a sweep still running, and on cloud storage.
-The trajectory state in a trial's newest readable checkpoint is the source of truth for its histories
-(Tune's result rows can repeat a round after a restart; the state cannot).
+Shared by the exporter and the analysis. It reads files only, through pyarrow filesystems, so it works without
+a running Ray, on a sweep still running, and on cloud storage. Everything is read as data, never as code:
+Tune's experiment snapshot as plain JSON (see `open_analysis`), trajectory states with
+`torch.load(weights_only=True)`.
+A trial's round files (`<trial>/rounds/`, see `lth_ray.rounds`) are the source of truth for its histories
+(Tune's result rows can repeat a round after a restart; the files cannot). Trials written by lth_ray 0.1.0
+kept everything in their newest checkpoint state instead: they are read from there (`LegacyRounds`).
 """
 from __future__ import annotations
 
@@ -17,15 +20,93 @@ import torch
 from pyarrow import fs as pafs
 
 from .config import TrajectoryConfig
-from .trajectory import finished
+from .pruning import unpack_masks
+from .rounds import RoundStore
+from .trajectory import initial_weights
 
+ROUNDS_DIR = "rounds"  # a trial's round files, beside Tune's checkpoints
 STATE_FILE = "state.pt"  # the trajectory state the trainable writes inside each checkpoint folder
 ROUND_FILE = "round.json"  # beside it: {"next_round": n}, so the newest state is found without reading all
 CHECKPOINT_RE = re.compile(r"^checkpoint_(\d+)$")
+SNAPSHOT_RE = re.compile(r"^experiment_state-.*\.json$")  # Tune's experiment snapshots
 
 
 class ExperimentError(ValueError):
     """The folder is not a readable lth_ray Tune experiment; the message names the folder or file."""
+
+
+class LegacyRounds:
+    """The rounds of a trial written by lth_ray 0.1.0 (state format 1): all of them in one checkpoint state.
+
+    Read-only: such trials export and analyse, but are never continued by this version."""
+    format = 1
+
+    def __init__(self, state: dict):
+        self.state = state
+
+    def records(self) -> list[dict]:
+        return sorted(self.state["records"], key=lambda r: r["round"])
+
+    def problems(self) -> list[str]:
+        return []
+
+    def masks(self, r: int) -> dict:
+        return unpack_masks(self.state["masks"][r])
+
+    def trained(self, r: int) -> dict | None:
+        """Only the last round's trained weights were kept by 0.1.0."""
+        last = max(rec["round"] for rec in self.state["records"])
+        return self.state.get("trained") if r == last else None
+
+    def early_stop(self, r: int) -> dict | None:
+        return (self.state.get("early_stop") or {}).get(r)
+
+    def rewind(self) -> dict | None:
+        return self.state.get("rewind")
+
+
+class StoredRounds:
+    """The rounds of a trial written by this version (format 2): one folder of files per round, read lazily,
+    round by round (reading one round's mask or weights loads nothing else)."""
+    format = 2
+
+    def __init__(self, store: RoundStore):
+        self.store = store
+        self._records: list[dict] | None = None
+        self._problems: list[str] = []
+
+    def _scan(self) -> None:
+        records, problems = [], []
+        for r in self.store.round_numbers():
+            why = self.store.problem(r)
+            if why:
+                problems.append(why)
+            else:
+                records.append(self.store.record(r))
+        self._records, self._problems = records, problems
+
+    def records(self) -> list[dict]:
+        """The records of every complete round (a torn round is left out and named by `problems`)."""
+        if self._records is None:
+            self._scan()
+        return self._records
+
+    def problems(self) -> list[str]:
+        if self._records is None:
+            self._scan()
+        return self._problems
+
+    def masks(self, r: int) -> dict:
+        return self.store.masks(r)
+
+    def trained(self, r: int) -> dict | None:
+        return self.store.trained(r)
+
+    def early_stop(self, r: int) -> dict | None:
+        return self.store.early_stop(r)
+
+    def rewind(self) -> dict | None:
+        return self.store.rewind()
 
 
 @dataclass
@@ -34,26 +115,41 @@ class TrialResult:
     status: str              # Tune's: TERMINATED, ERROR, RUNNING, PENDING, PAUSED
     path: str                # the trial folder on `filesystem`
     config: TrajectoryConfig
-    state: dict | None       # latest trajectory state; None when no round has finished yet
-    error: str | None = None  # why the state could not be read, if it could not
+    rounds: LegacyRounds | StoredRounds | None  # None when nothing was written yet (or could not be read)
+    error: str | None = None  # why the trial could not be read, if it could not
+
+    @property
+    def records(self) -> list[dict]:
+        """The finished rounds' records, in round order (histories included, weights not)."""
+        return self.rounds.records() if self.rounds is not None else []
 
     @property
     def rounds_done(self) -> list[int]:
-        return [rec["round"] for rec in self.state["records"]] if self.state else []
+        return [rec["round"] for rec in self.records]
+
+    @property
+    def problems(self) -> list[str]:
+        """Round files that are missing or torn (each such round is recomputed when the trial resumes)."""
+        return self.rounds.problems() if self.rounds is not None else []
 
     @property
     def complete(self) -> bool:
         """Every planned round ran."""
-        return bool(self.state) and self.state["next_round"] > self.config.rounds
+        return set(range(self.config.first_round, self.config.rounds + 1)) <= set(self.rounds_done)
 
     @property
     def diverged_round(self) -> int | None:
-        return self.state.get("diverged_round") if self.state else None
+        return next((rec["round"] for rec in self.records if rec.get("diverged")), None)
 
     @property
     def finished(self) -> bool:
         """Nothing left to run: complete, or stopped at a diverged round."""
-        return finished(self.state, self.config)
+        return self.complete or (self.diverged_round is not None and not self.problems)
+
+    def rewind(self) -> dict[str, torch.Tensor]:
+        """The weights the trial's rounds >= 1 start from (the init, rebuilt from the seed, unless stored)."""
+        stored = self.rounds.rewind() if self.rounds is not None else None
+        return stored if stored is not None else initial_weights(self.config)
 
 
 def filesystem_and_path(uri: str) -> tuple[pafs.FileSystem, str]:
@@ -63,17 +159,57 @@ def filesystem_and_path(uri: str) -> tuple[pafs.FileSystem, str]:
     return pafs.LocalFileSystem(), str(Path(uri).expanduser().resolve())
 
 
-def open_analysis(experiment: str):
-    """`ray.tune.ExperimentAnalysis` of a folder or URI, or an `ExperimentError` naming it."""
-    from ray.tune import ExperimentAnalysis
+@dataclass
+class TuneTrial:
+    """One trial as Tune's experiment snapshot lists it: the plain fields lth_ray uses."""
+    trial_id: str
+    status: str
+    config: dict
+    path: str                # the trial folder, inside the experiment folder
+    last_result: dict
+
+
+@dataclass
+class TuneExperiment:
+    path: str
+    trials: list[TuneTrial]
+
+
+def open_analysis(experiment: str) -> TuneExperiment:
+    """The trials of Tune's newest experiment snapshot in a folder or URI, or an `ExperimentError` naming it.
+
+    Read with `json` only. Tune's own readers (`ray.tune.ExperimentAnalysis`, `Tuner.restore`) unpickle
+    cloudpickle blobs embedded in that JSON, so opening an experiment someone else wrote with them runs that
+    person's code; here those blobs stay inert data. The fields kept are those `ExperimentAnalysis` gives
+    lth_ray, with its meaning (a trial RUNNING at the snapshot is PENDING), and a trial folder is always a
+    direct child of the experiment folder whatever the snapshot says.
+    """
     fs, path = filesystem_and_path(experiment)
     if fs.get_file_info(path).type != pafs.FileType.Directory:
         raise ExperimentError(f"{experiment} is not a folder")
+    names = [PurePosixPath(i.path).name for i in fs.get_file_info(pafs.FileSelector(path))
+             if i.type == pafs.FileType.File]
+    snapshots = sorted(n for n in names if SNAPSHOT_RE.match(n))  # Tune's choice: the newest by name
+    if not snapshots:
+        raise ExperimentError(f"{experiment} is not a Tune experiment folder (no experiment_state-*.json in it)")
+    snapshot = f"{path}/{snapshots[-1]}"
     try:
-        return ExperimentAnalysis(path, storage_filesystem=fs)
-    except (ValueError, FileNotFoundError) as err:
-        first = str(err).splitlines()[0]
-        raise ExperimentError(f"{experiment} is not a Tune experiment folder ({first})") from None
+        with fs.open_input_stream(snapshot) as f:
+            trial_data = json.loads(f.read())["trial_data"]
+        trials = [_snapshot_trial(path, json.loads(trial), json.loads(run)) for trial, run in trial_data]
+    except (ValueError, KeyError, TypeError, AttributeError) as err:
+        raise ExperimentError(f"{snapshot} is not a Tune experiment snapshot ({type(err).__name__}: {err})") from None
+    return TuneExperiment(path, trials)
+
+
+def _snapshot_trial(root: str, trial: dict, run: dict) -> TuneTrial:
+    status = str(trial["status"])
+    config, last_result = trial["config"], run.get("last_result") or {}
+    if not isinstance(config, dict) or not isinstance(last_result, dict):
+        raise TypeError(f"trial {trial['trial_id']}: config and last result must be JSON objects")
+    return TuneTrial(trial_id=str(trial["trial_id"]), status="PENDING" if status == "RUNNING" else status,
+                     config=config, path=f"{root}/{PurePosixPath(str(trial['relative_logdir'])).name}",
+                     last_result=last_result)
 
 
 def _claimed_round(fs: pafs.FileSystem, folder: str) -> int | None:
@@ -112,14 +248,30 @@ def read_newest_state(fs: pafs.FileSystem, trial_path: str) -> tuple[dict | None
     return best, error
 
 
-WEIGHT_KEYS = ("init", "rewind", "trained", "dense_trained", "early_stop")
+WEIGHT_KEYS = ("init", "rewind", "trained", "dense_trained", "early_stop")  # of a 0.1.0 (format 1) state
+
+
+def trial_rounds(fs: pafs.FileSystem, trial_path: str, weights: bool = True):
+    """(rounds reader, read error) of one trial folder: its round files (this version), else a 0.1.0 state.
+
+    `weights=False` drops a 0.1.0 state's weights (`WEIGHT_KEYS`) as it is read: what analysis needs."""
+    store = RoundStore(fs, f"{trial_path}/{ROUNDS_DIR}")
+    if store.round_numbers():
+        return StoredRounds(store), None
+    state, error = read_newest_state(fs, trial_path)
+    if state is None or state.get("format") != 1:
+        return None, error  # no round finished yet (a checkpoint of this version always has round files)
+    if not weights:
+        for key in WEIGHT_KEYS:
+            state.pop(key, None)
+    return LegacyRounds(state), error
 
 
 def load_trials(experiment: str, analysis=None, weights: bool = True) -> list[TrialResult]:
-    """Every trial of the experiment with its config, status and latest state, in the sweep's order.
+    """Every trial of the experiment with its config, status and (lazily read) rounds, in the sweep's order.
 
-    `weights=False` drops the state's weights (`WEIGHT_KEYS`) as each trial is read, keeping records and
-    masks: what analysis needs, at a small fraction of the memory for Conv sweeps.
+    Nothing heavy is read here: a trial's records are read when first asked for, its weights only round by
+    round. An experiment whose trials were written by different lth_ray formats is refused, never mixed.
     """
     analysis = analysis or open_analysis(experiment)
     fs, root = filesystem_and_path(experiment)
@@ -130,9 +282,15 @@ def load_trials(experiment: str, analysis=None, weights: bool = True) -> list[Tr
                                   "(no 'trajectory' in its config)")
         config = TrajectoryConfig.from_dict(trial.config["trajectory"])
         trial_path = f"{root}/{PurePosixPath(trial.path).name}"
-        state, error = read_newest_state(fs, trial_path)
-        if state is not None and not weights:
-            for key in WEIGHT_KEYS:
-                state.pop(key, None)
-        trials.append(TrialResult(trial.trial_id, str(trial.status), trial_path, config, state, error))
+        rounds, error = trial_rounds(fs, trial_path, weights)
+        trials.append(TrialResult(trial.trial_id, str(trial.status), trial_path, config, rounds, error))
+    formats = {t.rounds.format for t in trials if t.rounds is not None}
+    if len(formats) > 1:
+        raise ExperimentError(f"{experiment} mixes trials of lth_ray 0.1.0 (state format 1) and of format 2; "
+                              "export its trials separately or rerun the sweep")
     return sorted(trials, key=lambda t: t.trial_id)  # ids end in the trial's index in the sweep's grid
+
+
+def experiment_format(trials: list[TrialResult]) -> int | None:
+    """The state format the experiment's trials were written in (1: lth_ray 0.1.0), None if none wrote any."""
+    return next((t.rounds.format for t in trials if t.rounds is not None), None)

@@ -31,7 +31,6 @@ from pyarrow import fs as pafs
 from . import __version__, thesis
 from .config import ConfigError
 from .experiment import ExperimentError, TrialResult, filesystem_and_path, load_trials, open_analysis
-from .pruning import unpack_masks
 from .schema import HISTORIES, IDENTITY, LAYER_PREFIX, rounds_schema
 from .trajectory import METRICS, diverged
 
@@ -106,14 +105,47 @@ def _swap_into_place(tmp: str, out: str, force: bool) -> None:
 
 
 def _upload(tmp: str, fs: pafs.FileSystem, path: str, force: bool) -> None:
+    """Publish a built export on cloud storage so that it becomes visible all at once.
+
+    Objects cannot be renamed as a group, so the files go under a fresh version prefix first, then ONE
+    object, `export.json`, names that version: readers trust only the manifest (`export_files`), so an upload
+    cut short is never read as an export, and the previous export stays readable until the new manifest
+    replaces it. Older versions are deleted last.
+    """
     _check_target(fs, path, force)
-    if fs.get_file_info(path).type == pafs.FileType.Directory:
-        fs.delete_dir_contents(path)
-    fs.create_dir(path, recursive=True)
-    names = sorted(os.listdir(tmp), key=lambda n: n == MANIFEST)
-    for name in names:
-        pafs.copy_files(os.path.join(tmp, name), f"{path}/{name}", source_filesystem=pafs.LocalFileSystem(),
-                        destination_filesystem=fs)
+    version = f"v-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}"
+    fs.create_dir(f"{path}/{version}", recursive=True)
+    for name in sorted(os.listdir(tmp)):
+        if name != MANIFEST:
+            pafs.copy_files(os.path.join(tmp, name), f"{path}/{version}/{name}",
+                            source_filesystem=pafs.LocalFileSystem(), destination_filesystem=fs)
+    manifest = json.loads(open(os.path.join(tmp, MANIFEST)).read())
+    manifest["version"] = version
+    staged = f"{path}/{MANIFEST}.tmp-{uuid.uuid4().hex}"
+    with fs.open_output_stream(staged) as f:
+        f.write(json.dumps(manifest, indent=2).encode())
+    fs.move(staged, f"{path}/{MANIFEST}")  # the switch: one object
+    for info in fs.get_file_info(pafs.FileSelector(path)):
+        name = PurePosixPath(info.path).name
+        if name in (MANIFEST, version):
+            continue
+        if info.type == pafs.FileType.Directory:
+            fs.delete_dir(info.path)
+        else:
+            fs.delete_file(info.path)
+
+
+def export_files(export: str) -> tuple[pafs.FileSystem, str, dict | None]:
+    """(filesystem, folder holding the export's files, manifest or None) of a local or cloud export: a cloud
+    export's files live under the version its manifest names."""
+    fs, path = filesystem_and_path(export)
+    try:
+        with fs.open_input_stream(f"{path}/{MANIFEST}") as f:
+            manifest = json.loads(f.read())
+    except (FileNotFoundError, OSError, ValueError):
+        return fs, path, None
+    version = manifest.get("version")
+    return fs, (f"{path}/{version}" if version else path), manifest
 
 
 # ------------------------------------------------------------------ writing (no Tune from here on)
@@ -125,7 +157,7 @@ def write_export(trials: list[TrialResult], folder: str, experiment: str, name: 
     name = name or PurePosixPath(experiment.rstrip("/")).name
     last_results = last_results or {}
     trials = sorted(trials, key=lambda t: t.trial_id)  # the grid order (Tune numbers trials in order)
-    usable = [t for t in trials if t.state and t.state["records"]]
+    usable = [t for t in trials if t.records]
     missing = [line for line in map(_missing_line, trials) if line]
     _write_new(os.path.join(folder, "histories.parquet"),
                lambda f: pq.write_table(histories_table(usable, name), f))
@@ -155,15 +187,16 @@ def _planned_rounds(t: TrialResult) -> list[int]:
 def _missing_line(t: TrialResult) -> str | None:
     """What of this trial is not in the export, in one line (None when it finished every round)."""
     key = f"trial {t.trial_id} ({trajectory_name(t)}, status {t.status})"
-    if not t.state or not t.state["records"]:
+    files = f"; {'; '.join(t.problems)} (resuming the sweep recomputes it)" if t.problems else ""
+    if not t.records:
         why = t.error or "no round finished"
-        return f"{key}: nothing exported ({why})"
+        return f"{key}: nothing exported ({why}){files}"
     left = [r for r in _planned_rounds(t) if r not in set(t.rounds_done)]
     if left and t.diverged_round is not None:
         return (f"{key}: round {t.diverged_round} diverged (a loss went NaN or infinite), so rounds {left} were "
                 "not run: a trajectory stops at a diverged round")
     if left:
-        return f"{key}: rounds {left} missing (exported rounds {t.rounds_done})"
+        return f"{key}: rounds {left} missing (exported rounds {t.rounds_done}){files}"
     return None
 
 
@@ -197,11 +230,16 @@ def trial_identity(t: TrialResult, name: str) -> dict:
             "prune_rate_fc": float(c.prune_rate_fc), "prune_rate_conv": float(c.prune_rate_conv),
             "rewind_iteration": c.rewind_iteration, "activation": c.activation, "iterations": c.iterations,
             "eval_every": c.eval_every, "batch_size": c.batch_size, "learning_rate": float(c.learning_rate),
-            "precision": c.precision, "deterministic": c.deterministic}
+            # lth_ray 0.1.0 chose no GPU numerics (TF32 convolutions were torch's default): not known
+            "precision": c.precision if not _legacy(t) else "unknown", "deterministic": c.deterministic}
+
+
+def _legacy(t: TrialResult) -> bool:
+    return t.rounds is not None and t.rounds.format == 1
 
 
 def _records(t: TrialResult) -> list[dict]:
-    return sorted(t.state["records"], key=lambda r: r["round"])
+    return t.records  # in round order
 
 
 def _per_trial_columns(trials, name: str, rows_per_trial: list[int]) -> dict[str, pa.Array]:
@@ -236,7 +274,7 @@ def layer_names(trials: list[TrialResult]) -> list[str]:
     """The union of prunable layers, in order of first appearance."""
     seen: dict[str, None] = {}
     for t in trials:
-        for rec in t.state["records"]:
+        for rec in t.records:
             seen.update(dict.fromkeys(rec["layer_sparsity"]))
     return list(seen)
 
@@ -245,7 +283,7 @@ def rounds_table(trials: list[TrialResult], name: str) -> pa.Table:
     """One row per (trial, round), typed by `schema.rounds_schema`; layer densities as `sparsity.<layer>`."""
     layers = layer_names(trials)
     schema = rounds_schema(layers)
-    cols = _per_trial_columns(trials, name, [len(t.state["records"]) for t in trials])
+    cols = _per_trial_columns(trials, name, [len(t.records) for t in trials])
     recs = [(t, rec) for t in trials for rec in _records(t)]
     # 0.1.0 records lack the last three: their rounds all started at 0 on their own axis and trained T steps
     fixed = {"round": lambda t, r: r["round"], "sparsity": lambda t, r: r["sparsity"],
@@ -341,7 +379,7 @@ def _prefix(g: Group, nets: list[TrialResult], last_results: dict, now: float, t
 
 
 def _levels(t: TrialResult) -> dict[int, dict]:
-    return {rec["round"]: rec for rec in t.state["records"]} if t.state else {}
+    return {rec["round"]: rec for rec in t.records}
 
 
 def history_arrays(trials: list[TrialResult], levels: list[int], length: int) -> tuple[dict, bool]:
@@ -395,14 +433,10 @@ def thesis_state(weights: dict[str, torch.Tensor], masks: dict[str, torch.Tensor
     return out
 
 
-def _masks(t: TrialResult, r: int) -> dict[str, torch.Tensor]:
-    return unpack_masks(t.state["masks"][r])
-
-
 def write_group(g: Group, folder: str, experiment: str, last_results: dict, now: float, taken: set[str]) -> dict:
     """One thesis experiment: histories, net and early-stop files, baseline histories, specs, sidecar."""
     cfg = g.config
-    nets = sorted((t for t in g.tickets if t.state and t.state["records"]), key=lambda t: t.config.seed)
+    nets = sorted((t for t in g.tickets if t.records), key=lambda t: t.config.seed)
     prefix, shift = _prefix(g, nets, last_results, now, taken)
     # "unexported": what no trial-level warning already says (baselines without a net, a group without files)
     info = {"prefix": prefix, "files": [], "unexported": [],
@@ -455,7 +489,7 @@ def write_group(g: Group, folder: str, experiment: str, last_results: dict, now:
 
 
 def _seconds(nets: list[TrialResult]) -> float:
-    return sum(r["seconds"] for t in nets for r in t.state["records"])
+    return sum(r["seconds"] for t in nets for r in t.records)
 
 
 def _write_net(t: TrialResult, n: int, prefix: str, levels: list[int], folder: str, info: dict,
@@ -463,13 +497,15 @@ def _write_net(t: TrialResult, n: int, prefix: str, levels: list[int], folder: s
     """`-net<n>.pth` (the last finished level) and `-early-stop<n>.pth`; returns the sidecar's entry."""
     recs = _levels(t)
     last = max(recs)
-    state = thesis_state(t.state["trained"], _masks(t, last), t.state["rewind"])
+    rewind = t.rewind()
+    state = thesis_state(t.rounds.trained(last), t.rounds.masks(last), rewind)
     _write_new(os.path.join(folder, thesis.net_path(prefix, n)), lambda f: torch.save(state, f))
+    del state
     info["files"].append(thesis.net_path(prefix, n))
     if last != levels[-1]:
         info["notes"].append(f"net {n} (seed {t.config.seed}) stopped at level {last} of {levels[-1]}: "
                              f"-net{n}.pth holds level {last}")
-    wrote_es = _write_early_stop(t, prefix, n, levels, folder)
+    wrote_es = _write_early_stop(t, prefix, n, levels, folder, rewind)
     if wrote_es:
         info["files"].append(thesis.early_stop_path(prefix, n))
     device, device_name = _device(last_results, t)
@@ -509,7 +545,7 @@ def _device(last_results: dict, t: TrialResult) -> tuple[str, str]:
     """(device, device name) the trial's rounds ran on, as its round records say (the GPU's name, e.g.
     "NVIDIA H100 80GB HBM3", not "cuda:0"); the most common one when a restart moved it. Tune's last
     result is the fallback for records without them."""
-    pairs = [(rec.get("device"), rec.get("device_name")) for rec in t.state["records"]]
+    pairs = [(rec.get("device"), rec.get("device_name")) for rec in t.records]
     pairs = [(d, n) for d, n in pairs if d and n]
     if pairs:
         device, name = max(set(pairs), key=pairs.count)
@@ -519,20 +555,22 @@ def _device(last_results: dict, t: TrialResult) -> tuple[str, str]:
     return str(device), str(last.get("device_name") or device)
 
 
-def _write_early_stop(t: TrialResult, prefix: str, n: int, levels: list[int], folder: str) -> bool:
-    """`-early-stop<n>.pth` as plain containers; False (nothing written) when the trial kept none."""
-    saved = t.state.get("early_stop") or {}
+def _write_early_stop(t: TrialResult, prefix: str, n: int, levels: list[int], folder: str, rewind: dict) -> bool:
+    """`-early-stop<n>.pth` as plain containers; False (nothing written) when the trial kept none. The levels
+    are read round file by round file (one trial's levels at a time are in memory)."""
     recs = _levels(t)
-    if not any(saved.get(r) is not None for r in levels):
-        return False
     state_dicts, indices = [], []
     for r in levels:
-        if saved.get(r) is None or r not in recs or recs[r]["early_stop_iteration"] is None:
+        masks = t.rounds.masks(r) if r in recs else None
+        saved = t.rounds.early_stop(r) if r in recs else None
+        if saved is None or recs[r]["early_stop_iteration"] is None:
             state_dicts.append(None)
             indices.append(-1)
             continue
-        state_dicts.append(thesis_state(saved[r], _masks(t, r), t.state["rewind"]))
+        state_dicts.append(thesis_state(saved, masks, rewind))
         indices.append(recs[r]["early_stop_iteration"] - 1)  # the thesis' 0-based iteration
+    if all(sd is None for sd in state_dicts):
+        return False
     _write_new(os.path.join(folder, thesis.early_stop_path(prefix, n)),
                lambda f: torch.save({"state_dicts": state_dicts, "indices": indices}, f))
     return True
@@ -553,7 +591,7 @@ def _write_baselines(method: str, trials: list[TrialResult], nets: list[TrialRes
             _unexported(info, f"{method} baseline seed {b.config.seed} (trial {b.trial_id}): its ticket is not "
                               "among the nets, so it is only in the Parquet files")
             continue
-        if not (b.state and b.state["records"]):
+        if not b.records:
             info["missing"].append(f"{method} baseline seed {b.config.seed} (trial {b.trial_id}) has no finished "
                                    "round")
             continue

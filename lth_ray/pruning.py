@@ -120,3 +120,31 @@ def unpack_masks(packed: dict[str, dict], device: str | torch.device = "cpu") ->
         bits = np.unpackbits(entry["bits"].numpy(), count=count).astype(bool)
         out[name] = torch.from_numpy(bits).view(shape).to(device)
     return out
+
+
+def compact(weights: dict[str, torch.Tensor], masks: Masks) -> dict[str, torch.Tensor]:
+    """A state dict with each masked layer's weight stored as its alive values only (in flat order).
+
+    Pruned weights are exactly zero, so nothing is lost; a round's files and a checkpoint then shrink with
+    the density instead of holding dense tensors of zeros. `expand` is the inverse.
+    """
+    out = {}
+    for key, value in weights.items():
+        layer, _, leaf = key.rpartition(".")
+        out[key] = value.flatten()[masks[layer].flatten()].clone() if leaf == "weight" and layer in masks \
+            else value
+    return out
+
+
+def expand(weights: dict[str, torch.Tensor], masks: Masks) -> dict[str, torch.Tensor]:
+    """The dense state dict of `compact(weights, masks)`: alive values in place, zeros elsewhere."""
+    out = {}
+    for key, value in weights.items():
+        layer, _, leaf = key.rpartition(".")
+        if leaf == "weight" and layer in masks:
+            m = masks[layer].to("cpu")
+            dense = torch.zeros(m.numel(), dtype=value.dtype)
+            dense[m.flatten()] = value
+            value = dense.view(m.shape)
+        out[key] = value
+    return out

@@ -16,10 +16,12 @@ from . import analysis as A
 
 
 def load(source: str) -> A.Experiment:
-    """An export folder (with rounds.parquet) or a Tune experiment folder / URI."""
-    if "://" not in source and (Path(source) / "rounds.parquet").is_file():
-        return A.load_export(source)
-    return A.load_experiment(source)
+    """An export (a folder with rounds.parquet, or a URI with an export.json) or a Tune experiment folder / URI."""
+    if "://" not in source:
+        return A.load_export(source) if (Path(source) / "rounds.parquet").is_file() else A.load_experiment(source)
+    from .export import export_files
+    _, _, manifest = export_files(source)
+    return A.load_export(source) if manifest is not None else A.load_experiment(source)
 
 
 def _slug(label: str) -> str:

@@ -118,9 +118,12 @@ def build_parser(defaults: SweepDefaults) -> argparse.ArgumentParser:
     g.add_argument("--name", help="experiment name (default: <prog>-<time>)")
     g.add_argument("--resume", action="store_true", help="continue the interrupted sweep --name")
     g.add_argument("--max-failures", type=int, default=3, help="retries per trial after a crash")
-    g.add_argument("--keep-checkpoints", type=int, default=2, help="full checkpoints kept per trial (>= 1)")
+    g.add_argument("--keep-checkpoints", type=int, default=2,
+                   help="checkpoints kept per trial (>= 1; each is small: the round files hold the results)")
     g.add_argument("--no-early-stop-weights", action="store_true",
-                   help="do not keep each round's early-stop weights (smaller checkpoints)")
+                   help="do not keep the tickets' early-stop weights of each round (no -early-stop<n>.pth)")
+    g.add_argument("--baseline-early-stop-weights", action="store_true",
+                   help="keep the baselines' early-stop weights too (default: tickets only)")
     g.add_argument("--no-export", action="store_true", help="skip the export at the end")
     g.add_argument("--dry-run", action="store_true", help="print the trial grid and resources, run nothing")
     return p
@@ -158,7 +161,7 @@ def spec_from_args(a: argparse.Namespace, defaults: SweepDefaults) -> SweepSpec:
     if a.max_failures < 0:
         raise ConfigError(f"--max-failures={a.max_failures} must be >= 0")
     if a.keep_checkpoints < 1:
-        raise ConfigError(f"--keep-checkpoints={a.keep_checkpoints} must be >= 1 (the latest holds every round)")
+        raise ConfigError(f"--keep-checkpoints={a.keep_checkpoints} must be >= 1 (a trial resumes from the latest)")
     if a.resume and not a.name:
         raise ConfigError("--resume needs --name of the sweep to continue")
     name = a.name or f"{defaults.prog.split('.')[-1]}-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -191,9 +194,10 @@ def spec_from_args(a: argparse.Namespace, defaults: SweepDefaults) -> SweepSpec:
                                  **plans)
             if "reinit" in baselines:
                 ticket = ticket.replace(mask_store=f"{experiment}/masks/{ticket.key}")
-                baseline_trials.append(ticket.replace(method="reinit"))
+                baseline_trials.append(ticket.replace(method="reinit", save_early_stop=a.baseline_early_stop_weights))
             if "random-prune" in baselines:
-                baseline_trials.append(ticket.replace(method="random-prune", mask_store=None))
+                baseline_trials.append(ticket.replace(method="random-prune", mask_store=None,
+                                                      save_early_stop=a.baseline_early_stop_weights))
             tickets.append(ticket)
     trajectories = tuple(tickets + baseline_trials)
     keys = [t.key for t in trajectories]
@@ -218,6 +222,11 @@ def check_storage(spec: SweepSpec) -> None:
         from ray.tune import Tuner
         if not exists or not Tuner.can_restore(spec.experiment):
             raise ConfigError(f"--resume: {spec.experiment} is not a Tune experiment to continue")
+        from .experiment import experiment_format, load_trials
+        if experiment_format(load_trials(spec.experiment, weights=False)) == 1:  # never mix formats
+            raise ConfigError(f"--resume: {spec.experiment} was written by lth_ray 0.1.0 (state format 1), which "
+                              "this version does not continue; finish it with lth_ray 0.1.0, or export and "
+                              "analyse it as it is (python -m lth_ray.export / lth_ray.report read it)")
         return
     if exists:
         raise ConfigError(f"experiment {spec.experiment} already exists; pass --resume to continue it "
@@ -234,7 +243,8 @@ def check_storage(spec: SweepSpec) -> None:
 
 
 def check_address(address: str) -> None:
-    """Fail fast with one line when host:port does not answer (ray.init would hang or print pages)."""
+    """Fail fast with one line when host:port does not answer (ray.init would hang or print pages), or when
+    its Ray refuses this client's token (ray.init would retry for 20 s, then say only "failed to connect")."""
     if address in ("auto", "local") or address.startswith("ray://"):
         return
     host, _, port = address.rpartition(":")
@@ -243,18 +253,38 @@ def check_address(address: str) -> None:
             pass
     except (OSError, ValueError):
         raise ConfigError(f"--address {address} is unreachable (no Ray head answers there)") from None
+    from ray._raylet import InnerGcsClient  # private (Ray is pinned): one GCS call with the token ray.init sends
+    from ray.exceptions import AuthenticationError
+    try:
+        InnerGcsClient.standalone(f"{host or '127.0.0.1'}:{port}", None, 5000)
+    except AuthenticationError:
+        mode = os.environ.get("RAY_AUTH_MODE") or "unset"
+        raise ConfigError(
+            f"--address {address}: that Ray cluster uses token authentication and refused this client's token "
+            f"(RAY_AUTH_MODE={mode}); give the cluster's token with RAY_AUTH_MODE=token and ~/.ray/auth_token, "
+            "RAY_AUTH_TOKEN_PATH=<file> or RAY_AUTH_TOKEN (see README, Security)") from None
+    except Exception:  # noqa: BLE001 (not a GCS, or slow to answer: ray.init says what it finds)
+        pass
 
 
 def start_ray(spec: SweepSpec) -> None:
+    """Join `--address` or start an embedded local Ray, with Ray's token authentication on (lth_ray.security)."""
     import ray
+
+    from .security import AuthSetupError, keep_credentials_out_of_runtime_env, prepare_auth
+    try:
+        for note in prepare_auth(spec.address):
+            print(note, file=sys.stderr)
+    except AuthSetupError as err:
+        raise ConfigError(str(err)) from None
     if spec.address:
         check_address(spec.address)
         try:
             ray.init(address=spec.address, log_to_driver=False)
-        except (ConnectionError, RuntimeError) as err:
+        except (ConnectionError, RuntimeError, ray.exceptions.AuthenticationError) as err:
             raise ConfigError(f"--address {spec.address}: cannot connect ({str(err).splitlines()[0]})") from None
     else:
-        os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+        keep_credentials_out_of_runtime_env()
         # address="local": always a fresh Ray of our own, never a running one found on this machine
         ray.init(address="local", num_gpus=spec.num_gpus, include_dashboard=False, log_to_driver=False)
 
@@ -325,10 +355,31 @@ def describe(spec: SweepSpec, gpt: float | None = None) -> str:
     return "\n".join(lines)
 
 
+def check_data(spec: SweepSpec) -> None:
+    """The sweep's data sets as this driver's node sees them, before anything starts: found (names, headers and
+    sizes; no tensors), or with --download fetched now, once, under the same per-folder lock the trials use, so
+    trials on this node find them; missing without --download is a ConfigError naming the node, the places
+    searched and the fix. Not on --resume: the restored experiment keeps its own grid and --download, which
+    may differ from this command line's, so its trials search (and fetch) for themselves. (--dry-run never
+    gets here: it touches nothing.)"""
+    if spec.resume:
+        return
+    from .data import DataError, fetch_dataset, require
+    for dataset, data_root in dict.fromkeys((t.dataset, t.data_root) for t in spec.trajectories):
+        try:
+            if spec.download:
+                fetch_dataset(dataset, data_root)
+            else:
+                require(dataset, data_root)
+        except DataError as err:
+            raise ConfigError(str(err)) from None
+
+
 def run(spec: SweepSpec, defaults: SweepDefaults) -> int:
     """Run (or resume) the sweep; returns the exit code (0 when every trial finished)."""
     import ray
     check_storage(spec)
+    check_data(spec)
     start_ray(spec)
     try:
         gpt = gpus_per_trial(spec, defaults, ray.cluster_resources().get("GPU", 0.0))

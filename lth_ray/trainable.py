@@ -1,9 +1,10 @@
-"""One IMP trajectory as one Ray Tune trial: resume from the newest round checkpoint, run rounds, report.
+"""One IMP trajectory as one Ray Tune trial: resume, run rounds, write each round's files, checkpoint, report.
 
-The trainable only drives `Trajectory` and saves its state; all the science lives in the core. The round
-number travels inside the checkpoint. On a restart the trial continues from whichever of its checkpoints
-holds the most finished rounds, even one Tune did not register before its driver died, so a finished round
-is never recomputed nor reported twice.
+The trainable only drives `Trajectory`; all the science lives in the core. Each finished round is written
+once to the trial's storage folder (`<trial>/rounds/`, through Tune's own pyarrow filesystem, so a local
+folder and a bucket behave alike), then a small checkpoint (what continuing needs: its size does not grow with
+the round) is handed to Tune. On a restart the trial continues after the longest run of complete round files;
+a round whose files are missing or torn is recomputed, never silently dropped.
 """
 from __future__ import annotations
 
@@ -19,28 +20,10 @@ from ray import tune
 
 from .config import TrajectoryConfig
 from .data import load_split
-from .experiment import ROUND_FILE, STATE_FILE, read_newest_state
-from .trajectory import Trajectory, load_state, resolve_device, save_state, summary
+from .experiment import ROUND_FILE, ROUNDS_DIR, STATE_FILE, read_newest_state
+from .rounds import RoundStore
+from .trajectory import Trajectory, resolve_device, resume_state, save_state, summary
 
-
-def _resume_state() -> dict | None:
-    """The newest state in this trial's storage folder (Tune's own checkpoint lives there too).
-
-    Tune's `get_checkpoint()` is read only where the trial has no storage context or its folder has no
-    readable state, so the usual restart reads one state file, once.
-    """
-    try:
-        storage = tune.get_context().get_storage()
-        stored, _ = read_newest_state(storage.storage_filesystem, storage.trial_fs_path)
-    except (AttributeError, OSError):  # no storage context (e.g. a local test harness): Tune's word only
-        stored = None
-    if stored is not None:
-        return stored
-    checkpoint = tune.get_checkpoint()
-    if checkpoint is None:
-        return None
-    with checkpoint.as_directory() as folder:
-        return load_state(Path(folder) / STATE_FILE)
 
 
 @functools.lru_cache(maxsize=1)
@@ -57,7 +40,11 @@ def run_trial(config: dict) -> None:
     cfg = TrajectoryConfig.from_dict(config["trajectory"])
     torch.set_num_threads(int(config.get("threads", 1)))
     device = resolve_device(cfg.device)  # Ray sets CUDA_VISIBLE_DEVICES; no usable GPU -> CPU fallback
-    state = _resume_state()
+    storage = tune.get_context().get_storage()
+    fs, trial_path = storage.storage_filesystem, storage.trial_fs_path
+    store = RoundStore(fs, f"{trial_path}/{ROUNDS_DIR}")
+    checkpoint, _ = read_newest_state(fs, trial_path)
+    state = resume_state(cfg, store, checkpoint)
     split = _cached_split(cfg.dataset, cfg.data_root, str(device), bool(config.get("download", False)))
     trajectory = Trajectory(cfg, split, state)
     context = ray.get_runtime_context()
@@ -65,10 +52,12 @@ def run_trial(config: dict) -> None:
              "gpus": context.get_assigned_resources().get("GPU", 0.0),
              "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES", "")}
     while not trajectory.done:
-        record = trajectory.run_round()
-        metrics = {**summary(record), "rounds_done": trajectory.next_round - cfg.first_round,
+        result = trajectory.run_round()
+        store.write_round(result)  # before the checkpoint: a registered round always has its files
+        metrics = {**summary(result.record), "rounds_done": trajectory.next_round - cfg.first_round,
                    "rounds_total": cfg.rounds + 1 - cfg.first_round, **where}
         with tempfile.TemporaryDirectory(prefix="lth_ray-ckpt-") as folder:
             save_state(trajectory.state, Path(folder) / STATE_FILE)
-            (Path(folder) / ROUND_FILE).write_text(json.dumps({"next_round": trajectory.next_round}))
+            (Path(folder) / ROUND_FILE).write_text(json.dumps({"next_round": trajectory.next_round,
+                                                               "rounds": ROUNDS_DIR}))
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))

@@ -22,12 +22,13 @@ import torch.nn.functional as F
 from . import maskstore, numerics
 from .config import PRECISIONS, PRESETS, ConfigError, TrajectoryConfig, from_preset, parse_plan
 from .data import DataError, Split, epoch_batches, load_split
-from .models import build_model, prunable_layers
-from .pruning import (alive_after, dense_masks, density, global_magnitude_prune, global_random_prune,
-                      layer_density, layer_rates, magnitude_prune, magnitude_prune_to, pack_masks, random_prune,
-                      unpack_masks)
+from .models import build_model, in_shape_of, prunable_layers
+from .pruning import (alive_after, compact, dense_masks, density, expand, global_magnitude_prune,
+                      global_random_prune, layer_density, layer_rates, magnitude_prune, magnitude_prune_to,
+                      pack_masks, random_prune, unpack_masks)
+from .rounds import RoundResult, RoundStore
 
-STATE_FORMAT = 1
+STATE_FORMAT = 2  # 1: lth_ray 0.1.0 (every round's weights and masks in one growing state)
 METRICS = ("train_loss", "val_loss", "val_acc", "test_loss", "test_acc")
 # Purposes of the seeded random streams (never reuse a number for another purpose).
 STREAM_INIT, STREAM_DATA, STREAM_RANDOM_PRUNE, STREAM_REINIT = 0, 1, 2, 3
@@ -89,7 +90,13 @@ def evaluate(model, x: torch.Tensor, y: torch.Tensor, chunk: int = 5000,
 
 
 class Trajectory:
-    """Drives the rounds of one trajectory; `state` is everything needed to continue it elsewhere."""
+    """Drives the rounds of one trajectory; `state` is what continuing needs, and nothing more.
+
+    The state's size does not grow with the round: the rewind point (under late rewinding; otherwise the
+    init, rebuilt from the seed), the current mask (bit-packed) and trained weights (alive values only), the
+    dense trained weights for one-shot, and the round counter. Each finished round is handed back as a
+    `RoundResult` for the caller to persist (`rounds.RoundStore`); the trajectory keeps none of it.
+    """
 
     def __init__(self, config: TrajectoryConfig, split: Split, state: dict | None = None,
                  progress: Callable[[int, int], None] | None = None):
@@ -100,21 +107,13 @@ class Trajectory:
         self.progress = progress
         self.model = build_model(config.plan_conv, config.plan_fc, split.in_shape, config.activation,
                                  generator(config.seed, STREAM_INIT), self.device)
+        self.init = cpu_state(self.model)  # rebuilt from the seed, never stored
         self.kinds = prunable_layers(self.model)
         self.rates = layer_rates(self.kinds, config.prune_rate_conv, config.prune_rate_fc)
         if state is None:
-            state = self._initial_state()
-        elif state.get("format") != STATE_FORMAT or state.get("config") != config.to_dict():
-            raise ValueError("trajectory state belongs to another config or format; refusing to resume from it")
+            state = initial_state(config)
+        check_state(state, config)
         self.state = state
-
-    # ------------------------------------------------------------------ state
-    def _initial_state(self) -> dict:
-        init = cpu_state(self.model)
-        return {"format": STATE_FORMAT, "config": self.config.to_dict(), "next_round": self.config.first_round,
-                "init": init, "rewind": init if self.config.rewind_iteration == 0 else None,
-                "trained": None, "dense_trained": None, "masks": {}, "records": [], "early_stop": {},
-                "diverged_round": None}
 
     @property
     def next_round(self) -> int:
@@ -126,50 +125,56 @@ class Trajectory:
         return finished(self.state, self.config)
 
     @property
-    def records(self) -> list[dict]:
-        return self.state["records"]
-
-    def masks(self, round_: int) -> dict[str, torch.Tensor]:
-        return unpack_masks(self.state["masks"][round_])
+    def rewind(self) -> dict[str, torch.Tensor]:
+        """The weights rounds >= 1 start from: the init, or under late rewinding the weights at iteration k."""
+        return self.init if self.config.rewind_iteration == 0 else self.state["rewind"]
 
     # ------------------------------------------------------------------ one round
-    def run_round(self) -> dict:
-        """Choose this round's mask and start point, train, record; returns the round's record."""
+    def run_round(self) -> RoundResult:
+        """Choose this round's mask and start point, train, record; returns what the round leaves behind."""
         if self.done:
             raise RuntimeError("trajectory is finished")
-        r, cfg = self.next_round, self.config
-        if r > 0 and cfg.method != "reinit" and self.state["rewind"] is None:
-            self.state["rewind"] = self._rewind_point()  # a baseline without a dense round of its own
+        r, cfg, state = self.next_round, self.config, self.state
+        late = cfg.rewind_iteration > 0
+        produced = None
+        if r > 0 and late and cfg.method != "reinit" and state["rewind"] is None:
+            produced = state["rewind"] = self._rewind_point()  # a baseline without a dense round of its own
         masks, start = self._mask_and_start(r)
         packed = pack_masks(masks)
         if cfg.mask_store and cfg.method in ("imp", "one-shot"):
             maskstore.publish(cfg.mask_store, r, packed)
         self.model.load_state_dict(start)
-        capture = cfg.rewind_iteration if (r == 0 and self.state["rewind"] is None) else None
+        capture = cfg.rewind_iteration if (r == 0 and late and state["rewind"] is None) else None
         began = time.perf_counter()
         history, es_state, rewind = self._train(r, masks, cfg.round_start(r), capture)
         record = self._record(r, masks, history, time.perf_counter() - began)
-        state = self.state
         if rewind is not None:
-            state["rewind"] = rewind
-        state["trained"] = cpu_state(self.model)
-        if r == 0:
-            state["dense_trained"] = state["trained"]
-        state["masks"][r] = packed
-        if cfg.save_early_stop:
-            state["early_stop"][r] = es_state
-        state["records"].append(record)
+            produced = state["rewind"] = rewind
+        trained = compact(cpu_state(self.model), masks)
+        state["masks"], state["trained"] = packed, trained
+        if r == 0 and cfg.method == "one-shot":
+            state["dense_trained"] = trained
         state["next_round"] = r + 1
         if record["diverged"]:
             state["diverged_round"] = r
-        return record
+        return RoundResult(record, packed, trained, None if es_state is None else compact(es_state, masks),
+                           produced)
+
+    def run(self) -> list[dict]:
+        """Every remaining round; returns their records (the Python API's simple path)."""
+        return [result.record for result in self.run_results()]
+
+    def run_results(self):
+        """Every remaining round's `RoundResult`, one at a time."""
+        while not self.done:
+            yield self.run_round()
 
     def _rewind_point(self) -> dict[str, torch.Tensor]:
         """The weights at iteration k of the dense round 0, for a baseline that trains no round 0 itself.
 
         Same init, same round-0 data order, fresh Adam: on the CPU bitwise the ticket's rewind point.
         """
-        self.model.load_state_dict(self.state["init"])
+        self.model.load_state_dict(self.init)
         ones = dense_masks({n: m.weight for n, m in self.model.named_modules() if n in self.kinds})
         _, _, rewind = self._train(0, ones, 0, self.config.rewind_iteration, stop=self.config.rewind_iteration)
         return rewind
@@ -178,21 +183,21 @@ class Trajectory:
         """The mask of round r and the weights training starts from (the rewind point, or a fresh init)."""
         cfg, s = self.config, self.state
         weights = {n: m.weight for n, m in self.model.named_modules() if n in self.kinds}
-        previous = dense_masks(weights) if r == cfg.first_round else unpack_masks(s["masks"][r - 1])
+        previous = dense_masks(weights) if r == cfg.first_round else unpack_masks(s["masks"])
         if cfg.method == "reinit":
             masks = unpack_masks(maskstore.fetch(cfg.mask_store, r))
             fresh = build_model(cfg.plan_conv, cfg.plan_fc, self.split.in_shape, cfg.activation,
                                 generator(cfg.seed, STREAM_REINIT, r))
             return masks, cpu_state(fresh)
         if r == 0:
-            return previous, s["init"]
+            return previous, self.init
         if cfg.method == "random-prune":  # the ticket's count (per layer, or in total under global pruning)
             draw = generator(cfg.seed, STREAM_RANDOM_PRUNE, r)
             masks = (global_random_prune(previous, cfg.prune_rate_fc, draw) if cfg.pruning == "global"
                      else random_prune(previous, self.rates, draw))
-            return masks, s["rewind"]
+            return masks, self.rewind
         if cfg.method == "one-shot":
-            dense = _layer_weights(s["dense_trained"], self.kinds)
+            dense = _layer_weights(expand(s["dense_trained"], dense_masks(weights)), self.kinds)
             ones = dense_masks(dense)
             if cfg.pruning == "global":
                 total = sum(m.numel() for m in ones.values())
@@ -200,13 +205,13 @@ class Trajectory:
             else:
                 targets = {n: alive_after(m.numel(), self.rates[n], r) for n, m in ones.items()}
                 masks = magnitude_prune_to(dense, ones, targets)
-            return masks, s["rewind"]
-        trained = _layer_weights(s["trained"], self.kinds)
+            return masks, self.rewind
+        trained = _layer_weights(expand(s["trained"], previous), self.kinds)
         if cfg.pruning == "global":
             masks = global_magnitude_prune(trained, previous, rate=cfg.prune_rate_fc)
         else:
             masks = magnitude_prune(trained, previous, self.rates)
-        return masks, s["rewind"]
+        return masks, self.rewind
 
     def _batches(self, r: int, start: int):
         """Round r's batch indices for iterations start+1, start+2, ...: batch i of the round's data order is
@@ -297,10 +302,56 @@ class Trajectory:
                 "steps": cfg.iterations - cfg.round_start(r), "seconds": seconds, "device": str(self.device),
                 "device_name": device_name(self.device)}
 
-    def run(self) -> list[dict]:
-        while not self.done:
-            self.run_round()
-        return self.records
+
+def initial_weights(config: TrajectoryConfig) -> dict[str, torch.Tensor]:
+    """The trajectory's initialisation, rebuilt from its seed (never stored: it is the seed's to give)."""
+    return cpu_state(build_model(config.plan_conv, config.plan_fc, in_shape_of(config.dataset), config.activation,
+                                 generator(config.seed, STREAM_INIT)))
+
+
+def initial_state(config: TrajectoryConfig) -> dict:
+    """The state of a trajectory before its first round."""
+    return {"format": STATE_FORMAT, "config": config.to_dict(), "next_round": config.first_round,
+            "diverged_round": None, "rewind": None, "masks": None, "trained": None, "dense_trained": None}
+
+
+def check_state(state: dict, config: TrajectoryConfig) -> None:
+    """Refuse a state of another format (naming the version that wrote it) or of another config."""
+    if state.get("format") != STATE_FORMAT:
+        raise ValueError(f"trajectory state format {state.get('format')} (lth_ray 0.1.0) cannot be continued by "
+                         f"this version (format {STATE_FORMAT}); finish it with lth_ray 0.1.0, or export and "
+                         "analyse it as it is (both read the old format)")
+    if state.get("config") != config.to_dict():
+        raise ValueError("trajectory state belongs to another config; refusing to resume from it")
+
+
+def state_from_rounds(config: TrajectoryConfig, store: RoundStore, last: int) -> dict | None:
+    """The state after round `last`, rebuilt from complete round files (None: they cannot rebuild it)."""
+    rewind = store.rewind() if config.rewind_iteration else None
+    if config.rewind_iteration and rewind is None and not (config.method == "reinit"):
+        return None  # the rewind point is lost: start over rather than guess
+    state = initial_state(config)
+    state.update(next_round=last + 1, diverged_round=last if store.record(last).get("diverged") else None,
+                 rewind=rewind, masks=store.packed_masks(last), trained=store.compact_trained(last),
+                 dense_trained=store.compact_trained(0) if config.method == "one-shot" else None)
+    return state
+
+
+def resume_state(config: TrajectoryConfig, store: RoundStore, checkpoint: dict | None) -> dict | None:
+    """Where a trajectory continues: right after the longest run of complete round files.
+
+    The checkpoint is used as it is when it ends exactly there. Otherwise the round files decide: rounds
+    finished after the last checkpoint Tune registered are kept (never recomputed), and a round whose files
+    are missing or torn is recomputed, with every round after it (they depend on it). None: start afresh.
+    """
+    if checkpoint is not None:
+        check_state(checkpoint, config)
+    done = store.complete_prefix(config.first_round)
+    if not done:
+        return None
+    if checkpoint is not None and checkpoint["next_round"] == done[-1] + 1:
+        return checkpoint
+    return state_from_rounds(config, store, done[-1])
 
 
 def finished(state: dict | None, config: TrajectoryConfig) -> bool:
@@ -366,6 +417,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--deterministic", action="store_true",
                    help="deterministic kernels (bitwise reruns and resumes on a GPU; slower)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--rounds-dir", help="write every finished round's files here (folder or URI; see lth_ray.rounds)")
     p.add_argument("--save-state", help="write the trajectory state here after every round")
     p.add_argument("--resume", help="continue from a state file written by --save-state")
     return p
@@ -418,11 +470,14 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, DataError, ValueError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    store = RoundStore.at(a.rounds_dir) if a.rounds_dir else None
     while not trajectory.done:
-        record = trajectory.run_round()
+        result = trajectory.run_round()
+        if store is not None:
+            store.write_round(result)
         if a.save_state:
             save_state(trajectory.state, a.save_state)
-        print(json.dumps(summary(record)), flush=True)
+        print(json.dumps(summary(result.record)), flush=True)
     if trajectory.state["diverged_round"] is not None:
         print(f"note: round {trajectory.state['diverged_round']} diverged (a loss went NaN or infinite); the "
               "trajectory stops there: later rounds would prune non-finite weights", file=sys.stderr)

@@ -241,8 +241,8 @@ def experiment(tiny_experiment) -> Path:
 
 @pytest.fixture(scope="session")
 def partial(experiment, tmp_path_factory) -> Path:
-    """A copy of the tiny experiment where the imp ticket of seed 1 lost its last round (its newest
-    checkpoint) and random-prune seed 0 never finished a round (no checkpoint at all)."""
+    """A copy of the tiny experiment where the imp ticket of seed 1 lost its last round (its round files
+    and newest checkpoint) and random-prune seed 0 never finished a round (no round files, no checkpoint)."""
     from lth_ray.experiment import load_trials
     copy = tmp_path_factory.mktemp("partial") / "tiny"
     shutil.copytree(experiment, copy, ignore=shutil.ignore_patterns("report"))
@@ -250,9 +250,11 @@ def partial(experiment, tmp_path_factory) -> Path:
         checkpoints = sorted(Path(t.path).glob("checkpoint_*"))
         if (t.config.method, t.config.seed) == ("imp", 1):
             shutil.rmtree(checkpoints[-1])
+            shutil.rmtree(Path(t.path) / "rounds" / "round_002")
         elif (t.config.method, t.config.seed) == ("random-prune", 0):
             for c in checkpoints:
                 shutil.rmtree(c)
+            shutil.rmtree(Path(t.path) / "rounds")
     return copy
 
 
@@ -267,7 +269,7 @@ def test_tidy_frames_match_the_trajectory_records(experiment):
         ("imp", [0, 1, 2]), ("random-prune", [1, 2]), ("reinit", [1, 2])]
     points = 0
     for t in trials:
-        for rec in t.state["records"]:
+        for rec in t.records:
             row = exp.rounds[(exp.rounds["trial_id"] == t.trial_id) & (exp.rounds["round"] == rec["round"])]
             assert len(row) == 1
             row = row.iloc[0]

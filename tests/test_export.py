@@ -21,12 +21,13 @@ import torch
 
 from lth_ray import thesis
 from lth_ray.data import load_split
-from lth_ray.experiment import CHECKPOINT_RE, ExperimentError, TrialResult, load_trials
+from lth_ray.experiment import CHECKPOINT_RE, ExperimentError, StoredRounds, TrialResult, load_trials
 from lth_ray.export import ExportError, export_experiment, main, write_export
 from lth_ray.models import build_model, in_shape_of
 from lth_ray.pruning import unpack_masks
 from lth_ray.schema import HISTORIES, rounds_schema
-from lth_ray.trajectory import METRICS, evaluate
+from lth_ray.rounds import RoundStore
+from lth_ray.trajectory import METRICS, evaluate, initial_weights
 
 ROOT = Path(__file__).resolve().parents[1]
 # The spec's 18 keys, in its order (written out here, not imported: this is the check).
@@ -66,7 +67,7 @@ def baseline(trials, method, seed):
 
 
 def records_by_round(t):
-    return {r["round"]: r for r in t.state["records"]}
+    return {r["round"]: r for r in t.records}
 
 
 def snapshot(folder: Path) -> dict:
@@ -115,7 +116,7 @@ def test_specs_json_has_the_18_keys_in_order_with_thesis_values(prefix, trials):
     assert raw["epoch_count"] == math.ceil(cfg.iterations / (55_000 // cfg.batch_size)) == 1
     assert raw["learning_rate"] == cfg.learning_rate and raw["prune_rate_fc"] == 0.2 and raw["prune_rate_conv"] == 0.0
     assert raw["prune_method"] == "IMP-per-layer" and raw["experiment_name"] == "imp" and raw["verbosity"] == 0
-    seconds = sum(r["seconds"] for t in tickets(trials) for r in t.state["records"])
+    seconds = sum(r["seconds"] for t in tickets(trials) for r in t.records)
     assert raw["duration"] == thesis.format_duration(seconds) and re.fullmatch(r"\d+\.\d{4}sec|\d+:\d{2}min",
                                                                                raw["duration"])
     assert raw["device"] == "cpu" and raw["device_name"] == "cpu" and raw["save_early_stop"] is True
@@ -148,14 +149,15 @@ def test_net_files_use_the_prune_layout_of_the_last_level(prefix, trials):
         saved = torch.load(f"{prefix}-net{n}.pth", map_location="cpu", weights_only=True)
         assert list(saved) == [f"{m}.{leaf}" for m in LENET_MODULES
                                for leaf in ("bias", "weight_orig", "weight_init", "weight_mask")]
-        masks = unpack_masks(t.state["masks"][t.config.rounds])
+        masks = t.rounds.masks(t.config.rounds)
+        trained, rewind = t.rounds.trained(t.config.rounds), initial_weights(t.config)
         for m in LENET_MODULES:
             for leaf in ("bias", "weight_orig", "weight_init", "weight_mask"):
                 tensor = saved[f"{m}.{leaf}"]
                 assert tensor.dtype == torch.float32 and tensor.device.type == "cpu"
-            torch.testing.assert_close(saved[f"{m}.weight_orig"], t.state["trained"][f"{m}.weight"], rtol=0, atol=0)
-            torch.testing.assert_close(saved[f"{m}.weight_init"], t.state["rewind"][f"{m}.weight"], rtol=0, atol=0)
-            torch.testing.assert_close(saved[f"{m}.bias"], t.state["trained"][f"{m}.bias"], rtol=0, atol=0)
+            torch.testing.assert_close(saved[f"{m}.weight_orig"], trained[f"{m}.weight"], rtol=0, atol=0)
+            torch.testing.assert_close(saved[f"{m}.weight_init"], rewind[f"{m}.weight"], rtol=0, atol=0)
+            torch.testing.assert_close(saved[f"{m}.bias"], trained[f"{m}.bias"], rtol=0, atol=0)
             mask = saved[f"{m}.weight_mask"]
             assert set(mask.unique().tolist()) <= {0.0, 1.0}
             assert torch.equal(mask.bool(), masks[m])
@@ -169,7 +171,7 @@ def test_rebuilt_net_has_the_trained_nets_test_accuracy(prefix, trials, tiny_mni
     assert len(nets) == 2
     for net, t in zip(nets, tickets(trials)):
         trained = build_model(t.config.plan_conv, t.config.plan_fc, in_shape_of("mnist"), t.config.activation)
-        trained.load_state_dict(t.state["trained"])
+        trained.load_state_dict(t.rounds.trained(t.config.rounds))
         trained.eval()
         loss, acc = evaluate(net, split.x_test, split.y_test)
         ref_loss, ref_acc = evaluate(trained, split.x_test, split.y_test)
@@ -189,7 +191,7 @@ def test_early_stop_files_round_trip(prefix, trials):
         assert es.indices.tolist() == [(recs[r]["early_stop_index"] + 1) * 50 - 1 for r in range(3)]
         for r, sd in enumerate(es.state_dicts):
             plain = thesis.effective_state(sd)
-            for key, value in t.state["early_stop"][r].items():
+            for key, value in t.rounds.early_stop(r).items():
                 torch.testing.assert_close(plain[key], value, rtol=0, atol=0)
     with pytest.raises(ValueError, match="out of range"):
         thesis.get_early_stop_history_from_file(prefix, specs, 2)
@@ -238,9 +240,9 @@ def test_parquet_schema_is_the_fixed_one(export_dir, trials):
 def test_parquet_values_equal_the_trajectory_records(export_dir, trials, tiny_experiment):
     histories, rounds = thesis.load_parquet(str(export_dir))
     assert set(histories["experiment"]) == {tiny_experiment.name}
-    assert len(rounds) == sum(len(t.state["records"]) for t in trials) == 2 * 3 + 4 * 2
+    assert len(rounds) == sum(len(t.records) for t in trials) == 2 * 3 + 4 * 2
     for t in trials:
-        for rec in t.state["records"]:
+        for rec in t.records:
             rows = histories[(histories.trial_id == t.trial_id) & (histories["round"] == rec["round"])]
             assert rows["iteration"].tolist() == rec["iterations"]
             for m in METRICS:
@@ -263,10 +265,10 @@ def test_partial_experiment_exports_what_finished_and_reports_the_rest(tiny_expe
     exp = copy_experiment(tiny_experiment, tmp_path / "partial")
     ticket1 = tickets(trials)[1]
     cut = trial_folder(exp, ticket1.trial_id)
-    shutil.rmtree(checkpoints(cut)[-1])  # seed 1's ticket: only rounds 0..1 survive
+    shutil.rmtree(cut / "rounds" / "round_002")  # seed 1's ticket: only rounds 0..1 survive
     broken = baseline(trials, "random-prune", 0)
-    for ckpt in checkpoints(trial_folder(exp, broken.trial_id)):
-        (ckpt / "state.pt").write_bytes(b"not a torch file")  # a corrupt trial: nothing readable
+    for record in (trial_folder(exp, broken.trial_id) / "rounds").glob("round_*/record.json"):
+        record.write_bytes(b"not json")  # a corrupt trial: nothing readable
     lines = []
     out = export_experiment(str(exp), str(tmp_path / "out"), report=lines.append)
     assert out == str(tmp_path / "out")
@@ -291,7 +293,7 @@ def test_partial_experiment_exports_what_finished_and_reports_the_rest(tiny_expe
     assert side["nets"][1]["levels"] == [0, 1] and side["nets"][1]["net_file_level"] == 1
     assert [b["n"] for b in side["baselines"]["random-prune"]] == [1]
     saved = torch.load(f"{prefix}-net1.pth", weights_only=True)
-    masks = unpack_masks(ticket1.state["masks"][1])
+    masks = ticket1.rounds.masks(1)
     assert torch.equal(saved["fc.0.weight_mask"].bool(), masks["fc.0"])
     specs = thesis.get_specs_from_file(specs_file)
     es = thesis.get_early_stop_history_from_file(prefix, specs, 1)
@@ -299,15 +301,20 @@ def test_partial_experiment_exports_what_finished_and_reports_the_rest(tiny_expe
     assert not Path(f"{prefix}-random-prune-histories0.npz").exists()
 
 
-def test_an_unreadable_newest_checkpoint_falls_back_to_the_one_before(tiny_experiment, trials, tmp_path):
+def test_a_torn_or_deleted_round_file_is_named_and_never_exported_as_complete(tiny_experiment, trials, tmp_path):
     exp = copy_experiment(tiny_experiment, tmp_path / "torn")
-    t = tickets(trials)[0]
-    (checkpoints(trial_folder(exp, t.trial_id))[-1] / "state.pt").write_bytes(b"torn")
+    t, other = tickets(trials)
+    trained = trial_folder(exp, t.trial_id) / "rounds" / "round_002" / "trained.pt"
+    trained.write_bytes(trained.read_bytes()[:100])  # torn
+    (trial_folder(exp, other.trial_id) / "rounds" / "round_001" / "masks.pt").unlink()  # deleted
     lines = []
     export_experiment(str(exp), str(tmp_path / "out"), report=lines.append)
     _, rounds = thesis.load_parquet(str(tmp_path / "out"))
     assert sorted(rounds[rounds.trial_id == t.trial_id]["round"]) == [0, 1]
-    assert len(lines) == 1 and t.trial_id in lines[0]
+    assert sorted(rounds[rounds.trial_id == other.trial_id]["round"]) == [0, 2]
+    assert len(lines) == 2
+    assert t.trial_id in lines[0] and "round 2: trained.pt is torn" in lines[0]
+    assert other.trial_id in lines[1] and "round 1: masks.pt is missing" in lines[1]
 
 
 # ------------------------------------------------------------------ refusals, CLI, URIs
@@ -378,7 +385,7 @@ def test_experiment_given_as_a_file_uri(tiny_experiment, tmp_path):
 
 def test_groups_with_the_same_time_get_distinct_prefixes(trials, tmp_path):
     other = [TrialResult(f"x{t.trial_id}", t.status, t.path.replace(t.trial_id, f"x{t.trial_id}"),
-                         t.config.replace(prune_rate_fc=0.3), t.state) for t in trials]
+                         t.config.replace(prune_rate_fc=0.3), t.rounds) for t in trials]
     out = tmp_path / "two"
     out.mkdir()
     stamps = {t.trial_id: {"timestamp": 1_700_000_000} for t in trials + other}
@@ -419,8 +426,10 @@ def test_conv_with_batchnorm_one_shot_round_trips_without_tune(tiny_cifar10, tmp
                            iterations=20, eval_every=10, rounds=1, prune_rate_conv=0.1, method="one-shot",
                            pruning="global", seed=3).validate()
     trajectory = Trajectory(cfg, split)
-    trajectory.run()
-    trial = TrialResult("t_00000", "TERMINATED", "/x/conv_t_00000", cfg, trajectory.state)
+    store = RoundStore.at(str(tmp_path / "trial" / "rounds"))
+    for result in trajectory.run_results():
+        store.write_round(result)
+    trial = TrialResult("t_00000", "TERMINATED", str(tmp_path / "trial"), cfg, StoredRounds(store))
     out = tmp_path / "conv"
     out.mkdir()
     manifest = write_export([trial], str(out), "/x")
@@ -435,7 +444,7 @@ def test_conv_with_batchnorm_one_shot_round_trips_without_tune(tiny_cifar10, tmp
     assert saved["conv.1.num_batches_tracked"].dtype == torch.int64 and "conv.1.running_var" in saved
     assert "conv.4.weight_mask" in saved and "fc.0.weight_mask" in saved and "out.weight_mask" in saved
     [net] = thesis.get_models_from_files(prefix, specs)
-    trajectory.model.load_state_dict(trajectory.state["trained"])
+    trajectory.model.load_state_dict(store.trained(1))
     trajectory.model.eval()
     assert [float(v) for v in evaluate(net, split.x_test, split.y_test)] == \
         [float(v) for v in evaluate(trajectory.model, split.x_test, split.y_test)]

@@ -13,7 +13,9 @@ import torch
 from lth_ray import numerics, thesis
 from lth_ray.config import ConfigError, from_preset
 from lth_ray.data import Split, load_split
-from lth_ray.experiment import TrialResult
+from lth_ray.experiment import StoredRounds, TrialResult
+from lth_ray.rounds import RoundStore
+from rounds_helpers import early_stop, masks, records, run_all, trained
 from lth_ray.export import write_export
 from lth_ray.trajectory import Trajectory, main as trajectory_main
 
@@ -44,8 +46,12 @@ def small(**kw):
     return from_preset("lenet", dataset="mnist", **{**SMALL, **kw})
 
 
-def trial(cfg, trajectory, trial_id="t_00000"):
-    return TrialResult(trial_id, "TERMINATED", f"/x/{trial_id}", cfg, trajectory.state)
+def stored_trial(cfg, results: dict, folder, trial_id="t_00000") -> TrialResult:
+    """A trial as the exporter sees it: its rounds written to round files in `folder`."""
+    store = RoundStore.at(str(folder / trial_id / "rounds"))
+    for r in sorted(results):
+        store.write_round(results[r])
+    return TrialResult(trial_id, "TERMINATED", str(folder / trial_id), cfg, StoredRounds(store))
 
 
 # ------------------------------------------------------------------ 1. baselines at the ticket's density
@@ -56,29 +62,25 @@ def test_every_baseline_has_the_tickets_density_at_every_round(arch, pruning, sp
     data = cifar_split if arch == "conv2" else split
     base = from_preset(arch, dataset=data.dataset, iterations=2, eval_every=1, rounds=3, pruning=pruning,
                        mask_store=str(tmp_path / "masks"))
-    ticket = Trajectory(base, data)
-    ticket.run()
+    ticket = run_all(Trajectory(base, data))
     for method in ("random-prune", "reinit"):
-        b = Trajectory(base.replace(method=method), data)
-        b.run()
+        b = run_all(Trajectory(base.replace(method=method), data))
         for r in range(1, 4):
-            mine, theirs = b.masks(r), ticket.masks(r)
+            mine, theirs = masks(b[r]), masks(ticket[r])
             assert sum(int(m.sum()) for m in mine.values()) == sum(int(m.sum()) for m in theirs.values())
-            assert b.records[r - 1]["sparsity"] == ticket.records[r]["sparsity"]
+            assert b[r].record["sparsity"] == ticket[r].record["sparsity"]
             if pruning == "layerwise":  # ... and under layer-wise pruning every layer's count too
                 assert {n: int(m.sum()) for n, m in mine.items()} == {n: int(m.sum()) for n, m in theirs.items()}
         if method == "random-prune":
-            assert not torch.equal(b.masks(3)["fc.0"], ticket.masks(3)["fc.0"])
+            assert not torch.equal(masks(b[3])["fc.0"], masks(ticket[3])["fc.0"])
     if pruning == "global":  # the random masks are not forced to the ticket's per-layer split
-        layers = ticket.records[3]["layer_sparsity"]
+        layers = ticket[3].record["layer_sparsity"]
         assert len({round(v, 3) for v in layers.values()}) > 1
 
 
 def test_global_random_pruning_is_uniform_over_all_prunable_weights(split):
     """Each layer keeps about the global density: the survivors are drawn over all weights at once."""
-    b = Trajectory(small(method="random-prune", pruning="global", rounds=3, iterations=40), split)
-    b.run()
-    rec = b.records[-1]
+    rec = Trajectory(small(method="random-prune", pruning="global", rounds=3, iterations=40), split).run()[-1]
     assert rec["layer_sparsity"]["fc.0"] == pytest.approx(rec["sparsity"], abs=0.01)
     assert rec["layer_sparsity"]["out"] != pytest.approx(0.9 ** 3, abs=1e-9)  # not the layer-wise out rate
 
@@ -100,11 +102,12 @@ def test_rewound_rounds_train_from_k_to_t_on_the_absolute_axis(split):
     cfg = small(rewind_iteration=40, rounds=2)
     t = Trajectory(cfg, split)
     steps = count_training_steps(t)
+    done = []
     for _ in range(3):
         steps.append(0)
-        t.run_round()
+        done.append(t.run_round())
     assert steps == [120, 80, 80]  # the dense round runs 0 -> T; rewound rounds k -> T (T - k steps)
-    dense, *pruned = t.records
+    dense, *pruned = [r.record for r in done]
     assert dense["iterations"] == [40, 80, 120] and (dense["start_iteration"], dense["steps"]) == (0, 120)
     for rec in pruned:
         assert rec["iterations"] == [80, 120] and (rec["start_iteration"], rec["steps"]) == (40, 80)
@@ -154,18 +157,19 @@ def test_rewind_iteration_must_be_a_multiple_of_eval_every_below_t(k, why):
 
 def test_rewound_rounds_sit_at_their_iterations_in_the_thesis_arrays(split, tmp_path):
     cfg = small(rewind_iteration=40, rounds=1)
-    t = Trajectory(cfg, split)
-    t.run()
+    results = run_all(Trajectory(cfg, split))
     out = tmp_path / "export"
     out.mkdir()
-    manifest = write_export([trial(cfg, t)], str(out), "/x")
+    manifest = write_export([stored_trial(cfg, results, tmp_path)], str(out), "/x")
     prefix = str(out / manifest["groups"][0]["prefix"])
     h = thesis.get_experiment_histories_from_file(prefix)
     assert h.val_loss.shape == (1, 2, 3)
     assert np.isnan(h.val_loss[0, 1, 0])  # iteration 40: the rewound round did not train there
-    assert h.val_loss[0, 1, 1:].tolist() == t.records[1]["val_loss"]
+    assert h.val_loss[0, 1, 1:].tolist() == results[1].record["val_loss"]
     es = torch.load(f"{prefix}-early-stop0.pth", weights_only=True)
-    assert es["indices"][1] == t.records[1]["early_stop_iteration"] - 1
+    assert es["indices"][1] == results[1].record["early_stop_iteration"] - 1
+    net = torch.load(f"{prefix}-net0.pth", weights_only=True)  # weight_init is the rewind point, not the init
+    assert torch.equal(net["fc.0.weight_init"], results[0].rewind["fc.0.weight"])
     rounds = pq.read_table(out / "rounds.parquet").to_pandas().set_index("round")
     assert rounds.loc[1, "start_iteration"] == 40 and rounds.loc[1, "steps"] == 80
     assert rounds.loc[1, "early_stop_iteration"] in (80, 120)
@@ -178,15 +182,15 @@ def test_rewound_rounds_sit_at_their_iterations_in_the_thesis_arrays(split, tmp_
 def test_a_diverging_learning_rate_is_marked_and_stops_the_trajectory(split, tmp_path):
     cfg = small(learning_rate=1e11, rounds=3)
     t = Trajectory(cfg, split)
-    records = t.run()
-    assert t.done and len(records) == 1
-    (rec,) = records
+    results = run_all(t)
+    assert t.done and len(results) == 1
+    rec = results[0].record
     assert rec["diverged"] and rec["early_stop_index"] is None and rec["early_stop_iteration"] is None
     assert math.isnan(rec["test_acc_at_early_stop"])
-    assert t.state["diverged_round"] == 0 and t.state["early_stop"].get(0) is None  # index and weights agree
+    assert t.state["diverged_round"] == 0 and results[0].early_stop is None  # index and weights agree
     out = tmp_path / "export"
     out.mkdir()
-    manifest = write_export([trial(cfg, t)], str(out), "/x")
+    manifest = write_export([stored_trial(cfg, results, tmp_path)], str(out), "/x")
     assert any("diverged" in line for line in manifest["missing"])
     assert manifest["trials"][0]["diverged_round"] == 0
     rounds = pq.read_table(out / "rounds.parquet").to_pandas()
@@ -207,15 +211,15 @@ def test_non_finite_evaluations_are_never_the_early_stop_point(split, monkeypatc
         return loss, acc
     monkeypatch.setattr(T, "evaluate", nan_at_second_validation)
     t = Trajectory(small(rounds=0, iterations=200), split)
-    rec = t.run_round()
+    result = t.run_round()
+    rec = result.record
     assert math.isnan(rec["val_loss"][1]) and rec["diverged"]
     finite = [v if i != 1 else math.inf for i, v in enumerate(rec["val_loss"])]
     assert rec["early_stop_index"] == int(np.argmin(finite)) != 1
     monkeypatch.setattr(T, "evaluate", real)
     cut = Trajectory(small(rounds=0, iterations=rec["early_stop_iteration"]), split)
-    cut.run_round()
-    for k, v in cut.state["trained"].items():
-        assert torch.equal(t.state["early_stop"][0][k], v)
+    for k, v in trained(cut.run_round()).items():
+        assert torch.equal(early_stop(result)[k], v)
 
 
 # ------------------------------------------------------------------ 4. numerics
@@ -238,13 +242,14 @@ def test_bf16_autocasts_the_forward_pass_and_is_recorded(split, tmp_path):
     fp32 = Trajectory(small(rounds=0), split)
     bf16_cfg = small(rounds=0, precision="bf16", deterministic=True)
     bf16 = Trajectory(bf16_cfg, split)
-    a, b = fp32.run()[0], bf16.run()[0]
+    a, bf16_results = fp32.run()[0], run_all(bf16)
+    b = bf16_results[0].record
     assert a["val_loss"] != b["val_loss"]  # another arithmetic: the run is not silently fp32
     again = Trajectory(bf16_cfg, split).run()[0]
     assert again["val_loss"] == b["val_loss"]  # reproducible on the CPU
     out = tmp_path / "export"
     out.mkdir()
-    manifest = write_export([trial(bf16_cfg, bf16)], str(out), "/x")
+    manifest = write_export([stored_trial(bf16_cfg, bf16_results, tmp_path)], str(out), "/x")
     rounds = pq.read_table(out / "rounds.parquet").to_pandas()
     assert rounds["precision"].tolist() == ["bf16"] and rounds["deterministic"].tolist() == [True]
     sidecar = json.loads((out / f"{manifest['groups'][0]['prefix']}-lth_ray.json").read_text())
@@ -254,13 +259,13 @@ def test_bf16_autocasts_the_forward_pass_and_is_recorded(split, tmp_path):
 
 def test_specs_device_name_comes_from_the_round_records(split, tmp_path):
     cfg = small(rounds=1)
-    t = Trajectory(cfg, split)
-    t.run()
-    for rec in t.state["records"]:  # as a GPU run records them
-        rec["device"], rec["device_name"] = "cuda:0", "NVIDIA H100 80GB HBM3"
+    results = run_all(Trajectory(cfg, split))
+    for res in results.values():  # as a GPU run records them
+        res.record["device"], res.record["device_name"] = "cuda:0", "NVIDIA H100 80GB HBM3"
     out = tmp_path / "export"
     out.mkdir()
-    manifest = write_export([trial(cfg, t)], str(out), "/x", last_results={"t_00000": {"device": "cpu"}})
+    manifest = write_export([stored_trial(cfg, results, tmp_path)], str(out), "/x",
+                            last_results={"t_00000": {"device": "cpu"}})
     specs = json.loads((out / f"{manifest['groups'][0]['prefix']}-specs.json").read_text())
     assert (specs["device"], specs["device_name"]) == ("cuda:0", "NVIDIA H100 80GB HBM3")
 

@@ -17,7 +17,8 @@ import torch
 
 from conftest import PYTHON, ROOT, sweep_argv
 from lth_ray.data import load_split
-from lth_ray.experiment import load_trials, read_newest_state
+from lth_ray.experiment import load_trials
+from lth_ray.rounds import RoundStore
 from lth_ray.trajectory import Trajectory
 
 pytestmark = pytest.mark.e2e
@@ -63,7 +64,7 @@ def assert_same_as_without_ray(trials, tiny_mnist):
         for t in trials:
             assert t.complete, (t.trial_id, t.status, t.error)
             alone = Trajectory(t.config, split).run()
-            assert histories(t.state["records"]) == histories(alone)
+            assert histories(t.records) == histories(alone)
     finally:
         torch.set_num_threads(threads)
 
@@ -90,13 +91,13 @@ def test_killed_driver_resumes_without_recomputing_finished_rounds(tiny_mnist, r
     experiment = tmp_path / "driver"
 
     def some_round_done():
-        states = {d.name: read_newest_state_local(d) for d in experiment.glob("lenet-*")}
-        return states if any(s and s["next_round"] >= 2 for s in states.values()) else None
+        done = {d.name: round_records_local(d) for d in experiment.glob("lenet-*")}
+        return done if any(len(records) >= 2 for records in done.values()) else None
 
     before = wait_for(some_round_done, 240, "a trial finishing round 1")
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
-    before = {name: read_newest_state_local(experiment / name) for name in before}  # after the kill, settled
+    before = {name: round_records_local(experiment / name) for name in before}  # after the kill, settled
     resumed = subprocess.run(sweep_cmd(*args, "--resume"), cwd=ROOT, capture_output=True, text=True, timeout=400)
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
     trials = load_trials(str(experiment))
@@ -104,19 +105,18 @@ def test_killed_driver_resumes_without_recomputing_finished_rounds(tiny_mnist, r
     assert_same_as_without_ray(trials, tiny_mnist)
     by_dir = {Path(t.path).name: t for t in trials}
     finished_before = 0
-    for name, state in before.items():
-        if state is None:
-            continue
-        for old in state["records"]:  # the same wall-clock seconds: the round was kept, not run again
-            new = by_dir[name].state["records"][old["round"]]
+    for name, records in before.items():
+        for old in records:  # the same wall-clock seconds: the round was kept, not run again
+            new = by_dir[name].records[old["round"]]
             assert new["seconds"] == old["seconds"]
             finished_before += 1
     assert finished_before >= 2
 
 
-def read_newest_state_local(folder: Path):
-    from pyarrow import fs as pafs
-    return read_newest_state(pafs.LocalFileSystem(), str(folder))[0]
+def round_records_local(folder: Path) -> list[dict]:
+    """The records of a trial's complete round files (what a resume keeps)."""
+    store = RoundStore.at(str(folder / "rounds"))
+    return [store.record(r) for r in store.complete_prefix(0)]
 
 
 def test_trials_spread_over_two_nodes_with_fractional_gpus(tiny_mnist, ray_cluster, tmp_path):
@@ -139,7 +139,7 @@ def test_embedded_local_ray_sweep_with_export(tiny_mnist, tmp_path):
     assert f"results: {tmp_path / 'local'}" in out.stdout
     assert (tmp_path / "local" / "export" / "rounds.parquet").exists()
     (trial,) = load_trials(str(tmp_path / "local"))
-    assert [r["round"] for r in trial.state["records"]] == [0, 1]
+    assert [r["round"] for r in trial.records] == [0, 1]
 
 
 def test_dry_run_prints_the_grid_and_runs_nothing(tmp_path):
@@ -186,7 +186,7 @@ def test_reinit_trials_use_their_tickets_masks(tiny_experiment):
         if t.config.method == "reinit":
             ticket = tickets[t.config.seed]
             for r in (1, 2):
-                assert torch.equal(t.state["masks"][r]["fc.0"]["bits"], ticket.state["masks"][r]["fc.0"]["bits"])
+                assert torch.equal(t.rounds.masks(r)["fc.0"], ticket.rounds.masks(r)["fc.0"])
     methods = sorted(t.config.method for t in trials)
     assert methods == ["imp", "imp", "random-prune", "random-prune", "reinit", "reinit"]
 
@@ -200,10 +200,10 @@ def test_global_pruning_late_rewinding_baselines_through_ray(tiny_mnist, ray_clu
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     trials = load_trials(str(tmp_path / "modes"))
     assert_same_as_without_ray(trials, tiny_mnist)
-    density = {t.config.method: {r["round"]: r["sparsity"] for r in t.state["records"]} for t in trials}
+    density = {t.config.method: {r["round"]: r["sparsity"] for r in t.records} for t in trials}
     for method in ("reinit", "random-prune"):
         assert density[method] == {r: d for r, d in density["imp"].items() if r >= 1}
-    by_method = {t.config.method: t.state["records"] for t in trials}
+    by_method = {t.config.method: t.records for t in trials}
     assert by_method["imp"][1]["iterations"] == [100, 150, 200]
     assert by_method["random-prune"][0]["iterations"] == [100, 150, 200]
     assert by_method["reinit"][0]["iterations"] == [50, 100, 150, 200]

@@ -9,8 +9,9 @@ import torch
 from conftest import FASHION_MNIST
 from lth_ray.config import from_preset
 from lth_ray.data import load_split
-from lth_ray.pruning import alive_after
+from lth_ray.pruning import alive_after, unpack_masks
 from lth_ray.trajectory import METRICS, Trajectory, early_stop_index, load_state, save_state
+from rounds_helpers import early_stop, masks, records, run_all, trained
 
 SMALL = dict(iterations=120, eval_every=40, rounds=2)
 
@@ -47,38 +48,41 @@ def test_round_records_have_the_protocol_shape(split):
 def test_pruned_weights_stay_exactly_zero_through_training(split):
     t = Trajectory(small(rounds=2), split)
     t.run()
-    masks = t.masks(2)
-    trained = t.state["trained"]
-    for name, m in masks.items():
-        assert (trained[f"{name}.weight"][~m] == 0).all()
-        assert (trained[f"{name}.weight"][m] != 0).all()
+    m2 = unpack_masks(t.state["masks"])
+    model = dict(t.model.named_modules())  # the live model after round 2, not the compact copy
+    for name, m in m2.items():
+        w = model[name].weight.detach()
+        assert (w[~m] == 0).all()
+        assert (w[m] != 0).all()
         assert int(m.sum()) == alive_after(m.numel(), 0.1 if name == "out" else 0.2, 2)
 
 
 def test_rewinding_restores_every_parameter_to_the_rewind_point(split):
     t = Trajectory(small(rounds=1), split)
-    t.run_round()
-    masks, start = t._mask_and_start(1)
-    init = t.state["init"]
-    assert t.state["rewind"] is init
+    dense = t.run_round()
+    _, start = t._mask_and_start(1)
+    init = t.init
+    assert t.rewind is init
     for k, v in start.items():  # weights and biases, not just weights
         assert torch.equal(v, init[k])
-    assert not torch.equal(t.state["trained"]["fc.0.bias"], init["fc.0.bias"])
-    t.run_round()
+    assert not torch.equal(trained(dense)["fc.0.bias"], init["fc.0.bias"])
+    pruned = t.run_round()
     # the masks applied in round 1 were chosen by magnitude on the weights trained in round 0
-    w = t.state["dense_trained"]["fc.0.weight"].abs()
-    m = t.masks(1)["fc.0"]
+    w = trained(dense)["fc.0.weight"].abs()
+    m = masks(pruned)["fc.0"]
     assert w[m].min() >= w[~m].max()
 
 
 def test_late_rewinding_captures_the_weights_at_iteration_k(split):
     t = Trajectory(small(rewind_iteration=40, rounds=1), split)
-    t.run()
+    results = run_all(t)
+    assert torch.equal(results[0].rewind["fc.0.weight"], t.state["rewind"]["fc.0.weight"])  # written once
+    assert results[1].rewind is None
     reference = Trajectory(small(iterations=40, eval_every=40, rounds=0), split)
-    reference.run()
-    for k, v in reference.state["trained"].items():
+    (dense,) = run_all(reference).values()
+    for k, v in trained(dense).items():
         assert torch.equal(t.state["rewind"][k], v)
-    assert not torch.equal(t.state["rewind"]["fc.0.weight"], t.state["init"]["fc.0.weight"])
+    assert not torch.equal(t.state["rewind"]["fc.0.weight"], t.init["fc.0.weight"])
 
 
 def test_same_seed_same_histories_other_seed_other_run(split):
@@ -90,20 +94,18 @@ def test_same_seed_same_histories_other_seed_other_run(split):
 
 
 def test_resume_from_saved_state_equals_uninterrupted(split, tmp_path):
-    whole = Trajectory(small(rounds=3), split)
-    whole.run()
+    whole = run_all(Trajectory(small(rounds=3), split))
     first = Trajectory(small(rounds=3), split)
-    first.run_round()
-    first.run_round()
+    done = [first.run_round(), first.run_round()]
     save_state(first.state, tmp_path / "state.pt")
     resumed = Trajectory(small(rounds=3), split, load_state(tmp_path / "state.pt"))
     assert resumed.next_round == 2
-    resumed.run()
-    assert histories(resumed.records) == histories(whole.records)
-    for k, v in whole.state["trained"].items():
-        assert torch.equal(resumed.state["trained"][k], v)
-    for r in range(4):
-        assert all(torch.equal(resumed.masks(r)[n], whole.masks(r)[n]) for n in whole.masks(r))
+    rest = run_all(resumed)
+    assert histories([d.record for d in done] + records(rest)) == histories(records(whole))
+    for k, v in trained(whole[3]).items():
+        assert torch.equal(trained(rest[3])[k], v)
+    for r in (2, 3):
+        assert all(torch.equal(masks(rest[r])[n], masks(whole[r])[n]) for n in masks(whole[r]))
 
 
 def test_state_of_another_config_is_refused(split):
@@ -115,45 +117,42 @@ def test_state_of_another_config_is_refused(split):
 
 def test_early_stop_weights_are_those_of_the_lowest_validation_loss(split):
     t = Trajectory(small(rounds=0, iterations=200, eval_every=40), split)
-    rec = t.run_round()
-    es_state = t.state["early_stop"][0]
-    cut = Trajectory(small(rounds=0, iterations=rec["early_stop_iteration"], eval_every=40), split)
-    cut.run_round()
-    for k, v in cut.state["trained"].items():
+    result = t.run_round()
+    es_state = early_stop(result)
+    cut = Trajectory(small(rounds=0, iterations=result.record["early_stop_iteration"], eval_every=40), split)
+    for k, v in trained(cut.run_round()).items():
         assert torch.equal(es_state[k], v)
 
 
 def test_one_shot_prunes_the_dense_net_straight_to_each_rounds_density(split):
     t = Trajectory(small(method="one-shot", rounds=2), split)
-    t.run()
-    dense = t.state["dense_trained"]["fc.0.weight"].abs()
+    results = run_all(t)
+    dense = trained(results[0])["fc.0.weight"].abs()
     for r in (1, 2):
-        m = t.masks(r)["fc.0"]
+        m = masks(results[r])["fc.0"]
         assert int(m.sum()) == alive_after(m.numel(), 0.2, r)
         assert dense[m].min() >= dense[~m].max()
 
 
 def test_random_pruning_baseline_starts_at_round_one_with_the_ladder_counts(split):
-    t = Trajectory(small(method="random-prune", rounds=2), split)
-    records = t.run()
-    assert [r["round"] for r in records] == [1, 2]
-    ticket = Trajectory(small(rounds=2), split)
-    ticket.run()
-    assert [r["sparsity"] for r in records] == [r["sparsity"] for r in ticket.records[1:]]
-    assert not torch.equal(t.masks(1)["fc.0"], ticket.masks(1)["fc.0"])
+    results = run_all(Trajectory(small(method="random-prune", rounds=2), split))
+    assert sorted(results) == [1, 2]
+    ticket = run_all(Trajectory(small(rounds=2), split))
+    assert [results[r].record["sparsity"] for r in (1, 2)] == [ticket[r].record["sparsity"] for r in (1, 2)]
+    assert not torch.equal(masks(results[1])["fc.0"], masks(ticket[1])["fc.0"])
 
 
 def test_reinit_uses_the_tickets_masks_on_a_fresh_init(split, tmp_path):
     store = str(tmp_path / "masks")
-    ticket = Trajectory(small(rounds=2, mask_store=store), split)
-    ticket.run()
+    ticket_t = Trajectory(small(rounds=2, mask_store=store), split)
+    ticket = run_all(ticket_t)
     reinit = Trajectory(small(rounds=2, mask_store=store, method="reinit"), split)
-    records = reinit.run()
-    assert [r["round"] for r in records] == [1, 2]
+    results = run_all(reinit)
+    assert sorted(results) == [1, 2]
     for r in (1, 2):
-        assert all(torch.equal(reinit.masks(r)[n], ticket.masks(r)[n]) for n in ticket.masks(r))
+        assert all(torch.equal(masks(results[r])[n], masks(ticket[r])[n]) for n in masks(ticket[r]))
     _, start = reinit._mask_and_start(1)
-    assert not torch.equal(start["fc.0.weight"], ticket.state["init"]["fc.0.weight"])
+    assert not torch.equal(start["fc.0.weight"], ticket_t.init["fc.0.weight"])
 
 
 def test_global_pruning_reaches_the_global_density(split):
