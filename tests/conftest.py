@@ -3,26 +3,44 @@
 The Ray cluster is a real local two-node cluster (`ray.cluster_utils.Cluster`: a head with 0 CPUs and two
 worker nodes with 1 CPU and 4 logical GPUs each), started once per session. The pytest process does not stay
 connected to it: sweeps connect with `--address`, like a user's driver would.
+
+Ray's token authentication is on for the whole session, as for users (README, Security). The session has a
+token of its own in a private temporary file (`TEST_TOKEN_PATH`, 0600), named by `RAY_AUTH_TOKEN_PATH`: the
+test cluster, every sweep the tests start (embedded or `--address`) and the pytest process use it, and no
+test reads, writes or deletes the user's `~/.ray/auth_token`.
 """
 from __future__ import annotations
 
+import atexit
 import gzip
 import os
 import pickle
+import shutil
 import struct
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+os.environ["RAY_AUTH_MODE"] = "token"  # forced: the suite checks the secure set-up, whatever the caller's shell says
+os.environ.pop("RAY_AUTH_TOKEN", None)  # (it would win over the session's token file)
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
 os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
 
 ROOT = Path(__file__).resolve().parents[1]
+
+from lth_ray.security import create_private_token  # noqa: E402 (imports no ray)
+
+_TOKEN_DIR = tempfile.mkdtemp(prefix="lth_ray-test-token-")  # 0700
+atexit.register(shutil.rmtree, _TOKEN_DIR, ignore_errors=True)
+TEST_TOKEN_PATH = Path(_TOKEN_DIR) / "auth_token"
+create_private_token(TEST_TOKEN_PATH)
+os.environ["RAY_AUTH_TOKEN_PATH"] = str(TEST_TOKEN_PATH)
+
 PYTHON = sys.executable
 FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 
@@ -82,7 +100,8 @@ def tiny_cifar10(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def ray_cluster():
-    """A local two-node Ray cluster with logical GPUs; yields its address for `--address`."""
+    """A local two-node Ray cluster with logical GPUs and token authentication (the session's token, from
+    the environment set above: sweeps given `--address` find it there); yields the cluster."""
     from ray.cluster_utils import Cluster
     cluster = Cluster(initialize_head=True, connect=False,
                       head_node_args={"num_cpus": 0, "include_dashboard": False})
