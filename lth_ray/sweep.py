@@ -175,6 +175,9 @@ def spec_from_args(a: argparse.Namespace, defaults: SweepDefaults) -> SweepSpec:
     plans = {"plan_fc": parse_plan(a.plan_fc, "--plan-fc") if a.plan_fc else None,
              "plan_conv": parse_plan(a.plan_conv, "--plan-conv") if a.plan_conv else None}
     rewinds = _number_list(a.rewind_iteration, "--rewind-iteration", int)
+    # the user's relative folder, made absolute here: trials run in other working folders
+    data_root = os.path.abspath(os.path.expanduser(a.data_root)) if a.data_root and "://" not in a.data_root \
+        else a.data_root
     rates = _number_list(a.learning_rate, "--learning-rate") if a.learning_rate else [None]
     batches = _number_list(a.batch_size, "--batch-size", int) if a.batch_size else [None]
     tickets, baseline_trials = [], []
@@ -185,7 +188,7 @@ def spec_from_args(a: argparse.Namespace, defaults: SweepDefaults) -> SweepSpec:
                       else [preset.prune_rate_conv])
         for fc, conv, lr, batch, rewind, seed in itertools.product(fc_rates, conv_rates, rates, batches, rewinds,
                                                                    seeds):
-            ticket = from_preset(arch, dataset=a.dataset, data_root=a.data_root, rounds=rounds,
+            ticket = from_preset(arch, dataset=a.dataset, data_root=data_root, rounds=rounds,
                                  iterations=a.iterations, eval_every=a.eval_every, prune_rate_fc=fc,
                                  prune_rate_conv=conv, pruning=a.pruning, activation=a.activation, seed=seed,
                                  method="one-shot" if a.one_shot else "imp", rewind_iteration=rewind,

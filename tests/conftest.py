@@ -128,3 +128,19 @@ def tiny_experiment(tmp_path_factory, tiny_mnist, ray_cluster) -> Path:
                       "--address", ray_cluster.address)
     assert main(DEFAULTS, argv) == 0
     return storage / "tiny"
+
+
+@pytest.fixture(scope="session")
+def split(tiny_mnist):
+    """The tiny MNIST look-alike as device tensors (read-only: trajectories only gather from it)."""
+    from lth_ray.data import load_split
+    return load_split("mnist", str(tiny_mnist))
+
+
+@pytest.fixture(scope="session")
+def cifar_split(tiny_cifar10):
+    """A few CIFAR-like images: enough for a real conv preset to train two steps a round, quickly."""
+    from lth_ray.data import Split, load_split
+    s = load_split("cifar10", str(tiny_cifar10))
+    return Split(s.x_train[:120], s.y_train[:120], s.x_val[:60], s.y_val[:60], s.x_test[:60], s.y_test[:60],
+                 dataset="cifar10", source=s.source)

@@ -12,7 +12,6 @@ import torch
 
 from lth_ray import numerics, thesis
 from lth_ray.config import ConfigError, from_preset
-from lth_ray.data import Split, load_split
 from lth_ray.experiment import StoredRounds, TrialResult
 from lth_ray.rounds import RoundStore
 from rounds_helpers import early_stop, masks, records, run_all, trained
@@ -20,19 +19,6 @@ from lth_ray.export import write_export
 from lth_ray.trajectory import Trajectory, main as trajectory_main
 
 SMALL = dict(iterations=120, eval_every=40, rounds=2)
-
-
-@pytest.fixture(scope="module")
-def split(tiny_mnist):
-    return load_split("mnist", str(tiny_mnist))
-
-
-@pytest.fixture(scope="module")
-def cifar_split(tiny_cifar10) -> Split:
-    """A few CIFAR-like images: enough for a real conv preset to train two steps a round, quickly."""
-    s = load_split("cifar10", str(tiny_cifar10))
-    return Split(s.x_train[:120], s.y_train[:120], s.x_val[:60], s.y_val[:60], s.x_test[:60], s.y_test[:60],
-                 dataset="cifar10", source=s.source)
 
 
 @pytest.fixture(autouse=True)

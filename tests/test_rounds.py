@@ -8,24 +8,11 @@ import pytest
 import torch
 
 from lth_ray.config import from_preset
-from lth_ray.data import Split, load_split
 from lth_ray.experiment import StoredRounds
 from lth_ray.pruning import unpack_masks
 from lth_ray.rounds import RoundStore
 from lth_ray.trajectory import Trajectory, resume_state
 from rounds_helpers import early_stop, masks, run_all, trained
-
-
-@pytest.fixture(scope="module")
-def split(tiny_mnist):
-    return load_split("mnist", str(tiny_mnist))
-
-
-@pytest.fixture(scope="module")
-def cifar_split(tiny_cifar10) -> Split:
-    s = load_split("cifar10", str(tiny_cifar10))
-    return Split(s.x_train[:120], s.y_train[:120], s.x_val[:60], s.y_val[:60], s.x_test[:60], s.y_test[:60],
-                 dataset="cifar10", source=s.source)
 
 
 def small(**kw):
