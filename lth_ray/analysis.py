@@ -53,7 +53,8 @@ class Experiment:
 # ------------------------------------------------------------------ loading
 
 def load_experiment(experiment: str | Path) -> Experiment:
-    """Read a Tune experiment folder (or URI) through `ExperimentAnalysis`; partial experiments load too.
+    """Read a Tune experiment folder (or URI) as data (Tune's snapshot as JSON, the round files); partial
+    experiments load too.
 
     The frames are built by the exporter's own table builders, so they equal the Parquet export row for row.
     """
@@ -72,6 +73,19 @@ def load_experiment(experiment: str | Path) -> Experiment:
     rounds = rounds_table(usable, name).to_pandas()
     trials_frame = pd.DataFrame(trial_rows, columns=TRIAL_COLUMNS).sort_values("trial_id", ignore_index=True)
     return Experiment(histories, rounds, trials_frame, masks)
+
+
+def tune_analysis(experiment: str | Path):
+    """Ray Tune's own `ExperimentAnalysis` of a sweep, for Tune's API (`dataframe()`, `get_best_trial`, ...).
+
+    It unpickles the blobs in Tune's snapshot, which runs their author's code: use it only on experiments you
+    trust. `load_experiment` reads the same trials as data and is what the report and notebook use.
+    """
+    from ray.tune import ExperimentAnalysis
+
+    from .experiment import filesystem_and_path
+    fs, path = filesystem_and_path(str(experiment))
+    return ExperimentAnalysis(path, storage_filesystem=fs)
 
 
 def load_export(export_dir: str | Path) -> Experiment:

@@ -101,6 +101,24 @@ def _mnist_like(folder: Path):
     return train, test
 
 
+# What CIFAR-10's python batches need to unpickle: numpy arrays (any other global is refused, so a tampered
+# batch cannot run code; torchvision's own loader uses plain pickle).
+CIFAR_GLOBALS = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+                 ("numpy", "ndarray"), ("numpy", "dtype"), ("numpy.core.multiarray", "scalar"),
+                 ("numpy._core.multiarray", "scalar")}
+
+
+def _restricted_pickle_load(f):
+    import pickle
+
+    class Restricted(pickle.Unpickler):
+        def find_class(self, module, name):
+            if (module, name) not in CIFAR_GLOBALS:
+                raise pickle.UnpicklingError(f"global {module}.{name} is not allowed in a CIFAR-10 batch")
+            return super().find_class(module, name)
+    return Restricted(f, encoding="latin1").load()
+
+
 def _cifar10(folder: Path):
     import pickle
     names = [f"data_batch_{i}" for i in range(1, 6)]
@@ -110,11 +128,12 @@ def _cifar10(folder: Path):
     def load(name):
         try:
             with open(folder / name, "rb") as f:
-                entry = pickle.load(f, encoding="latin1")
+                entry = _restricted_pickle_load(f)
             x = np.asarray(entry["data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
             return x, np.asarray(entry.get("labels", entry.get("fine_labels")), dtype=np.int64)
         except (pickle.UnpicklingError, EOFError, KeyError, TypeError, ValueError) as err:
-            raise DataError(f"{folder / name} is not a readable CIFAR-10 batch ({type(err).__name__})") from None
+            raise DataError(f"{folder / name} is not a readable CIFAR-10 batch ({type(err).__name__}: "
+                            f"{str(err).splitlines()[0] if str(err) else ''})") from None
 
     parts = [load(n) for n in names]
     train = (np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]))

@@ -1,6 +1,6 @@
 """`python -m lth_ray.report <experiment> [--out DIR]`: the paper's figures as PNG plus a Markdown summary.
 
-Works on a finished or partial Tune experiment folder (read through ExperimentAnalysis) and on an export
+Works on a finished or partial Tune experiment folder (read as data: the snapshot as JSON) and on an export
 folder holding `rounds.parquet`; what is missing is listed rather than failing the report.
 """
 from __future__ import annotations

@@ -129,8 +129,17 @@ def build_parser(defaults: SweepDefaults) -> argparse.ArgumentParser:
     return p
 
 
+CREDENTIAL_QUERY = ("access_key", "secret_key", "session_token", "token", "password")
+
+
 def _resolve_storage(text: str) -> str:
     if "://" in text:
+        from urllib.parse import parse_qs, urlsplit
+        parts = urlsplit(text)
+        if "@" in parts.netloc or any(k.lower() in CREDENTIAL_QUERY for k in parse_qs(parts.query)):
+            # the URI is printed and recorded with every trial's config: never let a secret ride in it
+            raise ConfigError(f"--storage {parts.scheme}://<hidden> carries credentials in the URI; pass them "
+                              "through the environment or an instance profile instead")
         return text.rstrip("/")
     return os.path.abspath(os.path.expanduser(text))  # a relative folder means the user's cwd, made absolute here
 

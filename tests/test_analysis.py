@@ -410,3 +410,11 @@ def test_the_notebook_runs_top_to_bottom(which, request, venv_kernel, tmp_path, 
     assert len(images) >= 3
     text = "".join(json.dumps(o.get("data", {})) + o.get("text", "") for o in outputs)
     assert ("random-prune" in text and "no round finished" in text) if which == "partial" else "Nothing:" in text
+
+
+def test_tune_analysis_gives_tunes_own_api_on_a_trusted_sweep(experiment):
+    from ray.tune import ExperimentAnalysis
+    analysis = A.tune_analysis(experiment)
+    assert isinstance(analysis, ExperimentAnalysis)
+    frame = analysis.dataframe()
+    assert len(frame) == 6 and "test_acc_at_early_stop" in frame.columns

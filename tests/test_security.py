@@ -299,3 +299,32 @@ def test_no_credential_from_the_environment_in_results_exports_reports_or_logs(t
     finally:
         import shutil
         shutil.rmtree(ray_tmp, ignore_errors=True)
+
+
+@pytest.mark.parametrize("uri", ["s3://AKIAEXAMPLE:s3cr3t@bucket/results", "s3://bucket/results?secret_key=s3cr3t"])
+def test_a_storage_uri_carrying_credentials_is_refused(uri):
+    from lth_ray.config import ConfigError
+    from lth_ray.sweep import build_parser, spec_from_args
+    from sweeps.lenet_mnist import DEFAULTS
+    with pytest.raises(ConfigError, match="carries credentials") as err:
+        spec_from_args(build_parser(DEFAULTS).parse_args(["--storage", uri, "--name", "x"]), DEFAULTS)
+    assert "s3cr3t" not in str(err.value)
+
+
+def test_a_cifar10_batch_cannot_run_code(tmp_path, tiny_cifar10):
+    import pickle
+    import shutil
+
+    from lth_ray.data import DataError, load_raw
+    folder = tmp_path / "cifar-10-batches-py"
+    shutil.copytree(tiny_cifar10 / "cifar-10-batches-py", folder)
+    marker = tmp_path / "pwned"
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+    with open(folder / "data_batch_3", "wb") as f:
+        pickle.dump({"data": Evil(), "labels": [0]}, f)
+    with pytest.raises(DataError, match="data_batch_3 is not a readable CIFAR-10 batch.*is not allowed"):
+        load_raw("cifar10", str(tmp_path))
+    assert not marker.exists()
