@@ -53,12 +53,12 @@ class LegacyRounds:
     def masks(self, r: int) -> dict:
         return unpack_masks(self.state["masks"][r])
 
-    def trained(self, r: int) -> dict | None:
+    def trained(self, r: int, masks=None) -> dict | None:
         """Only the last round's trained weights were kept by 0.1.0."""
         last = max(rec["round"] for rec in self.state["records"])
         return self.state.get("trained") if r == last else None
 
-    def early_stop(self, r: int) -> dict | None:
+    def early_stop(self, r: int, masks=None) -> dict | None:
         return (self.state.get("early_stop") or {}).get(r)
 
     def rewind(self) -> dict | None:
@@ -78,11 +78,11 @@ class StoredRounds:
     def _scan(self) -> None:
         records, problems = [], []
         for r in self.store.round_numbers():
-            why = self.store.problem(r)
+            record, why = self.store.check(r)
             if why:
                 problems.append(why)
             else:
-                records.append(self.store.record(r))
+                records.append(record)
         self._records, self._problems = records, problems
 
     def records(self) -> list[dict]:
@@ -99,11 +99,11 @@ class StoredRounds:
     def masks(self, r: int) -> dict:
         return self.store.masks(r)
 
-    def trained(self, r: int) -> dict | None:
-        return self.store.trained(r)
+    def trained(self, r: int, masks=None) -> dict | None:
+        return self.store.trained(r, masks)
 
-    def early_stop(self, r: int) -> dict | None:
-        return self.store.early_stop(r)
+    def early_stop(self, r: int, masks=None) -> dict | None:
+        return self.store.early_stop(r, masks)
 
     def rewind(self) -> dict | None:
         return self.store.rewind()

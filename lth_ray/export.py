@@ -498,7 +498,8 @@ def _write_net(t: TrialResult, n: int, prefix: str, levels: list[int], folder: s
     recs = _levels(t)
     last = max(recs)
     rewind = t.rewind()
-    state = thesis_state(t.rounds.trained(last), t.rounds.masks(last), rewind)
+    masks = t.rounds.masks(last)
+    state = thesis_state(t.rounds.trained(last, masks), masks, rewind)
     _write_new(os.path.join(folder, thesis.net_path(prefix, n)), lambda f: torch.save(state, f))
     del state
     info["files"].append(thesis.net_path(prefix, n))
@@ -562,7 +563,7 @@ def _write_early_stop(t: TrialResult, prefix: str, n: int, levels: list[int], fo
     state_dicts, indices = [], []
     for r in levels:
         masks = t.rounds.masks(r) if r in recs else None
-        saved = t.rounds.early_stop(r) if r in recs else None
+        saved = t.rounds.early_stop(r, masks) if r in recs else None
         if saved is None or recs[r]["early_stop_iteration"] is None:
             state_dicts.append(None)
             indices.append(-1)

@@ -18,6 +18,7 @@ import json
 import time
 import uuid
 from dataclasses import dataclass
+from pathlib import PurePosixPath
 
 import torch
 from pyarrow import fs as pafs
@@ -116,19 +117,25 @@ class RoundStore:
                 out.append(int(name[6:]))
         return sorted(out)
 
-    def problem(self, r: int) -> str | None:
-        """Why round r is not complete (None when it is): no record, or a listed file missing or torn."""
+    def check(self, r: int) -> tuple[dict | None, str | None]:
+        """(round r's record, None) when the round is complete; else (None, why): no record, or a file it
+        lists missing or torn. One read of the record, one listing of the folder."""
         entry = self._entry(r)
         if entry is None:
-            return f"round {r}: no readable {RECORD} (torn or never finished)"
+            return None, f"round {r}: no readable {RECORD} (torn or never finished)"
         folder = f"{self.root}/{_round_dir(r)}"
+        sizes = {PurePosixPath(i.path).name: i.size for i in self.fs.get_file_info(pafs.FileSelector(folder))
+                 if i.type == pafs.FileType.File}
         for name, size in entry["files"].items():
-            info = self.fs.get_file_info(f"{folder}/{name}")
-            if info.type != pafs.FileType.File:
-                return f"round {r}: {name} is missing"
-            if info.size != size:
-                return f"round {r}: {name} is torn ({info.size} of {size} bytes)"
-        return None
+            if name not in sizes:
+                return None, f"round {r}: {name} is missing"
+            if sizes[name] != size:
+                return None, f"round {r}: {name} is torn ({sizes[name]} of {size} bytes)"
+        return entry["record"], None
+
+    def problem(self, r: int) -> str | None:
+        """Why round r is not complete (None when it is)."""
+        return self.check(r)[1]
 
     def complete_prefix(self, first_round: int) -> list[int]:
         """The complete rounds first_round, first_round + 1, ... up to the first gap (what a resume keeps)."""
