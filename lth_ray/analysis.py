@@ -40,6 +40,8 @@ class Experiment:
     rounds: pd.DataFrame      # one row per (trial, round); columns of schema.rounds_schema
     trials: pd.DataFrame      # one row per trial: identity, status, expected and done rounds, read error
     masks: dict = field(default_factory=dict)  # {trial_id: its rounds reader} (Tune folder only)
+    instability: pd.DataFrame | None = None    # one row per (trial, round) measured; schema.INSTABILITY
+    interpolation: pd.DataFrame | None = None  # one row per (trial, round, alpha); schema.INTERPOLATION
 
     def mask(self, trial_id: str, round_: int) -> dict[str, np.ndarray]:
         """The bool masks {layer: array} of one trial's round (True = weight alive); reads that round only."""
@@ -72,7 +74,9 @@ def load_experiment(experiment: str | Path) -> Experiment:
     histories = histories_table(usable, name).to_pandas()
     rounds = rounds_table(usable, name).to_pandas()
     trials_frame = pd.DataFrame(trial_rows, columns=TRIAL_COLUMNS).sort_values("trial_id", ignore_index=True)
-    return Experiment(histories, rounds, trials_frame, masks)
+    from .export import instability_table, interpolation_table
+    return Experiment(histories, rounds, trials_frame, masks, instability_table(usable, name).to_pandas(),
+                      interpolation_table(usable, name).to_pandas())
 
 
 def tune_analysis(experiment: str | Path):
@@ -111,7 +115,10 @@ def load_export(export_dir: str | Path) -> Experiment:
         frames.append(_with_recipe(pq.read_table(f"{folder}/{name}", filesystem=fs).to_pandas()))
     histories, rounds = frames
     trials = _trials_from_manifest(manifest, rounds) if manifest else _trials_from_rounds(rounds)
-    return Experiment(histories, rounds, trials)
+    extra = [pq.read_table(f"{folder}/{n}", filesystem=fs).to_pandas()
+             if fs.get_file_info(f"{folder}/{n}").type == pafs.FileType.File else None
+             for n in ("instability.parquet", "interpolation.parquet")]
+    return Experiment(histories, rounds, trials, {}, *extra)
 
 
 def _trials_from_manifest(manifest: dict, rounds: pd.DataFrame) -> pd.DataFrame:
@@ -308,6 +315,56 @@ def by_configuration(exp: Experiment):
         yield label, matching(exp.rounds, key), matching(exp.histories, key)
 
 
+STABLE_BARRIER = 0.02  # Frankle et al. 2020: a subnetwork is stable when its error barrier is below 2%
+
+
+def stable_and_matching(summary: pd.DataFrame, instability: pd.DataFrame,
+                        metric: str = "test_acc_at_early_stop") -> pd.DataFrame:
+    """Per configuration and ticket method: the sparsest round that is both stable (mean error barrier over
+    seeds below `STABLE_BARRIER`) and matching (mean `metric` at least the dense round's); NA when none is."""
+    barriers = instability.groupby(GROUP, dropna=False)["error_barrier"].mean().rename("error_barrier_mean")
+    merged = summary.merge(barriers.reset_index(), on=GROUP, how="left")
+    rows = []
+    for _, dense in _dense(merged).iterrows():
+        mine = matching(merged, tuple(dense[CONFIG]))
+        mine = mine[mine["method"] == dense["method"]]
+        ok = mine[(mine["error_barrier_mean"] < STABLE_BARRIER) & (mine[f"{metric}_mean"] >= dense[f"{metric}_mean"])]
+        best = ok.loc[ok["sparsity"].idxmin()] if not ok.empty else None
+        rows.append({**dense[CONFIG].to_dict(), "method": dense["method"],
+                     "round": pd.NA if best is None else int(best["round"]),
+                     "sparsity": np.nan if best is None else best["sparsity"],
+                     "error_barrier": np.nan if best is None else best["error_barrier_mean"],
+                     metric: np.nan if best is None else best[f"{metric}_mean"]})
+    return pd.DataFrame(rows)
+
+
+def plot_instability_vs_sparsity(ax, instability: pd.DataFrame, spread: str = "minmax") -> None:
+    """Error barrier (percent) against weights remaining: one line per configuration (so one per rewind
+    iteration), mean over seeds with min/max (or std) bars; the 2% stability line dashed."""
+    summary = summarise(instability, spread=spread, metrics=["error_barrier", "loss_barrier"])
+    plot_vs_sparsity(ax, summary, "error_barrier", spread=spread)
+    ax.axhline(100 * STABLE_BARRIER, color="grey", linestyle="--", linewidth=1)
+    ax.set_ylabel("Instability: test error barrier (%)")
+
+
+def plot_interpolation(ax, interpolation: pd.DataFrame, rounds=None, metric: str = "test_error") -> None:
+    """`metric` along the linear path between the two copies, per selected round (mean over seeds)."""
+    import matplotlib
+    rounds = select_rounds(interpolation) if rounds is None else list(rounds)
+    cmap = matplotlib.colormaps["viridis"]
+    for j, r in enumerate(rounds):
+        g = interpolation[interpolation["round"] == r]
+        if g.empty:
+            continue
+        s = g.groupby("alpha")[metric].mean() * 100
+        ax.plot(s.index, s.to_numpy(), color=cmap(j / max(1, len(rounds) - 1) * 0.9),
+                label=f"{_fmt_percent(g['sparsity'].mean() * 100)}% (round {r})")
+    ax.set_xlabel("Interpolation alpha")
+    ax.set_ylabel(f"{metric.replace('_', ' ').capitalize()} (%)")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize="small", title="weights remaining")
+
+
 def ticket_method(rounds: pd.DataFrame) -> str | None:
     """The ticket method present in these rounds (imp, else one-shot), or None when only baselines ran."""
     return next((m for m in TICKETS if m in set(rounds["method"])), None)
@@ -347,7 +404,7 @@ def sparsity_axis(ax, percents, reference=None, label: str = "Percent of weights
 
 
 def _is_fraction(metric: str) -> bool:
-    return "_acc" in metric
+    return "_acc" in metric or "error" in metric
 
 
 def _pretty(metric: str) -> str:

@@ -98,6 +98,11 @@ class TrajectoryConfig:
     # GPU numerics: fp32 (the paper's arithmetic, TF32 off), tf32, or bf16 autocast; deterministic kernels.
     precision: str = "fp32"
     deterministic: bool = False
+    # Instability (Frankle et al. 2020): a second copy of the ticket per round, another data order, and the
+    # error along the linear path between the two; `instability_rounds` empty = every round.
+    instability: bool = False
+    instability_rounds: tuple = ()
+    instability_points: int = 31
     # Folder or URI where an IMP ticket publishes its masks per round and its reinit baseline reads them.
     mask_store: str | None = None
 
@@ -130,6 +135,9 @@ class TrajectoryConfig:
     def round_start(self, round_: int) -> int:
         """The first iteration of round `round_`: 0 for the dense round and for re-init, else the rewind point."""
         return 0 if round_ == 0 or self.method == "reinit" else self.rewind_iteration
+
+    def measures_instability(self, round_: int) -> bool:
+        return self.instability and (not self.instability_rounds or round_ in self.instability_rounds)
 
     def eval_iterations(self, round_: int) -> list[int]:
         """The absolute iterations at which round `round_` is evaluated (multiples of eval_every after its start)."""
@@ -182,6 +190,16 @@ class TrajectoryConfig:
             raise ConfigError(f"precision={self.precision!r} is unknown; allowed: {', '.join(PRECISIONS)}")
         if not isinstance(self.deterministic, bool):
             raise ConfigError(f"deterministic={self.deterministic!r} is not allowed; use true or false")
+        if (isinstance(self.instability_points, bool) or not isinstance(self.instability_points, int)
+                or self.instability_points < 2):
+            raise ConfigError(f"instability_points={self.instability_points!r} is not allowed; it must be an "
+                              "integer >= 2 (the path's two ends included)")
+        for r in self.instability_rounds:
+            if isinstance(r, bool) or not isinstance(r, int) or not self.first_round <= r <= self.rounds:
+                raise ConfigError(f"instability round {r!r} is outside the trajectory; allowed: "
+                                  f"{self.first_round}..{self.rounds}")
+        if self.instability and self.method not in ("imp", "one-shot"):
+            raise ConfigError(f"instability is measured on tickets (imp, one-shot), not method={self.method!r}")
         if self.device not in DEVICES:
             raise ConfigError(f"device={self.device!r} is unknown; allowed: {', '.join(DEVICES)}")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
@@ -192,6 +210,7 @@ class TrajectoryConfig:
         d = dataclasses.asdict(self)
         d["plan_conv"] = list(self.plan_conv)
         d["plan_fc"] = list(self.plan_fc)
+        d["instability_rounds"] = list(self.instability_rounds)
         return d
 
     @classmethod
@@ -203,6 +222,7 @@ class TrajectoryConfig:
         d = dict(d)
         d["plan_conv"] = tuple(parse_plan_token(t) for t in d.get("plan_conv", ()))
         d["plan_fc"] = tuple(d.get("plan_fc", ()))
+        d["instability_rounds"] = tuple(d.get("instability_rounds", ()))
         return cls(**d).validate()
 
     def replace(self, **changes) -> "TrajectoryConfig":
@@ -223,6 +243,17 @@ def from_preset(arch: str, **overrides) -> TrajectoryConfig:
     if (base["plan_conv"], base["plan_fc"]) != (p.plan_conv, p.plan_fc):
         base["arch"] = plan_label(base["plan_conv"], base["plan_fc"])  # a custom plan gets its own label
     return TrajectoryConfig(**base).validate()
+
+
+def parse_int_list(text: str, what: str) -> list[int]:
+    """A comma list of integers from the command line, or a one-line error naming it."""
+    try:
+        values = [int(v) for v in str(text).split(",") if v.strip()]
+    except ValueError:
+        raise ConfigError(f"{what}={text!r} is not a comma-separated list of integers") from None
+    if not values:
+        raise ConfigError(f"{what}={text!r} is empty; give at least one value")
+    return values
 
 
 def parse_plan(text: str, what: str) -> tuple:

@@ -31,7 +31,7 @@ from pyarrow import fs as pafs
 from . import __version__, thesis
 from .config import ConfigError
 from .experiment import ExperimentError, TrialResult, filesystem_and_path, load_trials, open_analysis
-from .schema import HISTORIES, IDENTITY, LAYER_PREFIX, rounds_schema
+from .schema import HISTORIES, IDENTITY, INSTABILITY, INTERPOLATION, LAYER_PREFIX, rounds_schema
 from .trajectory import METRICS, diverged
 
 MANIFEST = "export.json"
@@ -162,12 +162,19 @@ def write_export(trials: list[TrialResult], folder: str, experiment: str, name: 
     _write_new(os.path.join(folder, "histories.parquet"),
                lambda f: pq.write_table(histories_table(usable, name), f))
     _write_new(os.path.join(folder, "rounds.parquet"), lambda f: pq.write_table(rounds_table(usable, name), f))
-    groups = write_thesis_groups(trials, folder, experiment, last_results, now)
+    extra = []
+    if any("instability" in rec for t in usable for rec in t.records):
+        _write_new(os.path.join(folder, "instability.parquet"),
+                   lambda f: pq.write_table(instability_table(usable, name), f))
+        _write_new(os.path.join(folder, "interpolation.parquet"),
+                   lambda f: pq.write_table(interpolation_table(usable, name), f))
+        extra = ["instability.parquet", "interpolation.parquet"]
+    groups = write_thesis_groups(trials, folder, experiment, last_results, now, extra)
     for g in groups:  # what the trial lines above do not already say
         missing += [f"thesis files {g['prefix']}: {line}" for line in g.pop("unexported")]
     manifest = {"format": EXPORT_FORMAT, "lth_ray_version": __version__, "experiment": experiment,
                 "exported_at": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(now)),
-                "files": ["histories.parquet", "rounds.parquet"] + [f for g in groups for f in g["files"]],
+                "files": ["histories.parquet", "rounds.parquet"] + extra + [f for g in groups for f in g["files"]],
                 "trials": [_trial_summary(t) for t in trials],
                 "groups": [{k: g[k] for k in ("prefix", "files", "notes", "missing")} for g in groups],
                 "missing": missing}
@@ -270,6 +277,39 @@ def histories_table(trials: list[TrialResult], name: str) -> pa.Table:
     return _table(cols, HISTORIES)
 
 
+def _instability_rows(trials: list[TrialResult]):
+    return [(i, rec) for i, t in enumerate(trials) for rec in t.records if "instability" in rec]
+
+
+def instability_table(trials: list[TrialResult], name: str) -> pa.Table:
+    """One row per (trial, round) that measured instability, typed by `schema.INSTABILITY`."""
+    rows = _instability_rows(trials)
+    idents = [trial_identity(t, name) for t in trials]
+    cols = {c: [idents[i][c] for i, _ in rows] for c, _ in IDENTITY if c not in ("round", "sparsity")}
+    cols.update({"round": [r["round"] for _, r in rows], "sparsity": [r["sparsity"] for _, r in rows]})
+    for key in ("error_barrier", "loss_barrier", "val_error_barrier", "val_loss_barrier"):
+        cols[key] = [r["instability"][key] for _, r in rows]
+    cols["error_start"] = [r["instability"]["test_error"][0] for _, r in rows]
+    cols["error_end"] = [r["instability"]["test_error"][-1] for _, r in rows]
+    cols["points"] = [len(r["instability"]["alphas"]) for _, r in rows]
+    return _table(cols, INSTABILITY)
+
+
+def interpolation_table(trials: list[TrialResult], name: str) -> pa.Table:
+    """One row per (trial, round, alpha) on the measured linear paths, typed by `schema.INTERPOLATION`."""
+    rows = _instability_rows(trials)
+    idents = [trial_identity(t, name) for t in trials]
+    counts = [len(r["instability"]["alphas"]) for _, r in rows]
+    cols = {c: [idents[i][c] for (i, _), n in zip(rows, counts) for _ in range(n)]
+            for c, _ in IDENTITY if c not in ("round", "sparsity")}
+    for key in ("round", "sparsity"):
+        cols[key] = [r[key] for (_, r), n in zip(rows, counts) for _ in range(n)]
+    cols["alpha"] = [a for _, r in rows for a in r["instability"]["alphas"]]
+    for key in ("val_error", "val_loss", "test_error", "test_loss"):
+        cols[key] = [v for _, r in rows for v in r["instability"][key]]
+    return _table(cols, INTERPOLATION)
+
+
 def layer_names(trials: list[TrialResult]) -> list[str]:
     """The union of prunable layers, in order of first appearance."""
     seen: dict[str, None] = {}
@@ -353,12 +393,12 @@ def group_trials(trials: list[TrialResult]) -> list[Group]:
 
 
 def write_thesis_groups(trials: list[TrialResult], folder: str, experiment: str, last_results: dict[str, dict],
-                        now: float) -> list[dict]:
+                        now: float, extra_tables: list[str] = ()) -> list[dict]:
     """Write every group's thesis files; returns per group its prefix, files, notes and what is missing."""
     taken: set[str] = set()
     done = []
     for g in group_trials(trials):
-        done.append(write_group(g, folder, experiment, last_results, now, taken))
+        done.append(write_group(g, folder, experiment, last_results, now, taken, list(extra_tables)))
     return done
 
 
@@ -433,7 +473,8 @@ def thesis_state(weights: dict[str, torch.Tensor], masks: dict[str, torch.Tensor
     return out
 
 
-def write_group(g: Group, folder: str, experiment: str, last_results: dict, now: float, taken: set[str]) -> dict:
+def write_group(g: Group, folder: str, experiment: str, last_results: dict, now: float, taken: set[str],
+                extra_tables: list[str] = ()) -> dict:
     """One thesis experiment: histories, net and early-stop files, baseline histories, specs, sidecar."""
     cfg = g.config
     nets = sorted((t for t in g.tickets if t.records), key=lambda t: t.config.seed)
@@ -481,6 +522,8 @@ def write_group(g: Group, folder: str, experiment: str, last_results: dict, now:
         "trial_ids": [t.trial_id for t in nets], "nets": net_info, "baselines": baselines,
         "duration_seconds": _seconds(nets), "padded": padded, "time_shift_s": shift, "files": info["files"],
         "missing": info["missing"], "notes": info["notes"],
+        "extra_tables": {name: "Parquet beside the thesis files (instability: Frankle et al. 2020); the thesis "
+                               "files are unchanged" for name in extra_tables},
         "layout": {"early_stop": "state_dicts per level in the -net<n>.pth layout (weight_orig/init/mask)",
                    "random-prune": "-random-prune-histories<n>.npz: lth_ray's random-pruning baseline of net n, "
                                    "same arrays and shapes as -random-histories<n>.npz (levels 1..prune_count)"}}

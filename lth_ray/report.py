@@ -52,6 +52,18 @@ def write_figures(exp: A.Experiment, out: Path) -> list[Path]:
         fig, ax = subplots(figsize=(7, 4.5))
         draw(ax, summary)
         save(fig, name)
+    if exp.instability is not None and not exp.instability.empty:
+        fig, ax = subplots(figsize=(7, 4.5))
+        A.plot_instability_vs_sparsity(ax, exp.instability)
+        save(fig, "instability_vs_sparsity.png")
+        for key, label in A.config_labels(exp.instability).items():
+            fig, axes = subplots(1, 2, figsize=(12, 4.5))
+            curves = A.matching(exp.interpolation, key)
+            A.plot_interpolation(axes[0, 0], curves, metric="test_error")
+            A.plot_interpolation(axes[0, 1], curves, metric="test_loss")
+            axes[0, 1].set_ylabel("Test loss")
+            fig.suptitle(f"{label}: linear path between two copies")
+            save(fig, f"interpolation-{_slug(label)}.png")
     for label, rounds, histories in A.by_configuration(exp):
         ticket = A.ticket_method(rounds)
         slug = _slug(label)
@@ -146,6 +158,25 @@ def summary_markdown(exp: A.Experiment, source: str, figures: list[Path]) -> str
             parts += [f"### {label}", "",
                       _table(["method", "round", "% remaining", "seeds", "test acc at early stop",
                               "early-stop iteration", "final test acc"], rows), ""]
+    if exp.instability is not None and not exp.instability.empty and summary is not None:
+        parts += ["## Instability", "",
+                  f"Error barrier on the test set along the linear path between two copies of the round's "
+                  f"subnetwork trained with different data orders (Frankle et al. 2020), mean over seeds. Stable "
+                  f"and matching: the sparsest round whose barrier is below {100 * A.STABLE_BARRIER:g}% and whose "
+                  "test accuracy at early stop is at least the dense round's.", ""]
+        best = A.stable_and_matching(summary, exp.instability)
+        ilabels = A.config_labels(exp.instability)
+        rows = [[ilabels.get(tuple(b[A.CONFIG]), b["arch"]), b["method"],
+                 "none" if pd.isna(b["round"]) else f"round {int(b['round'])} ({100 * b['sparsity']:.1f}%)",
+                 _pct(b["error_barrier"]), _pct(b["test_acc_at_early_stop"])] for _, b in best.iterrows()]
+        parts += [_table(["configuration", "ticket", "sparsest stable and matching", "error barrier",
+                          "test acc"], rows), ""]
+        inst = A.summarise(exp.instability, metrics=["error_barrier", "loss_barrier"])
+        rows = [[ilabels.get(tuple(r[A.CONFIG]), r["arch"]), int(r["round"]), f"{100 * r['sparsity']:.1f}",
+                 int(r["seeds"]), _spread(r, "error_barrier", True), f"{r['loss_barrier_mean']:.3f}"]
+                for _, r in inst.sort_values(A.CONFIG + ["round"]).iterrows()]
+        parts += [_table(["configuration", "round", "% remaining", "seeds", "error barrier", "loss barrier"],
+                         rows), ""]
     parts += ["## Diverged rounds", ""]
     bad = exp.rounds[exp.rounds["diverged"]] if "diverged" in exp.rounds.columns else exp.rounds.iloc[:0]
     if bad.empty:

@@ -39,3 +39,16 @@ LAYER_PREFIX = "sparsity."
 def rounds_schema(layers: list[str]) -> pa.Schema:
     """rounds.parquet's schema for an experiment whose nets have these prunable layers (in order)."""
     return pa.schema(list(ROUNDS_FIXED) + [pa.field(f"{LAYER_PREFIX}{name}", pa.float64()) for name in layers])
+
+
+# `instability.parquet`: one row per (trajectory, round) that measured instability (Frankle et al. 2020):
+# barriers on the linear path between two copies of the round's subnetwork, on the test set (`error_barrier`,
+# the paper's instability) and the validation set, and the test errors of the two ends.
+INSTABILITY = pa.schema(IDENTITY + [("error_barrier", pa.float64()), ("loss_barrier", pa.float64()),
+                                    ("val_error_barrier", pa.float64()), ("val_loss_barrier", pa.float64()),
+                                    ("error_start", pa.float64()), ("error_end", pa.float64()),
+                                    ("points", pa.int64())])
+# `interpolation.parquet`: one row per (trajectory, round, alpha) on that path.
+INTERPOLATION = pa.schema(IDENTITY + [("alpha", pa.float64()), ("val_error", pa.float64()),
+                                      ("val_loss", pa.float64()), ("test_error", pa.float64()),
+                                      ("test_loss", pa.float64())])

@@ -16,7 +16,7 @@ import time
 import uuid
 from dataclasses import dataclass
 
-from .config import PRECISIONS, PRESETS, ConfigError, TrajectoryConfig, from_preset, parse_plan
+from .config import PRECISIONS, PRESETS, ConfigError, TrajectoryConfig, from_preset, parse_int_list, parse_plan
 
 BASELINES = ("reinit", "random-prune")
 
@@ -96,6 +96,11 @@ def build_parser(defaults: SweepDefaults) -> argparse.ArgumentParser:
     g.add_argument("--one-shot", action="store_true", help="find tickets by one-shot instead of iterative pruning")
     g.add_argument("--pruning", default="layerwise", help="layerwise or global magnitude pruning")
     g.add_argument("--activation", default="relu", help="relu or tanh")
+    g.add_argument("--instability", action="store_true",
+                   help="per round, a second copy of each ticket (another data order) and the error barrier on the "
+                        "linear path between the two (Frankle et al. 2020)")
+    g.add_argument("--instability-rounds", help="comma list of rounds to measure (default: every round)")
+    g.add_argument("--instability-points", type=int, default=31, help="points on the path, ends included")
     g.add_argument("--precision", default="fp32", help=f"GPU arithmetic: {', '.join(PRECISIONS)} (default fp32)")
     g.add_argument("--deterministic", action="store_true",
                    help="deterministic kernels: bitwise reruns and resumes on a GPU (slower)")
@@ -184,6 +189,8 @@ def spec_from_args(a: argparse.Namespace, defaults: SweepDefaults) -> SweepSpec:
     plans = {"plan_fc": parse_plan(a.plan_fc, "--plan-fc") if a.plan_fc else None,
              "plan_conv": parse_plan(a.plan_conv, "--plan-conv") if a.plan_conv else None}
     rewinds = _number_list(a.rewind_iteration, "--rewind-iteration", int)
+    instability_rounds = tuple(parse_int_list(a.instability_rounds, "--instability-rounds")) \
+        if a.instability_rounds else ()
     # the user's relative folder, made absolute here: trials run in other working folders
     data_root = os.path.abspath(os.path.expanduser(a.data_root)) if a.data_root and "://" not in a.data_root \
         else a.data_root
@@ -203,13 +210,16 @@ def spec_from_args(a: argparse.Namespace, defaults: SweepDefaults) -> SweepSpec:
                                  method="one-shot" if a.one_shot else "imp", rewind_iteration=rewind,
                                  learning_rate=lr, batch_size=batch, precision=a.precision,
                                  deterministic=a.deterministic, save_early_stop=not a.no_early_stop_weights,
-                                 **plans)
+                                 instability=a.instability, instability_points=a.instability_points,
+                                 instability_rounds=instability_rounds, **plans)
             if "reinit" in baselines:
                 ticket = ticket.replace(mask_store=f"{experiment}/masks/{ticket.key}")
-                baseline_trials.append(ticket.replace(method="reinit", save_early_stop=a.baseline_early_stop_weights))
+                baseline_trials.append(ticket.replace(method="reinit", save_early_stop=a.baseline_early_stop_weights,
+                                                      instability=False, instability_rounds=()))
             if "random-prune" in baselines:
                 baseline_trials.append(ticket.replace(method="random-prune", mask_store=None,
-                                                      save_early_stop=a.baseline_early_stop_weights))
+                                                      save_early_stop=a.baseline_early_stop_weights,
+                                                      instability=False, instability_rounds=()))
             tickets.append(ticket)
     trajectories = tuple(tickets + baseline_trials)
     keys = [t.key for t in trajectories]

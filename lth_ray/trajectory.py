@@ -20,8 +20,9 @@ import torch
 import torch.nn.functional as F
 
 from . import maskstore, numerics
-from .config import PRECISIONS, PRESETS, ConfigError, TrajectoryConfig, from_preset, parse_plan
+from .config import PRECISIONS, PRESETS, ConfigError, TrajectoryConfig, from_preset, parse_int_list, parse_plan
 from .data import DataError, Split, epoch_batches, load_split
+from .interpolation import evaluate_path
 from .models import build_model, in_shape_of, prunable_layers
 from .pruning import (alive_after, compact, dense_masks, density, expand, global_magnitude_prune,
                       global_random_prune, layer_density, layer_rates, magnitude_prune, magnitude_prune_to,
@@ -31,7 +32,7 @@ from .rounds import RoundResult, RoundStore
 STATE_FORMAT = 2  # 1: lth_ray 0.1.0 (every round's weights and masks in one growing state)
 METRICS = ("train_loss", "val_loss", "val_acc", "test_loss", "test_acc")
 # Purposes of the seeded random streams (never reuse a number for another purpose).
-STREAM_INIT, STREAM_DATA, STREAM_RANDOM_PRUNE, STREAM_REINIT = 0, 1, 2, 3
+STREAM_INIT, STREAM_DATA, STREAM_RANDOM_PRUNE, STREAM_REINIT, STREAM_COPY_DATA = 0, 1, 2, 3, 4
 
 
 def generator(seed: int, stream: int, round_: int = 0) -> torch.Generator:
@@ -154,6 +155,8 @@ class Trajectory:
         state["masks"], state["trained"] = packed, trained
         if r == 0 and cfg.method == "one-shot":
             state["dense_trained"] = trained
+        if cfg.measures_instability(r):
+            record["instability"] = self._instability(r, masks, start)
         state["next_round"] = r + 1
         if record["diverged"]:
             state["diverged_round"] = r
@@ -168,6 +171,24 @@ class Trajectory:
         """Every remaining round's `RoundResult`, one at a time."""
         while not self.done:
             yield self.run_round()
+
+    def _instability(self, r: int, masks, start: dict[str, torch.Tensor]) -> dict:
+        """Train a second copy of this round's subnetwork from the same start with another data order, then
+        evaluate the linear path between the two trained copies (the model is left at the first copy)."""
+        cfg = self.config
+        first = cpu_state(self.model)
+        began = time.perf_counter()
+        self.model.load_state_dict(start)
+        self._train(r, masks, cfg.round_start(r), None, stream=STREAM_COPY_DATA, evaluate_points=False)
+        second = cpu_state(self.model)
+        model_masks = {n: m.to(self.device) for n, m in masks.items()}
+
+        def measure(model, x, y):
+            return evaluate(model, x, y, precision=cfg.precision)
+        path = evaluate_path(self.model, {k: v.to(self.device) for k, v in first.items()},
+                             {k: v.to(self.device) for k, v in second.items()}, model_masks, self.split,
+                             cfg.instability_points, measure)
+        return {**path, "seconds": time.perf_counter() - began}
 
     def _rewind_point(self) -> dict[str, torch.Tensor]:
         """The weights at iteration k of the dense round 0, for a baseline that trains no round 0 itself.
@@ -213,11 +234,12 @@ class Trajectory:
             masks = magnitude_prune(trained, previous, self.rates)
         return masks, self.rewind
 
-    def _batches(self, r: int, start: int):
+    def _batches(self, r: int, start: int, stream: int = STREAM_DATA):
         """Round r's batch indices for iterations start+1, start+2, ...: batch i of the round's data order is
-        used at iteration i, so a round rewound to k sees exactly what iterations k+1.. of that order hold."""
+        used at iteration i, so a round rewound to k sees exactly what iterations k+1.. of that order hold.
+        The instability copy draws its own order (`STREAM_COPY_DATA`)."""
         cfg, n = self.config, len(self.split.x_train)
-        data_gen = generator(cfg.seed, STREAM_DATA, r)
+        data_gen = generator(cfg.seed, stream, r)
         skip_epochs, offset = divmod(start, n // cfg.batch_size)
         for _ in range(skip_epochs):
             torch.randperm(n, generator=data_gen)  # advance the stream exactly as epoch_batches would
@@ -226,13 +248,13 @@ class Trajectory:
             offset = 0
 
     def _train(self, r: int, masks: dict[str, torch.Tensor], start: int, capture_at: int | None,
-               stop: int | None = None):
+               stop: int | None = None, stream: int = STREAM_DATA, evaluate_points: bool = True):
         """Train the masked net from the loaded weights over iterations start+1..stop (default: `iterations`),
         evaluating at the multiples of `eval_every`; the iteration axis is absolute (a rewound round starts at
         the rewind point). A `stop` short of the end only captures weights: no evaluation, no history."""
         cfg, split, model = self.config, self.split, self.model
         stop = cfg.iterations if stop is None else stop
-        evaluating = stop == cfg.iterations
+        evaluating = stop == cfg.iterations and evaluate_points
         modules = dict(model.named_modules())
         weights = [modules[n].weight for n in self.kinds]
         mask_values = [masks[n].to(self.device, torch.float32) for n in self.kinds]
@@ -250,7 +272,7 @@ class Trajectory:
         rewind = None
         it, precision = start, cfg.precision
         model.train()
-        for idx in self._batches(r, start):
+        for idx in self._batches(r, start, stream):
             if it == stop:
                 break
             with numerics.autocast(precision, self.device):
@@ -385,7 +407,8 @@ def summary(record: dict) -> dict:
             "val_acc_at_early_stop": record["val_acc_at_early_stop"],
             "test_acc_at_early_stop": record["test_acc_at_early_stop"],
             "final_val_acc": record["final_val_acc"], "final_test_acc": record["final_test_acc"],
-            "diverged": record["diverged"], "seconds": round(record["seconds"], 3)}
+            "diverged": record["diverged"], "seconds": round(record["seconds"], 3),
+            **({"error_barrier": record["instability"]["error_barrier"]} if "instability" in record else {})}
 
 
 # ------------------------------------------------------------------ CLI
@@ -417,6 +440,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--deterministic", action="store_true",
                    help="deterministic kernels (bitwise reruns and resumes on a GPU; slower)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--instability", action="store_true",
+                   help="per round, train a second copy (another data order) and measure the linear path's barrier")
+    p.add_argument("--instability-rounds", default=None, help="comma list of rounds to measure (default: all)")
+    p.add_argument("--instability-points", type=int, default=None, help="points on the path, ends included (31)")
     p.add_argument("--rounds-dir", help="write every finished round's files here (folder or URI; see lth_ray.rounds)")
     p.add_argument("--save-state", help="write the trajectory state here after every round")
     p.add_argument("--resume", help="continue from a state file written by --save-state")
@@ -431,7 +458,10 @@ def config_from_args(a: argparse.Namespace) -> TrajectoryConfig:
                        plan_conv=None if a.plan_conv is None else parse_plan(a.plan_conv, "--plan-conv"),
                        prune_rate_fc=a.prune_rate_fc, prune_rate_conv=a.prune_rate_conv, pruning=a.pruning,
                        method=a.method, rewind_iteration=a.rewind_iteration, activation=a.activation,
-                       device=a.device, precision=a.precision, deterministic=a.deterministic)
+                       device=a.device, precision=a.precision, deterministic=a.deterministic,
+                       instability=a.instability or None, instability_points=a.instability_points,
+                       instability_rounds=None if a.instability_rounds is None
+                       else tuple(parse_int_list(a.instability_rounds, "--instability-rounds")))
 
 
 def _progress_bar(config: TrajectoryConfig):

@@ -1,0 +1,53 @@
+"""Linear paths between two trained copies of a subnetwork, and their error barrier (instability).
+
+Frankle et al. 2020 ("Linear Mode Connectivity and the Lottery Ticket Hypothesis"): two copies trained from
+the same weights with different data orders are *stable* when the error along the straight line between them,
+theta(a) = (1 - a) theta_1 + a theta_2, never rises much above the endpoints' mean. Plain PyTorch: no Ray.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .pruning import Masks
+
+
+def path_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor], alpha: float,
+                 masks: Masks) -> dict[str, torch.Tensor]:
+    """theta(alpha) = (1 - alpha) a + alpha b for every float tensor (weights, biases, BatchNorm statistics
+    alike), integer buffers taken from `a`; masked layers stay exactly zero where pruned, all along the path."""
+    out = {}
+    for key, x in a.items():
+        y = b[key]
+        value = torch.lerp(x, y, alpha) if x.is_floating_point() else x.clone()
+        layer, _, leaf = key.rpartition(".")
+        if leaf == "weight" and layer in masks:
+            value = value * masks[layer].to(value.device, value.dtype)
+        out[key] = value
+    return out
+
+
+def barrier(values) -> float:
+    """The barrier of a path: the maximum minus the mean of the two endpoints (0 for a flat path)."""
+    v = np.asarray(values, dtype=np.float64)
+    return float(v.max() - (v[0] + v[-1]) / 2)
+
+
+def evaluate_path(model, a: dict, b: dict, masks: Masks, split, points: int, evaluate) -> dict:
+    """Error and loss on the validation and test sets at `points` evenly spaced alphas in [0, 1] (both ends
+    included), and the barriers (test set: the paper's instability). `evaluate(model, x, y)` gives the mean
+    loss and accuracy of the loaded model; the model is left at theta_1's weights."""
+    alphas = np.linspace(0.0, 1.0, points).tolist()
+    curves = {k: [] for k in ("val_loss", "val_error", "test_loss", "test_error")}
+    model.eval()
+    for alpha in alphas:
+        model.load_state_dict(path_weights(a, b, alpha, masks))
+        for name, x, y in (("val", split.x_val, split.y_val), ("test", split.x_test, split.y_test)):
+            loss, acc = evaluate(model, x, y)
+            curves[f"{name}_loss"].append(float(loss))
+            curves[f"{name}_error"].append(1.0 - float(acc))
+    model.load_state_dict(a)
+    model.train()
+    return {"alphas": alphas, **curves,
+            "error_barrier": barrier(curves["test_error"]), "loss_barrier": barrier(curves["test_loss"]),
+            "val_error_barrier": barrier(curves["val_error"]), "val_loss_barrier": barrier(curves["val_loss"])}
