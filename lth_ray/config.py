@@ -245,12 +245,13 @@ def from_preset(arch: str, **overrides) -> TrajectoryConfig:
     return TrajectoryConfig(**base).validate()
 
 
-def parse_int_list(text: str, what: str) -> list[int]:
-    """A comma list of integers from the command line, or a one-line error naming it."""
+def parse_numbers(text: str, what: str, convert=float) -> list:
+    """A comma-separated list of numbers from the command line, or a one-line error naming it."""
     try:
-        values = [int(v) for v in str(text).split(",") if v.strip()]
+        values = [convert(v) for v in str(text).split(",") if v.strip()]
     except ValueError:
-        raise ConfigError(f"{what}={text!r} is not a comma-separated list of integers") from None
+        kind = "integers" if convert is int else "numbers"
+        raise ConfigError(f"{what}={text!r} is not a comma-separated list of {kind}") from None
     if not values:
         raise ConfigError(f"{what}={text!r} is empty; give at least one value")
     return values

@@ -16,7 +16,7 @@ import time
 import uuid
 from dataclasses import dataclass
 
-from .config import PRECISIONS, PRESETS, ConfigError, TrajectoryConfig, from_preset, parse_int_list, parse_plan
+from .config import PRECISIONS, PRESETS, ConfigError, TrajectoryConfig, from_preset, parse_numbers, parse_plan
 
 BASELINES = ("reinit", "random-prune")
 
@@ -55,21 +55,9 @@ class SweepSpec:
 
 # ------------------------------------------------------------------ parsing (the edge: everything is checked here)
 
-def _number_list(text: str, what: str, convert=float) -> list:
-    """A comma-separated list of numbers from the command line, or a one-line error naming it."""
-    try:
-        values = [convert(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        kind = "integers" if convert is int else "numbers"
-        raise ConfigError(f"{what}={text!r} is not a comma-separated list of {kind}") from None
-    if not values:
-        raise ConfigError(f"{what}={text!r} is empty; give at least one value")
-    return values
-
-
 def parse_seeds(text: str) -> list[int]:
     """'3' means seeds 0, 1, 2; '0,5,7' means exactly those."""
-    values = _number_list(text, "--seeds", int)
+    values = parse_numbers(text, "--seeds", int)
     if len(values) == 1 and "," not in text:
         if values[0] < 1:
             raise ConfigError(f"--seeds={text!r} must be at least 1 (a count) or a comma-separated list")
@@ -188,19 +176,19 @@ def spec_from_args(a: argparse.Namespace, defaults: SweepDefaults) -> SweepSpec:
         raise ConfigError(f"--plan-fc/--plan-conv replace one preset's plan; give exactly one --archs, not {a.archs!r}")
     plans = {"plan_fc": parse_plan(a.plan_fc, "--plan-fc") if a.plan_fc else None,
              "plan_conv": parse_plan(a.plan_conv, "--plan-conv") if a.plan_conv else None}
-    rewinds = _number_list(a.rewind_iteration, "--rewind-iteration", int)
-    instability_rounds = tuple(parse_int_list(a.instability_rounds, "--instability-rounds")) \
+    rewinds = parse_numbers(a.rewind_iteration, "--rewind-iteration", int)
+    instability_rounds = tuple(parse_numbers(a.instability_rounds, "--instability-rounds", int)) \
         if a.instability_rounds else ()
     # the user's relative folder, made absolute here: trials run in other working folders
     data_root = os.path.abspath(os.path.expanduser(a.data_root)) if a.data_root and "://" not in a.data_root \
         else a.data_root
-    rates = _number_list(a.learning_rate, "--learning-rate") if a.learning_rate else [None]
-    batches = _number_list(a.batch_size, "--batch-size", int) if a.batch_size else [None]
+    rates = parse_numbers(a.learning_rate, "--learning-rate") if a.learning_rate else [None]
+    batches = parse_numbers(a.batch_size, "--batch-size", int) if a.batch_size else [None]
     tickets, baseline_trials = [], []
     for arch in archs:
         preset = PRESETS[arch]
-        fc_rates = _number_list(a.prune_rates, "--prune-rates") if a.prune_rates else [preset.prune_rate_fc]
-        conv_rates = (_number_list(a.conv_prune_rates, "--conv-prune-rates") if a.conv_prune_rates and preset.plan_conv
+        fc_rates = parse_numbers(a.prune_rates, "--prune-rates") if a.prune_rates else [preset.prune_rate_fc]
+        conv_rates = (parse_numbers(a.conv_prune_rates, "--conv-prune-rates") if a.conv_prune_rates and preset.plan_conv
                       else [preset.prune_rate_conv])
         for fc, conv, lr, batch, rewind, seed in itertools.product(fc_rates, conv_rates, rates, batches, rewinds,
                                                                    seeds):

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from . import maskstore, numerics
-from .config import PRECISIONS, PRESETS, ConfigError, TrajectoryConfig, from_preset, parse_int_list, parse_plan
+from .config import PRECISIONS, PRESETS, ConfigError, TrajectoryConfig, from_preset, parse_numbers, parse_plan
 from .data import DataError, Split, epoch_batches, load_split
 from .interpolation import evaluate_path
 from .models import build_model, in_shape_of, prunable_layers
@@ -176,18 +176,18 @@ class Trajectory:
         """Train a second copy of this round's subnetwork from the same start with another data order, then
         evaluate the linear path between the two trained copies (the model is left at the first copy)."""
         cfg = self.config
-        first = cpu_state(self.model)
-        began = time.perf_counter()
+
+        def weights():  # on the trial's device: no round trip through the host
+            return {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+        first, began = weights(), time.perf_counter()
         self.model.load_state_dict(start)
         self._train(r, masks, cfg.round_start(r), None, stream=STREAM_COPY_DATA, evaluate_points=False)
-        second = cpu_state(self.model)
-        model_masks = {n: m.to(self.device) for n, m in masks.items()}
+        second = weights()
 
         def measure(model, x, y):
             return evaluate(model, x, y, precision=cfg.precision)
-        path = evaluate_path(self.model, {k: v.to(self.device) for k, v in first.items()},
-                             {k: v.to(self.device) for k, v in second.items()}, model_masks, self.split,
-                             cfg.instability_points, measure)
+        path = evaluate_path(self.model, first, second, {n: m.to(self.device) for n, m in masks.items()},
+                             self.split, cfg.instability_points, measure)
         return {**path, "seconds": time.perf_counter() - began}
 
     def _rewind_point(self) -> dict[str, torch.Tensor]:
@@ -461,7 +461,7 @@ def config_from_args(a: argparse.Namespace) -> TrajectoryConfig:
                        device=a.device, precision=a.precision, deterministic=a.deterministic,
                        instability=a.instability or None, instability_points=a.instability_points,
                        instability_rounds=None if a.instability_rounds is None
-                       else tuple(parse_int_list(a.instability_rounds, "--instability-rounds")))
+                       else tuple(parse_numbers(a.instability_rounds, "--instability-rounds", int)))
 
 
 def _progress_bar(config: TrajectoryConfig):
