@@ -14,7 +14,7 @@ METHODS = ("imp", "reinit", "random-prune", "one-shot")
 PRUNINGS = ("layerwise", "global")
 ACTIVATIONS = ("relu", "tanh")
 DEVICES = ("auto", "cpu", "cuda")
-PRECISIONS = ("fp32", "tf32", "bf16")
+PRECISIONS = ("fp32", "tf32", "bf16", "fp64")
 
 
 class ConfigError(ValueError):
@@ -95,7 +95,8 @@ class TrajectoryConfig:
     seed: int = 0
     save_early_stop: bool = True
     device: str = "auto"
-    # GPU numerics: fp32 (the paper's arithmetic, TF32 off), tf32, or bf16 autocast; deterministic kernels.
+    # Numerics: fp32 (the paper's arithmetic, TF32 off), tf32, bf16 autocast, or fp64 (weights and data in
+    # float64: a reference for equivalence checks); deterministic kernels.
     precision: str = "fp32"
     deterministic: bool = False
     # Instability (Frankle et al. 2020): a second copy of the ticket per round, another data order, and the
@@ -103,8 +104,6 @@ class TrajectoryConfig:
     instability: bool = False
     instability_rounds: tuple = ()
     instability_points: int = 31
-    # Folder or URI where an IMP ticket publishes its masks per round and its reinit baseline reads them.
-    mask_store: str | None = None
 
     @property
     def prune_rate_out(self) -> float:
@@ -177,8 +176,6 @@ class TrajectoryConfig:
             raise ConfigError(f"method={self.method!r} is unknown; allowed: {', '.join(METHODS)}")
         if self.method in ("reinit", "random-prune") and self.rounds < 1:
             raise ConfigError(f"method={self.method!r} needs rounds >= 1 (baselines have no dense round)")
-        if self.method == "reinit" and not self.mask_store:
-            raise ConfigError("method='reinit' needs mask_store (where the matching ticket publishes its masks)")
         if (isinstance(self.rewind_iteration, bool) or not isinstance(self.rewind_iteration, int)
                 or not 0 <= self.rewind_iteration < self.iterations
                 or self.rewind_iteration % self.eval_every):
@@ -216,10 +213,11 @@ class TrajectoryConfig:
     @classmethod
     def from_dict(cls, d: dict) -> "TrajectoryConfig":
         names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - names)
+        unknown = sorted(set(d) - names - {"mask_store"})
         if unknown:
             raise ConfigError(f"unknown trajectory setting(s) {unknown}; allowed: {sorted(names)}")
         d = dict(d)
+        d.pop("mask_store", None)  # retired: a re-init baseline rides with its ticket (older configs carry it)
         d["plan_conv"] = tuple(parse_plan_token(t) for t in d.get("plan_conv", ()))
         d["plan_fc"] = tuple(d.get("plan_fc", ()))
         d["instability_rounds"] = tuple(d.get("instability_rounds", ()))
@@ -254,6 +252,18 @@ def parse_numbers(text: str, what: str, convert=float) -> list:
         raise ConfigError(f"{what}={text!r} is not a comma-separated list of {kind}") from None
     if not values:
         raise ConfigError(f"{what}={text!r} is empty; give at least one value")
+    return values
+
+
+def parse_seeds(text: str, what: str = "--seeds") -> list[int]:
+    """'3' means seeds 0, 1, 2; '0,5,7' means exactly those."""
+    values = parse_numbers(text, what, int)
+    if len(values) == 1 and "," not in str(text):
+        if values[0] < 1:
+            raise ConfigError(f"{what}={text!r} must be at least 1 (a count) or a comma-separated list")
+        return list(range(values[0]))
+    if any(v < 0 for v in values) or len(set(values)) != len(values):
+        raise ConfigError(f"{what}={text!r} must list distinct non-negative seeds")
     return values
 
 

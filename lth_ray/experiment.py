@@ -117,6 +117,11 @@ class TrialResult:
     config: TrajectoryConfig
     rounds: LegacyRounds | StoredRounds | None  # None when nothing was written yet (or could not be read)
     error: str | None = None  # why the trial could not be read, if it could not
+    tune_trial_id: str = ""   # the Tune trial that ran it (a cohort's members share one); default: trial_id
+    ticket_ref: str | None = None  # names the ticket a re-init baseline took its masks from (same on the ticket)
+
+    def __post_init__(self):
+        self.tune_trial_id = self.tune_trial_id or self.trial_id
 
     @property
     def records(self) -> list[dict]:
@@ -221,6 +226,11 @@ def _claimed_round(fs: pafs.FileSystem, folder: str) -> int | None:
         return None
 
 
+def progress(state: dict) -> int:
+    """How far a checkpoint state got: a cohort's count of finished member rounds, a trajectory's next round."""
+    return state["progress"] if "progress" in state else state["next_round"]
+
+
 def read_newest_state(fs: pafs.FileSystem, trial_path: str) -> tuple[dict | None, str | None]:
     """The state with the most finished rounds among a trial's readable checkpoints, and any read error.
 
@@ -235,7 +245,7 @@ def read_newest_state(fs: pafs.FileSystem, trial_path: str) -> tuple[dict | None
     claims = {n: _claimed_round(fs, f"{trial_path}/{n}") for n in names}
     best, error = None, None
     for name in sorted(names, key=lambda n: (-1 if claims[n] is None else claims[n], n), reverse=True):
-        if best is not None and claims[name] is not None and claims[name] <= best["next_round"]:
+        if best is not None and claims[name] is not None and claims[name] <= progress(best):
             continue  # announces no more rounds than the state already read
         try:
             with fs.open_input_stream(f"{trial_path}/{name}/{STATE_FILE}") as f:
@@ -243,12 +253,17 @@ def read_newest_state(fs: pafs.FileSystem, trial_path: str) -> tuple[dict | None
         except Exception as err:  # a torn or foreign checkpoint: say which, use the others
             error = f"{trial_path}/{name}/{STATE_FILE}: {type(err).__name__}: {err}"
             continue
-        if best is None or state["next_round"] > best["next_round"]:
+        if best is None or progress(state) > progress(best):
             best = state
     return best, error
 
 
 WEIGHT_KEYS = ("init", "rewind", "trained", "dense_trained", "early_stop")  # of a 0.1.0 (format 1) state
+
+
+def member_rounds_path(trial_path: str, key: str) -> str:
+    """Where a cohort member's round files live inside its trial folder."""
+    return f"{trial_path}/{ROUNDS_DIR}/{key}"
 
 
 def trial_rounds(fs: pafs.FileSystem, trial_path: str, weights: bool = True):
@@ -268,22 +283,32 @@ def trial_rounds(fs: pafs.FileSystem, trial_path: str, weights: bool = True):
 
 
 def load_trials(experiment: str, analysis=None, weights: bool = True) -> list[TrialResult]:
-    """Every trial of the experiment with its config, status and (lazily read) rounds, in the sweep's order.
+    """Every trajectory of the experiment with its config, status and (lazily read) rounds, in the sweep's order.
 
-    Nothing heavy is read here: a trial's records are read when first asked for, its weights only round by
+    A cohort trial gives one `TrialResult` per member (id `<trial id>-m<index>`, its rounds under
+    `<trial>/rounds/<member key>/`); a trial of one trajectory (before cohorts) gives one. Nothing heavy is read here: a trial's records are read when first asked for, its weights only round by
     round. An experiment whose trials were written by different lth_ray formats is refused, never mixed.
     """
     analysis = analysis or open_analysis(experiment)
     fs, root = filesystem_and_path(experiment)
     trials = []
     for trial in analysis.trials:
+        trial_path = f"{root}/{PurePosixPath(trial.path).name}"
+        if "cohort" in trial.config:
+            for i, raw in enumerate(trial.config["cohort"]):
+                config = TrajectoryConfig.from_dict(raw)
+                store = RoundStore(fs, member_rounds_path(trial_path, config.key))
+                trials.append(TrialResult(f"{trial.trial_id}-m{i:03d}", str(trial.status), trial_path, config,
+                                          StoredRounds(store) if store.round_numbers() else None, None,
+                                          trial.trial_id, f"{trial.trial_id}/seed{config.seed}"))
+            continue
         if "trajectory" not in trial.config:
             raise ExperimentError(f"{experiment}: trial {trial.trial_id} was not made by lth_ray "
-                                  "(no 'trajectory' in its config)")
+                                  "(no 'cohort' or 'trajectory' in its config)")
         config = TrajectoryConfig.from_dict(trial.config["trajectory"])
-        trial_path = f"{root}/{PurePosixPath(trial.path).name}"
         rounds, error = trial_rounds(fs, trial_path, weights)
-        trials.append(TrialResult(trial.trial_id, str(trial.status), trial_path, config, rounds, error))
+        trials.append(TrialResult(trial.trial_id, str(trial.status), trial_path, config, rounds, error,
+                                  ticket_ref=trial.config["trajectory"].get("mask_store")))
     formats = {t.rounds.format for t in trials if t.rounds is not None}
     if len(formats) > 1:
         raise ExperimentError(f"{experiment} mixes trials of lth_ray 0.1.0 (state format 1) and of format 2; "

@@ -374,8 +374,8 @@ def _setting(c) -> tuple:
 
 
 def group_trials(trials: list[TrialResult]) -> list[Group]:
-    """Tickets grouped by setting and method; a reinit joins the ticket publishing its masks (same mask
-    store), a random-prune baseline every ticket group of its setting."""
+    """Tickets grouped by setting and method; a reinit joins the group of the ticket it took its masks from
+    (same `ticket_ref`), a random-prune baseline every ticket group of its setting."""
     groups: dict[tuple, Group] = {}
     for t in trials:
         if t.config.method in TICKET_METHODS:
@@ -384,8 +384,7 @@ def group_trials(trials: list[TrialResult]) -> list[Group]:
     for t in trials:
         for g in groups.values():
             same = _setting(t.config) == g.key[:-1]
-            if t.config.method == "reinit" and same and t.config.mask_store in {x.config.mask_store
-                                                                             for x in g.tickets}:
+            if t.config.method == "reinit" and same and t.ticket_ref in {x.ticket_ref for x in g.tickets}:
                 g.reinit.append(t)
             elif t.config.method == "random-prune" and same:
                 g.random_prune.append(t)
@@ -405,7 +404,7 @@ def write_thesis_groups(trials: list[TrialResult], folder: str, experiment: str,
 def _prefix(g: Group, nets: list[TrialResult], last_results: dict, now: float, taken: set[str]) -> tuple[str, int]:
     """`{time}-{net}-{dataset}` with time = when the group's last trial reported; +1 s per clash."""
     members = nets + g.reinit + g.random_prune
-    stamps = [last_results.get(t.trial_id, {}).get("timestamp") for t in members]
+    stamps = [last_results.get(t.tune_trial_id, {}).get("timestamp") for t in members]
     finished = max((s for s in stamps if s is not None), default=now)
     net = "Conv" if g.config.plan_conv else "Lenet"
     shift = 0
@@ -594,7 +593,7 @@ def _device(last_results: dict, t: TrialResult) -> tuple[str, str]:
     if pairs:
         device, name = max(set(pairs), key=pairs.count)
         return str(device), str(name)
-    last = last_results.get(t.trial_id, {})
+    last = last_results.get(t.tune_trial_id, {})
     device = last.get("device") or "cpu"
     return str(device), str(last.get("device_name") or device)
 

@@ -17,10 +17,11 @@ CUBLAS_WORKSPACE = ":4096:8"
 
 
 def configure(precision: str, deterministic: bool) -> dict:
-    """Set torch's fp32 matmul/conv precision and determinism for `precision` ('fp32', 'tf32', 'bf16').
+    """Set torch's fp32 matmul/conv precision and determinism for `precision` ('fp32', 'tf32', 'bf16', 'fp64').
 
     fp32 and bf16 keep full-precision fp32 matmuls and convolutions (bf16 only autocasts the forward pass,
-    see `autocast`); tf32 allows TensorFloat-32. Returns the settings as torch reports them.
+    see `autocast`); tf32 allows TensorFloat-32; fp64 trains in float64 (`dtype`). Returns the settings as
+    torch reports them.
     """
     fp32 = "tf32" if precision == "tf32" else "ieee"
     torch.backends.cuda.matmul.fp32_precision = fp32
@@ -40,6 +41,11 @@ def settings() -> dict:
             "conv_fp32_precision": torch.backends.cudnn.conv.fp32_precision,
             "deterministic_algorithms": torch.are_deterministic_algorithms_enabled(),
             "cublas_workspace_config": os.environ.get("CUBLAS_WORKSPACE_CONFIG", "")}
+
+
+def dtype(precision: str) -> torch.dtype:
+    """The dtype of weights and data: float64 for 'fp64', else float32."""
+    return torch.float64 if precision == "fp64" else torch.float32
 
 
 def autocast(precision: str, device: torch.device):

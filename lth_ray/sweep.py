@@ -1,8 +1,9 @@
 """The sweep CLI shared by `sweeps/*.py`: arguments -> `SweepSpec` -> Ray Tune `Tuner` -> results + export.
 
-One trial per trajectory (arch x prune rates x seed x method). Tickets are listed before their baselines so
-they get resources first: a random re-init trial waits for its ticket's mask of each round. Every trial
-checkpoints after every round and resumes from it after a crash; `--resume` continues a killed sweep.
+The grid is arch x prune rates x learning rate x batch size x rewind point x seed; each point is a ticket,
+and each requested baseline rides with it. One trial is one cohort (`cohort.Cohort`): the tickets of
+`--seeds-per-trial` seeds of one configuration and their baselines, trained as one vectorized model. Every
+trial checkpoints after every round and resumes from it after a crash; `--resume` continues a killed sweep.
 """
 from __future__ import annotations
 
@@ -16,9 +17,9 @@ import time
 import uuid
 from dataclasses import dataclass
 
-from .config import PRECISIONS, PRESETS, ConfigError, TrajectoryConfig, from_preset, parse_numbers, parse_plan
-
-BASELINES = ("reinit", "random-prune")
+from .config import (PRECISIONS, PRESETS, ConfigError, TrajectoryConfig, from_preset, parse_numbers, parse_plan,
+                     parse_seeds)
+from .trajectory import BASELINES, cohort_members
 
 
 @dataclass(frozen=True)
@@ -35,7 +36,8 @@ class SweepSpec:
     """A validated sweep: the trajectories to run and how and where to run them."""
     name: str
     storage: str                       # absolute folder or URI; the experiment is <storage>/<name>
-    trajectories: tuple[TrajectoryConfig, ...]
+    trajectories: tuple[TrajectoryConfig, ...]  # every member of every cohort: tickets, then their baselines
+    seeds_per_trial: int | None = None  # None: 1 without GPUs, all seeds of a configuration with GPUs
     cpus_per_trial: float = 1.0
     gpus_per_trial: float = 0.0
     num_gpus: float | None = None
@@ -55,18 +57,6 @@ class SweepSpec:
 
 # ------------------------------------------------------------------ parsing (the edge: everything is checked here)
 
-def parse_seeds(text: str) -> list[int]:
-    """'3' means seeds 0, 1, 2; '0,5,7' means exactly those."""
-    values = parse_numbers(text, "--seeds", int)
-    if len(values) == 1 and "," not in text:
-        if values[0] < 1:
-            raise ConfigError(f"--seeds={text!r} must be at least 1 (a count) or a comma-separated list")
-        return list(range(values[0]))
-    if any(v < 0 for v in values) or len(set(values)) != len(values):
-        raise ConfigError(f"--seeds={text!r} must list distinct non-negative seeds")
-    return values
-
-
 def build_parser(defaults: SweepDefaults) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=defaults.prog, description="Iterative Magnitude Pruning sweep on Ray Tune.")
     g = p.add_argument_group("what to sweep")
@@ -74,7 +64,7 @@ def build_parser(defaults: SweepDefaults) -> argparse.ArgumentParser:
     g.add_argument("--seeds", default="1", help="a count N (seeds 0..N-1) or a comma list of seeds")
     g.add_argument("--prune-rates", help="comma list of fc prune rates (default: the preset's)")
     g.add_argument("--conv-prune-rates", help="comma list of conv prune rates (default: the preset's)")
-    g.add_argument("--baselines", default="", help="comma list of reinit, random-prune")
+    g.add_argument("--baselines", default="", help="comma list of reinit, random-prune (ride with their ticket)")
     g.add_argument("--rewind-iteration", default="0",
                    help="comma list of rewind iterations k (late rewinding; default 0, the initialisation)")
     g.add_argument("--learning-rate", help="comma list of Adam learning rates (default: the preset's)")
@@ -105,6 +95,9 @@ def build_parser(defaults: SweepDefaults) -> argparse.ArgumentParser:
     g.add_argument("--gpus-per-trial", type=float, default=None,
                    help=f"fraction of a GPU per trial (default {defaults.gpus_per_trial:g} when GPUs exist)")
     g.add_argument("--cpus-per-trial", type=float, default=1.0)
+    g.add_argument("--seeds-per-trial", type=int, default=None,
+                   help="seeds per trial (a cohort trains them, with their baselines, as one vectorized model); "
+                        "default: 1 without GPUs, all seeds of a configuration with GPUs")
     g.add_argument("--address", help="an existing Ray cluster ('auto' or host:port); default: a local Ray")
     g = p.add_argument_group("bookkeeping")
     g.add_argument("--storage", default="results", help="folder or URI (s3://, gs://, file://) for results")
@@ -158,6 +151,8 @@ def spec_from_args(a: argparse.Namespace, defaults: SweepDefaults) -> SweepSpec:
         raise ConfigError(f"--gpus-per-trial={gpt:g} is not allowed; use a fraction in [0, 1] or a whole number")
     if gpt is not None and a.num_gpus is not None and gpt > a.num_gpus:
         raise ConfigError(f"--gpus-per-trial={gpt:g} exceeds --num-gpus={a.num_gpus:g}")
+    if a.seeds_per_trial is not None and a.seeds_per_trial < 1:
+        raise ConfigError(f"--seeds-per-trial={a.seeds_per_trial} must be >= 1")
     if a.cpus_per_trial <= 0:
         raise ConfigError(f"--cpus-per-trial={a.cpus_per_trial:g} must be positive")
     if a.max_failures < 0:
@@ -170,7 +165,6 @@ def spec_from_args(a: argparse.Namespace, defaults: SweepDefaults) -> SweepSpec:
     if not name or "/" in name or name.startswith("."):
         raise ConfigError(f"--name={name!r} is not allowed; use a plain folder name")
     storage = _resolve_storage(a.storage)
-    experiment = f"{storage}/{name}"
     rounds = 20 if a.rounds is None else a.rounds
     if (a.plan_fc or a.plan_conv) and len(archs) != 1:
         raise ConfigError(f"--plan-fc/--plan-conv replace one preset's plan; give exactly one --archs, not {a.archs!r}")
@@ -184,7 +178,7 @@ def spec_from_args(a: argparse.Namespace, defaults: SweepDefaults) -> SweepSpec:
         else a.data_root
     rates = parse_numbers(a.learning_rate, "--learning-rate") if a.learning_rate else [None]
     batches = parse_numbers(a.batch_size, "--batch-size", int) if a.batch_size else [None]
-    tickets, baseline_trials = [], []
+    trajectories = []
     for arch in archs:
         preset = PRESETS[arch]
         fc_rates = parse_numbers(a.prune_rates, "--prune-rates") if a.prune_rates else [preset.prune_rate_fc]
@@ -200,23 +194,56 @@ def spec_from_args(a: argparse.Namespace, defaults: SweepDefaults) -> SweepSpec:
                                  deterministic=a.deterministic, save_early_stop=not a.no_early_stop_weights,
                                  instability=a.instability, instability_points=a.instability_points,
                                  instability_rounds=instability_rounds, **plans)
-            if "reinit" in baselines:
-                ticket = ticket.replace(mask_store=f"{experiment}/masks/{ticket.key}")
-                baseline_trials.append(ticket.replace(method="reinit", save_early_stop=a.baseline_early_stop_weights,
-                                                      instability=False, instability_rounds=()))
-            if "random-prune" in baselines:
-                baseline_trials.append(ticket.replace(method="random-prune", mask_store=None,
-                                                      save_early_stop=a.baseline_early_stop_weights,
-                                                      instability=False, instability_rounds=()))
-            tickets.append(ticket)
-    trajectories = tuple(tickets + baseline_trials)
+            trajectories += [m if m.method in ("imp", "one-shot") else
+                             m.replace(save_early_stop=a.baseline_early_stop_weights)
+                             for m in cohort_members(ticket, [seed], baselines)]
+    trajectories = tuple(sorted(trajectories, key=lambda t: t.method not in ("imp", "one-shot")))
     keys = [t.key for t in trajectories]
     if len(set(keys)) != len(keys):
         raise ConfigError("the sweep lists the same trajectory twice; check --seeds and the rate lists")
-    return SweepSpec(name=name, storage=storage, trajectories=trajectories, cpus_per_trial=a.cpus_per_trial,
+    return SweepSpec(name=name, storage=storage, trajectories=trajectories, seeds_per_trial=a.seeds_per_trial,
+                     cpus_per_trial=a.cpus_per_trial,
                      gpus_per_trial=gpt if gpt is not None else -1.0, num_gpus=a.num_gpus, address=a.address,
                      resume=a.resume, max_failures=a.max_failures, keep_checkpoints=a.keep_checkpoints,
                      download=a.download, export=not a.no_export, dry_run=a.dry_run)
+
+
+# ------------------------------------------------------------------ cohorts: the sweep's trials
+
+def seeds_per_trial(spec: SweepSpec, gpus: float) -> int:
+    """`--seeds-per-trial`, or the default rule: with GPUs, every seed of a configuration in one cohort (a
+    GPU fills up with members, not with processes); on CPUs one seed per trial (cores fill up with trials)."""
+    if spec.seeds_per_trial is not None:
+        return spec.seeds_per_trial
+    return max(len({t.seed for t in spec.trajectories}), 1) if gpus > 0 else 1
+
+
+def cohorts(spec: SweepSpec, per_trial: int) -> list[tuple[TrajectoryConfig, ...]]:
+    """The sweep's trials: per configuration (one recipe and ticket kind), its seeds in groups of
+    `per_trial`, each with the baselines of those seeds; members ordered tickets first, by seed."""
+    from .cohort import TICKETS, recipe_of
+    configurations: dict[str, list[TrajectoryConfig]] = {}
+    for t in spec.trajectories:
+        configurations.setdefault(repr(sorted(recipe_of(t).items())), []).append(t)
+    out = []
+    for members in configurations.values():
+        seeds = list(dict.fromkeys(t.seed for t in members))
+        for start in range(0, len(seeds), per_trial):
+            chunk = seeds[start:start + per_trial]
+            mine = [t for t in members if t.seed in chunk]
+            out.append(tuple(sorted(mine, key=lambda t: (t.method not in TICKETS, t.method, chunk.index(t.seed)))))
+    return out
+
+
+def cohort_name(members) -> str:
+    """The trial's name: its configuration (the first ticket's key without the seed) and its seeds."""
+    key = members[0].key
+    seeds = sorted({m.seed for m in members})
+    if len(seeds) > 1 and seeds == list(range(seeds[0], seeds[-1] + 1)):
+        label = f"{seeds[0]}-{seeds[-1]}"
+    else:
+        label = "_".join(str(s) for s in seeds)
+    return f"{key[:key.rindex('-s')]}-s{label}"
 
 
 # ------------------------------------------------------------------ checks that touch the outside world
@@ -315,7 +342,7 @@ def max_concurrent(spec: SweepSpec, gpt: float) -> int:
 
 # ------------------------------------------------------------------ running
 
-def make_tuner(spec: SweepSpec, gpt: float):
+def make_tuner(spec: SweepSpec, gpt: float, per_trial: int):
     from ray import tune
 
     from .trainable import run_trial
@@ -324,13 +351,13 @@ def make_tuner(spec: SweepSpec, gpt: float):
         return tune.Tuner.restore(spec.experiment, trainable=trainable, resume_errored=True, resume_unfinished=True)
     from ray.tune import CLIReporter
     threads = max(1, int(spec.cpus_per_trial))
-    param_space = {"trajectory": tune.grid_search([t.to_dict() for t in spec.trajectories]),
+    param_space = {"cohort": tune.grid_search([[t.to_dict() for t in c] for c in cohorts(spec, per_trial)]),
                    "threads": threads, "download": spec.download}
-    reporter = CLIReporter(
-        parameter_columns={"trajectory/arch": "arch", "trajectory/method": "method", "trajectory/seed": "seed",
-                           "trajectory/prune_rate_fc": "fc_rate"},
+    reporter = CLIReporter(  # the trial name carries the configuration and seeds
+        parameter_columns=[],
         metric_columns={"round": "round", "sparsity": "sparsity", "test_acc_at_early_stop": "test_acc@es",
-                        "early_stop_iteration": "es_iter", "rounds_done": "done"},
+                        "early_stop_iteration": "es_iter", "members": "members", "rounds_done": "done",
+                        "rounds_total": "of"},
         max_report_frequency=30)
     return tune.Tuner(
         trainable, param_space=param_space,
@@ -343,7 +370,9 @@ def make_tuner(spec: SweepSpec, gpt: float):
 
 
 def _trial_name(trial) -> str:
-    return TrajectoryConfig.from_dict(trial.config["trajectory"]).key
+    if "cohort" in trial.config:
+        return cohort_name([TrajectoryConfig.from_dict(d) for d in trial.config["cohort"]])
+    return TrajectoryConfig.from_dict(trial.config["trajectory"]).key  # a trial from before cohorts
 
 
 def _trial_dirname(trial) -> str:
@@ -353,15 +382,22 @@ def _trial_dirname(trial) -> str:
 def describe(spec: SweepSpec, gpt: float | None = None) -> str:
     """The grid and resources (for --resume only where it goes: the restored experiment keeps its own grid)."""
     gpus = "auto" if gpt is None else f"{gpt:g}"
+    if gpt is None:  # before Ray runs: GPUs as the command line says
+        gpt = spec.gpus_per_trial if spec.gpus_per_trial >= 0 else (1.0 if spec.num_gpus else 0.0)
     if spec.resume:
         return (f"experiment: {spec.experiment} (resume: errored and unfinished trials continue from their "
                 f"newest round checkpoint); ray: {spec.address or 'local (embedded)'}")
+    per_trial = seeds_per_trial(spec, gpt)
+    trials = cohorts(spec, per_trial)
     lines = [f"experiment: {spec.experiment}",
-             f"trials: {len(spec.trajectories)}; per trial: {spec.cpus_per_trial:g} CPU, {gpus} GPU; "
+             f"trials: {len(trials)} cohorts of up to {per_trial} seed(s), {len(spec.trajectories)} trajectories; "
+             f"per trial: {spec.cpus_per_trial:g} CPU, {gpus} GPU; "
              f"sweep GPUs: {'all available' if spec.num_gpus is None else f'{spec.num_gpus:g}'}; "
              f"ray: {spec.address or 'local (embedded)'}"]
-    for t in spec.trajectories:
-        lines.append(f"  {t.key}: rounds {t.first_round}..{t.rounds}, {t.iterations} iterations/round, eval every {t.eval_every}")
+    for members in trials:
+        t = members[0]
+        lines.append(f"  {cohort_name(members)}: {len(members)} members ({', '.join(sorted({m.method for m in members}))}), "
+                     f"rounds {t.first_round}..{t.rounds}, {t.iterations} iterations/round, eval every {t.eval_every}")
     return "\n".join(lines)
 
 
@@ -394,7 +430,7 @@ def run(spec: SweepSpec, defaults: SweepDefaults) -> int:
     try:
         gpt = gpus_per_trial(spec, defaults, ray.cluster_resources().get("GPU", 0.0))
         print(describe(spec, gpt), flush=True)
-        make_tuner(spec, gpt).fit()  # trial states are read back from storage below, not trusted from here
+        make_tuner(spec, gpt, seeds_per_trial(spec, gpt)).fit()  # trial states are read back from storage below, not trusted from here
     finally:
         ray.shutdown()
     from .experiment import load_trials

@@ -1,10 +1,12 @@
-"""One IMP trajectory as one Ray Tune trial: resume, run rounds, write each round's files, checkpoint, report.
+"""One cohort as one Ray Tune trial: resume, run rounds, write each member's round files, checkpoint, report.
 
-The trainable only drives `Trajectory`; all the science lives in the core. Each finished round is written
-once to the trial's storage folder (`<trial>/rounds/`, through Tune's own pyarrow filesystem, so a local
-folder and a bucket behave alike), then a small checkpoint (what continuing needs: its size does not grow with
-the round) is handed to Tune. On a restart the trial continues after the longest run of complete round files;
-a round whose files are missing or torn is recomputed, never silently dropped.
+The trainable only drives `cohort.Cohort`; all the science lives in the core. Each finished round of each
+member is written once to the trial's storage folder (`<trial>/rounds/<member key>/`, through Tune's own
+pyarrow filesystem, so a local folder and a bucket behave alike), then one small checkpoint for the whole
+cohort (what continuing needs: its size does not grow with the round) is handed to Tune. On a restart every
+member continues after the longest run of its complete round files; a round whose files are missing or torn
+is recomputed, never silently dropped. A trial of one trajectory written before cohorts (config key
+"trajectory", files under `<trial>/rounds/`) continues as a cohort of one.
 """
 from __future__ import annotations
 
@@ -18,12 +20,12 @@ import ray
 import torch
 from ray import tune
 
+from .cohort import Cohort
 from .config import TrajectoryConfig
 from .data import load_split
-from .experiment import ROUND_FILE, ROUNDS_DIR, STATE_FILE, read_newest_state
+from .experiment import ROUND_FILE, ROUNDS_DIR, STATE_FILE, member_rounds_path, progress, read_newest_state
 from .rounds import RoundStore
-from .trajectory import Trajectory, resolve_device, resume_state, save_state, summary
-
+from .trajectory import resolve_device, resume_cohort, save_state, summary
 
 
 @functools.lru_cache(maxsize=1)
@@ -35,29 +37,44 @@ def _cached_split(dataset: str, data_root: str | None, device: str, download: bo
     return load_split(dataset, data_root, device, download=download)
 
 
+def trial_members(config: dict) -> tuple[list[TrajectoryConfig], bool]:
+    """(the trial's members, whether it is a single trajectory of the pre-cohort layout)."""
+    if "cohort" in config:
+        return [TrajectoryConfig.from_dict(d) for d in config["cohort"]], False
+    return [TrajectoryConfig.from_dict(config["trajectory"])], True
+
+
 def run_trial(config: dict) -> None:
-    """Tune function trainable. `config` = {"trajectory": TrajectoryConfig dict, "threads": int, "download"}."""
-    cfg = TrajectoryConfig.from_dict(config["trajectory"])
+    """Tune function trainable. `config` = {"cohort": [TrajectoryConfig dicts], "threads": int, "download"}."""
+    members, single = trial_members(config)
     torch.set_num_threads(int(config.get("threads", 1)))
-    device = resolve_device(cfg.device)  # Ray sets CUDA_VISIBLE_DEVICES; no usable GPU -> CPU fallback
+    device = resolve_device(members[0].device)  # Ray sets CUDA_VISIBLE_DEVICES; no usable GPU -> CPU fallback
     storage = tune.get_context().get_storage()
     fs, trial_path = storage.storage_filesystem, storage.trial_fs_path
-    store = RoundStore(fs, f"{trial_path}/{ROUNDS_DIR}")
+    stores = [RoundStore(fs, f"{trial_path}/{ROUNDS_DIR}" if single else member_rounds_path(trial_path, m.key))
+              for m in members]
     checkpoint, _ = read_newest_state(fs, trial_path)
-    state = resume_state(cfg, store, checkpoint)
-    split = _cached_split(cfg.dataset, cfg.data_root, str(device), bool(config.get("download", False)))
-    trajectory = Trajectory(cfg, split, state)
+    states = resume_cohort(members, stores, checkpoint)
+    split = _cached_split(members[0].dataset, members[0].data_root, str(device), bool(config.get("download", False)))
+    cohort = Cohort(members, split, states)
     context = ray.get_runtime_context()
     where = {"device": str(device), "pid": os.getpid(), "node_id": context.get_node_id(),
              "gpus": context.get_assigned_resources().get("GPU", 0.0),
              "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES", "")}
-    while not trajectory.done:
-        result = trajectory.run_round()
-        store.write_round(result)  # before the checkpoint: a registered round always has its files
-        metrics = {**summary(result.record), "rounds_done": trajectory.next_round - cfg.first_round,
-                   "rounds_total": cfg.rounds + 1 - cfg.first_round, **where}
+    total = sum(m.rounds + 1 - m.first_round for m in members)
+    while not cohort.done:
+        results = cohort.run_round()
+        for i, result in results.items():  # before the checkpoint: a registered round always has its files
+            stores[i].write_round(result)
+        state = cohort.states[0] if single else cohort.state
+        lead = results[min(results)].record  # the first member that ran (a ticket when one ran)
+        done = sum(s["next_round"] - m.first_round for s, m in zip(cohort.states, members))
+        metrics = {**summary(lead, members[min(results)].seed), "members": len(members),
+                   "members_in_round": len(results),
+                   "diverged_members": sum(s["diverged_round"] is not None for s in cohort.states),
+                   "rounds_done": done, "rounds_total": total, **where}
         with tempfile.TemporaryDirectory(prefix="lth_ray-ckpt-") as folder:
-            save_state(trajectory.state, Path(folder) / STATE_FILE)
-            (Path(folder) / ROUND_FILE).write_text(json.dumps({"next_round": trajectory.next_round,
+            save_state(state, Path(folder) / STATE_FILE)
+            (Path(folder) / ROUND_FILE).write_text(json.dumps({"next_round": progress(state),
                                                                "rounds": ROUNDS_DIR}))
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))

@@ -1,44 +1,32 @@
-"""One IMP trajectory: train, evaluate, prune, rewind, round after round. Plain PyTorch, no Ray.
+"""One IMP trajectory (a cohort of one), its states and round-file resumes, and the trajectory CLI. No Ray.
 
-The trajectory's whole state is a plain dict of tensors, numbers and strings (`Trajectory.state`), saved
-after each round; a trajectory rebuilt from it continues exactly where it stopped. Every random draw comes
-from a generator seeded by (seed, purpose, round), so a round's result depends only on that state: a
-resumed trajectory reproduces an uninterrupted one bitwise on the CPU.
+The engine is `cohort.Cohort`: a lone trajectory is a cohort of one member, and `Trajectory` is its
+simple face. A trajectory's whole state is a small plain dict of tensors, numbers and strings
+(`Trajectory.state`), saved after each round; a trajectory rebuilt from it continues exactly where it stopped.
+Every random draw comes from a generator seeded by (seed, purpose, round), so a round's result depends only
+on that state: a resumed trajectory reproduces an uninterrupted one bitwise on the CPU.
 """
 from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import sys
-import time
-from typing import Callable
+from typing import Callable, Sequence
 
-import numpy as np
 import torch
-import torch.nn.functional as F
 
-from . import maskstore, numerics
-from .config import PRECISIONS, PRESETS, ConfigError, TrajectoryConfig, from_preset, parse_numbers, parse_plan
-from .data import DataError, Split, epoch_batches, load_split
-from .interpolation import evaluate_path
-from .models import build_model, in_shape_of, prunable_layers
-from .pruning import (alive_after, compact, dense_masks, density, expand, global_magnitude_prune,
-                      global_random_prune, layer_density, layer_rates, magnitude_prune, magnitude_prune_to,
-                      pack_masks, random_prune, unpack_masks)
+from . import numerics
+from .cohort import (COHORT_FORMAT, METRICS, STATE_FORMAT, STREAM_COPY_DATA, STREAM_DATA, STREAM_INIT,  # noqa: F401
+                     STREAM_RANDOM_PRUNE, STREAM_REINIT, TICKETS, Cohort, check_state, cohort_state, cpu_state,
+                     device_name, diverged, early_stop_index, evaluate, finished, generator, initial_state,
+                     initial_weights)
+from .config import (PRECISIONS, PRESETS, ConfigError, TrajectoryConfig, from_preset, parse_numbers, parse_plan,
+                     parse_seeds)
+from .data import DataError, Split, load_split
 from .rounds import RoundResult, RoundStore
 
-STATE_FORMAT = 2  # 1: lth_ray 0.1.0 (every round's weights and masks in one growing state)
-METRICS = ("train_loss", "val_loss", "val_acc", "test_loss", "test_acc")
-# Purposes of the seeded random streams (never reuse a number for another purpose).
-STREAM_INIT, STREAM_DATA, STREAM_RANDOM_PRUNE, STREAM_REINIT, STREAM_COPY_DATA = 0, 1, 2, 3, 4
-
-
-def generator(seed: int, stream: int, round_: int = 0) -> torch.Generator:
-    """An independent CPU generator for (seed, purpose, round)."""
-    value = int(np.random.SeedSequence([seed, stream, round_]).generate_state(1, dtype=np.uint64)[0])
-    return torch.Generator().manual_seed(value)
+BASELINES = ("reinit", "random-prune")
 
 
 def resolve_device(requested: str) -> torch.device:
@@ -50,48 +38,21 @@ def resolve_device(requested: str) -> torch.device:
     return torch.device("cpu")
 
 
-def device_name(device: torch.device) -> str:
-    return torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+def cohort_members(ticket: TrajectoryConfig, seeds: Sequence[int], baselines: Sequence[str]) -> list[TrajectoryConfig]:
+    """A cohort's members in their order: the ticket of every seed, then each baseline of every seed.
 
-
-def cpu_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
-
-
-def early_stop_index(val_loss) -> int | None:
-    """The thesis' early-stopping point: the first evaluation with minimum validation loss.
-
-    Non-finite losses (a diverged run) are never the early-stop point; None when no evaluation is finite.
-    """
-    values = np.asarray(val_loss, dtype=np.float64)
-    finite = np.isfinite(values)
-    if not finite.any():
-        return None
-    return int(np.argmin(np.where(finite, values, np.inf)))
-
-
-def diverged(record_or_values: dict) -> bool:
-    """A round diverged when any of its losses went NaN or infinite."""
-    return not all(np.isfinite(record_or_values[m]).all() for m in ("train_loss", "val_loss", "test_loss"))
-
-
-@torch.inference_mode()
-def evaluate(model, x: torch.Tensor, y: torch.Tensor, chunk: int = 5000,
-             precision: str = "fp32") -> tuple[torch.Tensor, torch.Tensor]:
-    """Mean loss and accuracy over a whole split, as device scalars (no host sync)."""
-    loss = torch.zeros((), device=x.device)
-    correct = torch.zeros((), device=x.device)
-    for start in range(0, len(x), chunk):
-        with numerics.autocast(precision, x.device):
-            logits = model(x[start:start + chunk])
-        target = y[start:start + chunk]
-        loss += F.cross_entropy(logits, target, reduction="sum")
-        correct += (logits.argmax(1) == target).sum()
-    return loss / len(x), correct / len(x)
+    Baselines keep the early-stop weights only when asked (`save_early_stop` of the ticket is for tickets) and
+    measure no instability (a ticket's property)."""
+    for b in baselines:
+        if b not in BASELINES:
+            raise ConfigError(f"baseline {b!r} is unknown; allowed: {', '.join(BASELINES)}")
+    tickets = [ticket.replace(seed=s) for s in seeds]
+    riders = [t.replace(method=b, instability=False, instability_rounds=()) for b in baselines for t in tickets]
+    return tickets + riders
 
 
 class Trajectory:
-    """Drives the rounds of one trajectory; `state` is what continuing needs, and nothing more.
+    """One trajectory, trained as a cohort of one: `state` is what continuing needs, and nothing more.
 
     The state's size does not grow with the round: the rewind point (under late rewinding; otherwise the
     init, rebuilt from the seed), the current mask (bit-packed) and trained weights (alive values only), the
@@ -103,18 +64,11 @@ class Trajectory:
                  progress: Callable[[int, int], None] | None = None):
         self.config = config.validate()
         self.split = split
-        self.device = split.x_train.device
-        self.numerics = numerics.configure(config.precision, config.deterministic)
-        self.progress = progress
-        self.model = build_model(config.plan_conv, config.plan_fc, split.in_shape, config.activation,
-                                 generator(config.seed, STREAM_INIT), self.device)
-        self.init = cpu_state(self.model)  # rebuilt from the seed, never stored
-        self.kinds = prunable_layers(self.model)
-        self.rates = layer_rates(self.kinds, config.prune_rate_conv, config.prune_rate_fc)
-        if state is None:
-            state = initial_state(config)
-        check_state(state, config)
-        self.state = state
+        self.cohort = Cohort([self.config], split, [state], progress)
+
+    @property
+    def state(self) -> dict:
+        return self.cohort.states[0]
 
     @property
     def next_round(self) -> int:
@@ -123,45 +77,28 @@ class Trajectory:
     @property
     def done(self) -> bool:
         """Every round ran, or a round diverged (later rounds would start from non-finite weights)."""
-        return finished(self.state, self.config)
+        return self.cohort.done
+
+    @property
+    def init(self) -> dict[str, torch.Tensor]:
+        return self.cohort.inits[0]
 
     @property
     def rewind(self) -> dict[str, torch.Tensor]:
         """The weights rounds >= 1 start from: the init, or under late rewinding the weights at iteration k."""
-        return self.init if self.config.rewind_iteration == 0 else self.state["rewind"]
+        return self.cohort.rewind(0)
 
-    # ------------------------------------------------------------------ one round
     def run_round(self) -> RoundResult:
-        """Choose this round's mask and start point, train, record; returns what the round leaves behind."""
-        if self.done:
-            raise RuntimeError("trajectory is finished")
-        r, cfg, state = self.next_round, self.config, self.state
-        late = cfg.rewind_iteration > 0
-        produced = None
-        if r > 0 and late and cfg.method != "reinit" and state["rewind"] is None:
-            produced = state["rewind"] = self._rewind_point()  # a baseline without a dense round of its own
-        masks, start = self._mask_and_start(r)
-        packed = pack_masks(masks)
-        if cfg.mask_store and cfg.method in ("imp", "one-shot"):
-            maskstore.publish(cfg.mask_store, r, packed)
-        self.model.load_state_dict(start)
-        capture = cfg.rewind_iteration if (r == 0 and late and state["rewind"] is None) else None
-        began = time.perf_counter()
-        history, es_state, rewind = self._train(r, masks, cfg.round_start(r), capture)
-        record = self._record(r, masks, history, time.perf_counter() - began)
-        if rewind is not None:
-            produced = state["rewind"] = rewind
-        trained = compact(cpu_state(self.model), masks)
-        state["masks"], state["trained"] = packed, trained
-        if r == 0 and cfg.method == "one-shot":
-            state["dense_trained"] = trained
-        if cfg.measures_instability(r):
-            record["instability"] = self._instability(r, masks, start)
-        state["next_round"] = r + 1
-        if record["diverged"]:
-            state["diverged_round"] = r
-        return RoundResult(record, packed, trained, None if es_state is None else compact(es_state, masks),
-                           produced)
+        return self.cohort.run_round()[0]
+
+    def _mask_and_start(self, r: int):
+        """Round r's mask and start weights as the engine would choose them now (for inspection)."""
+        return self.cohort._mask_and_start(0, r, {})
+
+    def _batches(self, r: int, start: int, stream: int = STREAM_DATA):
+        """Round r's batch indices for iterations start+1, start+2, ... (the engine's own order)."""
+        for _, idx in self.cohort._batch_indices([generator(self.config.seed, stream, r)], start):
+            yield idx[0]
 
     def run(self) -> list[dict]:
         """Every remaining round; returns their records (the Python API's simple path)."""
@@ -172,180 +109,8 @@ class Trajectory:
         while not self.done:
             yield self.run_round()
 
-    def _instability(self, r: int, masks, start: dict[str, torch.Tensor]) -> dict:
-        """Train a second copy of this round's subnetwork from the same start with another data order, then
-        evaluate the linear path between the two trained copies (the model is left at the first copy)."""
-        cfg = self.config
 
-        def weights():  # on the trial's device: no round trip through the host
-            return {k: v.detach().clone() for k, v in self.model.state_dict().items()}
-        first, began = weights(), time.perf_counter()
-        self.model.load_state_dict(start)
-        self._train(r, masks, cfg.round_start(r), None, stream=STREAM_COPY_DATA, evaluate_points=False)
-        second = weights()
-
-        def measure(model, x, y):
-            return evaluate(model, x, y, precision=cfg.precision)
-        path = evaluate_path(self.model, first, second, {n: m.to(self.device) for n, m in masks.items()},
-                             self.split, cfg.instability_points, measure)
-        return {**path, "seconds": time.perf_counter() - began}
-
-    def _rewind_point(self) -> dict[str, torch.Tensor]:
-        """The weights at iteration k of the dense round 0, for a baseline that trains no round 0 itself.
-
-        Same init, same round-0 data order, fresh Adam: on the CPU bitwise the ticket's rewind point.
-        """
-        self.model.load_state_dict(self.init)
-        ones = dense_masks({n: m.weight for n, m in self.model.named_modules() if n in self.kinds})
-        _, _, rewind = self._train(0, ones, 0, self.config.rewind_iteration, stop=self.config.rewind_iteration)
-        return rewind
-
-    def _mask_and_start(self, r: int):
-        """The mask of round r and the weights training starts from (the rewind point, or a fresh init)."""
-        cfg, s = self.config, self.state
-        weights = {n: m.weight for n, m in self.model.named_modules() if n in self.kinds}
-        previous = dense_masks(weights) if r == cfg.first_round else unpack_masks(s["masks"])
-        if cfg.method == "reinit":
-            masks = unpack_masks(maskstore.fetch(cfg.mask_store, r))
-            fresh = build_model(cfg.plan_conv, cfg.plan_fc, self.split.in_shape, cfg.activation,
-                                generator(cfg.seed, STREAM_REINIT, r))
-            return masks, cpu_state(fresh)
-        if r == 0:
-            return previous, self.init
-        if cfg.method == "random-prune":  # the ticket's count (per layer, or in total under global pruning)
-            draw = generator(cfg.seed, STREAM_RANDOM_PRUNE, r)
-            masks = (global_random_prune(previous, cfg.prune_rate_fc, draw) if cfg.pruning == "global"
-                     else random_prune(previous, self.rates, draw))
-            return masks, self.rewind
-        if cfg.method == "one-shot":
-            dense = _layer_weights(expand(s["dense_trained"], dense_masks(weights)), self.kinds)
-            ones = dense_masks(dense)
-            if cfg.pruning == "global":
-                total = sum(m.numel() for m in ones.values())
-                masks = global_magnitude_prune(dense, ones, count=total - alive_after(total, cfg.prune_rate_fc, r))
-            else:
-                targets = {n: alive_after(m.numel(), self.rates[n], r) for n, m in ones.items()}
-                masks = magnitude_prune_to(dense, ones, targets)
-            return masks, self.rewind
-        trained = _layer_weights(expand(s["trained"], previous), self.kinds)
-        if cfg.pruning == "global":
-            masks = global_magnitude_prune(trained, previous, rate=cfg.prune_rate_fc)
-        else:
-            masks = magnitude_prune(trained, previous, self.rates)
-        return masks, self.rewind
-
-    def _batches(self, r: int, start: int, stream: int = STREAM_DATA):
-        """Round r's batch indices for iterations start+1, start+2, ...: batch i of the round's data order is
-        used at iteration i, so a round rewound to k sees exactly what iterations k+1.. of that order hold.
-        The instability copy draws its own order (`STREAM_COPY_DATA`)."""
-        cfg, n = self.config, len(self.split.x_train)
-        data_gen = generator(cfg.seed, stream, r)
-        skip_epochs, offset = divmod(start, n // cfg.batch_size)
-        for _ in range(skip_epochs):
-            torch.randperm(n, generator=data_gen)  # advance the stream exactly as epoch_batches would
-        while True:
-            yield from epoch_batches(n, cfg.batch_size, data_gen, self.device)[offset:]
-            offset = 0
-
-    def _train(self, r: int, masks: dict[str, torch.Tensor], start: int, capture_at: int | None,
-               stop: int | None = None, stream: int = STREAM_DATA, evaluate_points: bool = True):
-        """Train the masked net from the loaded weights over iterations start+1..stop (default: `iterations`),
-        evaluating at the multiples of `eval_every`; the iteration axis is absolute (a rewound round starts at
-        the rewind point). A `stop` short of the end only captures weights: no evaluation, no history."""
-        cfg, split, model = self.config, self.split, self.model
-        stop = cfg.iterations if stop is None else stop
-        evaluating = stop == cfg.iterations and evaluate_points
-        modules = dict(model.named_modules())
-        weights = [modules[n].weight for n in self.kinds]
-        mask_values = [masks[n].to(self.device, torch.float32) for n in self.kinds]
-        sparse = any(not bool(m.all()) for m in masks.values())
-        with torch.no_grad():
-            if sparse:
-                torch._foreach_mul_(weights, mask_values)
-        fused = self.device.type in ("cuda", "cpu")
-        optimizer = torch.optim.Adam(model.parameters(), lr=cfg.learning_rate, fused=fused)
-        running = torch.zeros((), device=self.device)
-        points: list[torch.Tensor] = []
-        keep_es = cfg.save_early_stop and evaluating
-        best_loss = torch.full((), float("inf"), device=self.device)
-        best = [t.detach().clone() for t in model.state_dict().values()] if keep_es else None
-        rewind = None
-        it, precision = start, cfg.precision
-        model.train()
-        for idx in self._batches(r, start, stream):
-            if it == stop:
-                break
-            with numerics.autocast(precision, self.device):
-                loss = F.cross_entropy(model(split.x_train[idx]), split.y_train[idx])
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            if sparse:
-                with torch.no_grad():
-                    torch._foreach_mul_(weights, mask_values)  # pruned weights stay exactly zero
-            running += loss.detach()
-            it += 1
-            if it == capture_at:
-                rewind = cpu_state(model)
-            if evaluating and it % cfg.eval_every == 0:
-                model.eval()
-                val_loss, val_acc = evaluate(model, split.x_val, split.y_val, precision=precision)
-                test_loss, test_acc = evaluate(model, split.x_test, split.y_test, precision=precision)
-                model.train()
-                points.append(torch.stack([running / cfg.eval_every, val_loss, val_acc, test_loss, test_acc]))
-                running = torch.zeros((), device=self.device)
-                if keep_es:  # keep the weights at the lowest finite validation loss, without a host sync
-                    better = torch.isfinite(val_loss) & (val_loss < best_loss)
-                    best_loss = torch.where(better, val_loss, best_loss)
-                    with torch.no_grad():
-                        for b, t in zip(best, model.state_dict().values()):
-                            b.copy_(torch.where(better, t, b))
-                if self.progress:
-                    self.progress(r, it)
-        if not evaluating:
-            return None, None, rewind
-        history = torch.stack(points).to("cpu", torch.float64).numpy()
-        found = keep_es and bool(torch.isfinite(best_loss))  # a round with no finite evaluation keeps none
-        es_state = {k: b.to("cpu") for k, b in zip(model.state_dict().keys(), best)} if found else None
-        return history, es_state, rewind
-
-    def _record(self, r: int, masks, history: np.ndarray, seconds: float) -> dict:
-        cfg = self.config
-        values = {name: history[:, i].tolist() for i, name in enumerate(METRICS)}
-        iterations = cfg.eval_iterations(r)
-        assert len(iterations) == len(history)
-        es = early_stop_index(values["val_loss"])
-        return {"round": r, "method": cfg.method, "sparsity": density(masks),
-                "layer_sparsity": layer_density(masks), "iterations": iterations, **values,
-                "early_stop_index": es, "early_stop_iteration": None if es is None else iterations[es],
-                **{f"{m}_at_early_stop": math.nan if es is None else values[m][es] for m in METRICS},
-                **{f"final_{m}": values[m][-1] for m in METRICS},
-                "diverged": diverged(values), "start_iteration": cfg.round_start(r),
-                "steps": cfg.iterations - cfg.round_start(r), "seconds": seconds, "device": str(self.device),
-                "device_name": device_name(self.device)}
-
-
-def initial_weights(config: TrajectoryConfig) -> dict[str, torch.Tensor]:
-    """The trajectory's initialisation, rebuilt from its seed (never stored: it is the seed's to give)."""
-    return cpu_state(build_model(config.plan_conv, config.plan_fc, in_shape_of(config.dataset), config.activation,
-                                 generator(config.seed, STREAM_INIT)))
-
-
-def initial_state(config: TrajectoryConfig) -> dict:
-    """The state of a trajectory before its first round."""
-    return {"format": STATE_FORMAT, "config": config.to_dict(), "next_round": config.first_round,
-            "diverged_round": None, "rewind": None, "masks": None, "trained": None, "dense_trained": None}
-
-
-def check_state(state: dict, config: TrajectoryConfig) -> None:
-    """Refuse a state of another format (naming the version that wrote it) or of another config."""
-    if state.get("format") != STATE_FORMAT:
-        raise ValueError(f"trajectory state format {state.get('format')} (lth_ray 0.1.0) cannot be continued by "
-                         f"this version (format {STATE_FORMAT}); finish it with lth_ray 0.1.0, or export and "
-                         "analyse it as it is (both read the old format)")
-    if state.get("config") != config.to_dict():
-        raise ValueError("trajectory state belongs to another config; refusing to resume from it")
-
+# ------------------------------------------------------------------ resuming from round files
 
 def state_from_rounds(config: TrajectoryConfig, store: RoundStore, last: int) -> dict | None:
     """The state after round `last`, rebuilt from complete round files (None: they cannot rebuild it)."""
@@ -376,15 +141,38 @@ def resume_state(config: TrajectoryConfig, store: RoundStore, checkpoint: dict |
     return state_from_rounds(config, store, done[-1])
 
 
-def finished(state: dict | None, config: TrajectoryConfig) -> bool:
-    """A trajectory is finished when every round ran or a round diverged (it stops there, by design)."""
-    if not state:
-        return False
-    return state["next_round"] > config.rounds or state.get("diverged_round") is not None
+def resume_cohort(configs: Sequence[TrajectoryConfig], stores: Sequence[RoundStore],
+                  checkpoint: dict | None) -> list[dict | None]:
+    """Every member's state to continue from (`resume_state`, member by member: a crash between two members'
+    round files leaves them a round apart, and each continues where its own files end). A re-init member left
+    more than a round behind its ticket gets the ticket's masks of the rounds in between from the ticket's
+    round files (the ticket's state holds only its latest)."""
+    members = member_states(checkpoint, len(configs))
+    states = [resume_state(c, s, m) for c, s, m in zip(configs, stores, members)]
+    for i, c in enumerate(configs):
+        if c.method != "reinit":
+            continue
+        t = next(j for j, d in enumerate(configs) if d.seed == c.seed and d.method in TICKETS)
+        mine = states[i]["next_round"] if states[i] else c.first_round
+        theirs = states[t]["next_round"] if states[t] else configs[t].first_round
+        if theirs > mine + 1 and not finished(states[i], c):
+            states[i] = states[i] or initial_state(c)
+            states[i]["ticket_masks"] = {r: stores[t].packed_masks(r) for r in range(mine, theirs - 1)}
+    return states
 
 
-def _layer_weights(state: dict[str, torch.Tensor], kinds: dict[str, str]) -> dict[str, torch.Tensor]:
-    return {n: state[f"{n}.weight"] for n in kinds}
+def member_states(checkpoint: dict | None, members: int) -> list[dict | None]:
+    """The member states of a checkpoint: a cohort's (format 3), or one trajectory's (format 2)."""
+    if checkpoint is None:
+        return [None] * members
+    if checkpoint.get("format") == COHORT_FORMAT:
+        states = list(checkpoint["members"])
+        if len(states) != members:
+            raise ValueError(f"checkpoint holds {len(states)} members, the cohort has {members}")
+        return states
+    if members != 1:
+        raise ValueError(f"a single trajectory's checkpoint cannot continue a cohort of {members}")
+    return [checkpoint]
 
 
 # ------------------------------------------------------------------ state files
@@ -400,9 +188,10 @@ def load_state(path: str | os.PathLike) -> dict:
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
-def summary(record: dict) -> dict:
+def summary(record: dict, seed: int | None = None) -> dict:
     """The one-line view of a finished round (what the CLI prints and Tune reports)."""
-    return {"round": record["round"], "method": record["method"], "sparsity": round(record["sparsity"], 6),
+    return {"round": record["round"], "method": record["method"], **({"seed": seed} if seed is not None else {}),
+            "sparsity": round(record["sparsity"], 6),
             "early_stop_iteration": record["early_stop_iteration"],
             "val_acc_at_early_stop": record["val_acc_at_early_stop"],
             "test_acc_at_early_stop": record["test_acc_at_early_stop"],
@@ -415,7 +204,8 @@ def summary(record: dict) -> dict:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m lth_ray.trajectory",
-                                description="Run one IMP trajectory without Ray; one JSON line per round.")
+                                description="Run an IMP trajectory (or a cohort: several seeds, with baselines) "
+                                            "without Ray; one JSON line per member and round.")
     p.add_argument("--preset", default="lenet", help=f"one of {', '.join(PRESETS)}")
     p.add_argument("--dataset", help="mnist, fashion-mnist or cifar10 (default: the preset's)")
     p.add_argument("--data-root", help="folder holding the data set in torchvision's layout")
@@ -428,10 +218,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plan-conv", default=None, help="conv plan in the thesis' tokens, e.g. 64,64,M")
     p.add_argument("--eval-every", type=int, default=None)
     p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--seeds", help="a cohort of seeds: a count N (0..N-1) or a comma list (replaces --seed)")
+    p.add_argument("--baselines", default="", help="comma list of reinit, random-prune: members riding with "
+                                                      "each seed's ticket")
     p.add_argument("--prune-rate-fc", type=float, default=None)
     p.add_argument("--prune-rate-conv", type=float, default=None)
     p.add_argument("--pruning", default=None, help="layerwise or global")
-    p.add_argument("--method", default=None, help="imp, random-prune or one-shot")
+    p.add_argument("--method", default=None, help="the ticket: imp or one-shot (random-prune alone also runs)")
     p.add_argument("--rewind-iteration", type=int, default=None,
                    help="late rewinding to iteration k (a multiple of --eval-every below --iterations)")
     p.add_argument("--activation", default=None, help="relu or tanh")
@@ -444,8 +237,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="per round, train a second copy (another data order) and measure the linear path's barrier")
     p.add_argument("--instability-rounds", default=None, help="comma list of rounds to measure (default: all)")
     p.add_argument("--instability-points", type=int, default=None, help="points on the path, ends included (31)")
-    p.add_argument("--rounds-dir", help="write every finished round's files here (folder or URI; see lth_ray.rounds)")
-    p.add_argument("--save-state", help="write the trajectory state here after every round")
+    p.add_argument("--rounds-dir", help="write every finished round's files here (folder or URI; see lth_ray.rounds); "
+                                        "a cohort of several members writes one subfolder per member key")
+    p.add_argument("--save-state", help="write the cohort's state here after every round")
     p.add_argument("--resume", help="continue from a state file written by --save-state")
     return p
 
@@ -489,28 +283,37 @@ def main(argv: list[str] | None = None) -> int:
             a.rounds = 20
         config = config_from_args(a)
         if config.method == "reinit":
-            raise ConfigError("method='reinit' needs a ticket's masks: run it through a sweep (--baselines reinit)")
+            raise ConfigError("method='reinit' rides with its ticket: use --method imp --baselines reinit")
+        seeds = parse_seeds(a.seeds, "--seeds") if a.seeds else [config.seed]
+        baselines = [b.strip() for b in a.baselines.split(",") if b.strip()]
+        members = cohort_members(config, seeds, baselines) if baselines or a.seeds else [config]
         if a.threads:
             torch.set_num_threads(a.threads)
         numerics.configure(config.precision, config.deterministic)  # before any CUDA work (cuBLAS workspace)
         device = resolve_device(config.device)
         split = load_split(config.dataset, config.data_root, device, download=a.download)
-        state = load_state(a.resume) if a.resume else None
-        trajectory = Trajectory(config, split, state, progress=_progress_bar(config))
+        states = member_states(load_state(a.resume), len(members)) if a.resume else None
+        cohort = Cohort(members, split, states, progress=_progress_bar(config))
     except (ConfigError, DataError, ValueError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    store = RoundStore.at(a.rounds_dir) if a.rounds_dir else None
-    while not trajectory.done:
-        result = trajectory.run_round()
-        if store is not None:
-            store.write_round(result)
+    stores = None
+    if a.rounds_dir:
+        stores = [RoundStore.at(a.rounds_dir if len(members) == 1 else f"{a.rounds_dir.rstrip('/')}/{m.key}")
+                  for m in members]
+    while not cohort.done:
+        results = cohort.run_round()
+        for i, result in results.items():
+            if stores is not None:
+                stores[i].write_round(result)
         if a.save_state:
-            save_state(trajectory.state, a.save_state)
-        print(json.dumps(summary(result.record)), flush=True)
-    if trajectory.state["diverged_round"] is not None:
-        print(f"note: round {trajectory.state['diverged_round']} diverged (a loss went NaN or infinite); the "
-              "trajectory stops there: later rounds would prune non-finite weights", file=sys.stderr)
+            save_state(cohort.state, a.save_state)
+        for i, result in results.items():
+            print(json.dumps(summary(result.record, members[i].seed)), flush=True)
+    for c, s in zip(members, cohort.states):
+        if s["diverged_round"] is not None:
+            print(f"note: {c.key}: round {s['diverged_round']} diverged (a loss went NaN or infinite); the "
+                  "trajectory stops there: later rounds would prune non-finite weights", file=sys.stderr)
     return 0
 
 

@@ -242,7 +242,7 @@ def experiment(tiny_experiment) -> Path:
 @pytest.fixture(scope="session")
 def partial(experiment, tmp_path_factory) -> Path:
     """A copy of the tiny experiment where the imp ticket of seed 1 lost its last round (its round files
-    and newest checkpoint) and random-prune seed 0 never finished a round (no round files, no checkpoint)."""
+    and its cohort's newest checkpoint) and random-prune seed 0 never finished a round (no round files)."""
     from lth_ray.experiment import load_trials
     copy = tmp_path_factory.mktemp("partial") / "tiny"
     shutil.copytree(experiment, copy, ignore=shutil.ignore_patterns("report"))
@@ -250,11 +250,9 @@ def partial(experiment, tmp_path_factory) -> Path:
         checkpoints = sorted(Path(t.path).glob("checkpoint_*"))
         if (t.config.method, t.config.seed) == ("imp", 1):
             shutil.rmtree(checkpoints[-1])
-            shutil.rmtree(Path(t.path) / "rounds" / "round_002")
+            shutil.rmtree(Path(t.path) / "rounds" / t.config.key / "round_002")
         elif (t.config.method, t.config.seed) == ("random-prune", 0):
-            for c in checkpoints:
-                shutil.rmtree(c)
-            shutil.rmtree(Path(t.path) / "rounds")
+            shutil.rmtree(Path(t.path) / "rounds" / t.config.key)
     return copy
 
 
@@ -416,5 +414,7 @@ def test_tune_analysis_gives_tunes_own_api_on_a_trusted_sweep(experiment):
     from ray.tune import ExperimentAnalysis
     analysis = A.tune_analysis(experiment)
     assert isinstance(analysis, ExperimentAnalysis)
-    frame = analysis.dataframe()
-    assert len(frame) == 6 and "test_acc_at_early_stop" in frame.columns
+    frame = analysis.dataframe()  # one row per Tune trial: here one cohort of 2 seeds x 3 methods
+    from lth_ray.experiment import load_trials
+    assert len(frame) == len({t.tune_trial_id for t in load_trials(str(experiment))}) == 1
+    assert "test_acc_at_early_stop" in frame.columns and frame["members"].tolist() == [6]

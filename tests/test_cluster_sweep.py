@@ -43,7 +43,11 @@ def test_storage_uri_goes_through_pyarrow_like_s3(tiny_mnist, ray_cluster, tmp_p
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     trials = load_trials(f"{uri}/remote")
     assert [t.config.method for t in trials] == ["imp", "reinit"] and all(t.complete for t in trials)
-    assert (tmp_path / "bucket" / "remote" / "masks").is_dir()
+    # one cohort trial; each member's round files in its own folder of the bucket (no mask store: the re-init
+    # took the ticket's masks from memory)
+    assert len({t.tune_trial_id for t in trials}) == 1 and not (tmp_path / "bucket" / "remote" / "masks").exists()
+    assert all((tmp_path / "bucket" / "remote" / t.path.rsplit("/", 1)[-1] / "rounds" / t.config.key).is_dir()
+               for t in trials)
     assert (tmp_path / "bucket" / "remote" / "export" / "histories.parquet").exists()
     again = subprocess.run(sweep_cmd(*args), cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert again.returncode == 2 and "already exists" in again.stderr

@@ -83,9 +83,9 @@ def checkpoints(trial_folder: Path) -> list[Path]:
     return sorted(p for p in trial_folder.iterdir() if CHECKPOINT_RE.match(p.name))
 
 
-def trial_folder(experiment: Path, trial_id: str) -> Path:
-    [folder] = [p for p in experiment.iterdir() if p.name.endswith(f"_{trial_id}")]
-    return folder
+def member_rounds(experiment: Path, t: TrialResult) -> Path:
+    """A trajectory's round files inside (a copy of) the experiment: <trial folder>/rounds/<member key>."""
+    return experiment / Path(t.path).name / "rounds" / t.config.key
 
 
 # ------------------------------------------------------------------ the thesis layout, key by key
@@ -264,10 +264,9 @@ def test_parquet_values_equal_the_trajectory_records(export_dir, trials, tiny_ex
 def test_partial_experiment_exports_what_finished_and_reports_the_rest(tiny_experiment, trials, tmp_path):
     exp = copy_experiment(tiny_experiment, tmp_path / "partial")
     ticket1 = tickets(trials)[1]
-    cut = trial_folder(exp, ticket1.trial_id)
-    shutil.rmtree(cut / "rounds" / "round_002")  # seed 1's ticket: only rounds 0..1 survive
+    shutil.rmtree(member_rounds(exp, ticket1) / "round_002")  # seed 1's ticket: only rounds 0..1 survive
     broken = baseline(trials, "random-prune", 0)
-    for record in (trial_folder(exp, broken.trial_id) / "rounds").glob("round_*/record.json"):
+    for record in member_rounds(exp, broken).glob("round_*/record.json"):
         record.write_bytes(b"not json")  # a corrupt trial: nothing readable
     lines = []
     out = export_experiment(str(exp), str(tmp_path / "out"), report=lines.append)
@@ -304,9 +303,9 @@ def test_partial_experiment_exports_what_finished_and_reports_the_rest(tiny_expe
 def test_a_torn_or_deleted_round_file_is_named_and_never_exported_as_complete(tiny_experiment, trials, tmp_path):
     exp = copy_experiment(tiny_experiment, tmp_path / "torn")
     t, other = tickets(trials)
-    trained = trial_folder(exp, t.trial_id) / "rounds" / "round_002" / "trained.pt"
+    trained = member_rounds(exp, t) / "round_002" / "trained.pt"
     trained.write_bytes(trained.read_bytes()[:100])  # torn
-    (trial_folder(exp, other.trial_id) / "rounds" / "round_001" / "masks.pt").unlink()  # deleted
+    (member_rounds(exp, other) / "round_001" / "masks.pt").unlink()  # deleted
     lines = []
     export_experiment(str(exp), str(tmp_path / "out"), report=lines.append)
     _, rounds = thesis.load_parquet(str(tmp_path / "out"))
@@ -385,10 +384,11 @@ def test_experiment_given_as_a_file_uri(tiny_experiment, tmp_path):
 
 def test_groups_with_the_same_time_get_distinct_prefixes(trials, tmp_path):
     other = [TrialResult(f"x{t.trial_id}", t.status, t.path.replace(t.trial_id, f"x{t.trial_id}"),
-                         t.config.replace(prune_rate_fc=0.3), t.rounds) for t in trials]
+                         t.config.replace(prune_rate_fc=0.3), t.rounds, None, f"x{t.tune_trial_id}",
+                         f"x{t.ticket_ref}") for t in trials]
     out = tmp_path / "two"
     out.mkdir()
-    stamps = {t.trial_id: {"timestamp": 1_700_000_000} for t in trials + other}
+    stamps = {t.tune_trial_id: {"timestamp": 1_700_000_000} for t in trials + other}
     manifest = write_export(trials + other, str(out), "/somewhere/exp", last_results=stamps)
     prefixes = [g["prefix"] for g in manifest["groups"]]
     assert len(prefixes) == 2 and len(set(prefixes)) == 2 and all(PREFIX_RE.match(p) for p in prefixes)
@@ -444,9 +444,10 @@ def test_conv_with_batchnorm_one_shot_round_trips_without_tune(tiny_cifar10, tmp
     assert saved["conv.1.num_batches_tracked"].dtype == torch.int64 and "conv.1.running_var" in saved
     assert "conv.4.weight_mask" in saved and "fc.0.weight_mask" in saved and "out.weight_mask" in saved
     [net] = thesis.get_models_from_files(prefix, specs)
-    trajectory.model.load_state_dict(store.trained(1))
-    trajectory.model.eval()
+    model = build_model(cfg.plan_conv, cfg.plan_fc, in_shape_of("cifar10"))
+    model.load_state_dict(store.trained(1))
+    model.eval()
     assert [float(v) for v in evaluate(net, split.x_test, split.y_test)] == \
-        [float(v) for v in evaluate(trajectory.model, split.x_test, split.y_test)]
+        [float(v) for v in evaluate(model, split.x_test, split.y_test)]
     h = thesis.get_experiment_histories_from_file(prefix)
     assert h.train_loss.shape == (1, 2, 2) and h.sparsity[0] == 1.0 and h.sparsity[1] < 1.0

@@ -16,7 +16,9 @@ from lth_ray.experiment import StoredRounds, TrialResult
 from lth_ray.rounds import RoundStore
 from rounds_helpers import early_stop, masks, records, run_all, trained
 from lth_ray.export import write_export
-from lth_ray.trajectory import Trajectory, main as trajectory_main
+from lth_ray.cohort import Cohort
+from lth_ray.sweep import cohorts
+from lth_ray.trajectory import Trajectory, cohort_members, main as trajectory_main
 
 SMALL = dict(iterations=120, eval_every=40, rounds=2)
 
@@ -46,12 +48,14 @@ def stored_trial(cfg, results: dict, folder, trial_id="t_00000") -> TrialResult:
 @pytest.mark.parametrize("arch", ["lenet", "conv2"])
 def test_every_baseline_has_the_tickets_density_at_every_round(arch, pruning, split, cifar_split, tmp_path):
     data = cifar_split if arch == "conv2" else split
-    base = from_preset(arch, dataset=data.dataset, iterations=2, eval_every=1, rounds=3, pruning=pruning,
-                       mask_store=str(tmp_path / "masks"))
-    ticket = run_all(Trajectory(base, data))
-    for method in ("random-prune", "reinit"):
-        b = run_all(Trajectory(base.replace(method=method), data))
+    base = from_preset(arch, dataset=data.dataset, iterations=2, eval_every=1, rounds=3, pruning=pruning)
+    cohort = Cohort(cohort_members(base, [0], ["random-prune", "reinit"]), data)
+    rounds = list(cohort.run_results())
+    ticket = {r: rounds[r][0] for r in range(4)}
+    for i, method in ((1, "random-prune"), (2, "reinit")):
+        b = {r: rounds[r][i] for r in range(1, 4)}
         for r in range(1, 4):
+            assert b[r].record["method"] == method
             mine, theirs = masks(b[r]), masks(ticket[r])
             assert sum(int(m.sum()) for m in mine.values()) == sum(int(m.sum()) for m in theirs.values())
             assert b[r].record["sparsity"] == ticket[r].record["sparsity"]
@@ -73,26 +77,12 @@ def test_global_random_pruning_is_uniform_over_all_prunable_weights(split):
 
 # ------------------------------------------------------------------ 2. late rewinding
 
-def count_training_steps(trajectory: Trajectory) -> list[int]:
-    """Forward passes in training mode, per round (evaluations run in eval mode)."""
-    counts = []
-
-    def hook(module, args):
-        if module.training:
-            counts[-1] += 1
-    trajectory.model.register_forward_pre_hook(hook)
-    return counts
-
-
 def test_rewound_rounds_train_from_k_to_t_on_the_absolute_axis(split):
     cfg = small(rewind_iteration=40, rounds=2)
     t = Trajectory(cfg, split)
-    steps = count_training_steps(t)
-    done = []
-    for _ in range(3):
-        steps.append(0)
-        done.append(t.run_round())
-    assert steps == [120, 80, 80]  # the dense round runs 0 -> T; rewound rounds k -> T (T - k steps)
+    done = [t.run_round() for _ in range(3)]
+    # "steps" counts the optimizer updates really taken (the engine's per-member Adam step count)
+    assert [r.record["steps"] for r in done] == [120, 80, 80]  # dense 0 -> T; rewound rounds k -> T
     dense, *pruned = [r.record for r in done]
     assert dense["iterations"] == [40, 80, 120] and (dense["start_iteration"], dense["steps"]) == (0, 120)
     for rec in pruned:
@@ -116,22 +106,21 @@ def test_rewound_round_uses_the_batches_of_iterations_k_plus_1_on(split):
     assert 120 > per_epoch and all(torch.equal(a, b) for a, b in zip(full[120:], late))
 
 
-def test_baselines_under_late_rewinding(split, tmp_path):
-    """random-prune starts from the ticket's rewind point (k -> T); re-init draws a fresh init (0 -> T)."""
-    cfg = small(rewind_iteration=40, rounds=1, mask_store=str(tmp_path / "m"))
-    ticket = Trajectory(cfg, split)
-    ticket.run()
-    rp = Trajectory(cfg.replace(method="random-prune"), split)
-    steps = count_training_steps(rp)
-    steps.append(0)
-    (rec,) = rp.run()
-    for k, v in ticket.state["rewind"].items():  # computed by the baseline itself, bitwise the ticket's
-        assert torch.equal(rp.state["rewind"][k], v)
-    assert steps == [40 + 80]  # k steps to find the rewind point, then k -> T
-    assert rec["iterations"] == [80, 120] and rec["start_iteration"] == 40
-    reinit = Trajectory(cfg.replace(method="reinit"), split)
-    (rec,) = reinit.run()
-    assert rec["iterations"] == [40, 80, 120] and (rec["start_iteration"], rec["steps"]) == (0, 120)
+def test_baselines_under_late_rewinding(split):
+    """random-prune starts from the ticket's rewind point (k -> T); re-init draws a fresh init (0 -> T). In one
+    cohort the ticket stays frozen, its Adam steps uncounted, while its re-init trains iterations 1..k."""
+    cfg = small(rewind_iteration=40, rounds=1)
+    cohort = Cohort(cohort_members(cfg, [0], ["random-prune", "reinit"]), split)
+    dense, pruned = cohort.run_results()
+    rp, reinit = pruned[1].record, pruned[2].record
+    for k, v in cohort.states[0]["rewind"].items():  # the ticket's rewind point, handed over and written once
+        assert torch.equal(cohort.states[1]["rewind"][k], v) and torch.equal(pruned[1].rewind[k], v)
+    assert rp["iterations"] == [80, 120] and (rp["start_iteration"], rp["steps"]) == (40, 80)
+    assert reinit["iterations"] == [40, 80, 120] and (reinit["start_iteration"], reinit["steps"]) == (0, 120)
+    alone = Trajectory(cfg, split).run()  # the frozen wait changed nothing for the ticket
+    assert pruned[0].record["steps"] == 80
+    for key in ("val_loss", "test_acc", "train_loss"):
+        assert pruned[0].record[key] == pytest.approx(alone[1][key], rel=1e-5, abs=1e-6)
 
 
 @pytest.mark.parametrize("k, why", [(50, "multiple of eval_every=40"), (120, "[0, iterations=120)"),
@@ -186,23 +175,22 @@ def test_a_diverging_learning_rate_is_marked_and_stops_the_trajectory(split, tmp
 def test_non_finite_evaluations_are_never_the_early_stop_point(split, monkeypatch):
     """A NaN validation loss (which np.argmin would pick) is skipped, and the kept weights are the ones at
     the finite minimum: they equal a run cut at the early-stop iteration."""
-    import lth_ray.trajectory as T
-    real, calls = T.evaluate, []
+    real, calls = Cohort._evaluate, []
 
-    def nan_at_second_validation(model, x, y, **kw):
-        loss, acc = real(model, x, y, **kw)
+    def nan_at_second_validation(self, tensors, x, y, members):
+        loss, acc = real(self, tensors, x, y, members)
         calls.append(x is split.x_val)
         if x is split.x_val and sum(calls) == 2:
             loss = loss * float("nan")
         return loss, acc
-    monkeypatch.setattr(T, "evaluate", nan_at_second_validation)
+    monkeypatch.setattr(Cohort, "_evaluate", nan_at_second_validation)
     t = Trajectory(small(rounds=0, iterations=200), split)
     result = t.run_round()
     rec = result.record
     assert math.isnan(rec["val_loss"][1]) and rec["diverged"]
     finite = [v if i != 1 else math.inf for i, v in enumerate(rec["val_loss"])]
     assert rec["early_stop_index"] == int(np.argmin(finite)) != 1
-    monkeypatch.setattr(T, "evaluate", real)
+    monkeypatch.setattr(Cohort, "_evaluate", real)
     cut = Trajectory(small(rounds=0, iterations=rec["early_stop_iteration"]), split)
     for k, v in trained(cut.run_round()).items():
         assert torch.equal(early_stop(result)[k], v)
@@ -219,7 +207,7 @@ def test_precision_and_determinism_reach_torch(split):
     assert torch.backends.cuda.matmul.fp32_precision == "ieee"  # fp32: TF32 off for matmuls ...
     assert torch.backends.cudnn.conv.fp32_precision == "ieee"   # ... and for convolutions
     assert torch.are_deterministic_algorithms_enabled() and torch.backends.cudnn.deterministic
-    assert t.numerics["cublas_workspace_config"] == numerics.CUBLAS_WORKSPACE
+    assert t.cohort.numerics["cublas_workspace_config"] == numerics.CUBLAS_WORKSPACE
     Trajectory(small(), split)  # the next trajectory in a reused worker gets its own settings back
     assert not torch.are_deterministic_algorithms_enabled()
 
@@ -312,7 +300,10 @@ def test_sweep_lists_of_learning_rates_batch_sizes_and_rewind_points_are_grid_ax
         (lr, b, k) for lr in (1e-3, 2e-3) for b in (60, 128) for k in (0, 500)}
     assert all(t.precision == "tf32" and t.deterministic for t in spec.trajectories)
     assert len({t.key for t in spec.trajectories}) == len(spec.trajectories)
-    assert {t.mask_store for t in spec.trajectories if t.method == "reinit"} == {t.mask_store for t in tickets}
+    trials = cohorts(spec, 1)  # on CPUs one seed per trial: the ticket and its re-init ride together
+    assert len(trials) == len(tickets) and all(
+        [m.method for m in c] == ["imp", "reinit"] and c[0].seed == c[1].seed for c in trials)
+    assert len(cohorts(spec, 2)) == len(tickets) // 2
 
 
 def test_sweep_custom_plan_gets_its_own_arch_label():

@@ -89,7 +89,7 @@ def test_sweep_kill_resume_export_report_on_s3(s3, tiny_mnist, tmp_path):
     driver = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
     def has_round(r):
-        return lambda: any(p.endswith(f"rounds/round_{r:03d}/record.json") for p in s3_files(f"sweeps/{name}"))
+        return lambda: any(p.endswith(f"/round_{r:03d}/record.json") for p in s3_files(f"sweeps/{name}"))
 
     wait_for(has_round(0), 300, "round 0 in the bucket")
     workers = in_session(driver.pid, "ray::ImplicitFunc")

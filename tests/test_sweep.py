@@ -19,7 +19,7 @@ from conftest import PYTHON, ROOT, sweep_argv
 from lth_ray.data import load_split
 from lth_ray.experiment import load_trials
 from lth_ray.rounds import RoundStore
-from lth_ray.trajectory import Trajectory
+from lth_ray.cohort import Cohort
 
 pytestmark = pytest.mark.e2e
 
@@ -56,32 +56,46 @@ def result_rows(experiment: Path) -> dict[str, list[dict]]:
 
 
 def assert_same_as_without_ray(trials, tiny_mnist):
-    """Bitwise equal to running each trajectory alone, with the trial's thread count (1 CPU per trial)."""
+    """Bitwise equal to running each trial's cohort without Ray, with the trial's thread count (1 CPU)."""
     split = load_split("mnist", str(tiny_mnist))
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
+    by_trial: dict[str, list] = {}
+    for t in trials:
+        assert t.complete, (t.trial_id, t.status, t.error)
+        by_trial.setdefault(t.tune_trial_id, []).append(t)
     try:
-        for t in trials:
-            assert t.complete, (t.trial_id, t.status, t.error)
-            alone = Trajectory(t.config, split).run()
-            assert histories(t.records) == histories(alone)
+        for members in by_trial.values():
+            members.sort(key=lambda t: t.trial_id)  # the cohort's own member order
+            rounds = list(Cohort([t.config for t in members], split).run_results())
+            for i, t in enumerate(members):
+                alone = [results[i].record for results in rounds if i in results]
+                assert histories(t.records) == histories(alone)
     finally:
         torch.set_num_threads(threads)
 
 
-def test_killed_worker_resumes_from_its_last_round_checkpoint(tiny_mnist, ray_cluster, tmp_path):
+def test_killed_worker_resumes_its_cohort_from_the_last_round_checkpoint(tiny_mnist, ray_cluster, tmp_path):
+    """One trial = a cohort of 2 seeds x (ticket, re-init); its worker is killed mid-round and the whole cohort
+    resumes bitwise."""
     args = sweep_argv(tiny_mnist, tmp_path, "crash", "--address", ray_cluster.address, "--rounds", "3",
-                      "--iterations", "400", "--eval-every", "100", "--no-export")
+                      "--iterations", "400", "--eval-every", "100", "--no-export", "--seeds", "2",
+                      "--seeds-per-trial", "2", "--baselines", "reinit")
     proc = start(args, tmp_path / "log")
     experiment = tmp_path / "crash"
     first = wait_for(lambda: next(iter(result_rows(experiment).values()), None), 240, "round 0 reported")
     time.sleep(0.5)  # into round 1
     os.kill(first[0]["pid"], signal.SIGKILL)
     assert proc.wait(timeout=300) == 0, (tmp_path / "log").read_text()[-3000:]
-    (rows,) = result_rows(experiment).values()
+    ((name, rows),) = result_rows(experiment).items()
+    assert name.startswith("lenet-mnist-imp-layerwise-fc0.2-s0-1_")  # named after its configuration and seeds
     assert [r["round"] for r in rows] == [0, 1, 2, 3]  # no round reported twice
     assert len({r["pid"] for r in rows}) == 2          # the trial really restarted in a new worker
-    assert_same_as_without_ray(load_trials(str(experiment)), tiny_mnist)
+    assert all(r["members"] == 4 for r in rows) and [r["members_in_round"] for r in rows] == [2, 4, 4, 4]
+    trials = load_trials(str(experiment))
+    assert sorted((t.config.method, t.config.seed) for t in trials) == [("imp", 0), ("imp", 1), ("reinit", 0),
+                                                                        ("reinit", 1)]
+    assert_same_as_without_ray(trials, tiny_mnist)
 
 
 def test_killed_driver_resumes_without_recomputing_finished_rounds(tiny_mnist, ray_cluster, tmp_path):
@@ -91,37 +105,42 @@ def test_killed_driver_resumes_without_recomputing_finished_rounds(tiny_mnist, r
     experiment = tmp_path / "driver"
 
     def some_round_done():
-        done = {d.name: round_records_local(d) for d in experiment.glob("lenet-*")}
+        done = {key: recs for d in experiment.glob("lenet-*") for key, recs in round_records_local(d).items()}
         return done if any(len(records) >= 2 for records in done.values()) else None
 
-    before = wait_for(some_round_done, 240, "a trial finishing round 1")
+    wait_for(some_round_done, 240, "a trial finishing round 1")
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
-    before = {name: round_records_local(experiment / name) for name in before}  # after the kill, settled
+    before = {key: recs for d in experiment.glob("lenet-*")  # after the kill, settled
+              for key, recs in round_records_local(d).items()}
     resumed = subprocess.run(sweep_cmd(*args, "--resume"), cwd=ROOT, capture_output=True, text=True, timeout=400)
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
     trials = load_trials(str(experiment))
     assert len(trials) == 2
     assert_same_as_without_ray(trials, tiny_mnist)
-    by_dir = {Path(t.path).name: t for t in trials}
+    by_key = {t.config.key: t for t in trials}
     finished_before = 0
-    for name, records in before.items():
+    for key, records in before.items():
         for old in records:  # the same wall-clock seconds: the round was kept, not run again
-            new = by_dir[name].records[old["round"]]
+            new = by_key[key].records[old["round"]]
             assert new["seconds"] == old["seconds"]
             finished_before += 1
     assert finished_before >= 2
 
 
-def round_records_local(folder: Path) -> list[dict]:
-    """The records of a trial's complete round files (what a resume keeps)."""
-    store = RoundStore.at(str(folder / "rounds"))
-    return [store.record(r) for r in store.complete_prefix(0)]
+def round_records_local(folder: Path) -> dict[str, list[dict]]:
+    """Per member key, the records of a trial's complete round files (what a resume keeps)."""
+    out = {}
+    for member in sorted((folder / "rounds").glob("*")):
+        store = RoundStore.at(str(member))
+        out[member.name] = [store.record(r) for r in store.complete_prefix(0)]
+    return out
 
 
 def test_trials_spread_over_two_nodes_with_fractional_gpus(tiny_mnist, ray_cluster, tmp_path):
     args = sweep_argv(tiny_mnist, tmp_path, "spread", "--address", ray_cluster.address, "--seeds", "4",
-                      "--rounds", "1", "--gpus-per-trial", "0.25", "--num-gpus", "8", "--no-export")
+                      "--seeds-per-trial", "1", "--rounds", "1", "--gpus-per-trial", "0.25", "--num-gpus", "8",
+                      "--no-export")
     out = subprocess.run(sweep_cmd(*args), cwd=ROOT, capture_output=True, text=True, timeout=400)
     assert out.returncode == 0, out.stdout[-3000:]
     rows = [r for rs in result_rows(tmp_path / "spread").values() for r in rs]
@@ -147,7 +166,9 @@ def test_dry_run_prints_the_grid_and_runs_nothing(tmp_path):
                           "reinit", "--storage", str(tmp_path), "--name", "dry", "--dry-run"],
                          cwd=ROOT, capture_output=True, text=True)
     assert out.returncode == 0
-    assert "trials: 12" in out.stdout and "conv6-cifar10-reinit-layerwise-fc0.2-conv0.15-s1" in out.stdout
+    # with GPUs one cohort holds every seed of a configuration: 3 archs -> 3 trials of 2 x (ticket, re-init)
+    assert "trials: 3 cohorts of up to 2 seed(s), 12 trajectories" in out.stdout
+    assert "conv6-cifar10-imp-layerwise-fc0.2-conv0.15-s0-1: 4 members (imp, reinit)" in out.stdout
     assert not (tmp_path / "dry").exists()
 
 

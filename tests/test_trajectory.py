@@ -7,10 +7,11 @@ import pytest
 import torch
 
 from conftest import FASHION_MNIST
-from lth_ray.config import from_preset
+from lth_ray.cohort import Cohort
+from lth_ray.config import ConfigError, from_preset
 from lth_ray.data import load_split
 from lth_ray.pruning import alive_after, unpack_masks
-from lth_ray.trajectory import METRICS, Trajectory, early_stop_index, load_state, save_state
+from lth_ray.trajectory import METRICS, Trajectory, cohort_members, early_stop_index, load_state, save_state
 from rounds_helpers import early_stop, masks, records, run_all, trained
 
 SMALL = dict(iterations=120, eval_every=40, rounds=2)
@@ -49,9 +50,9 @@ def test_pruned_weights_stay_exactly_zero_through_training(split):
     t = Trajectory(small(rounds=2), split)
     t.run()
     m2 = unpack_masks(t.state["masks"])
-    model = dict(t.model.named_modules())  # the live model after round 2, not the compact copy
+    live = t.cohort.last_trained[0]  # the dense weights as round 2 left them, not the compact copy
     for name, m in m2.items():
-        w = model[name].weight.detach()
+        w = live[f"{name}.weight"]
         assert (w[~m] == 0).all()
         assert (w[m] != 0).all()
         assert int(m.sum()) == alive_after(m.numel(), 0.1 if name == "out" else 0.2, 2)
@@ -142,17 +143,24 @@ def test_random_pruning_baseline_starts_at_round_one_with_the_ladder_counts(spli
     assert not torch.equal(masks(results[1])["fc.0"], masks(ticket[1])["fc.0"])
 
 
-def test_reinit_uses_the_tickets_masks_on_a_fresh_init(split, tmp_path):
-    store = str(tmp_path / "masks")
-    ticket_t = Trajectory(small(rounds=2, mask_store=store), split)
-    ticket = run_all(ticket_t)
-    reinit = Trajectory(small(rounds=2, mask_store=store, method="reinit"), split)
-    results = run_all(reinit)
-    assert sorted(results) == [1, 2]
+def test_reinit_rides_with_its_ticket_and_takes_its_masks_on_a_fresh_init(split):
+    """The re-init member of round r takes the ticket's round-r mask from memory (no store, no waiting)."""
+    cohort = Cohort(cohort_members(small(rounds=2), [0], ["reinit"]), split)
+    rounds = list(cohort.run_results())
+    assert [sorted(r) for r in rounds] == [[0], [0, 1], [0, 1]]  # the baseline has no dense round
     for r in (1, 2):
-        assert all(torch.equal(masks(results[r])[n], masks(ticket[r])[n]) for n in masks(ticket[r]))
-    _, start = reinit._mask_and_start(1)
-    assert not torch.equal(start["fc.0.weight"], ticket_t.init["fc.0.weight"])
+        ticket, reinit = rounds[r][0], rounds[r][1]
+        assert reinit.record["method"] == "reinit"
+        assert all(torch.equal(masks(reinit)[n], masks(ticket)[n]) for n in masks(ticket))
+    _, start = cohort._mask_and_start(1, 1, {0: masks(rounds[1][0])})
+    assert not torch.equal(start["fc.0.weight"], cohort.inits[0]["fc.0.weight"])
+    ticket_alone = run_all(Trajectory(small(rounds=2), split))  # riding changes nothing for the ticket
+    assert histories(records(ticket_alone)) == histories([rounds[r][0].record for r in range(3)])
+
+
+def test_reinit_without_its_ticket_is_a_one_line_error(split):
+    with pytest.raises(ConfigError, match="needs its ticket"):
+        Trajectory(small(method="reinit"), split)
 
 
 def test_global_pruning_reaches_the_global_density(split):

@@ -1,0 +1,60 @@
+"""A cohort's networks as one vectorized model: every tensor stacked on a leading member axis.
+
+P members of the same plan train in lockstep as one model: fully connected layers are batched matrix
+products (`baddbmm`), convolutions are grouped convolutions (member p's channels form group p), BatchNorm
+normalizes each member's channels with that member's own statistics. Nothing mixes members: member p's outputs, gradients and updates depend only on member p's weights and
+batch, so a member that diverges (NaN) leaves the others' numbers as they are. Plain PyTorch, no Ray.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class StackedNet:
+    """The forward pass of P stacked copies of a `models.PlanNet`, from its layer list (the template holds no
+    weights that are used: the weights are the stacked tensors passed to `forward`)."""
+
+    def __init__(self, template: nn.Module):
+        self.conv = [(name, m) for name, m in template.conv.named_children()]
+        self.fc = [(name, m) for name, m in template.fc.named_children()]
+        self.has_conv = bool(self.conv)
+
+    def forward(self, tensors: dict[str, torch.Tensor], x: torch.Tensor, members: int, shared: bool,
+                training: bool) -> torch.Tensor:
+        """Logits (P, N, classes). `x` is (P, N, ...) (a batch per member) or, when `shared`, (N, ...) seen
+        by every member (evaluation)."""
+        if self.has_conv:
+            if shared:
+                h = x.repeat(1, members, 1, 1)  # (N, P*C, H, W): member p's input is channel group p
+            else:
+                p, n = x.shape[:2]
+                h = x.transpose(0, 1).reshape(n, p * x.shape[2], *x.shape[3:])
+            for name, module in self.conv:
+                key = f"conv.{name}"
+                if isinstance(module, nn.Conv2d):
+                    w = tensors[f"{key}.weight"]
+                    h = F.conv2d(h, w.reshape(-1, *w.shape[2:]), tensors[f"{key}.bias"].reshape(-1),
+                                 stride=module.stride, padding=module.padding, groups=members)
+                elif isinstance(module, nn.BatchNorm2d):
+                    h = F.batch_norm(h, tensors[f"{key}.running_mean"].view(-1),
+                                     tensors[f"{key}.running_var"].view(-1), tensors[f"{key}.weight"].view(-1),
+                                     tensors[f"{key}.bias"].view(-1), training, module.momentum, module.eps)
+                    if training:
+                        tensors[f"{key}.num_batches_tracked"].add_(1)
+                else:  # activations and pooling act on each channel alone
+                    h = module(h)
+            h = h.reshape(h.shape[0], members, -1).transpose(0, 1)  # (P, N, C*H*W), PlanNet's flatten order
+        else:
+            h = x.flatten(1) if shared else x.flatten(2)  # (N, F) shared by all, or (P, N, F)
+        for name, module in self.fc:
+            h = self._linear(tensors, f"fc.{name}", h) if isinstance(module, nn.Linear) else module(h)
+        return self._linear(tensors, "out", h)
+
+    @staticmethod
+    def _linear(tensors, key: str, h: torch.Tensor) -> torch.Tensor:
+        w, b = tensors[f"{key}.weight"], tensors[f"{key}.bias"]
+        if h.dim() == 2:  # an input shared by every member
+            return torch.matmul(h, w.transpose(1, 2)) + b.unsqueeze(1)
+        return torch.baddbmm(b.unsqueeze(1), h, w.transpose(1, 2))
