@@ -16,6 +16,7 @@ def test_lost_node_moves_its_trials_which_resume_from_their_checkpoint(tiny_mnis
     extra = ray_cluster.add_node(num_cpus=1, num_gpus=4)
     ray_cluster.wait_for_nodes()
     args = sweep_argv(tiny_mnist, tmp_path, "lost", "--address", ray_cluster.address, "--seeds", "3", "--rounds", "3",
+                      "--seeds-per-trial", "1",
                       "--iterations", "400", "--eval-every", "100", "--no-export")
     proc = start(args, tmp_path / "log")
     experiment = tmp_path / "lost"
