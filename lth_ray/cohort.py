@@ -165,6 +165,7 @@ class Participant:
     evaluating: bool
     keep_es: bool
     capture_at: int | None = None
+    replay: bool = False  # trained only so that the cohort's company (and float rounding) is the original's
     out: dict = field(default_factory=dict)  # what training produced: history, trained, early_stop, rewind
 
 
@@ -236,13 +237,18 @@ class Cohort:
         if self.done:
             raise RuntimeError("cohort is finished")
         r = self.next_round
-        due = sorted((i for i, s in enumerate(self.states) if not self.finished(i) and s["next_round"] == r),
-                     key=lambda i: self.configs[i].method not in TICKETS)  # tickets first: re-init reads their masks
+        due = [i for i, s in enumerate(self.states) if not self.finished(i) and s["next_round"] == r]
+        replay = [i for i in self._replays(r) if i not in due]
         began = time.perf_counter()
         parts, produced = [], {}
         chosen: dict[int, dict] = {}
-        for i in due:
-            cfg, state = self.configs[i], self.states[i]
+        for i in sorted(due + replay, key=lambda i: (self.configs[i].method not in TICKETS, i)):  # tickets first:
+            cfg, state = self.configs[i], self.states[i]                              # re-init reads their masks
+            if i in replay:  # finished round r before a crash: trains again beside the others, result unused
+                masks, start = unpack_masks(state["masks"]), self._start_of(i, r)
+                chosen[i] = masks
+                parts.append(Participant(i, masks, start, cfg.round_start(r), STREAM_DATA, True, False, replay=True))
+                continue
             late = cfg.rewind_iteration > 0
             if r > 0 and late and cfg.method != "reinit" and state["rewind"] is None:
                 ticket = self.ticket_of(i)  # a rider without a dense round: the ticket's rewind point
@@ -257,6 +263,7 @@ class Cohort:
         self._train(r, parts + copies)
         seconds = time.perf_counter() - began
         results = {}
+        parts = [p for p in parts if not p.replay]
         self.last_trained = {p.member: p.out["trained"] for p in parts}  # dense, as trained (for inspection)
         for p in parts:
             i, cfg, state = p.member, self.configs[p.member], self.states[p.member]
@@ -288,6 +295,24 @@ class Cohort:
         while not self.done:
             yield self.run_round()
 
+    def _replays(self, r: int) -> list[int]:
+        """Members that finished round r although others of the cohort did not (a crash between two members'
+        round files). They train round r again beside the lagging ones, results unused, so the lagging
+        members' round runs in the same company as it would have, bitwise on the CPU. (Only one round ahead:
+        a member's state holds its latest mask; a member further ahead is left out, and the lagging round's
+        numbers then differ from an undisturbed run by float rounding only.)"""
+        return [i for i, (c, s) in enumerate(zip(self.configs, self.states))
+                if s["next_round"] == r + 1 and c.first_round <= r
+                and s.get("diverged_round") in (None, r)]
+
+    def _start_of(self, i: int, r: int) -> dict[str, torch.Tensor]:
+        """The weights member i's round r started from."""
+        cfg = self.configs[i]
+        if cfg.method == "reinit":
+            return self._cast(cpu_state(build_model(cfg.plan_conv, cfg.plan_fc, self.split.in_shape, cfg.activation,
+                                                    generator(cfg.seed, STREAM_REINIT, r))))
+        return self.inits[i] if r == 0 else self.rewind(i)
+
     def _mask_and_start(self, i: int, r: int, chosen: dict[int, dict]):
         """Member i's mask of round r and the weights its training starts from (`chosen`: this round's masks
         of the members already planned, tickets first)."""
@@ -295,9 +320,7 @@ class Cohort:
         weights = {n: self.inits[i][f"{n}.weight"] for n in self.kinds}
         previous = dense_masks(weights) if r == cfg.first_round else unpack_masks(s["masks"])
         if cfg.method == "reinit":
-            fresh = build_model(cfg.plan_conv, cfg.plan_fc, self.split.in_shape, cfg.activation,
-                                generator(cfg.seed, STREAM_REINIT, r))
-            return self._ticket_masks(i, r, chosen), self._cast(cpu_state(fresh))
+            return self._ticket_masks(i, r, chosen), self._start_of(i, r)
         if r == 0:
             return previous, self.inits[i]
         if cfg.method == "random-prune":  # the ticket's count (per layer, or in total under global pruning)
@@ -340,27 +363,34 @@ class Cohort:
         """Train every participant's masked net from its start over its iterations start+1..T in lockstep on
         the absolute iteration axis, evaluating at the multiples of `eval_every` after its start.
 
-        Each participant's parameters are its own leaf tensors, stacked into the vectorized model at every
-        forward pass, so one fused `torch.optim.Adam` keeps a step count per member and per tensor (the
-        protocol's optimizer, exactly), and a participant that has not started yet simply has no gradient:
-        Adam leaves it, its moments and its step count as they are."""
+        Participants are grouped by the iteration their round starts at; each group's parameters are stacked
+        leaf tensors (concatenated into the vectorized model only when the round has several groups), under one
+        fused `torch.optim.Adam`: its step count is per group, hence per member (the protocol's optimizer,
+        exactly), and a group that has not started yet simply has no gradient, so Adam leaves its weights,
+        moments and step count as they are."""
         cfg, split, dev = self.recipe, self.split, self.device
+        parts.sort(key=lambda p: p.start_iteration)  # groups of equal start are contiguous (stable: order kept)
         P = len(parts)
-        leaves = [{k: p.start[k].to(dev, copy=True).requires_grad_(True) for k in self.param_keys} for p in parts]
+        group_starts = sorted({p.start_iteration for p in parts})
+        groups = [[p for p in parts if p.start_iteration == s] for s in group_starts]
+        leaves = [{k: torch.stack([p.start[k] for p in g]).to(dev).requires_grad_(True) for k in self.param_keys}
+                  for g in groups]
         buffers = {k: torch.stack([p.start[k] for p in parts]).to(dev) for k in self.state_keys
                    if k not in self.param_keys}  # BatchNorm statistics, updated in place by the forward pass
         layer_keys = [f"{n}.weight" for n in self.kinds]
-        weights = [leaves[q][k] for q in range(P) for k in layer_keys]
-        masks = [p.masks[n].to(dev, self.dtype) for p in parts for n in self.kinds]
+        weights = [leaves[g][k] for g in range(len(groups)) for k in layer_keys]
+        masks = [torch.stack([p.masks[n] for p in group]).to(dev, self.dtype) for group in groups for n in self.kinds]
         sparse = any(not bool(p.masks[n].all()) for p in parts for n in self.kinds)
         if sparse:
             with torch.no_grad():
                 torch._foreach_mul_(weights, masks)
-        optimizer = torch.optim.Adam([t for member in leaves for t in member.values()], lr=cfg.learning_rate,
+        optimizer = torch.optim.Adam([t for group in leaves for t in group.values()], lr=cfg.learning_rate,
                                      fused=dev.type in ("cuda", "cpu", "mps"))
 
         def stacked() -> dict[str, torch.Tensor]:
-            return {**{k: torch.stack([member[k] for member in leaves]) for k in self.param_keys}, **buffers}
+            if len(leaves) == 1:
+                return {**leaves[0], **buffers}
+            return {**{k: torch.cat([group[k] for group in leaves]) for k in self.param_keys}, **buffers}
 
         starts = [p.start_iteration for p in parts]
         first, stop, batch = min(starts), cfg.iterations, cfg.batch_size
@@ -388,9 +418,10 @@ class Cohort:
             losses = F.cross_entropy(logits.to(self.dtype).flatten(0, 1), split.y_train[idx].flatten(),
                                      reduction="none").view(P, batch).mean(1)
             losses.sum().backward()  # member q's gradient depends on member q's loss only
-            for q in waiting:
-                for t in leaves[q].values():
-                    t.grad = None  # not started: no update, no moment, no step
+            for g, start in enumerate(group_starts):
+                if start > it:
+                    for t in leaves[g].values():
+                        t.grad = None  # not started: no update, no moment, no step
             optimizer.step()
             with torch.no_grad():
                 if waiting:
@@ -426,7 +457,8 @@ class Cohort:
         found = torch.isfinite(best_loss).cpu().tolist()
         best_cpu = {k: b.to("cpu") for k, b in best.items()} if any_es else None
         for q, p in enumerate(parts):
-            step = optimizer.state.get(leaves[q][self.param_keys[0]], {}).get("step")
+            group = leaves[group_starts.index(p.start_iteration)]
+            step = optimizer.state.get(group[self.param_keys[0]], {}).get("step")
             p.out["steps"] = 0 if step is None else int(step)  # the optimizer updates really taken
             p.out["trained"] = {k: final[k][q].clone() for k in self.state_keys}
             p.out["device_weights"] = {k: last[k][q].detach() for k in self.state_keys}

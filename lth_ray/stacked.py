@@ -45,16 +45,18 @@ class StackedNet:
                         tensors[f"{key}.num_batches_tracked"].add_(1)
                 else:  # activations and pooling act on each channel alone
                     h = module(h)
-            h = h.reshape(h.shape[0], members, -1).transpose(0, 1)  # (P, N, C*H*W), PlanNet's flatten order
+            h = h.reshape(h.shape[0], members, -1).permute(1, 2, 0)  # (P, C*H*W, N), PlanNet's flatten order
         else:
-            h = x.flatten(1) if shared else x.flatten(2)  # (N, F) shared by all, or (P, N, F)
+            h = x.flatten(1).t() if shared else x.flatten(2).transpose(1, 2)  # (F, N) shared by all, or (P, F, N)
+        # Activations run features-first, (P, features, N): each layer is W @ h, so the gradient of a weight
+        # comes out in the weight's own layout (no copy when autograd hands it to the leaf).
         for name, module in self.fc:
             h = self._linear(tensors, f"fc.{name}", h) if isinstance(module, nn.Linear) else module(h)
-        return self._linear(tensors, "out", h)
+        return self._linear(tensors, "out", h).transpose(1, 2)  # (P, N, classes)
 
     @staticmethod
     def _linear(tensors, key: str, h: torch.Tensor) -> torch.Tensor:
         w, b = tensors[f"{key}.weight"], tensors[f"{key}.bias"]
         if h.dim() == 2:  # an input shared by every member
-            return torch.matmul(h, w.transpose(1, 2)) + b.unsqueeze(1)
-        return torch.baddbmm(b.unsqueeze(1), h, w.transpose(1, 2))
+            return torch.matmul(w, h) + b.unsqueeze(2)
+        return torch.baddbmm(b.unsqueeze(2), w, h)

@@ -101,7 +101,10 @@ def test_a_diverging_member_changes_no_other_member_and_is_reported(split):
     assert cohort.states[1]["diverged_round"] == 0
     for m in members:
         if m.key != bad:
-            assert_close(poisoned[m.key], clean[m.key], 0.0)  # bitwise: nothing leaks between members
+            # bitwise while the diverging member trains beside them (nothing leaks between members); in later
+            # rounds the cohort is one member smaller, which changes the batched kernels' rounding only
+            assert_close({0: poisoned[m.key][0]}, {0: clean[m.key][0]}, 0.0) if 0 in clean[m.key] else None
+            assert_close(poisoned[m.key], clean[m.key], 1e-5)
 
 
 def test_cohort_resumes_bitwise_from_its_state_and_from_round_files(split, tmp_path):
@@ -147,8 +150,9 @@ def test_reinit_far_behind_its_ticket_gets_the_masks_from_the_tickets_files(spli
     got = {}
     for results in resumed.run_results():
         got.update({res.record["round"]: res for i, res in results.items() if i == 1})
-    for r in (2, 3):
-        assert got[r].record["val_loss"] == whole[members[1].key][r].record["val_loss"]
+    # the ticket is too far ahead to train beside it again: alone, the re-init's rounds equal the undisturbed
+    # ones within float rounding (its masks exactly)
+    assert_close({r: got[r] for r in (2, 3)}, {r: whole[members[1].key][r] for r in (2, 3)}, 1e-5)
 
 
 def test_cohort_rules_are_one_line_errors(split):
