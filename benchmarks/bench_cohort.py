@@ -6,7 +6,8 @@ S trajectories trained separately, on the same device and cores (ratios measured
     python benchmarks/bench_cohort.py --device cuda --arch conv2 --members 8
 
 CPU: the separate trials are `threads` worker processes of 1 thread each (Ray's one-CPU trials), running the
-S trajectories between them concurrently; the cohort is one process with `threads` threads. GPU: the
+S trajectories between them concurrently; the cohort is one process with `threads` threads; "one by one" is
+the S trajectories trained one after another in one process with `threads` threads. GPU: the
 reference is one trajectory alone on the same GPU (what a trial did before cohorts); GPU memory per member is
 the peak allocated by the cohort divided by S. Each timing is (warm-up + N iterations) - (warm-up), best of
 `--repeats`, so set-up and the one evaluation at the end of a run cancel out. A JSON line is printed.
@@ -109,8 +110,10 @@ def main() -> None:
                    speedup_vs_one_alone=(a.members / cohort) / (1 / alone))
     else:
         separate = separate_trials(a.arch, a.members, a.threads, a.iters, a.warmup, a.repeats)
+        one = step_seconds(a.arch, split, [0], a.iters, a.warmup, a.repeats)  # one by one, all threads
         out.update(separate_ms_per_iter=separate * 1e3, separate_trajectory_iters_per_s=a.members / separate,
-                   speedup_vs_separate_trials=separate / cohort)
+                   speedup_vs_separate_trials=separate / cohort,
+                   one_by_one_ms_per_iter=one * a.members * 1e3, speedup_vs_one_by_one=one * a.members / cohort)
     print(json.dumps(out))
 
 

@@ -176,3 +176,29 @@ def test_trajectory_cli_runs_a_cohort(tiny_mnist, capsys, tmp_path):
     assert code == 0 and [(x["round"], x["method"], x["seed"]) for x in lines] == [
         (0, "imp", 0), (0, "imp", 1), (1, "imp", 0), (1, "imp", 1), (1, "reinit", 0), (1, "reinit", 1)]
     assert len(list(tmp_path.glob("*/round_001/record.json"))) == 4
+
+
+def test_grouped_convolutions_equal_the_member_by_member_path(cifar_split):
+    """The GPU path (one grouped convolution, BatchNorm over P*C channels) and the CPU path (one convolution
+    per member) give the same logits, gradients and BatchNorm statistics (float64, on the CPU)."""
+    from lth_ray.cohort import initial_weights
+    from lth_ray.models import build_model
+    from lth_ray.stacked import StackedNet
+    cfg = from_preset("conv2", dataset="cifar10", plan_conv=(4, "8B", "M"), plan_fc=(16,))
+    net = StackedNet(build_model(cfg.plan_conv, cfg.plan_fc, (3, 32, 32), device="meta"))
+    states = [initial_weights(cfg.replace(seed=s)) for s in range(3)]
+    x = cifar_split.x_train[:30].double().view(3, 10, 3, 32, 32)
+    out = {}
+    for grouped in (True, False):
+        tensors = {k: torch.stack([s[k] for s in states]).double() if states[0][k].is_floating_point()
+                   else torch.stack([s[k] for s in states]) for k in states[0]}
+        params = [t.requires_grad_() for k, t in tensors.items() if k.endswith(("weight", "bias"))]
+        logits = net.forward(tensors, x, 3, shared=False, training=True, grouped=grouped)
+        grads = torch.autograd.grad(logits.square().sum(), params)
+        shared = net.forward(tensors, cifar_split.x_val[:7].double(), 3, shared=True, training=False,
+                             grouped=grouped)
+        out[grouped] = (logits, grads, tensors["conv.3.running_var"], tensors["conv.3.num_batches_tracked"], shared)
+    (la, ga, va, na, sa), (lb, gb, vb, nb, sb) = out[True], out[False]
+    assert torch.allclose(la, lb, atol=1e-12) and torch.allclose(sa, sb, atol=1e-12)
+    assert all(torch.allclose(a, b, atol=1e-10) for a, b in zip(ga, gb))
+    assert torch.allclose(va, vb, atol=1e-12) and torch.equal(na, nb) and na.tolist() == [1, 1, 1]
