@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from .schema import IDENTITY, LAYER_PREFIX
-from .trajectory import METRICS
+from .cohort import METRICS
 
 # A configuration is the whole recipe, everything but the seed and the method: its tickets and baselines are
 # compared, and two recipes never average together.

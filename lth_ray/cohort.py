@@ -405,12 +405,16 @@ class Cohort:
         best = {k: t.detach().clone() for k, t in stacked().items()} if any_es else None
         captures = {p.capture_at for p in parts if p.capture_at is not None}
         captured: dict[int, dict] = {}
+        masks_by_flags: dict[tuple, torch.Tensor] = {}
         for it, idx in self._batch_indices(gens, first):
             if it == stop:
                 break
             waiting = [q for q, s in enumerate(starts) if s > it]  # participants whose round starts later
             if waiting:
-                started = torch.tensor([s <= it for s in starts], device=dev)
+                flags = tuple(s <= it for s in starts)  # changes only where a group starts: made once each
+                started = masks_by_flags.get(flags)
+                if started is None:
+                    started = masks_by_flags[flags] = torch.tensor(flags, device=dev)
                 kept = {k: b.clone() for k, b in buffers.items()}
             optimizer.zero_grad(set_to_none=True)
             with numerics.autocast(cfg.precision, dev):

@@ -22,7 +22,7 @@ from pyarrow import fs as pafs
 from .config import TrajectoryConfig
 from .pruning import unpack_masks
 from .rounds import RoundStore
-from .trajectory import initial_weights
+from .cohort import initial_weights
 
 ROUNDS_DIR = "rounds"  # a trial's round files, beside Tune's checkpoints
 STATE_FILE = "state.pt"  # the trajectory state the trainable writes inside each checkpoint folder

@@ -32,7 +32,7 @@ from . import __version__, thesis
 from .config import ConfigError
 from .experiment import ExperimentError, TrialResult, filesystem_and_path, load_trials, open_analysis
 from .schema import HISTORIES, IDENTITY, INSTABILITY, INTERPOLATION, LAYER_PREFIX, rounds_schema
-from .trajectory import METRICS, diverged
+from .cohort import METRICS, diverged
 
 MANIFEST = "export.json"
 EXPORT_FORMAT = 1

@@ -17,10 +17,10 @@ from typing import Callable, Sequence
 import torch
 
 from . import numerics
-from .cohort import (COHORT_FORMAT, METRICS, STATE_FORMAT, STREAM_COPY_DATA, STREAM_DATA, STREAM_INIT,  # noqa: F401
-                     STREAM_RANDOM_PRUNE, STREAM_REINIT, TICKETS, Cohort, check_state, cohort_state, cpu_state,
-                     device_name, diverged, early_stop_index, evaluate, finished, generator, initial_state,
-                     initial_weights)
+from .cohort import COHORT_FORMAT, STREAM_DATA, TICKETS, Cohort, check_state, finished, generator, initial_state
+# The engine's vocabulary, re-exported for the Python API (`from lth_ray.trajectory import ...` keeps working).
+from .cohort import (METRICS, STATE_FORMAT, STREAM_COPY_DATA, cohort_state, cpu_state, diverged,  # noqa: F401
+                     early_stop_index, evaluate, initial_weights)
 from .config import (PRECISIONS, PRESETS, ConfigError, TrajectoryConfig, from_preset, parse_numbers, parse_plan,
                      parse_seeds)
 from .data import DataError, Split, load_split

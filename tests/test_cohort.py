@@ -12,7 +12,7 @@ import torch
 from lth_ray.cohort import Cohort
 from lth_ray.config import ConfigError, from_preset
 from lth_ray.rounds import RoundStore
-from lth_ray.trajectory import Trajectory, cohort_members, resume_cohort
+from lth_ray.trajectory import cohort_members, resume_cohort
 from rounds_helpers import masks
 
 METRICS = ("train_loss", "val_loss", "val_acc", "test_loss", "test_acc")
