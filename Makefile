@@ -40,6 +40,7 @@ bench: setup
 	$(VPY) benchmarks/bench_train_step.py
 	$(VPY) benchmarks/bench_ray_overhead.py
 	$(VPY) benchmarks/bench_export.py
+	$(VPY) benchmarks/bench_cohort.py --arch lenet --members 8
 
 clean:
 	rm -rf $(VENV)
