@@ -244,3 +244,26 @@ def test_a_diverging_sweep_finishes_and_says_which_rounds_diverged(tiny_mnist, r
     summary = (tmp_path / "nan" / "report" / "summary.md").read_text()
     diverged = summary.split("## Diverged rounds")[1].split("##")[0]
     assert "lenet-mnist-imp-layerwise-fc0.2-lr1e+11-s0" in diverged
+
+
+def test_cohort_trials_export_the_same_shape_as_one_seed_per_trial(tiny_mnist, ray_cluster, tmp_path):
+    """One cohort of 2 seeds x (ticket, re-init) or one trial per seed: the same trajectories, Parquet rows and
+    columns, thesis files; the numbers equal within float rounding (the company only changes batched kernels)."""
+    import pyarrow.parquet as pq
+    exports = {}
+    for per_trial in ("1", "2"):
+        args = sweep_argv(tiny_mnist, tmp_path, f"s{per_trial}", "--address", ray_cluster.address, "--rounds", "1",
+                          "--seeds", "2", "--baselines", "reinit", "--seeds-per-trial", per_trial)
+        out = subprocess.run(sweep_cmd(*args), cwd=ROOT, capture_output=True, text=True, timeout=400)
+        assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+        assert len(list((tmp_path / f"s{per_trial}").glob("lenet-*"))) == {"1": 2, "2": 1}[per_trial]
+        exports[per_trial] = tmp_path / f"s{per_trial}" / "export"
+    one, two = (pq.read_table(exports[k] / "rounds.parquet") for k in ("1", "2"))
+    assert one.schema.names == two.schema.names and [f.type for f in one.schema] == [f.type for f in two.schema]
+    a, b = (t.to_pandas().sort_values(["trajectory", "round"], ignore_index=True) for t in (one, two))
+    assert a[["trajectory", "round", "sparsity", "start_iteration", "steps"]].equals(
+        b[["trajectory", "round", "sparsity", "start_iteration", "steps"]])
+    assert (a["final_test_loss"] - b["final_test_loss"]).abs().max() < 1e-3  # accuracies could flip a sample
+    names = [sorted(p.name.split("-", 2)[-1] if p.name[:4].isdigit() else p.name for p in exports[k].iterdir())
+             for k in ("1", "2")]
+    assert names[0] == names[1]
