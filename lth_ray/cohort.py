@@ -27,14 +27,15 @@ import torch
 import torch.nn.functional as F
 
 from . import numerics
-from .config import ConfigError, TrajectoryConfig
-from .data import Split
+from .config import AT_INIT, ConfigError, TrajectoryConfig
+from .data import Split, epoch_batches
 from .interpolation import evaluate_path
 from .models import build_model, prunable_layers
 from .pruning import (alive_after, compact, dense_masks, density, expand, global_magnitude_prune,
                       global_random_prune, layer_density, layer_rates, magnitude_prune, magnitude_prune_to,
                       pack_masks, random_prune, unpack_masks)
 from .rounds import RoundResult
+from .scoring import keep_top, magnitude_scores, snip_scores, synflow_masks
 from .stacked import StackedNet
 
 COHORT_FORMAT = 3  # a list of member states (each of trajectory state format 2)
@@ -42,9 +43,10 @@ STATE_FORMAT = 2   # one member's state; 1 was lth_ray 0.1.0 (every round's weig
 METRICS = ("train_loss", "val_loss", "val_acc", "test_loss", "test_acc")
 TICKETS = ("imp", "one-shot")
 # Purposes of the seeded random streams (never reuse a number for another purpose).
-STREAM_INIT, STREAM_DATA, STREAM_RANDOM_PRUNE, STREAM_REINIT, STREAM_COPY_DATA = 0, 1, 2, 3, 4
+STREAM_INIT, STREAM_DATA, STREAM_RANDOM_PRUNE, STREAM_REINIT, STREAM_COPY_DATA, STREAM_SCORE = 0, 1, 2, 3, 4, 5
 # Settings a member may have of its own; every other setting is the cohort's recipe, shared by all.
-MEMBER_FIELDS = ("seed", "method", "save_early_stop", "instability", "instability_rounds", "instability_points")
+MEMBER_FIELDS = ("seed", "method", "save_early_stop", "instability", "instability_rounds", "instability_points",
+                 "score_batches")
 
 
 def generator(seed: int, stream: int, round_: int = 0) -> torch.Generator:
@@ -199,6 +201,7 @@ class Cohort:
         for s, c in zip(self.states, self.configs):
             check_state(s, c)
         self._single = None
+        self._scores: dict[int, dict] = {}
         self.last_trained: dict[int, dict] = {}
 
     def _cast(self, weights: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -323,6 +326,8 @@ class Cohort:
             return self._ticket_masks(i, r, chosen), self._start_of(i, r)
         if r == 0:
             return previous, self.inits[i]
+        if cfg.method in AT_INIT:  # the initialization pruned to the ticket's round-r count, trained 0 -> T
+            return self._at_init_masks(i, r), self.inits[i]
         if cfg.method == "random-prune":  # the ticket's count (per layer, or in total under global pruning)
             draw = generator(cfg.seed, STREAM_RANDOM_PRUNE, r)
             masks = (global_random_prune(previous, cfg.prune_rate_fc, draw) if cfg.pruning == "global"
@@ -344,6 +349,35 @@ class Cohort:
         else:
             masks = magnitude_prune(trained, previous, self.rates)
         return masks, self.rewind(i)
+
+    def ladder_count(self, r: int) -> int:
+        """How many prunable weights the ticket keeps in round r: the sum of the per-layer counts (layer-wise
+        pruning) or the global count (global pruning); the same number for every method of the cohort."""
+        cfg, sizes = self.recipe, {n: self.inits[0][f"{n}.weight"].numel() for n in self.kinds}
+        if cfg.pruning == "global":
+            return alive_after(sum(sizes.values()), cfg.prune_rate_fc, r)
+        return sum(alive_after(size, self.rates[n], r) for n, size in sizes.items())
+
+    def _at_init_masks(self, i: int, r: int) -> dict[str, torch.Tensor]:
+        """Member i's mask of round r by its pruning-at-initialization method, kept to the ticket's count."""
+        cfg = self.configs[i]
+        model = build_model(cfg.plan_conv, cfg.plan_fc, self.split.in_shape, cfg.activation).to(self.dtype)
+        model.load_state_dict(self.inits[i])
+        model = model.to(self.device)
+        ones = dense_masks({n: self.inits[i][f"{n}.weight"] for n in self.kinds})
+        keep = self.ladder_count(r)
+        if cfg.method == "synflow":
+            masks = synflow_masks(model, self.kinds, self.split.in_shape, keep)
+            return {n: m.cpu() for n, m in masks.items()}
+        if i not in self._scores:  # scores at init do not depend on the round: computed once per member
+            if cfg.method == "snip":
+                gen = generator(cfg.seed, STREAM_SCORE, 0)
+                idx = epoch_batches(len(self.split.x_train), cfg.batch_size, gen, self.device)[:cfg.score_batches]
+                batches = [(self.split.x_train[b], self.split.y_train[b]) for b in idx]
+                self._scores[i] = {n: v.cpu() for n, v in snip_scores(model, self.kinds, batches).items()}
+            else:
+                self._scores[i] = {n: v.cpu() for n, v in magnitude_scores(model, self.kinds).items()}
+        return keep_top(self._scores[i], ones, keep)
 
     def _ticket_masks(self, i: int, r: int, chosen: dict[int, dict]) -> dict[str, torch.Tensor]:
         """The round-r mask of member i's ticket: chosen this round, or (after a resume that left the ticket

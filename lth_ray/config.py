@@ -10,7 +10,8 @@ from dataclasses import dataclass
 from typing import Any
 
 DATASETS = ("mnist", "fashion-mnist", "cifar10")
-METHODS = ("imp", "reinit", "random-prune", "one-shot")
+AT_INIT = ("snip", "synflow", "magnitude-init")  # pruning at initialization (lth_ray.scoring)
+METHODS = ("imp", "reinit", "random-prune", "one-shot") + AT_INIT
 PRUNINGS = ("layerwise", "global")
 ACTIVATIONS = ("relu", "tanh")
 DEVICES = ("auto", "cpu", "cuda")
@@ -104,6 +105,8 @@ class TrajectoryConfig:
     instability: bool = False
     instability_rounds: tuple = ()
     instability_points: int = 31
+    # SNIP's training batches for its scores at initialization (the paper: one batch).
+    score_batches: int = 1
 
     @property
     def prune_rate_out(self) -> float:
@@ -117,7 +120,7 @@ class TrajectoryConfig:
     @property
     def first_round(self) -> int:
         """Baselines have no dense round of their own: they start at round 1."""
-        return 1 if self.method in ("reinit", "random-prune") else 0
+        return 1 if self.method in ("reinit", "random-prune") + AT_INIT else 0
 
     @property
     def key(self) -> str:
@@ -128,12 +131,14 @@ class TrajectoryConfig:
         lr = f"-lr{self.learning_rate:g}" if not preset or self.learning_rate != preset.learning_rate else ""
         batch = f"-b{self.batch_size}" if not preset or self.batch_size != preset.batch_size else ""
         numerics = ("" if self.precision == "fp32" else f"-{self.precision}") + ("-det" if self.deterministic else "")
+        numerics += f"-sb{self.score_batches}" if self.score_batches != 1 else ""
         return (f"{self.arch}-{self.dataset}-{self.method}-{self.pruning}-fc{self.prune_rate_fc:g}{conv}{rewind}"
                 f"{lr}{batch}{numerics}-s{self.seed}")
 
     def round_start(self, round_: int) -> int:
-        """The first iteration of round `round_`: 0 for the dense round and for re-init, else the rewind point."""
-        return 0 if round_ == 0 or self.method == "reinit" else self.rewind_iteration
+        """The first iteration of round `round_`: 0 for the dense round, for re-init and for the methods that prune
+        the initialization, else the rewind point."""
+        return 0 if round_ == 0 or self.method in ("reinit",) + AT_INIT else self.rewind_iteration
 
     def measures_instability(self, round_: int) -> bool:
         return self.instability and (not self.instability_rounds or round_ in self.instability_rounds)
@@ -174,7 +179,10 @@ class TrajectoryConfig:
             raise ConfigError(f"pruning={self.pruning!r} is unknown; allowed: {', '.join(PRUNINGS)}")
         if self.method not in METHODS:
             raise ConfigError(f"method={self.method!r} is unknown; allowed: {', '.join(METHODS)}")
-        if self.method in ("reinit", "random-prune") and self.rounds < 1:
+        if (isinstance(self.score_batches, bool) or not isinstance(self.score_batches, int)
+                or self.score_batches < 1):
+            raise ConfigError(f"score_batches={self.score_batches!r} is not allowed; it must be an integer >= 1")
+        if self.first_round == 1 and self.rounds < 1:
             raise ConfigError(f"method={self.method!r} needs rounds >= 1 (baselines have no dense round)")
         if (isinstance(self.rewind_iteration, bool) or not isinstance(self.rewind_iteration, int)
                 or not 0 <= self.rewind_iteration < self.iterations

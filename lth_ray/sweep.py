@@ -64,7 +64,9 @@ def build_parser(defaults: SweepDefaults) -> argparse.ArgumentParser:
     g.add_argument("--seeds", default="1", help="a count N (seeds 0..N-1) or a comma list of seeds")
     g.add_argument("--prune-rates", help="comma list of fc prune rates (default: the preset's)")
     g.add_argument("--conv-prune-rates", help="comma list of conv prune rates (default: the preset's)")
-    g.add_argument("--baselines", default="", help="comma list of reinit, random-prune (ride with their ticket)")
+    g.add_argument("--baselines", default="", help="comma list of reinit, random-prune (ride with their ticket) and "
+                                                      "the pruning-at-init methods snip, synflow, magnitude-init")
+    g.add_argument("--score-batches", type=int, default=1, help="SNIP's training batches for its scores (1)")
     g.add_argument("--rewind-iteration", default="0",
                    help="comma list of rewind iterations k (late rewinding; default 0, the initialisation)")
     g.add_argument("--learning-rate", help="comma list of Adam learning rates (default: the preset's)")
@@ -191,6 +193,7 @@ def spec_from_args(a: argparse.Namespace, defaults: SweepDefaults) -> SweepSpec:
                                  prune_rate_conv=conv, pruning=a.pruning, activation=a.activation, seed=seed,
                                  method="one-shot" if a.one_shot else "imp", rewind_iteration=rewind,
                                  learning_rate=lr, batch_size=batch, precision=a.precision,
+                                 score_batches=a.score_batches,
                                  deterministic=a.deterministic, save_early_stop=not a.no_early_stop_weights,
                                  instability=a.instability, instability_points=a.instability_points,
                                  instability_rounds=instability_rounds, **plans)

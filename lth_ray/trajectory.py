@@ -21,12 +21,12 @@ from .cohort import COHORT_FORMAT, STREAM_DATA, TICKETS, Cohort, check_state, fi
 # The engine's vocabulary, re-exported for the Python API (`from lth_ray.trajectory import ...` keeps working).
 from .cohort import (METRICS, STATE_FORMAT, STREAM_COPY_DATA, cohort_state, cpu_state, diverged,  # noqa: F401
                      early_stop_index, evaluate, initial_weights)
-from .config import (PRECISIONS, PRESETS, ConfigError, TrajectoryConfig, from_preset, parse_numbers, parse_plan,
+from .config import (AT_INIT, PRECISIONS, PRESETS, ConfigError, TrajectoryConfig, from_preset, parse_numbers, parse_plan,
                      parse_seeds)
 from .data import DataError, Split, load_split
 from .rounds import RoundResult, RoundStore
 
-BASELINES = ("reinit", "random-prune")
+BASELINES = ("reinit", "random-prune") + AT_INIT
 
 
 def resolve_device(requested: str) -> torch.device:
@@ -219,12 +219,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eval-every", type=int, default=None)
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--seeds", help="a cohort of seeds: a count N (0..N-1) or a comma list (replaces --seed)")
-    p.add_argument("--baselines", default="", help="comma list of reinit, random-prune: members riding with "
+    p.add_argument("--baselines", default="", help="comma list of reinit, random-prune, snip, synflow, "
+                                                      "magnitude-init: members riding with "
                                                       "each seed's ticket")
     p.add_argument("--prune-rate-fc", type=float, default=None)
     p.add_argument("--prune-rate-conv", type=float, default=None)
     p.add_argument("--pruning", default=None, help="layerwise or global")
-    p.add_argument("--method", default=None, help="the ticket: imp or one-shot (random-prune alone also runs)")
+    p.add_argument("--method", default=None, help="the ticket: imp or one-shot (random-prune, snip, synflow, "
+                                                   "magnitude-init alone also run)")
+    p.add_argument("--score-batches", type=int, default=None, help="SNIP's training batches for its scores (1)")
     p.add_argument("--rewind-iteration", type=int, default=None,
                    help="late rewinding to iteration k (a multiple of --eval-every below --iterations)")
     p.add_argument("--activation", default=None, help="relu or tanh")
@@ -251,7 +254,7 @@ def config_from_args(a: argparse.Namespace) -> TrajectoryConfig:
                        plan_fc=None if a.plan_fc is None else parse_plan(a.plan_fc, "--plan-fc"),
                        plan_conv=None if a.plan_conv is None else parse_plan(a.plan_conv, "--plan-conv"),
                        prune_rate_fc=a.prune_rate_fc, prune_rate_conv=a.prune_rate_conv, pruning=a.pruning,
-                       method=a.method, rewind_iteration=a.rewind_iteration, activation=a.activation,
+                       method=a.method, score_batches=a.score_batches, rewind_iteration=a.rewind_iteration, activation=a.activation,
                        device=a.device, precision=a.precision, deterministic=a.deterministic,
                        instability=a.instability or None, instability_points=a.instability_points,
                        instability_rounds=None if a.instability_rounds is None

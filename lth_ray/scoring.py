@@ -1,0 +1,78 @@
+"""Pruning at initialization: methods that score the weights of the untrained net (Frankle et al. 2021's
+baselines). Each scorer is small, like ShrinkBench's strategies: it maps a net at init to one score per
+prunable weight; keeping the top weights to a count (globally) is shared code (`pruning`). Plain PyTorch.
+
+- `magnitude-init`: |w| at initialization.
+- `snip` (Lee et al. 2019): |g * w|, g the gradient of the training loss at init over `score_batches` batches.
+- `synflow` (Tanaka et al. 2020): data-free and iterative: |dR/dw * w| with R the output sum of the net with
+  absolute weights on an all-ones input, re-scored after each of 100 prunings on an exponential schedule.
+"""
+from __future__ import annotations
+
+import copy
+from typing import Iterable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .pruning import Masks, global_magnitude_prune
+
+AT_INIT = ("snip", "synflow", "magnitude-init")
+SYNFLOW_ITERATIONS = 100
+
+
+def keep_top(scores: dict[str, torch.Tensor], masks: Masks, keep: int) -> Masks:
+    """Masks keeping the `keep` highest-scoring alive weights over all layers (ties: lower flat index first)."""
+    alive = sum(int(m.sum()) for m in masks.values())
+    return global_magnitude_prune(scores, masks, count=alive - keep)
+
+
+def _weights(model: nn.Module, layers: Iterable[str]) -> dict[str, torch.Tensor]:
+    modules = dict(model.named_modules())
+    return {n: modules[n].weight for n in layers}
+
+
+def magnitude_scores(model: nn.Module, layers) -> dict[str, torch.Tensor]:
+    return {n: w.detach().abs() for n, w in _weights(model, layers).items()}
+
+
+def snip_scores(model: nn.Module, layers, batches: Iterable[tuple[torch.Tensor, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """|g * w| with g the mean gradient of the cross-entropy over the given batches (the model in train mode,
+    as it would train)."""
+    weights = _weights(model, layers)
+    model.zero_grad(set_to_none=True)
+    model.train()
+    batches = list(batches)
+    for x, y in batches:
+        (F.cross_entropy(model(x), y) / len(batches)).backward()
+    scores = {n: (w.grad * w).detach().abs() for n, w in weights.items()}
+    model.zero_grad(set_to_none=True)
+    return scores
+
+
+def synflow_masks(model: nn.Module, layers, in_shape, keep: int,
+                  iterations: int = SYNFLOW_ITERATIONS) -> Masks:
+    """SynFlow's masks for `keep` weights: `iterations` rounds of scoring and pruning, the kept fraction
+    following the exponential schedule (keep/total)^(k/iterations); the model is used in float64, eval mode
+    (BatchNorm with its running statistics), with |w| and an all-ones input, on a copy of the model."""
+    model = copy.deepcopy(model).double().eval()
+    weights = _weights(model, layers)
+    with torch.no_grad():
+        for w in model.state_dict().values():
+            if w.is_floating_point():
+                w.abs_()
+    masks = {n: torch.ones_like(w, dtype=torch.bool) for n, w in weights.items()}
+    total = sum(m.numel() for m in masks.values())
+    ones = torch.ones((1, *in_shape), dtype=torch.float64, device=next(model.parameters()).device)
+    base = {n: w.detach().clone() for n, w in weights.items()}
+    for k in range(1, iterations + 1):
+        with torch.no_grad():
+            for n, w in weights.items():
+                w.copy_(base[n] * masks[n])
+        model.zero_grad(set_to_none=True)
+        model(ones).sum().backward()
+        scores = {n: (w.grad * w).detach().abs() for n, w in weights.items()}
+        target = max(keep, round(total * (keep / total) ** (k / iterations)))
+        masks = keep_top(scores, masks, target)
+    return masks
