@@ -361,22 +361,23 @@ class Cohort:
     def _at_init_masks(self, i: int, r: int) -> dict[str, torch.Tensor]:
         """Member i's mask of round r by its pruning-at-initialization method, kept to the ticket's count."""
         cfg = self.configs[i]
+        ones = dense_masks({n: self.inits[i][f"{n}.weight"] for n in self.kinds})
+        keep = self.ladder_count(r)
+        if cfg.method != "synflow" and i in self._scores:  # scores at init do not depend on the round
+            return keep_top(self._scores[i], ones, keep)
         model = build_model(cfg.plan_conv, cfg.plan_fc, self.split.in_shape, cfg.activation).to(self.dtype)
         model.load_state_dict(self.inits[i])
         model = model.to(self.device)
-        ones = dense_masks({n: self.inits[i][f"{n}.weight"] for n in self.kinds})
-        keep = self.ladder_count(r)
-        if cfg.method == "synflow":
+        if cfg.method == "synflow":  # iterative: its schedule ends at this round's count, so redone per round
             masks = synflow_masks(model, self.kinds, self.split.in_shape, keep)
             return {n: m.cpu() for n, m in masks.items()}
-        if i not in self._scores:  # scores at init do not depend on the round: computed once per member
-            if cfg.method == "snip":
-                gen = generator(cfg.seed, STREAM_SCORE, 0)
-                idx = epoch_batches(len(self.split.x_train), cfg.batch_size, gen, self.device)[:cfg.score_batches]
-                batches = [(self.split.x_train[b], self.split.y_train[b]) for b in idx]
-                self._scores[i] = {n: v.cpu() for n, v in snip_scores(model, self.kinds, batches).items()}
-            else:
-                self._scores[i] = {n: v.cpu() for n, v in magnitude_scores(model, self.kinds).items()}
+        if cfg.method == "snip":
+            gen = generator(cfg.seed, STREAM_SCORE, 0)
+            idx = epoch_batches(len(self.split.x_train), cfg.batch_size, gen, self.device)[:cfg.score_batches]
+            scores = snip_scores(model, self.kinds, [(self.split.x_train[b], self.split.y_train[b]) for b in idx])
+        else:
+            scores = magnitude_scores(model, self.kinds)
+        self._scores[i] = {n: v.cpu() for n, v in scores.items()}
         return keep_top(self._scores[i], ones, keep)
 
     def _ticket_masks(self, i: int, r: int, chosen: dict[int, dict]) -> dict[str, torch.Tensor]:
