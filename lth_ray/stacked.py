@@ -3,8 +3,9 @@
 P members of the same plan train in lockstep as one model: fully connected layers are batched matrix
 products (`baddbmm`), convolutions on a GPU are grouped convolutions (member p's channels form group p; on a
 CPU, where grouped kernels are slow, one convolution per member), BatchNorm normalizes each member's channels
-with that member's own statistics. Nothing mixes members: member p's outputs, gradients and updates depend only on member p's weights and
-batch, so a member that diverges (NaN) leaves the others' numbers as they are. Plain PyTorch, no Ray.
+with that member's own statistics. Nothing mixes members: member p's outputs, gradients and updates depend
+only on member p's weights and batch, so a member that diverges (NaN) leaves the others' numbers as they are.
+Plain PyTorch, no Ray.
 """
 from __future__ import annotations
 

@@ -220,8 +220,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--seeds", help="a cohort of seeds: a count N (0..N-1) or a comma list (replaces --seed)")
     p.add_argument("--baselines", default="", help="comma list of reinit, random-prune, snip, synflow, "
-                                                      "magnitude-init: members riding with "
-                                                      "each seed's ticket")
+                                                      "magnitude-init: members riding with each seed's ticket")
     p.add_argument("--prune-rate-fc", type=float, default=None)
     p.add_argument("--prune-rate-conv", type=float, default=None)
     p.add_argument("--pruning", default=None, help="layerwise or global")
