@@ -27,26 +27,26 @@ import torch
 import torch.nn.functional as F
 
 from . import numerics
-from .config import AT_INIT, ConfigError, TrajectoryConfig
+from .config import AT_INIT, TICKETS, ConfigError, TrajectoryConfig
 from .data import Split, epoch_batches
 from .interpolation import evaluate_path
 from .models import build_model, prunable_layers
 from .pruning import (alive_after, compact, dense_masks, density, expand, global_magnitude_prune,
                       global_random_prune, layer_density, layer_rates, magnitude_prune, magnitude_prune_to,
-                      pack_masks, random_prune, unpack_masks)
+                      pack_masks, random_prune, shuffle_within_layers, unpack_masks)
 from .rounds import RoundResult
-from .scoring import keep_top, magnitude_scores, snip_scores, synflow_masks
+from .scoring import grasp_scores, keep_top, magnitude_scores, snip_scores, synflow_masks
 from .stacked import StackedNet
 
 COHORT_FORMAT = 3  # a list of member states (each of trajectory state format 2)
 STATE_FORMAT = 2   # one member's state; 1 was lth_ray 0.1.0 (every round's weights in one growing state)
 METRICS = ("train_loss", "val_loss", "val_acc", "test_loss", "test_acc")
-TICKETS = ("imp", "one-shot")
 # Purposes of the seeded random streams (never reuse a number for another purpose).
 STREAM_INIT, STREAM_DATA, STREAM_RANDOM_PRUNE, STREAM_REINIT, STREAM_COPY_DATA, STREAM_SCORE = 0, 1, 2, 3, 4, 5
+STREAM_SHUFFLE = 6
 # Settings a member may have of its own; every other setting is the cohort's recipe, shared by all.
-MEMBER_FIELDS = ("seed", "method", "save_early_stop", "instability", "instability_rounds", "instability_points",
-                 "score_batches")
+MEMBER_FIELDS = ("seed", "method", "ablation", "save_early_stop", "instability", "instability_rounds",
+                 "instability_points", "score_batches")
 
 
 def generator(seed: int, stream: int, round_: int = 0) -> torch.Generator:
@@ -128,7 +128,8 @@ def cohort_state(states: Sequence[dict]) -> dict:
 
 def check_cohort(members: Sequence[TrajectoryConfig]) -> tuple[TrajectoryConfig, ...]:
     """The members, validated: one recipe, distinct members, and every baseline's ticket present when the
-    baseline needs it (re-init takes the ticket's masks; random pruning under late rewinding its rewind point)."""
+    baseline needs it (re-init and the ticket's shuffle take the ticket's masks; a member starting from the
+    rewind point without a dense round of its own, under late rewinding, the ticket's rewind point)."""
     members = tuple(m.validate() for m in members)
     if not members:
         raise ConfigError("a cohort needs at least one member")
@@ -140,15 +141,17 @@ def check_cohort(members: Sequence[TrajectoryConfig]) -> tuple[TrajectoryConfig,
     keys = [m.key for m in members]
     if len(set(keys)) != len(keys):
         raise ConfigError(f"a cohort lists the same member twice: {sorted(k for k in keys if keys.count(k) > 1)[0]}")
-    tickets = {m.seed for m in members if m.method in TICKETS}
-    if len({m.method for m in members if m.method in TICKETS}) > 1:
+    tickets = {m.seed for m in members if m.is_ticket}
+    kinds = {m.method for m in members if m.method in TICKETS}
+    if len(kinds) > 1:
         raise ConfigError("a cohort holds one kind of ticket (imp or one-shot), not both")
     for m in members:
-        needs = m.method == "reinit" or (m.method == "random-prune" and m.rewind_iteration > 0)
+        needs = m.mask_source == "ticket" or (m.start == "rewind" and m.first_round == 1 and m.rewind_iteration > 0)
         if needs and m.seed not in tickets:
-            why = "its masks" if m.method == "reinit" else "its rewind point"
-            raise ConfigError(f"baseline {m.key} needs its ticket (seed {m.seed}, imp or one-shot) in the same "
-                              f"cohort for {why}; add it, e.g. --method imp --baselines {m.method}")
+            why = "its masks" if m.mask_source == "ticket" else "its rewind point"
+            kind = m.method if m.method in TICKETS else "imp"
+            raise ConfigError(f"baseline {m.key} needs its ticket (seed {m.seed}, {kind}) in the same "
+                              f"cohort for {why}; add it, e.g. --method {kind} --baselines {m.label}")
     return members
 
 
@@ -201,7 +204,12 @@ class Cohort:
         for s, c in zip(self.states, self.configs):
             check_state(s, c)
         self._single = None
-        self._scores: dict[int, dict] = {}
+        self._scores: dict[tuple, dict] = {}  # scores (masks, for SynFlow) at init by (method, seed, ...)
+        per_epoch = len(split.x_train) // self.recipe.batch_size
+        for c in self.configs:
+            if c.method in ("snip", "grasp") and c.score_batches > per_epoch:
+                raise ConfigError(f"score_batches={c.score_batches} exceeds one epoch of {per_epoch} batches of "
+                                  f"{self.recipe.batch_size}; allowed: 1..{per_epoch}")
         self.last_trained: dict[int, dict] = {}
 
     def _cast(self, weights: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -232,7 +240,7 @@ class Cohort:
 
     def ticket_of(self, i: int) -> int | None:
         seed = self.configs[i].seed
-        return next((j for j, c in enumerate(self.configs) if c.seed == seed and c.method in TICKETS), None)
+        return next((j for j, c in enumerate(self.configs) if c.seed == seed and c.is_ticket), None)
 
     # ------------------------------------------------------------------ one round
     def run_round(self) -> dict[int, RoundResult]:
@@ -245,15 +253,15 @@ class Cohort:
         began = time.perf_counter()
         parts, produced = [], {}
         chosen: dict[int, dict] = {}
-        for i in sorted(due + replay, key=lambda i: (self.configs[i].method not in TICKETS, i)):  # tickets first:
-            cfg, state = self.configs[i], self.states[i]                              # re-init reads their masks
+        for i in sorted(due + replay, key=lambda i: (not self.configs[i].is_ticket, i)):  # tickets first: re-init
+            cfg, state = self.configs[i], self.states[i]                              # and shuffle read their masks
             if i in replay:  # finished round r before a crash: trains again beside the others, result unused
                 masks, start = unpack_masks(state["masks"]), self._start_of(i, r)
                 chosen[i] = masks
                 parts.append(Participant(i, masks, start, cfg.round_start(r), STREAM_DATA, True, False, replay=True))
                 continue
             late = cfg.rewind_iteration > 0
-            if r > 0 and late and cfg.method != "reinit" and state["rewind"] is None:
+            if r > 0 and late and cfg.start == "rewind" and state["rewind"] is None:
                 ticket = self.ticket_of(i)  # a rider without a dense round: the ticket's rewind point
                 produced[i] = state["rewind"] = self.states[ticket]["rewind"]
             masks, start = self._mask_and_start(i, r, chosen)
@@ -309,46 +317,66 @@ class Cohort:
                 and s.get("diverged_round") in (None, r)]
 
     def _start_of(self, i: int, r: int) -> dict[str, torch.Tensor]:
-        """The weights member i's round r started from."""
+        """The weights member i's round r starts from: the init (round 0, pruning at initialization), the
+        rewind point, or a fresh initialization of its own for the round (re-init and its ablations)."""
         cfg = self.configs[i]
-        if cfg.method == "reinit":
+        if r > 0 and cfg.start == "fresh":
             return self._cast(cpu_state(build_model(cfg.plan_conv, cfg.plan_fc, self.split.in_shape, cfg.activation,
                                                     generator(cfg.seed, STREAM_REINIT, r))))
-        return self.inits[i] if r == 0 else self.rewind(i)
+        return self.inits[i] if r == 0 or cfg.start == "init" else self.rewind(i)
 
     def _mask_and_start(self, i: int, r: int, chosen: dict[int, dict]):
         """Member i's mask of round r and the weights its training starts from (`chosen`: this round's masks
         of the members already planned, tickets first)."""
-        cfg, s = self.configs[i], self.states[i]
-        weights = {n: self.inits[i][f"{n}.weight"] for n in self.kinds}
-        previous = dense_masks(weights) if r == cfg.first_round else unpack_masks(s["masks"])
-        if cfg.method == "reinit":
-            return self._ticket_masks(i, r, chosen), self._start_of(i, r)
+        cfg = self.configs[i]
         if r == 0:
-            return previous, self.inits[i]
+            return dense_masks(self._layer_init(i)), self.inits[i]
+        masks = self._source_masks(i, r, chosen)
+        if cfg.ablation == "shuffle":  # the same per-layer counts, at random places
+            masks = shuffle_within_layers(masks, generator(cfg.seed, STREAM_SHUFFLE, r))
+        return masks, self._start_of(i, r)
+
+    def _layer_init(self, i: int) -> dict[str, torch.Tensor]:
+        return _layer_weights(self.inits[i], self.kinds)
+
+    def _source_masks(self, i: int, r: int, chosen: dict[int, dict]) -> dict[str, torch.Tensor]:
+        """Member i's round-r mask before a shuffle: its ticket's, its pruning-at-init method's, random
+        pruning's, or its own IMP / one-shot step (with inverted scores for the ticket's inversion)."""
+        cfg, s = self.configs[i], self.states[i]
+        if cfg.mask_source == "ticket":
+            return self._ticket_masks(i, r, chosen)
         if cfg.method in AT_INIT:  # the initialization pruned to the ticket's round-r count, trained 0 -> T
-            return self._at_init_masks(i, r), self.inits[i]
+            return self._at_init_masks(i, r)
         if cfg.method == "random-prune":  # the ticket's count (per layer, or in total under global pruning)
-            draw = generator(cfg.seed, STREAM_RANDOM_PRUNE, r)
-            masks = (global_random_prune(previous, cfg.prune_rate_fc, draw) if cfg.pruning == "global"
-                     else random_prune(previous, self.rates, draw))
-            return masks, self.rewind(i)
+            return self._random_masks(i, r)
+        invert = cfg.ablation == "invert"
+        weights = self._layer_init(i)
         if cfg.method == "one-shot":
             dense = _layer_weights(expand(s["dense_trained"], dense_masks(weights)), self.kinds)
             ones = dense_masks(dense)
             if cfg.pruning == "global":
                 total = sum(m.numel() for m in ones.values())
-                masks = global_magnitude_prune(dense, ones, count=total - alive_after(total, cfg.prune_rate_fc, r))
-            else:
-                targets = {n: alive_after(m.numel(), self.rates[n], r) for n, m in ones.items()}
-                masks = magnitude_prune_to(dense, ones, targets)
-            return masks, self.rewind(i)
+                return global_magnitude_prune(dense, ones, count=total - alive_after(total, cfg.prune_rate_fc, r),
+                                              invert=invert)
+            targets = {n: alive_after(m.numel(), self.rates[n], r) for n, m in ones.items()}
+            return magnitude_prune_to(dense, ones, targets, invert=invert)
+        previous = dense_masks(weights) if r == 1 else unpack_masks(s["masks"])
         trained = _layer_weights(expand(s["trained"], previous), self.kinds)
         if cfg.pruning == "global":
-            masks = global_magnitude_prune(trained, previous, rate=cfg.prune_rate_fc)
-        else:
-            masks = magnitude_prune(trained, previous, self.rates)
-        return masks, self.rewind(i)
+            return global_magnitude_prune(trained, previous, rate=cfg.prune_rate_fc, invert=invert)
+        return magnitude_prune(trained, previous, self.rates, invert=invert)
+
+    def _random_masks(self, i: int, r: int) -> dict[str, torch.Tensor]:
+        """Random pruning's round-r mask: round by round from the dense mask, each round's draw its own stream.
+        The random-prune member continues from its latest mask; its ablations redo the (cheap) chain."""
+        cfg, s = self.configs[i], self.states[i]
+        own = cfg.ablation == "" and s["next_round"] == r and r > cfg.first_round
+        masks = unpack_masks(s["masks"]) if own else dense_masks(self._layer_init(i))
+        for q in range(r if own else 1, r + 1):
+            draw = generator(cfg.seed, STREAM_RANDOM_PRUNE, q)
+            masks = (global_random_prune(masks, cfg.prune_rate_fc, draw) if cfg.pruning == "global"
+                     else random_prune(masks, self.rates, draw))
+        return masks
 
     def ladder_count(self, r: int) -> int:
         """How many prunable weights the ticket keeps in round r: the sum of the per-layer counts (layer-wise
@@ -359,26 +387,37 @@ class Cohort:
         return sum(alive_after(size, self.rates[n], r) for n, size in sizes.items())
 
     def _at_init_masks(self, i: int, r: int) -> dict[str, torch.Tensor]:
-        """Member i's mask of round r by its pruning-at-initialization method, kept to the ticket's count."""
+        """Member i's mask of round r by its pruning-at-initialization method, kept to the ticket's count (the
+        inversion ablation: the lowest scores kept). Scores are shared by the members of one seed and method."""
         cfg = self.configs[i]
-        ones = dense_masks({n: self.inits[i][f"{n}.weight"] for n in self.kinds})
-        keep = self.ladder_count(r)
-        if cfg.method != "synflow" and i in self._scores:  # scores at init do not depend on the round
-            return keep_top(self._scores[i], ones, keep)
+        ones = dense_masks(self._layer_init(i))
+        keep, invert = self.ladder_count(r), cfg.ablation == "invert"
+        if cfg.method == "synflow":  # iterative: its schedule ends at this round's count, so redone per round
+            key = ("synflow", cfg.seed, r, invert)
+            if key not in self._scores:
+                self._scores = {k: v for k, v in self._scores.items() if k[0] != "synflow" or k[2] == r}
+                masks = synflow_masks(self._scoring_model(i), self.kinds, self.split.in_shape, keep, invert=invert)
+                self._scores[key] = {n: m.cpu() for n, m in masks.items()}
+            return self._scores[key]
+        key = (cfg.method, cfg.seed, cfg.score_batches)  # scores at init do not depend on the round
+        if key not in self._scores:
+            model = self._scoring_model(i)
+            if cfg.method in ("snip", "grasp"):
+                gen = generator(cfg.seed, STREAM_SCORE, 0)
+                idx = epoch_batches(len(self.split.x_train), cfg.batch_size, gen, self.device)[:cfg.score_batches]
+                batches = [(self.split.x_train[b], self.split.y_train[b]) for b in idx]
+                scores = (snip_scores if cfg.method == "snip" else grasp_scores)(model, self.kinds, batches)
+            else:
+                scores = magnitude_scores(model, self.kinds)
+            self._scores[key] = {n: v.cpu() for n, v in scores.items()}
+        return keep_top(self._scores[key], ones, keep, invert)
+
+    def _scoring_model(self, i: int) -> torch.nn.Module:
+        """Member i's net at its initialization, on the cohort's device, for a scorer to use."""
+        cfg = self.configs[i]
         model = build_model(cfg.plan_conv, cfg.plan_fc, self.split.in_shape, cfg.activation).to(self.dtype)
         model.load_state_dict(self.inits[i])
-        model = model.to(self.device)
-        if cfg.method == "synflow":  # iterative: its schedule ends at this round's count, so redone per round
-            masks = synflow_masks(model, self.kinds, self.split.in_shape, keep)
-            return {n: m.cpu() for n, m in masks.items()}
-        if cfg.method == "snip":
-            gen = generator(cfg.seed, STREAM_SCORE, 0)
-            idx = epoch_batches(len(self.split.x_train), cfg.batch_size, gen, self.device)[:cfg.score_batches]
-            scores = snip_scores(model, self.kinds, [(self.split.x_train[b], self.split.y_train[b]) for b in idx])
-        else:
-            scores = magnitude_scores(model, self.kinds)
-        self._scores[i] = {n: v.cpu() for n, v in scores.items()}
-        return keep_top(self._scores[i], ones, keep)
+        return model.to(self.device)
 
     def _ticket_masks(self, i: int, r: int, chosen: dict[int, dict]) -> dict[str, torch.Tensor]:
         """The round-r mask of member i's ticket: chosen this round, or (after a resume that left the ticket
@@ -562,7 +601,7 @@ class Cohort:
         iterations = cfg.eval_iterations(r)
         assert len(iterations) == len(history)
         es = early_stop_index(values["val_loss"])
-        return {"round": r, "method": cfg.method, "sparsity": density(masks),
+        return {"round": r, "method": cfg.label, "sparsity": density(masks),
                 "layer_sparsity": layer_density(masks), "iterations": iterations, **values,
                 "early_stop_index": es, "early_stop_iteration": None if es is None else iterations[es],
                 **{f"{m}_at_early_stop": math.nan if es is None else values[m][es] for m in METRICS},

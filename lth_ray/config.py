@@ -10,8 +10,12 @@ from dataclasses import dataclass
 from typing import Any
 
 DATASETS = ("mnist", "fashion-mnist", "cifar10")
-AT_INIT = ("snip", "synflow", "magnitude-init")  # pruning at initialization (lth_ray.scoring)
+AT_INIT = ("snip", "grasp", "synflow", "magnitude-init")  # pruning at initialization (lth_ray.scoring)
+TICKETS = ("imp", "one-shot")
 METHODS = ("imp", "reinit", "random-prune", "one-shot") + AT_INIT
+# Frankle et al. 2021's sanity checks of a method's mask: shuffled within each layer, on a fresh init, or from
+# inverted scores (keep the lowest). The ticket's re-init ablation is the `reinit` method of old.
+ABLATIONS = ("shuffle", "reinit", "invert")
 PRUNINGS = ("layerwise", "global")
 ACTIVATIONS = ("relu", "tanh")
 DEVICES = ("auto", "cpu", "cuda")
@@ -107,6 +111,32 @@ class TrajectoryConfig:
     instability_points: int = 31
     # SNIP's training batches for its scores at initialization (the paper: one batch).
     score_batches: int = 1
+    # A sanity-check ablation of the method's mask (ABLATIONS); "" is the method itself.
+    ablation: str = ""
+
+    @property
+    def label(self) -> str:
+        """The method as results name it: `snip`, `snip-shuffle`, `imp-invert`, `reinit` (the ticket's re-init)."""
+        return f"{self.method}-{self.ablation}" if self.ablation else self.method
+
+    @property
+    def is_ticket(self) -> bool:
+        """The ticket itself (imp or one-shot, no ablation): the member others of its seed take masks from."""
+        return self.method in TICKETS and not self.ablation
+
+    @property
+    def start(self) -> str:
+        """Where rounds >= 1 start training: 'rewind' (the init, or under late rewinding the ticket's weights
+        at k), 'init' (pruning at initialization: the init at iteration 0) or 'fresh' (a new initialization)."""
+        if self.method == "reinit" or self.ablation == "reinit":
+            return "fresh"
+        return "init" if self.method in AT_INIT else "rewind"
+
+    @property
+    def mask_source(self) -> str:
+        """'ticket': the member's mask is its ticket's of the round (re-init, the ticket's shuffle), else 'own'."""
+        return "ticket" if self.method == "reinit" or (self.method in TICKETS and self.ablation == "shuffle") \
+            else "own"
 
     @property
     def prune_rate_out(self) -> float:
@@ -119,8 +149,9 @@ class TrajectoryConfig:
 
     @property
     def first_round(self) -> int:
-        """Baselines have no dense round of their own: they start at round 1."""
-        return 1 if self.method in ("reinit", "random-prune") + AT_INIT else 0
+        """Baselines have no dense round of their own: they start at round 1. A ticket with inverted scores
+        is a trajectory of its own (each round prunes its own trained weights, highest |w| first)."""
+        return 0 if self.method in TICKETS and self.ablation in ("", "invert") else 1
 
     @property
     def key(self) -> str:
@@ -132,13 +163,13 @@ class TrajectoryConfig:
         batch = f"-b{self.batch_size}" if not preset or self.batch_size != preset.batch_size else ""
         numerics = ("" if self.precision == "fp32" else f"-{self.precision}") + ("-det" if self.deterministic else "")
         numerics += f"-sb{self.score_batches}" if self.score_batches != 1 else ""
-        return (f"{self.arch}-{self.dataset}-{self.method}-{self.pruning}-fc{self.prune_rate_fc:g}{conv}{rewind}"
+        return (f"{self.arch}-{self.dataset}-{self.label}-{self.pruning}-fc{self.prune_rate_fc:g}{conv}{rewind}"
                 f"{lr}{batch}{numerics}-s{self.seed}")
 
     def round_start(self, round_: int) -> int:
-        """The first iteration of round `round_`: 0 for the dense round, for re-init and for the methods that prune
-        the initialization, else the rewind point."""
-        return 0 if round_ == 0 or self.method in ("reinit",) + AT_INIT else self.rewind_iteration
+        """The first iteration of round `round_`: 0 for the dense round, for a fresh initialization and for the
+        methods that prune the initialization, else the rewind point."""
+        return 0 if round_ == 0 or self.start != "rewind" else self.rewind_iteration
 
     def measures_instability(self, round_: int) -> bool:
         return self.instability and (not self.instability_rounds or round_ in self.instability_rounds)
@@ -182,6 +213,16 @@ class TrajectoryConfig:
         if (isinstance(self.score_batches, bool) or not isinstance(self.score_batches, int)
                 or self.score_batches < 1):
             raise ConfigError(f"score_batches={self.score_batches!r} is not allowed; it must be an integer >= 1")
+        if self.ablation not in ("",) + ABLATIONS:
+            raise ConfigError(f"ablation={self.ablation!r} is unknown; allowed: {', '.join(ABLATIONS)}")
+        if self.ablation and self.method == "reinit":
+            raise ConfigError("method='reinit' is itself the ticket's re-init ablation; it takes no ablation")
+        if self.ablation == "reinit" and self.method in TICKETS:
+            raise ConfigError(f"the {self.method} ticket's re-init ablation is the baseline 'reinit' "
+                              f"(method='reinit'), not ablation='reinit'")
+        if self.ablation == "invert" and self.method == "random-prune":
+            raise ConfigError("ablation='invert' is not allowed for random-prune: random pruning has no scores "
+                              "to invert; allowed: shuffle, reinit")
         if self.first_round == 1 and self.rounds < 1:
             raise ConfigError(f"method={self.method!r} needs rounds >= 1 (baselines have no dense round)")
         if (isinstance(self.rewind_iteration, bool) or not isinstance(self.rewind_iteration, int)
@@ -203,8 +244,8 @@ class TrajectoryConfig:
             if isinstance(r, bool) or not isinstance(r, int) or not self.first_round <= r <= self.rounds:
                 raise ConfigError(f"instability round {r!r} is outside the trajectory; allowed: "
                                   f"{self.first_round}..{self.rounds}")
-        if self.instability and self.method not in ("imp", "one-shot"):
-            raise ConfigError(f"instability is measured on tickets (imp, one-shot), not method={self.method!r}")
+        if self.instability and (self.method not in TICKETS or self.ablation):
+            raise ConfigError(f"instability is measured on tickets (imp, one-shot), not {self.label!r}")
         if self.device not in DEVICES:
             raise ConfigError(f"device={self.device!r} is unknown; allowed: {', '.join(DEVICES)}")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:

@@ -50,23 +50,39 @@ def _remove_lowest(scores: torch.Tensor, mask: torch.Tensor, count: int) -> torc
     return new.view_as(mask).to(mask.device)
 
 
-def magnitude_prune(weights: dict[str, torch.Tensor], masks: Masks, rates: dict[str, float]) -> Masks:
-    """Layer-wise magnitude pruning: each layer loses `rate` of its alive weights, lowest |w| first."""
-    return {name: _remove_lowest(weights[name].abs(), m, removal_count(int(m.sum()), rates[name]))
+def _magnitude(w: torch.Tensor, invert: bool) -> torch.Tensor:
+    """|w| as a score to keep by; inverted (the ablation's "keep the lowest"), -|w|."""
+    return -w.detach().abs() if invert else w.detach().abs()
+
+
+def magnitude_prune(weights: dict[str, torch.Tensor], masks: Masks, rates: dict[str, float],
+                    invert: bool = False) -> Masks:
+    """Layer-wise magnitude pruning: each layer loses `rate` of its alive weights, lowest |w| first
+    (`invert`: highest |w| first)."""
+    return {name: _remove_lowest(_magnitude(weights[name], invert), m, removal_count(int(m.sum()), rates[name]))
             for name, m in masks.items()}
 
 
-def magnitude_prune_to(weights: dict[str, torch.Tensor], masks: Masks, targets: dict[str, int]) -> Masks:
-    """Keep the `targets[name]` largest-|w| alive weights of each layer (one-shot pruning)."""
-    return {name: _remove_lowest(weights[name].abs(), m, int(m.sum()) - targets[name])
+def magnitude_prune_to(weights: dict[str, torch.Tensor], masks: Masks, targets: dict[str, int],
+                       invert: bool = False) -> Masks:
+    """Keep the `targets[name]` largest-|w| (`invert`: smallest) alive weights of each layer (one-shot)."""
+    return {name: _remove_lowest(_magnitude(weights[name], invert), m, int(m.sum()) - targets[name])
             for name, m in masks.items()}
 
 
 def global_magnitude_prune(weights: dict[str, torch.Tensor], masks: Masks, rate: float | None = None,
-                           count: int | None = None) -> Masks:
-    """Global magnitude pruning: `rate` of all alive weights (or `count` of them), lowest |w| across layers."""
+                           count: int | None = None, invert: bool = False) -> Masks:
+    """Global magnitude pruning: `rate` of all alive weights (or `count` of them), lowest |w| across layers
+    (`invert`: highest |w|)."""
+    return global_score_prune({n: _magnitude(w, invert) for n, w in weights.items() if n in masks}, masks,
+                              rate, count)
+
+
+def global_score_prune(scores: dict[str, torch.Tensor], masks: Masks, rate: float | None = None,
+                       count: int | None = None) -> Masks:
+    """Remove `rate` of all alive weights (or `count` of them), lowest signed score first across layers."""
     names = list(masks)
-    scores = torch.cat([weights[n].detach().abs().flatten().cpu().double() for n in names])
+    scores = torch.cat([scores[n].detach().flatten().cpu().double() for n in names])
     alive = torch.cat([masks[n].flatten().cpu() for n in names])
     if count is None:
         count = removal_count(int(alive.sum()), rate)
@@ -93,6 +109,17 @@ def global_random_prune(masks: Masks, rate: float, generator: torch.Generator) -
     """Global random pruning (OpenLTH's): global magnitude pruning's total count, uniformly over all alive
     prunable weights, so the overall density equals the global ticket's at every round."""
     return global_magnitude_prune(random_scores(masks, generator), masks, rate=rate)
+
+
+def shuffle_within_layers(masks: Masks, generator: torch.Generator) -> Masks:
+    """Each layer's alive weights moved to uniformly random positions of that layer (the same per-layer
+    counts): Frankle et al. 2021's shuffle ablation, which keeps the layer-wise densities and nothing else."""
+    out = {}
+    for name, m in masks.items():
+        flat = torch.zeros(m.numel(), dtype=torch.bool)
+        flat[torch.randperm(m.numel(), generator=generator)[:int(m.sum())]] = True
+        out[name] = flat.view(m.shape).to(m.device)
+    return out
 
 
 def density(masks: Masks) -> float:

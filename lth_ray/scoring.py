@@ -4,6 +4,9 @@ prunable weight; keeping the top weights to a count (globally) is shared code (`
 
 - `magnitude-init`: |w| at initialization.
 - `snip` (Lee et al. 2019): |g * w|, g the gradient of the training loss at init over `score_batches` batches.
+- `grasp` (Wang et al. 2020): S = -w * (H g), H the Hessian and g the gradient of the training loss at init
+  (the logits divided by a temperature of 200, as the authors' code); GraSP removes the highest S, so the
+  weights kept are the top of -S = w * (H g).
 - `synflow` (Tanaka et al. 2020): data-free and iterative: |dR/dw * w| with R the output sum of the net with
   absolute weights on an all-ones input, re-scored after each of 100 prunings on an exponential schedule.
 """
@@ -16,16 +19,20 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .pruning import Masks, global_magnitude_prune
+from .config import AT_INIT
+from .pruning import Masks, global_score_prune
 
-AT_INIT = ("snip", "synflow", "magnitude-init")
 SYNFLOW_ITERATIONS = 100
+GRASP_TEMPERATURE = 200.0  # Wang et al.'s code divides the logits by T = 200 for the gradients it scores with
 
 
-def keep_top(scores: dict[str, torch.Tensor], masks: Masks, keep: int) -> Masks:
-    """Masks keeping the `keep` highest-scoring alive weights over all layers (ties: lower flat index first)."""
+def keep_top(scores: dict[str, torch.Tensor], masks: Masks, keep: int, invert: bool = False) -> Masks:
+    """Masks keeping the `keep` highest-scoring alive weights over all layers (ties: the lower flat index is
+    removed first); `invert` keeps the `keep` lowest-scoring ones instead (the sanity check's inversion)."""
     alive = sum(int(m.sum()) for m in masks.values())
-    return global_magnitude_prune(scores, masks, count=alive - keep)
+    if invert:
+        scores = {n: -v for n, v in scores.items()}
+    return global_score_prune(scores, masks, count=alive - keep)
 
 
 def _weights(model: nn.Module, layers: Iterable[str]) -> dict[str, torch.Tensor]:
@@ -51,11 +58,42 @@ def snip_scores(model: nn.Module, layers, batches: Iterable[tuple[torch.Tensor, 
     return scores
 
 
+def grasp_scores(model: nn.Module, layers, batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+                 temperature: float = GRASP_TEMPERATURE) -> dict[str, torch.Tensor]:
+    """w * (H g): the weights to keep are the top of it (GraSP's score S = -w * (H g), lowest S kept).
+
+    g is the mean gradient of the cross-entropy of logits / T over the batches (a constant), H g the gradient
+    of g . grad L (the Hessian-gradient product, by double backward); both over the prunable weights only,
+    as Wang et al. (biases and BatchNorm stay out of g and H)."""
+    weights = _weights(model, layers)
+    params = list(weights.values())
+    model.zero_grad(set_to_none=True)
+    model.train()
+    batches = list(batches)
+
+    def loss(x, y):
+        return F.cross_entropy(model(x) / temperature, y) / len(batches)
+
+    g = [torch.zeros_like(p) for p in params]
+    for x, y in batches:
+        for acc, d in zip(g, torch.autograd.grad(loss(x, y), params)):
+            acc.add_(d)
+    hg = [torch.zeros_like(p) for p in params]
+    for x, y in batches:
+        grads = torch.autograd.grad(loss(x, y), params, create_graph=True)
+        z = sum((d * c).sum() for d, c in zip(grads, g))
+        for acc, d in zip(hg, torch.autograd.grad(z, params)):
+            acc.add_(d)
+    model.zero_grad(set_to_none=True)
+    return {n: (w.detach() * h).detach() for (n, w), h in zip(weights.items(), hg)}
+
+
 def synflow_masks(model: nn.Module, layers, in_shape, keep: int,
-                  iterations: int = SYNFLOW_ITERATIONS) -> Masks:
+                  iterations: int = SYNFLOW_ITERATIONS, invert: bool = False) -> Masks:
     """SynFlow's masks for `keep` weights: `iterations` rounds of scoring and pruning, the kept fraction
     following the exponential schedule (keep/total)^(k/iterations); the model is used in float64, eval mode
-    (BatchNorm with its running statistics), with |w| and an all-ones input, on a copy of the model."""
+    (BatchNorm with its running statistics), with |w| and an all-ones input, on a copy of the model.
+    `invert` keeps the lowest scores at every iteration (the inversion ablation)."""
     model = copy.deepcopy(model).double().eval()
     weights = _weights(model, layers)
     with torch.no_grad():
@@ -74,5 +112,5 @@ def synflow_masks(model: nn.Module, layers, in_shape, keep: int,
         model(ones).sum().backward()
         scores = {n: (w.grad * w).detach().abs() for n, w in weights.items()}
         target = max(keep, round(total * (keep / total) ** (k / iterations)))
-        masks = keep_top(scores, masks, target)
+        masks = keep_top(scores, masks, target, invert)
     return masks

@@ -17,7 +17,7 @@ import time
 import uuid
 from dataclasses import dataclass
 
-from .config import (PRECISIONS, PRESETS, ConfigError, TrajectoryConfig, from_preset, parse_numbers, parse_plan,
+from .config import (ABLATIONS, PRECISIONS, PRESETS, ConfigError, TrajectoryConfig, from_preset, parse_numbers, parse_plan,
                      parse_seeds)
 from .trajectory import BASELINES, cohort_members
 
@@ -65,7 +65,9 @@ def build_parser(defaults: SweepDefaults) -> argparse.ArgumentParser:
     g.add_argument("--prune-rates", help="comma list of fc prune rates (default: the preset's)")
     g.add_argument("--conv-prune-rates", help="comma list of conv prune rates (default: the preset's)")
     g.add_argument("--baselines", default="", help="comma list of reinit, random-prune (ride with their ticket) and "
-                                                      "the pruning-at-init methods snip, synflow, magnitude-init")
+                                                      "the pruning-at-init methods snip, grasp, synflow, magnitude-init")
+    g.add_argument("--ablations", default="", help="comma list of shuffle, reinit, invert: sanity checks of the "
+                                                      "ticket's and every baseline's masks (Frankle et al. 2021)")
     g.add_argument("--score-batches", type=int, default=1, help="SNIP's training batches for its scores (1)")
     g.add_argument("--rewind-iteration", default="0",
                    help="comma list of rewind iterations k (late rewinding; default 0, the initialisation)")
@@ -146,6 +148,10 @@ def spec_from_args(a: argparse.Namespace, defaults: SweepDefaults) -> SweepSpec:
     for b in baselines:
         if b not in BASELINES:
             raise ConfigError(f"--baselines: {b!r} is unknown; allowed: {', '.join(BASELINES)}")
+    ablations = [b.strip() for b in a.ablations.split(",") if b.strip()]
+    for b in ablations:
+        if b not in ABLATIONS:
+            raise ConfigError(f"--ablations: {b!r} is unknown; allowed: {', '.join(ABLATIONS)}")
     if a.num_gpus is not None and a.num_gpus < 0:
         raise ConfigError(f"--num-gpus={a.num_gpus:g} must be >= 0")
     gpt = a.gpus_per_trial
@@ -197,10 +203,10 @@ def spec_from_args(a: argparse.Namespace, defaults: SweepDefaults) -> SweepSpec:
                                  deterministic=a.deterministic, save_early_stop=not a.no_early_stop_weights,
                                  instability=a.instability, instability_points=a.instability_points,
                                  instability_rounds=instability_rounds, **plans)
-            trajectories += [m if m.method in ("imp", "one-shot") else
+            trajectories += [m if m.is_ticket else
                              m.replace(save_early_stop=a.baseline_early_stop_weights)
-                             for m in cohort_members(ticket, [seed], baselines)]
-    trajectories = tuple(sorted(trajectories, key=lambda t: t.method not in ("imp", "one-shot")))
+                             for m in cohort_members(ticket, [seed], baselines, ablations)]
+    trajectories = tuple(sorted(trajectories, key=lambda t: not t.is_ticket))
     keys = [t.key for t in trajectories]
     if len(set(keys)) != len(keys):
         raise ConfigError("the sweep lists the same trajectory twice; check --seeds and the rate lists")
@@ -224,7 +230,7 @@ def seeds_per_trial(spec: SweepSpec, gpus: float) -> int:
 def cohorts(spec: SweepSpec, per_trial: int) -> list[tuple[TrajectoryConfig, ...]]:
     """The sweep's trials: per configuration (one recipe and ticket kind), its seeds in groups of
     `per_trial`, each with the baselines of those seeds; members ordered tickets first, by seed."""
-    from .cohort import TICKETS, recipe_of
+    from .cohort import recipe_of
     configurations: dict[str, list[TrajectoryConfig]] = {}
     for t in spec.trajectories:
         configurations.setdefault(repr(sorted(recipe_of(t).items())), []).append(t)
@@ -234,7 +240,7 @@ def cohorts(spec: SweepSpec, per_trial: int) -> list[tuple[TrajectoryConfig, ...
         for start in range(0, len(seeds), per_trial):
             chunk = seeds[start:start + per_trial]
             mine = [t for t in members if t.seed in chunk]
-            out.append(tuple(sorted(mine, key=lambda t: (t.method not in TICKETS, t.method, chunk.index(t.seed)))))
+            out.append(tuple(sorted(mine, key=lambda t: (not t.is_ticket, t.label, chunk.index(t.seed)))))
     return out
 
 
@@ -399,7 +405,7 @@ def describe(spec: SweepSpec, gpt: float | None = None) -> str:
              f"ray: {spec.address or 'local (embedded)'}"]
     for members in trials:
         t = members[0]
-        lines.append(f"  {cohort_name(members)}: {len(members)} members ({', '.join(sorted({m.method for m in members}))}), "
+        lines.append(f"  {cohort_name(members)}: {len(members)} members ({', '.join(sorted({m.label for m in members}))}), "
                      f"rounds {t.first_round}..{t.rounds}, {t.iterations} iterations/round, eval every {t.eval_every}")
     return "\n".join(lines)
 

@@ -17,16 +17,30 @@ from typing import Callable, Sequence
 import torch
 
 from . import numerics
-from .cohort import COHORT_FORMAT, STREAM_DATA, TICKETS, Cohort, check_state, finished, generator, initial_state
+from .cohort import COHORT_FORMAT, STREAM_DATA, Cohort, check_state, finished, generator, initial_state
 # The engine's vocabulary, re-exported for the Python API (`from lth_ray.trajectory import ...` keeps working).
 from .cohort import (METRICS, STATE_FORMAT, STREAM_COPY_DATA, cohort_state, cpu_state, diverged,  # noqa: F401
                      early_stop_index, evaluate, initial_weights)
-from .config import (AT_INIT, PRECISIONS, PRESETS, ConfigError, TrajectoryConfig, from_preset, parse_numbers, parse_plan,
-                     parse_seeds)
+from .config import (ABLATIONS, AT_INIT, PRECISIONS, PRESETS, TICKETS, ConfigError, TrajectoryConfig, from_preset,
+                     parse_numbers, parse_plan, parse_seeds)
 from .data import DataError, Split, load_split
 from .rounds import RoundResult, RoundStore
 
 BASELINES = ("reinit", "random-prune") + AT_INIT
+
+
+def ablated(method: str, ablations: Sequence[str]) -> list[tuple[str, str]]:
+    """(method, ablation) of each ablation that applies to `method`: all of ABLATIONS to the ticket (its re-init
+    ablation is the `reinit` baseline) and to every pruning-at-init method; shuffle and re-init to random
+    pruning (it has no scores to invert); none to `reinit`, itself an ablation."""
+    for a in ablations:
+        if a not in ABLATIONS:
+            raise ConfigError(f"ablation {a!r} is unknown; allowed: {', '.join(ABLATIONS)}")
+    if method == "reinit":
+        return []
+    if method in TICKETS:
+        return [("reinit", "") if a == "reinit" else (method, a) for a in ablations]
+    return [(method, a) for a in ablations if not (method == "random-prune" and a == "invert")]
 
 
 def resolve_device(requested: str) -> torch.device:
@@ -38,16 +52,23 @@ def resolve_device(requested: str) -> torch.device:
     return torch.device("cpu")
 
 
-def cohort_members(ticket: TrajectoryConfig, seeds: Sequence[int], baselines: Sequence[str]) -> list[TrajectoryConfig]:
-    """A cohort's members in their order: the ticket of every seed, then each baseline of every seed.
+def cohort_members(ticket: TrajectoryConfig, seeds: Sequence[int], baselines: Sequence[str],
+                   ablations: Sequence[str] = ()) -> list[TrajectoryConfig]:
+    """A cohort's members in their order: the ticket of every seed, then each baseline of every seed, then the
+    ablations (`ablated`) of the ticket and of each baseline, without duplicates (`--baselines reinit` and
+    `--ablations reinit` name the same member).
 
     Baselines keep the early-stop weights only when asked (`save_early_stop` of the ticket is for tickets) and
     measure no instability (a ticket's property)."""
     for b in baselines:
         if b not in BASELINES:
             raise ConfigError(f"baseline {b!r} is unknown; allowed: {', '.join(BASELINES)}")
+    methods = [(b, "") for b in baselines]
+    for method in [ticket.method] + list(baselines):
+        methods += [m for m in ablated(method, ablations) if m not in methods]
     tickets = [ticket.replace(seed=s) for s in seeds]
-    riders = [t.replace(method=b, instability=False, instability_rounds=()) for b in baselines for t in tickets]
+    riders = [t.replace(method=m, ablation=a, instability=False, instability_rounds=())
+              for m, a in methods for t in tickets]
     return tickets + riders
 
 
@@ -115,12 +136,13 @@ class Trajectory:
 def state_from_rounds(config: TrajectoryConfig, store: RoundStore, last: int) -> dict | None:
     """The state after round `last`, rebuilt from complete round files (None: they cannot rebuild it)."""
     rewind = store.rewind() if config.rewind_iteration else None
-    if config.rewind_iteration and rewind is None and not (config.method == "reinit"):
+    if config.rewind_iteration and rewind is None and config.start == "rewind":
         return None  # the rewind point is lost: start over rather than guess
     state = initial_state(config)
     state.update(next_round=last + 1, diverged_round=last if store.record(last).get("diverged") else None,
                  rewind=rewind, masks=store.packed_masks(last), trained=store.compact_trained(last),
-                 dense_trained=store.compact_trained(0) if config.method == "one-shot" else None)
+                 dense_trained=store.compact_trained(0) if config.method == "one-shot" and config.first_round == 0
+                 else None)
     return state
 
 
@@ -146,13 +168,13 @@ def resume_cohort(configs: Sequence[TrajectoryConfig], stores: Sequence[RoundSto
     """Every member's state to continue from (`resume_state`, member by member: a crash between two members'
     round files leaves them a round apart, and each continues where its own files end). A re-init member left
     more than a round behind its ticket gets the ticket's masks of the rounds in between from the ticket's
-    round files (the ticket's state holds only its latest)."""
+    round files (the ticket's state holds only its latest); so does the ticket's shuffle ablation."""
     members = member_states(checkpoint, len(configs))
     states = [resume_state(c, s, m) for c, s, m in zip(configs, stores, members)]
     for i, c in enumerate(configs):
-        if c.method != "reinit":
+        if c.mask_source != "ticket":
             continue
-        t = next(j for j, d in enumerate(configs) if d.seed == c.seed and d.method in TICKETS)
+        t = next(j for j, d in enumerate(configs) if d.seed == c.seed and d.is_ticket)
         mine = states[i]["next_round"] if states[i] else c.first_round
         theirs = states[t]["next_round"] if states[t] else configs[t].first_round
         if theirs > mine + 1 and not finished(states[i], c):
@@ -219,12 +241,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eval-every", type=int, default=None)
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--seeds", help="a cohort of seeds: a count N (0..N-1) or a comma list (replaces --seed)")
-    p.add_argument("--baselines", default="", help="comma list of reinit, random-prune, snip, synflow, "
+    p.add_argument("--baselines", default="", help="comma list of reinit, random-prune, snip, grasp, synflow, "
                                                       "magnitude-init: members riding with each seed's ticket")
+    p.add_argument("--ablations", default="", help="comma list of shuffle, reinit, invert: sanity checks of the "
+                                                      "ticket's and each baseline's masks (Frankle et al. 2021)")
     p.add_argument("--prune-rate-fc", type=float, default=None)
     p.add_argument("--prune-rate-conv", type=float, default=None)
     p.add_argument("--pruning", default=None, help="layerwise or global")
-    p.add_argument("--method", default=None, help="the ticket: imp or one-shot (random-prune, snip, synflow, "
+    p.add_argument("--method", default=None, help="the ticket: imp or one-shot (random-prune, snip, grasp, synflow, "
                                                    "magnitude-init alone also run)")
     p.add_argument("--score-batches", type=int, default=None, help="SNIP's training batches for its scores (1)")
     p.add_argument("--rewind-iteration", type=int, default=None,
@@ -288,7 +312,9 @@ def main(argv: list[str] | None = None) -> int:
             raise ConfigError("method='reinit' rides with its ticket: use --method imp --baselines reinit")
         seeds = parse_seeds(a.seeds, "--seeds") if a.seeds else [config.seed]
         baselines = [b.strip() for b in a.baselines.split(",") if b.strip()]
-        members = cohort_members(config, seeds, baselines) if baselines or a.seeds else [config]
+        ablations = [b.strip() for b in a.ablations.split(",") if b.strip()]
+        members = (cohort_members(config, seeds, baselines, ablations) if baselines or ablations or a.seeds
+                   else [config])
         if a.threads:
             torch.set_num_threads(a.threads)
         numerics.configure(config.precision, config.deterministic)  # before any CUDA work (cuBLAS workspace)

@@ -134,9 +134,11 @@ def test_cohort_resumes_bitwise_from_its_state_and_from_round_files(split, tmp_p
             assert all(torch.equal(masks(res)[n], masks(whole[m.key][r])[n]) for n in masks(res))
 
 
-def test_reinit_far_behind_its_ticket_gets_the_masks_from_the_tickets_files(split, tmp_path):
+@pytest.mark.parametrize("baselines,ablations", [(["reinit"], []), ([], ["shuffle"])])
+def test_reinit_far_behind_its_ticket_gets_the_masks_from_the_tickets_files(baselines, ablations, split, tmp_path):
+    """So does the ticket's shuffle ablation (it shuffles the ticket's mask of the round)."""
     ticket = from_preset("lenet", dataset="mnist", rounds=3, iterations=100, eval_every=50)
-    members = cohort_members(ticket, [0], ["reinit"])
+    members = cohort_members(ticket, [0], baselines, ablations)
     whole = run(members, split)
     stores = [RoundStore.at(str(tmp_path / m.key)) for m in members]
     for i, by_round in enumerate(whole.values()):

@@ -91,3 +91,43 @@ def test_unknown_methods_and_bad_score_batches_are_one_line_errors(tiny_mnist, c
     code = main(["--data-root", str(tiny_mnist), "--baselines", "snip,lottery", "--rounds", "1"])
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and "'lottery' is unknown" in err
+
+
+def test_grasp_scores_equal_the_hand_computed_ones():
+    """A one-layer net, logits z = (Wx + b) / T: g = (p - y) x^T / (T B) and the Hessian-vector product
+    H v = sum_n [(diag p_n - p_n p_n^T)(v x_n)] x_n^T / (T^2 B); the kept score is W * (H g), GraSP's
+    S = -W * (H g) negated (GraSP removes the highest S). Mean over two batches."""
+    from lth_ray.scoring import GRASP_TEMPERATURE as T, grasp_scores
+    g = torch.Generator().manual_seed(3)
+    model = build_model((), (), (1, 2, 2), generator=g).double()
+    xs = [torch.randn(6, 1, 2, 2, generator=g, dtype=torch.float64) for _ in range(2)]
+    ys = [torch.randint(0, 10, (6,), generator=g) for _ in range(2)]
+    scores = grasp_scores(model, ["out"], list(zip(xs, ys)))
+    w, b = model.out.weight.detach(), model.out.bias.detach()
+    x, y = torch.cat([x.flatten(1) for x in xs]), torch.cat(ys)  # two equal batches: the mean over all 12
+    p = torch.softmax((x @ w.T + b) / T, 1)
+    grad = (p - F.one_hot(y, 10).double()).T @ x / (T * len(y))
+    hg = torch.zeros_like(w)
+    for n in range(len(y)):
+        jac = torch.diag(p[n]) - torch.outer(p[n], p[n])
+        hg += torch.outer(jac @ (grad @ x[n]), x[n])
+    hg /= T ** 2 * len(y)
+    assert torch.allclose(scores["out"], w * hg, rtol=1e-9, atol=1e-18)
+    assert scores["out"].abs().max() > 0 and model.out.weight.grad is None
+
+
+def test_grasp_keeps_the_lowest_grasp_score_and_inverting_keeps_the_highest():
+    """Signed scores: keep_top keeps the highest w * Hg (the lowest S = -w * Hg), not the highest |.|;
+    the inversion keeps the lowest."""
+    scores = {"a": torch.tensor([[-3.0, 1.0], [2.0, -0.5]])}
+    ones = {"a": torch.ones(2, 2, dtype=torch.bool)}
+    assert keep_top(scores, ones, 2)["a"].tolist() == [[False, True], [True, False]]
+    assert keep_top(scores, ones, 2, invert=True)["a"].tolist() == [[True, False], [False, True]]
+
+
+def test_score_batches_beyond_one_epoch_are_refused(split):
+    per_epoch = len(split.x_train) // 60
+    cfg = from_preset("lenet", dataset="mnist", iterations=10, eval_every=10, rounds=1, method="grasp",
+                      score_batches=per_epoch + 1)
+    with pytest.raises(ConfigError, match=f"score_batches={per_epoch + 1} exceeds one epoch of {per_epoch} "):
+        Cohort([cfg], split)
