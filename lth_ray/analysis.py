@@ -17,6 +17,7 @@ import pandas as pd
 
 from .schema import IDENTITY, LAYER_PREFIX
 from .cohort import METRICS
+from .config import ABLATIONS, AT_INIT
 
 # A configuration is the whole recipe, everything but the seed and the method: its tickets and baselines are
 # compared, and two recipes never average together.
@@ -25,6 +26,7 @@ CONFIG = ["arch", "plan_conv", "plan_fc", "dataset", "iterations", "eval_every",
 GROUP = CONFIG + ["method", "round"]
 TICKETS = ("imp", "one-shot")          # methods that own a dense round 0
 BASELINES = ("reinit", "random-prune")  # compared against their ticket's dense round 0
+OWN_DENSE_ROUND = TICKETS + tuple(f"{t}-invert" for t in TICKETS)  # labels with a round 0 of their own
 SUMMARY_METRICS = (["early_stop_iteration"] + [f"{m}_at_early_stop" for m in METRICS]
                    + [f"final_{m}" for m in METRICS])
 RUNNING = ("RUNNING", "PENDING", "PAUSED")
@@ -160,7 +162,7 @@ def _trials_from_rounds(rounds: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for key, g in rounds.groupby(TRIAL_IDENTITY, dropna=False, sort=False):
         rows.append({**dict(zip(TRIAL_IDENTITY, key)), "status": g["status"].iloc[-1],
-                     "first_round": 0 if g["method"].iloc[0] in TICKETS else 1,
+                     "first_round": 0 if g["method"].iloc[0] in OWN_DENSE_ROUND else 1,
                      "rounds_done": sorted(g["round"].tolist()), "complete": bool(g["complete"].all()),
                      "diverged_round": next((int(r) for r in g.loc[g["diverged"], "round"]), None),
                      "error": None})
@@ -452,6 +454,78 @@ def plot_vs_sparsity(ax, summary: pd.DataFrame, metric: str = "test_acc_at_early
     ax.set_ylabel(_pretty(metric))
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize="small")
+
+
+# ------------------------------------------------------------------ every method of one configuration
+
+ABLATION_STYLES = {"": "-", "shuffle": "--", "reinit": ":", "invert": "-."}
+
+
+def split_label(label: str) -> tuple[str, str]:
+    """(method, ablation) of a result label: `snip-shuffle` -> (snip, shuffle); the ticket's re-init ablation,
+    `reinit`, -> (reinit, "")."""
+    for a in ABLATIONS:
+        if label.endswith(f"-{a}") and label[:-len(a) - 1] in TICKETS + AT_INIT + ("random-prune",):
+            return label[:-len(a) - 1], a
+    return label, ""
+
+
+def has_other_methods(summary: pd.DataFrame) -> bool:
+    """Whether these results hold more than tickets and their classic baselines (pruning at init, ablations)."""
+    return not set(summary["method"]) <= set(TICKETS + BASELINES)
+
+
+def method_order(labels) -> list[str]:
+    """Tickets, random pruning, the pruning-at-init methods, then their ablations in ABLATIONS' order."""
+    families = TICKETS + ("random-prune",) + AT_INIT
+
+    def rank(label):
+        method, ablation = ("imp", "reinit") if label == "reinit" else split_label(label)
+        return (families.index(method) if method in families else len(families),
+                (("",) + ABLATIONS).index(ablation), label)
+    return sorted(set(labels), key=rank)
+
+
+def methods_table(summary: pd.DataFrame, key: tuple, metric: str = "test_acc_at_early_stop") -> pd.DataFrame:
+    """One configuration's `metric` (mean over seeds) per round (rows, with the percent remaining) and method
+    (columns, `method_order`): every method at the same density, side by side."""
+    mine = matching(summary, key)
+    wide = mine.pivot_table(index="round", columns="method", values=f"{metric}_mean", dropna=False)
+    wide = wide[method_order(wide.columns)]
+    wide.insert(0, "percent_remaining", mine.groupby("round")["sparsity"].mean() * 100)
+    return wide
+
+
+def plot_methods_vs_sparsity(ax, summary: pd.DataFrame, key: tuple, metric: str = "test_acc_at_early_stop") -> None:
+    """Every method of one configuration against weights remaining: one colour per method (the ticket's
+    re-init in the ticket's colour), the line style by ablation (solid: the method; dashed: shuffled within
+    layers; dotted: fresh init; dash-dot: inverted scores); mean over seeds, min/max as a band."""
+    import matplotlib
+    scale = 100.0 if _is_fraction(metric) else 1.0
+    mine = matching(summary, key)
+    labels = method_order(mine["method"])
+    colours = matplotlib.rcParams["axes.prop_cycle"].by_key()["color"]
+    families = list(dict.fromkeys(next((t for t in TICKETS if t in labels), "imp") if label == "reinit"
+                                  else split_label(label)[0] for label in labels))
+    percents = []
+    for label in labels:
+        method, ablation = split_label(label)
+        family = next((t for t in TICKETS if t in labels), "imp") if label == "reinit" else method
+        rows = mine[mine["method"] == label].sort_values("round")
+        x = rows["sparsity"].to_numpy() * 100
+        y = rows[f"{metric}_mean"].to_numpy() * scale
+        colour = colours[families.index(family) % len(colours)]
+        ax.plot(x, y, color=colour, linestyle=ABLATION_STYLES["reinit" if label == "reinit" else ablation],
+                marker="o" if not ablation and label != "reinit" else None, markersize=3, linewidth=1.4,
+                label=label)
+        ax.fill_between(x, rows[f"{metric}_min"].to_numpy() * scale, rows[f"{metric}_max"].to_numpy() * scale,
+                        color=colour, alpha=0.08, linewidth=0)
+        percents += list(x)
+    if percents:
+        sparsity_axis(ax, percents)
+    ax.set_ylabel(_pretty(metric))
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize="x-small", ncol=2)
 
 
 def plot_accuracy_vs_sparsity(ax, summary, metric="test_acc_at_early_stop", **kw) -> None:

@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from . import numerics
-from .config import AT_INIT, TICKETS, ConfigError, TrajectoryConfig
+from .config import AT_INIT, METHODS, TICKETS, ConfigError, TrajectoryConfig
 from .data import Split, epoch_batches
 from .interpolation import evaluate_path
 from .models import build_model, prunable_layers
@@ -49,9 +49,9 @@ MEMBER_FIELDS = ("seed", "method", "ablation", "save_early_stop", "instability",
                  "instability_points", "score_batches")
 
 
-def generator(seed: int, stream: int, round_: int = 0) -> torch.Generator:
-    """An independent CPU generator for (seed, purpose, round)."""
-    value = int(np.random.SeedSequence([seed, stream, round_]).generate_state(1, dtype=np.uint64)[0])
+def generator(seed: int, stream: int, round_: int = 0, *salt: int) -> torch.Generator:
+    """An independent CPU generator for (seed, purpose, round[, what it is for, e.g. which method's shuffle])."""
+    value = int(np.random.SeedSequence([seed, stream, round_, *salt]).generate_state(1, dtype=np.uint64)[0])
     return torch.Generator().manual_seed(value)
 
 
@@ -332,8 +332,8 @@ class Cohort:
         if r == 0:
             return dense_masks(self._layer_init(i)), self.inits[i]
         masks = self._source_masks(i, r, chosen)
-        if cfg.ablation == "shuffle":  # the same per-layer counts, at random places
-            masks = shuffle_within_layers(masks, generator(cfg.seed, STREAM_SHUFFLE, r))
+        if cfg.ablation == "shuffle":  # the same per-layer counts, at random places; each method its own draw
+            masks = shuffle_within_layers(masks, generator(cfg.seed, STREAM_SHUFFLE, r, METHODS.index(cfg.method)))
         return masks, self._start_of(i, r)
 
     def _layer_init(self, i: int) -> dict[str, torch.Tensor]:

@@ -208,7 +208,7 @@ def _missing_line(t: TrialResult) -> str | None:
 
 
 def _trial_summary(t: TrialResult) -> dict:
-    return {"trial_id": t.trial_id, "trajectory": trajectory_name(t), "method": t.config.method,
+    return {"trial_id": t.trial_id, "trajectory": trajectory_name(t), "method": t.config.label,
             "seed": t.config.seed, "status": t.status, "complete": t.complete,
             "rounds_planned": _planned_rounds(t), "rounds_done": t.rounds_done,
             "diverged_round": t.diverged_round, "error": t.error}
@@ -233,7 +233,7 @@ def trial_identity(t: TrialResult, name: str) -> dict:
     c = t.config
     return {"experiment": name, "trial_id": t.trial_id, "trajectory": trajectory_name(t), "arch": c.arch,
             "plan_conv": ",".join(map(str, c.plan_conv)), "plan_fc": ",".join(map(str, c.plan_fc)),
-            "dataset": c.dataset, "seed": c.seed, "method": c.method, "pruning": c.pruning,
+            "dataset": c.dataset, "seed": c.seed, "method": c.label, "pruning": c.pruning,
             "prune_rate_fc": float(c.prune_rate_fc), "prune_rate_conv": float(c.prune_rate_conv),
             "rewind_iteration": c.rewind_iteration, "activation": c.activation, "iterations": c.iterations,
             "eval_every": c.eval_every, "batch_size": c.batch_size, "learning_rate": float(c.learning_rate),
@@ -360,6 +360,7 @@ class Group:
     tickets: list[TrialResult] = field(default_factory=list)
     reinit: list[TrialResult] = field(default_factory=list)
     random_prune: list[TrialResult] = field(default_factory=list)
+    others: list[TrialResult] = field(default_factory=list)  # pruning at init, ablations: in Parquet only
 
     @property
     def config(self):
@@ -375,19 +376,22 @@ def _setting(c) -> tuple:
 
 def group_trials(trials: list[TrialResult]) -> list[Group]:
     """Tickets grouped by setting and method; a reinit joins the group of the ticket it took its masks from
-    (same `ticket_ref`), a random-prune baseline every ticket group of its setting."""
+    (same `ticket_ref`), a random-prune baseline every ticket group of its setting; every other member of the
+    setting (pruning at init, ablations) is listed by its label in the sidecar (its rows are in Parquet)."""
     groups: dict[tuple, Group] = {}
     for t in trials:
-        if t.config.method in TICKET_METHODS:
+        if t.config.is_ticket:
             key = _setting(t.config) + (t.config.method,)
             groups.setdefault(key, Group(key)).tickets.append(t)
     for t in trials:
         for g in groups.values():
             same = _setting(t.config) == g.key[:-1]
-            if t.config.method == "reinit" and same and t.ticket_ref in {x.ticket_ref for x in g.tickets}:
+            if t.config.label == "reinit" and same and t.ticket_ref in {x.ticket_ref for x in g.tickets}:
                 g.reinit.append(t)
-            elif t.config.method == "random-prune" and same:
+            elif t.config.label == "random-prune" and same:
                 g.random_prune.append(t)
+            elif not t.config.is_ticket and t.config.label not in ("reinit", "random-prune") and same:
+                g.others.append(t)
     return [groups[k] for k in sorted(groups, key=repr)]
 
 
@@ -521,6 +525,7 @@ def write_group(g: Group, folder: str, experiment: str, last_results: dict, now:
         "trial_ids": [t.trial_id for t in nets], "nets": net_info, "baselines": baselines,
         "duration_seconds": _seconds(nets), "padded": padded, "time_shift_s": shift, "files": info["files"],
         "missing": info["missing"], "notes": info["notes"],
+        "other_methods": _other_methods(g),
         "extra_tables": {name: "Parquet beside the thesis files (instability: Frankle et al. 2020); the thesis "
                                "files are unchanged" for name in extra_tables},
         "layout": {"early_stop": "state_dicts per level in the -net<n>.pth layout (weight_orig/init/mask)",
@@ -528,6 +533,17 @@ def write_group(g: Group, folder: str, experiment: str, last_results: dict, now:
                                    "same arrays and shapes as -random-histories<n>.npz (levels 1..prune_count)"}}
     _write_json(os.path.join(folder, thesis.sidecar_path(prefix)), sidecar)
     return info
+
+
+def _other_methods(g: Group) -> dict:
+    """The group's members the thesis layout has no file for, by label: where to find them."""
+    out = {}
+    for t in sorted(g.others, key=lambda t: (t.config.label, t.config.seed)):
+        entry = out.setdefault(t.config.label, {"seeds": [], "trial_ids": [],
+                                                "where": "Parquet (rounds, histories) rows with method = this label"})
+        entry["seeds"].append(t.config.seed)
+        entry["trial_ids"].append(t.trial_id)
+    return out
 
 
 def _seconds(nets: list[TrialResult]) -> float:

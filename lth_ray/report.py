@@ -64,6 +64,12 @@ def write_figures(exp: A.Experiment, out: Path) -> list[Path]:
             axes[0, 1].set_ylabel("Test loss")
             fig.suptitle(f"{label}: linear path between two copies")
             save(fig, f"interpolation-{_slug(label)}.png")
+    if A.has_other_methods(summary):
+        for key, label in A.config_labels(summary).items():
+            fig, ax = subplots(figsize=(9, 5.5))
+            A.plot_methods_vs_sparsity(ax, summary, key)
+            ax.set_title(f"{label}: every method at the ticket's densities")
+            save(fig, f"methods-{_slug(label)}.png")
     for label, rounds, histories in A.by_configuration(exp):
         ticket = A.ticket_method(rounds)
         slug = _slug(label)
@@ -158,6 +164,17 @@ def summary_markdown(exp: A.Experiment, source: str, figures: list[Path]) -> str
             parts += [f"### {label}", "",
                       _table(["method", "round", "% remaining", "seeds", "test acc at early stop",
                               "early-stop iteration", "final test acc"], rows), ""]
+    if summary is not None and A.has_other_methods(summary):
+        parts += ["## Every method per density", "",
+                  "Test accuracy at early stop (mean over seeds, percent) of every method at each round's density "
+                  "(every member keeps exactly the ticket's count of weights). `<m>-shuffle`: the mask shuffled "
+                  "within each layer; `<m>-reinit` (the ticket's: `reinit`): the mask on a fresh init; "
+                  "`<m>-invert`: the lowest scores kept (Frankle et al. 2021's sanity checks).", ""]
+        for key, label in labels.items():
+            wide = A.methods_table(summary, key)
+            rows = [[int(r), f"{w['percent_remaining']:.1f}", *(_pct(w[m]) for m in wide.columns[1:])]
+                    for r, w in wide.iterrows()]
+            parts += [f"### {label}", "", _table(["round", "% remaining", *wide.columns[1:]], rows), ""]
     if exp.instability is not None and not exp.instability.empty and summary is not None:
         parts += ["## Instability", "",
                   f"Error barrier on the test set along the linear path between two copies of the round's "

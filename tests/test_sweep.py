@@ -267,3 +267,34 @@ def test_cohort_trials_export_the_same_shape_as_one_seed_per_trial(tiny_mnist, r
     names = [sorted(p.name.split("-", 2)[-1] if p.name[:4].isdigit() else p.name for p in exports[k].iterdir())
              for k in ("1", "2")]
     assert names[0] == names[1]
+
+
+def test_pruning_at_init_and_ablations_through_ray_export_and_report(tiny_mnist, ray_cluster, tmp_path):
+    """A cohort of the ticket, GraSP and random pruning with their shuffle ablations on real Ray: bitwise the
+    cohort without Ray; Parquet names every member by its label; the thesis files keep their layout and the
+    sidecar lists the extra methods; the report draws and tabulates every method per density."""
+    import pandas as pd
+    from lth_ray.report import report
+    args = sweep_argv(tiny_mnist, tmp_path, "pai", "--address", ray_cluster.address,
+                      "--baselines", "grasp,random-prune", "--ablations", "shuffle")
+    out = subprocess.run(sweep_cmd(*args), cwd=ROOT, capture_output=True, text=True, timeout=400)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    trials = load_trials(str(tmp_path / "pai"))
+    labels = {"imp", "grasp", "random-prune", "imp-shuffle", "grasp-shuffle", "random-prune-shuffle"}
+    assert {t.config.label for t in trials} == labels
+    assert_same_as_without_ray(trials, tiny_mnist)
+    export = tmp_path / "pai" / "export"
+    rounds = pd.read_parquet(export / "rounds.parquet")
+    assert set(rounds["method"]) == labels
+    per_round = rounds[rounds["round"] > 0].groupby("round")["sparsity"].nunique()
+    assert (per_round == 1).all()  # every member at the ticket's density
+    acc = rounds[rounds["round"] == 1].set_index("method")["final_test_loss"]
+    assert acc["imp-shuffle"] != acc["random-prune-shuffle"]  # same per-layer counts, yet each its own draw
+    sidecar = json.loads(next(export.glob("*-lth_ray.json")).read_text())
+    assert sorted(sidecar["other_methods"]) == ["grasp", "grasp-shuffle", "imp-shuffle", "random-prune-shuffle"]
+    assert len(list(export.glob("*-random-prune-histories0.npz"))) == 1  # the thesis layout as before
+    written = report(str(export), tmp_path / "report")
+    assert any(p.name.startswith("methods-") for p in written)
+    md = (tmp_path / "report" / "summary.md").read_text()
+    assert "## Every method per density" in md
+    assert "grasp-shuffle" in md.split("## Every method per density")[1].split("\n## ")[0]
