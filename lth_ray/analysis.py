@@ -17,14 +17,13 @@ import pandas as pd
 
 from .schema import IDENTITY, LAYER_PREFIX
 from .cohort import METRICS
-from .config import ABLATIONS, AT_INIT
+from .config import ABLATIONS, AT_INIT, TICKETS  # TICKETS: the methods that own a dense round 0
 
 # A configuration is the whole recipe, everything but the seed and the method: its tickets and baselines are
 # compared, and two recipes never average together.
 CONFIG = ["arch", "plan_conv", "plan_fc", "dataset", "iterations", "eval_every", "batch_size", "learning_rate",
           "pruning", "prune_rate_fc", "prune_rate_conv", "rewind_iteration", "activation", "precision"]
 GROUP = CONFIG + ["method", "round"]
-TICKETS = ("imp", "one-shot")          # methods that own a dense round 0
 BASELINES = ("reinit", "random-prune")  # compared against their ticket's dense round 0
 OWN_DENSE_ROUND = TICKETS + tuple(f"{t}-invert" for t in TICKETS)  # labels with a round 0 of their own
 SUMMARY_METRICS = (["early_stop_iteration"] + [f"{m}_at_early_stop" for m in METRICS]
@@ -505,19 +504,18 @@ def plot_methods_vs_sparsity(ax, summary: pd.DataFrame, key: tuple, metric: str 
     mine = matching(summary, key)
     labels = method_order(mine["method"])
     colours = matplotlib.rcParams["axes.prop_cycle"].by_key()["color"]
-    families = list(dict.fromkeys(next((t for t in TICKETS if t in labels), "imp") if label == "reinit"
-                                  else split_label(label)[0] for label in labels))
+    ticket = next((t for t in TICKETS if t in labels), "imp")
+    styles = {label: (ticket, "reinit") if label == "reinit" else split_label(label) for label in labels}
+    families = list(dict.fromkeys(family for family, _ in styles.values()))
     percents = []
     for label in labels:
-        method, ablation = split_label(label)
-        family = next((t for t in TICKETS if t in labels), "imp") if label == "reinit" else method
+        family, ablation = styles[label]
         rows = mine[mine["method"] == label].sort_values("round")
         x = rows["sparsity"].to_numpy() * 100
         y = rows[f"{metric}_mean"].to_numpy() * scale
         colour = colours[families.index(family) % len(colours)]
-        ax.plot(x, y, color=colour, linestyle=ABLATION_STYLES["reinit" if label == "reinit" else ablation],
-                marker="o" if not ablation and label != "reinit" else None, markersize=3, linewidth=1.4,
-                label=label)
+        ax.plot(x, y, color=colour, linestyle=ABLATION_STYLES[ablation], marker=None if ablation else "o",
+                markersize=3, linewidth=1.4, label=label)
         ax.fill_between(x, rows[f"{metric}_min"].to_numpy() * scale, rows[f"{metric}_max"].to_numpy() * scale,
                         color=colour, alpha=0.08, linewidth=0)
         percents += list(x)

@@ -196,7 +196,8 @@ class Cohort:
         self.rates = layer_rates(self.kinds, cfg.prune_rate_conv, cfg.prune_rate_fc)
         self.param_keys = [k for k, _ in self.template.named_parameters()]
         self.state_keys = list(self.template.state_dict().keys())
-        self.inits = [self._cast(initial_weights(c, split.in_shape)) for c in self.configs]  # rebuilt from seeds, never stored
+        # rebuilt from the seeds, never stored
+        self.inits = [self._cast(initial_weights(c, split.in_shape)) for c in self.configs]
         states = list(states) if states is not None else [None] * len(self.configs)
         if len(states) != len(self.configs):
             raise ValueError(f"{len(states)} member states for a cohort of {len(self.configs)}")

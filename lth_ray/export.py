@@ -36,7 +36,6 @@ from .cohort import METRICS, diverged
 
 MANIFEST = "export.json"
 EXPORT_FORMAT = 1
-TICKET_METHODS = ("imp", "one-shot")
 THESIS_METRICS = ("train_loss", "val_loss", "val_acc", "test_acc")
 
 

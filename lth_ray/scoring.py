@@ -44,7 +44,8 @@ def magnitude_scores(model: nn.Module, layers) -> dict[str, torch.Tensor]:
     return {n: w.detach().abs() for n, w in _weights(model, layers).items()}
 
 
-def snip_scores(model: nn.Module, layers, batches: Iterable[tuple[torch.Tensor, torch.Tensor]]) -> dict[str, torch.Tensor]:
+def snip_scores(model: nn.Module, layers,
+                batches: Iterable[tuple[torch.Tensor, torch.Tensor]]) -> dict[str, torch.Tensor]:
     """|g * w| with g the mean gradient of the cross-entropy over the given batches (the model in train mode,
     as it would train)."""
     weights = _weights(model, layers)

@@ -17,8 +17,8 @@ import time
 import uuid
 from dataclasses import dataclass
 
-from .config import (ABLATIONS, PRECISIONS, PRESETS, ConfigError, TrajectoryConfig, from_preset, parse_numbers, parse_plan,
-                     parse_seeds)
+from .config import (ABLATIONS, PRECISIONS, PRESETS, ConfigError, TrajectoryConfig, from_preset, parse_numbers,
+                     parse_plan, parse_seeds)
 from .trajectory import BASELINES, cohort_members
 
 
@@ -64,11 +64,12 @@ def build_parser(defaults: SweepDefaults) -> argparse.ArgumentParser:
     g.add_argument("--seeds", default="1", help="a count N (seeds 0..N-1) or a comma list of seeds")
     g.add_argument("--prune-rates", help="comma list of fc prune rates (default: the preset's)")
     g.add_argument("--conv-prune-rates", help="comma list of conv prune rates (default: the preset's)")
-    g.add_argument("--baselines", default="", help="comma list of reinit, random-prune (ride with their ticket) and "
-                                                      "the pruning-at-init methods snip, grasp, synflow, magnitude-init")
+    g.add_argument("--baselines", default="",
+                   help="comma list of reinit, random-prune (ride with their ticket) and the pruning-at-init methods "
+                        "snip, grasp, synflow, magnitude-init")
     g.add_argument("--ablations", default="", help="comma list of shuffle, reinit, invert: sanity checks of the "
                                                       "ticket's and every baseline's masks (Frankle et al. 2021)")
-    g.add_argument("--score-batches", type=int, default=1, help="SNIP's training batches for its scores (1)")
+    g.add_argument("--score-batches", type=int, default=1, help="SNIP's and GraSP's training batches for their scores (1)")
     g.add_argument("--rewind-iteration", default="0",
                    help="comma list of rewind iterations k (late rewinding; default 0, the initialisation)")
     g.add_argument("--learning-rate", help="comma list of Adam learning rates (default: the preset's)")

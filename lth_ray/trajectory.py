@@ -250,7 +250,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pruning", default=None, help="layerwise or global")
     p.add_argument("--method", default=None, help="the ticket: imp or one-shot (random-prune, snip, grasp, synflow, "
                                                    "magnitude-init alone also run)")
-    p.add_argument("--score-batches", type=int, default=None, help="SNIP's training batches for its scores (1)")
+    p.add_argument("--score-batches", type=int, default=None, help="SNIP's and GraSP's training batches for their scores (1)")
     p.add_argument("--rewind-iteration", type=int, default=None,
                    help="late rewinding to iteration k (a multiple of --eval-every below --iterations)")
     p.add_argument("--activation", default=None, help="relu or tanh")
@@ -277,7 +277,8 @@ def config_from_args(a: argparse.Namespace) -> TrajectoryConfig:
                        plan_fc=None if a.plan_fc is None else parse_plan(a.plan_fc, "--plan-fc"),
                        plan_conv=None if a.plan_conv is None else parse_plan(a.plan_conv, "--plan-conv"),
                        prune_rate_fc=a.prune_rate_fc, prune_rate_conv=a.prune_rate_conv, pruning=a.pruning,
-                       method=a.method, score_batches=a.score_batches, rewind_iteration=a.rewind_iteration, activation=a.activation,
+                       method=a.method, score_batches=a.score_batches, rewind_iteration=a.rewind_iteration,
+                       activation=a.activation,
                        device=a.device, precision=a.precision, deterministic=a.deterministic,
                        instability=a.instability or None, instability_points=a.instability_points,
                        instability_rounds=None if a.instability_rounds is None

@@ -131,6 +131,18 @@ def tiny_experiment(tmp_path_factory, tiny_mnist, ray_cluster) -> Path:
 
 
 @pytest.fixture(scope="session")
+def pai_experiment(tmp_path_factory, tiny_mnist, ray_cluster) -> Path:
+    """A finished tiny sweep of one seed: the ticket, GraSP and random pruning, each with its shuffle ablation."""
+    from lth_ray.sweep import main
+    from sweeps.lenet_mnist import DEFAULTS
+    storage = tmp_path_factory.mktemp("storage-pai")
+    argv = sweep_argv(tiny_mnist, storage, "pai", "--address", ray_cluster.address,
+                      "--baselines", "grasp,random-prune", "--ablations", "shuffle")
+    assert main(DEFAULTS, argv) == 0
+    return storage / "pai"
+
+
+@pytest.fixture(scope="session")
 def split(tiny_mnist):
     """The tiny MNIST look-alike as device tensors (read-only: trajectories only gather from it)."""
     from lth_ray.data import load_split

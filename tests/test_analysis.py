@@ -57,6 +57,28 @@ def rounds_frame(entries) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+
+def test_every_method_per_density_table_and_labels():
+    """Labels split into method and ablation; the table lists the ticket, random pruning, the at-init methods,
+    then each one's ablations, every method's mean over seeds at each round's density."""
+    assert A.split_label("magnitude-init-shuffle") == ("magnitude-init", "shuffle")
+    assert A.split_label("imp-invert") == ("imp", "invert") and A.split_label("reinit") == ("reinit", "")
+    frame = rounds_frame([("imp", 0, 0, 0.90, 400), ("imp", 1, 0, 0.92, 300), ("imp", 1, 1, 0.94, 300),
+                          ("snip", 1, 0, 0.88, 400), ("snip-shuffle", 1, 0, 0.87, 400),
+                          ("imp-shuffle", 1, 0, 0.80, 400), ("reinit", 1, 0, 0.85, 400)])
+    summary = A.summarise(frame)
+    assert A.has_other_methods(summary) and not A.has_other_methods(summary[summary["method"] == "imp"])
+    key = next(iter(A.config_labels(summary)))
+    table = A.methods_table(summary, key)
+    assert list(table.columns) == ["percent_remaining", "imp", "imp-shuffle", "reinit", "snip", "snip-shuffle"]
+    assert table.loc[1, "imp"] == pytest.approx(0.93) and table.loc[1, "snip-shuffle"] == pytest.approx(0.87)
+    assert np.isnan(table.loc[0, "snip"]) and table.loc[1, "percent_remaining"] == pytest.approx(100 * lenet_ladder()[1])
+    fig, ax = plt.subplots()
+    A.plot_methods_vs_sparsity(ax, summary, key)
+    styles = {line.get_label(): line.get_linestyle() for line in ax.get_lines()}
+    assert styles == {"imp": "-", "imp-shuffle": "--", "reinit": ":", "snip": "-", "snip-shuffle": "--"}
+    plt.close(fig)
+
 # ------------------------------------------------------------------ early stop
 
 def test_early_stop_index_is_the_first_argmin_including_ties():
@@ -399,7 +421,7 @@ def execute_notebook(experiment: Path, kernel: str, cwd: Path, monkeypatch):
     return nb
 
 
-@pytest.mark.parametrize("which", ["experiment", "partial"])
+@pytest.mark.parametrize("which", ["experiment", "partial", "pai_experiment"])
 def test_the_notebook_runs_top_to_bottom(which, request, venv_kernel, tmp_path, monkeypatch):
     nb = execute_notebook(request.getfixturevalue(which), venv_kernel, tmp_path, monkeypatch)
     outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
@@ -408,6 +430,9 @@ def test_the_notebook_runs_top_to_bottom(which, request, venv_kernel, tmp_path, 
     assert len(images) >= 3
     text = "".join(json.dumps(o.get("data", {})) + o.get("text", "") for o in outputs)
     assert ("random-prune" in text and "no round finished" in text) if which == "partial" else "Nothing:" in text
+    every_method = "grasp-shuffle" in text and "percent_remaining" in text  # the methods table
+    assert every_method == (which == "pai_experiment")
+    assert len(images) >= (4 if which == "pai_experiment" else 3)
 
 
 def test_tune_analysis_gives_tunes_own_api_on_a_trusted_sweep(experiment):

@@ -269,21 +269,17 @@ def test_cohort_trials_export_the_same_shape_as_one_seed_per_trial(tiny_mnist, r
     assert names[0] == names[1]
 
 
-def test_pruning_at_init_and_ablations_through_ray_export_and_report(tiny_mnist, ray_cluster, tmp_path):
+def test_pruning_at_init_and_ablations_through_ray_export_and_report(pai_experiment, tiny_mnist, tmp_path):
     """A cohort of the ticket, GraSP and random pruning with their shuffle ablations on real Ray: bitwise the
     cohort without Ray; Parquet names every member by its label; the thesis files keep their layout and the
     sidecar lists the extra methods; the report draws and tabulates every method per density."""
     import pandas as pd
     from lth_ray.report import report
-    args = sweep_argv(tiny_mnist, tmp_path, "pai", "--address", ray_cluster.address,
-                      "--baselines", "grasp,random-prune", "--ablations", "shuffle")
-    out = subprocess.run(sweep_cmd(*args), cwd=ROOT, capture_output=True, text=True, timeout=400)
-    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
-    trials = load_trials(str(tmp_path / "pai"))
+    trials = load_trials(str(pai_experiment))
     labels = {"imp", "grasp", "random-prune", "imp-shuffle", "grasp-shuffle", "random-prune-shuffle"}
     assert {t.config.label for t in trials} == labels
     assert_same_as_without_ray(trials, tiny_mnist)
-    export = tmp_path / "pai" / "export"
+    export = pai_experiment / "export"
     rounds = pd.read_parquet(export / "rounds.parquet")
     assert set(rounds["method"]) == labels
     per_round = rounds[rounds["round"] > 0].groupby("round")["sparsity"].nunique()
