@@ -250,7 +250,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pruning", default=None, help="layerwise or global")
     p.add_argument("--method", default=None, help="the ticket: imp or one-shot (random-prune, snip, grasp, synflow, "
                                                    "magnitude-init alone also run)")
-    p.add_argument("--score-batches", type=int, default=None, help="SNIP's and GraSP's training batches for their scores (1)")
+    p.add_argument("--score-batches", type=int, default=None,
+                   help="SNIP's and GraSP's training batches for their scores (1)")
     p.add_argument("--rewind-iteration", type=int, default=None,
                    help="late rewinding to iteration k (a multiple of --eval-every below --iterations)")
     p.add_argument("--activation", default=None, help="relu or tanh")
