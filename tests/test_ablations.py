@@ -81,7 +81,8 @@ def test_inversion_keeps_the_lowest_scores(split):
     kept = masks(got["magnitude-init-invert"][1])
     w = {n: init[f"{n}.weight"].abs() for n in kept}
     assert max(float(w[n][m].max()) for n, m in kept.items()) <= min(float(w[n][~m].min()) for n, m in kept.items())
-    assert got["imp-invert"][0].record["val_loss"] == got["imp"][0].record["val_loss"]
+    # its dense round is the ticket's, up to float32 rounding (a member's slot in the stacked model)
+    assert got["imp-invert"][0].record["val_loss"] == pytest.approx(got["imp"][0].record["val_loss"], rel=1e-4)
     trained = got["imp"][0]  # the dense round both prune from: the inversion keeps the smallest 80% per layer
     from rounds_helpers import trained as dense
     t = dense(trained)
