@@ -109,7 +109,7 @@ class TrajectoryConfig:
     instability: bool = False
     instability_rounds: tuple = ()
     instability_points: int = 31
-    # SNIP's training batches for its scores at initialization (the paper: one batch).
+    # SNIP's and GraSP's training batches for their scores at initialization (SNIP's paper: one batch).
     score_batches: int = 1
     # A sanity-check ablation of the method's mask (ABLATIONS); "" is the method itself.
     ablation: str = ""
