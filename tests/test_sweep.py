@@ -179,6 +179,7 @@ def test_dry_run_prints_the_grid_and_runs_nothing(tmp_path):
     (["--num-gpus", "-1"], "--num-gpus=-1 must be >= 0"),
     (["--gpus-per-trial", "1.5"], "--gpus-per-trial=1.5 is not allowed"),
     (["--baselines", "lottery"], "'lottery' is unknown"),
+    (["--ablations", "shuffle,flip"], "--ablations: 'flip' is unknown; allowed: shuffle, reinit, invert"),
     (["--prune-rates", "1.2"], "prune_rate_fc=1.2"),
     (["--address", "127.0.0.1:1"], "--address 127.0.0.1:1 is unreachable"),
     (["--storage", "/proc/lth_ray_cannot_write"], "is not writable"),
