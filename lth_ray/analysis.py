@@ -26,6 +26,7 @@ CONFIG = ["arch", "plan_conv", "plan_fc", "dataset", "iterations", "eval_every",
 GROUP = CONFIG + ["method", "round"]
 BASELINES = ("reinit", "random-prune")  # compared against their ticket's dense round 0
 OWN_DENSE_ROUND = TICKETS + tuple(f"{t}-invert" for t in TICKETS)  # labels with a round 0 of their own
+FAMILIES = TICKETS + ("random-prune",) + AT_INIT  # the methods an ablation label is built on, in table order
 SUMMARY_METRICS = (["early_stop_iteration"] + [f"{m}_at_early_stop" for m in METRICS]
                    + [f"final_{m}" for m in METRICS])
 RUNNING = ("RUNNING", "PENDING", "PAUSED")
@@ -464,7 +465,7 @@ def split_label(label: str) -> tuple[str, str]:
     """(method, ablation) of a result label: `snip-shuffle` -> (snip, shuffle); the ticket's re-init ablation,
     `reinit`, -> (reinit, "")."""
     for a in ABLATIONS:
-        if label.endswith(f"-{a}") and label[:-len(a) - 1] in TICKETS + AT_INIT + ("random-prune",):
+        if label.endswith(f"-{a}") and label[:-len(a) - 1] in FAMILIES:
             return label[:-len(a) - 1], a
     return label, ""
 
@@ -476,11 +477,9 @@ def has_other_methods(summary: pd.DataFrame) -> bool:
 
 def method_order(labels) -> list[str]:
     """Tickets, random pruning, the pruning-at-init methods, then their ablations in ABLATIONS' order."""
-    families = TICKETS + ("random-prune",) + AT_INIT
-
     def rank(label):
         method, ablation = ("imp", "reinit") if label == "reinit" else split_label(label)
-        return (families.index(method) if method in families else len(families),
+        return (FAMILIES.index(method) if method in FAMILIES else len(FAMILIES),
                 (("",) + ABLATIONS).index(ablation), label)
     return sorted(set(labels), key=rank)
 

@@ -369,10 +369,11 @@ class Cohort:
 
     def _random_masks(self, i: int, r: int) -> dict[str, torch.Tensor]:
         """Random pruning's round-r mask: round by round from the dense mask, each round's draw its own stream.
-        The random-prune member continues from its latest mask; its ablations redo the (cheap) chain."""
-        cfg, s = self.configs[i], self.states[i]
-        own = cfg.ablation == "" and s["next_round"] == r and r > cfg.first_round
-        masks = unpack_masks(s["masks"]) if own else dense_masks(self._layer_init(i))
+        The random-prune member continues from its latest mask (round r - 1's); its ablations redo the (cheap)
+        chain."""
+        cfg = self.configs[i]
+        own = cfg.ablation == "" and r > cfg.first_round
+        masks = unpack_masks(self.states[i]["masks"]) if own else dense_masks(self._layer_init(i))
         for q in range(r if own else 1, r + 1):
             draw = generator(cfg.seed, STREAM_RANDOM_PRUNE, q)
             masks = (global_random_prune(masks, cfg.prune_rate_fc, draw) if cfg.pruning == "global"

@@ -69,7 +69,8 @@ def build_parser(defaults: SweepDefaults) -> argparse.ArgumentParser:
                         "snip, grasp, synflow, magnitude-init")
     g.add_argument("--ablations", default="", help="comma list of shuffle, reinit, invert: sanity checks of the "
                                                       "ticket's and every baseline's masks (Frankle et al. 2021)")
-    g.add_argument("--score-batches", type=int, default=1, help="SNIP's and GraSP's training batches for their scores (1)")
+    g.add_argument("--score-batches", type=int, default=1,
+                   help="SNIP's and GraSP's training batches for their scores (1)")
     g.add_argument("--rewind-iteration", default="0",
                    help="comma list of rewind iterations k (late rewinding; default 0, the initialisation)")
     g.add_argument("--learning-rate", help="comma list of Adam learning rates (default: the preset's)")
@@ -406,7 +407,8 @@ def describe(spec: SweepSpec, gpt: float | None = None) -> str:
              f"ray: {spec.address or 'local (embedded)'}"]
     for members in trials:
         t = members[0]
-        lines.append(f"  {cohort_name(members)}: {len(members)} members ({', '.join(sorted({m.label for m in members}))}), "
+        labels = ", ".join(sorted({m.label for m in members}))
+        lines.append(f"  {cohort_name(members)}: {len(members)} members ({labels}), "
                      f"rounds {t.first_round}..{t.rounds}, {t.iterations} iterations/round, eval every {t.eval_every}")
     return "\n".join(lines)
 
