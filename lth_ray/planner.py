@@ -1,0 +1,349 @@
+"""Placement of a sweep on GPUs: how many seeds each trial's cohort holds, what fraction of a GPU it asks for,
+and what the sweep will cost. A pure function of the grid and the GPUs; no Ray, no torch.
+
+Why: with GPUs every seed of a configuration used to share one cohort, so the trials were the configurations
+(3 for Conv-2/4/6), and the longest one set the wall time while the other GPUs idled. The planner counts each
+configuration's work from its nets' layer shapes and splits long configurations by seeds until the trials
+fill the GPUs from the start and finish close together. A ticket's baselines always stay in its seed's cohort
+(re-init takes the ticket's masks each round), so a cohort is split by seeds only.
+
+The cost model (estimates, not measurements):
+
+- Work is FLOPs: a training step of a member is 3 x its forward pass (forward + backward), 2 FLOPs per
+  multiply-add of its fc and conv layers, times the batch; each evaluation is one forward pass over the
+  validation and test sets; an instability copy trains like a member and its path is evaluated at every point.
+- A GPU does `GPUModel.flops` per second; a trial holding a fraction f of a GPU trains at f of that, or at
+  the share its steps can fill (`saturating_step_flops`: a step smaller than that is launch-bound), whichever
+  is smaller. So big conv cohorts want whole GPUs and small Lenet cohorts share one. Only the GPU-hours depend
+  on the absolute rate; the plan and its utilisation depend only on the ratios.
+- Trials are launched longest first, each as soon as a slot (1/f per GPU) is free: Tune's FIFO order with
+  `max_concurrent_trials` = the slots. The schedule is simulated that way.
+- Memory per member: its parameters 8 times (weights, gradients, Adam's two moments, mask, initialization,
+  rewind point, early-stop copy) plus twice the activations kept for the backward pass at the batch size;
+  per trial the data set on the device, the evaluation budget and a CUDA context. Trials sharing a GPU must
+  fit in their fraction of its memory.
+"""
+from __future__ import annotations
+
+import heapq
+import math
+from dataclasses import dataclass
+from typing import Sequence
+
+from .config import ConfigError, TrajectoryConfig, parse_plan_token
+
+GIB = 1 << 30
+MIB = 1 << 20
+FRACTIONS = (1.0, 0.5, 0.25, 0.125)  # dyadic shares of one GPU: any mix of them packs onto whole GPUs
+TRAIN_EXAMPLES = {"mnist": 60_000, "fashion-mnist": 60_000, "cifar10": 50_000}  # before the validation split
+TEST_EXAMPLES = 10_000
+VALIDATION_EXAMPLES = 5_000  # lth_ray.data.VALIDATION_SIZE
+PARAM_COPIES = 8
+EVAL_RESERVE_MB = 512  # what a trial keeps for evaluation unless --eval-memory says (lth_ray.budget's CPU default)
+
+
+@dataclass(frozen=True)
+class GPUModel:
+    """One GPU as the cost model sees it. Defaults: an NVIDIA A10G (cluster.yaml's GPUs), 24 GiB; fp32 peak
+    31 TFLOP/s, of which small convolutions get about a third (assumed: not measured, no GPU was lent)."""
+    flops: float = 10e12
+    saturating_step_flops: float = 10e9  # a step that keeps the GPU busy for about a millisecond at `flops`
+    memory_bytes: int = 24 * GIB
+    context_bytes: int = GIB // 2        # CUDA context and allocator slack of one trial process
+
+
+@dataclass(frozen=True)
+class NetShape:
+    """One member's net, counted from its plan: forward multiply-adds, parameters and the activations kept for
+    the backward pass, per example."""
+    macs: int
+    params: int
+    activations: int
+
+
+def net_shape(plan_conv: Sequence, plan_fc: Sequence[int], in_shape: tuple[int, int, int],
+              classes: int = 10) -> NetShape:
+    """3x3 convolutions (padding 1, with bias; `<n>B` adds BatchNorm), 2x2 pools, fc layers, a 10-way output."""
+    channels, side = in_shape[0], in_shape[1]
+    macs = params = 0
+    activations = math.prod(in_shape)
+    for raw in plan_conv:
+        token = parse_plan_token(raw)
+        if token in ("M", "A"):
+            side //= 2
+            activations += channels * side * side
+            continue
+        batchnorm = isinstance(token, str)
+        width = int(token[:-1]) if batchnorm else token
+        macs += width * channels * 9 * side * side
+        params += width * channels * 9 + width + (2 * width if batchnorm else 0)
+        activations += (3 if batchnorm else 2) * width * side * side  # conv output, (BN output,) activation
+        channels = width
+    width = channels * side * side if plan_conv else math.prod(in_shape)
+    for h in list(plan_fc) + [classes]:
+        macs += width * h
+        params += width * h + h
+        activations += 2 * h
+        width = h
+    return NetShape(macs, params, activations)
+
+
+def in_shape_of(dataset: str) -> tuple[int, int, int]:
+    return (3, 32, 32) if dataset == "cifar10" else (1, 28, 28)
+
+
+@dataclass(frozen=True)
+class Configuration:
+    """One cohort recipe and its seeds, costed per seed (a seed's ticket with its baselines: never split)."""
+    name: str                  # the cohort name without seeds, e.g. conv6-cifar10-imp-layerwise-fc0.2-conv0.15
+    seeds: tuple[int, ...]
+    members_per_seed: int
+    seed_flops: float          # one seed's members over the whole trajectory
+    seed_step_flops: float     # one training step of one seed's members together
+    seed_bytes: int            # GPU memory of one seed's members
+    trial_bytes: int           # GPU memory of a trial besides its members: data set, evaluation, CUDA context
+
+
+def configuration(name: str, members: Sequence[TrajectoryConfig], gpu: GPUModel = GPUModel(),
+                  eval_memory_mb: int | None = None) -> Configuration:
+    """The cost of one configuration's members (tickets, baselines and ablations of every seed)."""
+    seeds = tuple(dict.fromkeys(m.seed for m in members))
+    recipe = members[0]
+    in_shape = in_shape_of(recipe.dataset)
+    shape = net_shape(recipe.plan_conv, recipe.plan_fc, in_shape)
+    element = 8 if recipe.precision == "fp64" else 4
+    step = 3 * 2 * shape.macs * recipe.batch_size
+    evaluation = 2 * shape.macs * (VALIDATION_EXAMPLES + TEST_EXAMPLES)
+    flops = 0.0
+    for m in members:
+        for r in range(m.first_round, m.rounds + 1):
+            points = len(m.eval_iterations(r))
+            copies = 2 if m.measures_instability(r) else 1
+            flops += copies * (step * (m.iterations - m.round_start(r)) + evaluation * points)
+            if copies == 2:
+                flops += evaluation * m.instability_points
+    copies_per_seed = sum(2 if m.instability else 1 for m in members) / len(seeds)
+    member_bytes = element * (PARAM_COPIES * shape.params + 2 * shape.activations * recipe.batch_size)
+    examples = TRAIN_EXAMPLES.get(recipe.dataset, 60_000) + TEST_EXAMPLES
+    data_bytes = examples * (math.prod(in_shape) * element + 8)
+    eval_bytes = (eval_memory_mb if eval_memory_mb is not None else EVAL_RESERVE_MB) * MIB
+    return Configuration(name=name, seeds=seeds, members_per_seed=len(members) // len(seeds),
+                         seed_flops=flops / len(seeds), seed_step_flops=step * copies_per_seed,
+                         seed_bytes=int(member_bytes * copies_per_seed),
+                         trial_bytes=int(data_bytes + eval_bytes + gpu.context_bytes))
+
+
+@dataclass(frozen=True)
+class PlannedTrial:
+    """One trial of the plan: a configuration's seeds as one cohort, where and when it runs in the simulation."""
+    configuration: str
+    seeds: tuple[int, ...]
+    members: int
+    gpu: float
+    cpu: float
+    flops: float
+    memory_bytes: int
+    seconds: float             # estimated run time in its slot
+    busy: float = 0.0          # the part of a GPU its steps keep busy (<= gpu)
+    start: float = 0.0         # simulated start and end (seconds from the sweep's start), and its slot
+    end: float = 0.0
+    slot: int = 0
+
+
+@dataclass(frozen=True)
+class Alternative:
+    """The same grid planned on fewer GPUs."""
+    gpus: int
+    seconds: float
+    utilisation: float
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Trials in launch order and the simulated schedule's numbers. `gpus` 0 is a CPU plan (no estimates)."""
+    gpus: float
+    gpu_per_trial: float
+    cpu_per_trial: float
+    trials: tuple[PlannedTrial, ...]
+    slots: int = 0             # trials that run at once (max_concurrent_trials); 0: no limit (CPU)
+    seconds: float = 0.0       # the simulated sweep's wall time
+    busy_seconds: float = 0.0  # GPU-seconds of work
+    gpu_memory_bytes: int = 0
+    idle_timeout_s: float = 600.0
+    alternatives: tuple[Alternative, ...] = ()
+
+    @property
+    def gpus_at_start(self) -> float:
+        """GPUs the trials launched at once keep busy (what they hold, unless their steps are too small)."""
+        return sum(t.busy for t in self.trials if t.start == 0.0)
+
+    @property
+    def held_at_start(self) -> float:
+        """GPUs the trials launched at once hold (Ray's count)."""
+        return sum(t.gpu for t in self.trials if t.start == 0.0)
+
+    @property
+    def utilisation(self) -> float:
+        """The GPUs' work over (GPUs x wall time)."""
+        return self.busy_seconds / (self.gpus * self.seconds) if self.gpus and self.seconds else 0.0
+
+    @property
+    def gpu_hours(self) -> float:
+        """GPUs held for the whole wall time (one node, or nodes kept until the end)."""
+        return self.gpus * self.seconds / 3600
+
+    @property
+    def elastic_gpu_hours(self) -> float:
+        """On 1-GPU nodes an autoscaler removes when idle: each GPU until its last trial ends, plus the idle
+        timeout."""
+        if not self.gpu_per_trial:
+            return 0.0
+        per_gpu = max(1, round(1 / self.gpu_per_trial))
+        last: dict[int, float] = {}
+        for t in self.trials:
+            last[t.slot // per_gpu] = max(last.get(t.slot // per_gpu, 0.0), t.end)
+        return sum(end + self.idle_timeout_s for end in last.values()) / 3600
+
+    @property
+    def elastic_utilisation(self) -> float:
+        hours = self.elastic_gpu_hours
+        return self.busy_seconds / 3600 / hours if hours else 0.0
+
+    @property
+    def memory_per_gpu(self) -> int:
+        """The most one GPU holds at once: its slots filled with the biggest trials."""
+        per_gpu = max(1, round(1 / self.gpu_per_trial)) if self.gpu_per_trial else 0
+        biggest = sorted((t.memory_bytes for t in self.trials), reverse=True)[:per_gpu]
+        return sum(biggest)
+
+    @property
+    def longest(self) -> PlannedTrial | None:
+        return max(self.trials, key=lambda t: t.seconds) if self.trials else None
+
+
+def plan_sweep(configurations: Sequence[Configuration], gpus: float, gpu: GPUModel = GPUModel(),
+               seeds_per_trial: int | None = None, gpu_per_trial: float | None = None,
+               cpu_per_trial: float = 1.0, alternatives: bool = True) -> Plan:
+    """The plan with the shortest simulated wall time (ties: fewer trials, then bigger GPU shares).
+
+    `gpus` 0 plans CPU trials (one seed each unless `seeds_per_trial`). `seeds_per_trial` and `gpu_per_trial`,
+    when given, are kept (the user's choice) and only checked against the GPU's memory."""
+    if not configurations:
+        raise ConfigError("the sweep has no trajectories")
+    if gpus <= 0:
+        trials = [PlannedTrial(c.name, group, len(group) * c.members_per_seed, 0.0, cpu_per_trial,
+                               c.seed_flops * len(group), 0, 0.0)
+                  for c in configurations for group in split_seeds(c.seeds, seeds_per_trial or 1)]
+        return Plan(0.0, 0.0, cpu_per_trial, tuple(trials))
+    shares = [gpu_per_trial] if gpu_per_trial else [f for f in FRACTIONS if f <= gpus] or [gpus]
+    best, refusal = None, None
+    for share in shares:
+        try:
+            plan = _best_for_share(configurations, gpus, gpu, share, seeds_per_trial, cpu_per_trial)
+        except ConfigError as err:
+            refusal = refusal or err
+            continue
+        if best is None or _better(plan, best):
+            best = plan
+    if best is None:
+        raise refusal
+    if alternatives and gpus == int(gpus) and gpus <= 64:
+        others = []
+        for n in range(1, int(gpus)):
+            fewer = plan_sweep(configurations, n, gpu, seeds_per_trial, gpu_per_trial if gpu_per_trial and
+                               gpu_per_trial <= n else None, cpu_per_trial, alternatives=False)
+            others.append(Alternative(n, fewer.seconds, fewer.utilisation))
+        best = _replace(best, alternatives=tuple(others))
+    return best
+
+
+def split_seeds(seeds: Sequence[int], per_trial: int) -> list[tuple[int, ...]]:
+    """The seeds in ceil(S / per_trial) contiguous groups whose sizes differ by at most one."""
+    groups = math.ceil(len(seeds) / per_trial)
+    size, extra = divmod(len(seeds), groups)
+    out, start = [], 0
+    for g in range(groups):
+        n = size + (g < extra)
+        out.append(tuple(seeds[start:start + n]))
+        start += n
+    return out
+
+
+def _best_for_share(configurations, gpus, gpu, share, seeds_per_trial, cpu_per_trial) -> Plan:
+    slots = max(1, math.floor(gpus / share + 1e-9))
+    most = {}  # per configuration: the most seeds one trial may hold within its share of a GPU's memory
+    for c in configurations:
+        room = share * gpu.memory_bytes - c.trial_bytes
+        fits = int(room // c.seed_bytes) if room > 0 else 0
+        if fits < 1:
+            need = (c.trial_bytes + c.seed_bytes) / GIB
+            raise ConfigError(
+                f"one seed of {c.name} ({c.members_per_seed} members) needs {need:.1f} GiB, more than "
+                f"{share:g} of a {gpu.memory_bytes / GIB:g} GiB GPU; give a trial a bigger share (--gpus-per-trial "
+                f"{_share_for(need * GIB, gpu)}) or a GPU with more memory (--gpu-memory)")
+        if seeds_per_trial is not None and seeds_per_trial > fits and seeds_per_trial > 1:
+            need = (c.trial_bytes + seeds_per_trial * c.seed_bytes) / GIB
+            per = min(fits, len(c.seeds))
+            raise ConfigError(
+                f"--seeds-per-trial={seeds_per_trial}: a cohort of {c.name} with {seeds_per_trial} seeds needs "
+                f"{need:.1f} GiB, more than {share:g} of a {gpu.memory_bytes / GIB:g} GiB GPU; at most {per} "
+                f"seed(s) per trial fit")
+        most[c.name] = min(fits, len(c.seeds)) if seeds_per_trial is None else min(seeds_per_trial, len(c.seeds))
+
+    def trial(c: Configuration, group) -> PlannedTrial:
+        n = len(group)
+        busy = min(share, 1.0, n * c.seed_step_flops / gpu.saturating_step_flops)
+        return PlannedTrial(c.name, group, n * c.members_per_seed, share, cpu_per_trial, n * c.seed_flops,
+                            c.trial_bytes + n * c.seed_bytes, n * c.seed_flops / (gpu.flops * busy), busy)
+
+    def trials_with(per: dict[str, int]) -> list[PlannedTrial]:
+        return [trial(c, g) for c in configurations for g in split_seeds(c.seeds, per[c.name])]
+
+    if seeds_per_trial is not None:
+        return _schedule(trials_with(most), gpus, share, slots, cpu_per_trial, gpu)
+    # Candidate finish times: every trial length some grouping of some configuration gives. For each, every
+    # configuration takes the biggest cohorts that still finish by then.
+    lengths = {c.name: {s: trial(c, split_seeds(c.seeds, s)[0]).seconds for s in range(1, most[c.name] + 1)}
+               for c in configurations}
+    best = None
+    for target in sorted({t for per in lengths.values() for t in per.values()}):
+        per = {name: max([s for s, t in options.items() if t <= target * (1 + 1e-9)], default=1)
+               for name, options in lengths.items()}
+        plan = _schedule(trials_with(per), gpus, share, slots, cpu_per_trial, gpu)
+        if best is None or _better(plan, best):
+            best = plan
+    return best
+
+
+def _schedule(trials: list[PlannedTrial], gpus, share, slots, cpu_per_trial, gpu: GPUModel) -> Plan:
+    """Longest first onto `slots` slots, each trial as soon as one is free (list scheduling, as Tune does)."""
+    order = sorted(trials, key=lambda t: (-t.seconds, t.configuration, t.seeds))
+    free = [(0.0, i) for i in range(slots)]
+    heapq.heapify(free)
+    placed = []
+    for t in order:
+        start, slot = heapq.heappop(free)
+        end = start + t.seconds
+        placed.append(_replace(t, start=start, end=end, slot=slot))
+        heapq.heappush(free, (end, slot))
+    seconds = max(t.end for t in placed)
+    busy = sum(t.flops for t in placed) / gpu.flops
+    return Plan(float(gpus), share, cpu_per_trial, tuple(placed), slots, seconds, busy, gpu.memory_bytes)
+
+
+def _better(a: Plan, b: Plan) -> bool:
+    if not math.isclose(a.seconds, b.seconds, rel_tol=1e-3):
+        return a.seconds < b.seconds
+    if not math.isclose(a.gpus_at_start, b.gpus_at_start):
+        return a.gpus_at_start > b.gpus_at_start  # the GPUs busy from the start
+    return (len(a.trials), a.gpu_per_trial) < (len(b.trials), b.gpu_per_trial)  # bigger cohorts, hold less
+
+
+def _share_for(need_bytes: float, gpu: GPUModel) -> str:
+    fits = [f for f in sorted(FRACTIONS) if f * gpu.memory_bytes >= need_bytes]
+    return f"{fits[0]:g}" if fits else "1"
+
+
+def _replace(obj, **changes):
+    import dataclasses
+    return dataclasses.replace(obj, **changes)
