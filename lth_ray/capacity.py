@@ -10,6 +10,7 @@ torch, yaml and Ray are imported where they are needed.
 from __future__ import annotations
 
 import os
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,10 +45,18 @@ class NodeTypes:
 
 
 def local_cuda() -> tuple[int, int | None]:
-    """(CUDA devices this process sees, the first one's memory in bytes or None)."""
+    """(CUDA devices this process sees, the first one's memory in bytes or None if unknown). The memory comes
+    from nvidia-smi: asking torch would create a CUDA context that the driver process keeps on the GPU."""
     import torch
     count = torch.cuda.device_count()
-    return count, (torch.cuda.get_device_properties(0).total_memory if count else None)
+    if not count:
+        return 0, None
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=memory.total", "--format=csv,noheader,nounits"],
+                             capture_output=True, text=True, timeout=30)
+        return count, int(float(out.stdout.split()[0])) << 20
+    except (OSError, subprocess.SubprocessError, ValueError, IndexError):
+        return count, None
 
 
 def this_machine(gpus: float) -> NodeTypes:

@@ -278,7 +278,7 @@ def _best_for_share(configurations, gpus, gpu, share, seeds_per_trial, cpu_per_t
         if fits < 1:
             need = (c.trial_bytes + c.seed_bytes) / GIB
             raise ConfigError(
-                f"one seed of {c.name} ({c.members_per_seed} members) needs {need:.1f} GiB, more than "
+                f"one seed of {c.name} ({c.members_per_seed} member{'s' * (c.members_per_seed != 1)}) needs {need:.1f} GiB, more than "
                 f"{share:g} of a {gpu.memory_bytes / GIB:g} GiB GPU; give a trial a bigger share (--gpus-per-trial "
                 f"{_share_for(need * GIB, gpu)}) or a GPU with more memory (--gpu-memory)")
         if seeds_per_trial is not None and seeds_per_trial > fits and seeds_per_trial > 1:
@@ -347,3 +347,12 @@ def _share_for(need_bytes: float, gpu: GPUModel) -> str:
 def _replace(obj, **changes):
     import dataclasses
     return dataclasses.replace(obj, **changes)
+
+
+def shared_eval_memory_mb(plan: Plan, reserve_mb: int = EVAL_RESERVE_MB) -> int | None:
+    """For trials sharing a GPU, the evaluation budget (MiB) that keeps the biggest within its share: the
+    engine's GPU default (half the free memory) assumes a GPU of its own. None: whole GPUs, or CPU trials."""
+    if not plan.gpus or plan.gpu_per_trial >= 1 or not plan.trials:
+        return None
+    room = plan.gpu_per_trial * plan.gpu_memory_bytes - max(t.memory_bytes for t in plan.trials) + reserve_mb * MIB
+    return max(reserve_mb, int(room // MIB))
