@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from . import numerics
+from .budget import budget_bytes, eval_chunk
 from .config import AT_INIT, METHODS, TICKETS, ConfigError, TrajectoryConfig
 from .data import Split, epoch_batches
 from .interpolation import evaluate_path
@@ -178,7 +179,7 @@ class Cohort:
     """Drives the rounds of a cohort; `states` is what continuing needs, and nothing more."""
 
     def __init__(self, members: Sequence[TrajectoryConfig], split: Split, states: Sequence[dict | None] | None = None,
-                 progress: Callable[[int, int], None] | None = None):
+                 progress: Callable[[int, int], None] | None = None, eval_memory_mb: int | None = None):
         self.configs = check_cohort(members)
         self.recipe = self.configs[0]
         self.dtype = numerics.dtype(self.recipe.precision)
@@ -188,6 +189,7 @@ class Cohort:
         self.split = split
         self.device = split.x_train.device
         self.numerics = numerics.configure(self.recipe.precision, self.recipe.deterministic)
+        self.budget = budget_bytes(self.device, eval_memory_mb)  # evaluation, scoring and instability paths
         self.progress = progress
         cfg = self.recipe
         self.template = build_model(cfg.plan_conv, cfg.plan_fc, split.in_shape, cfg.activation, device="meta")
@@ -270,9 +272,24 @@ class Cohort:
             capture = cfg.rewind_iteration if (r == 0 and late and state["rewind"] is None) else None
             parts.append(Participant(i, masks, start, cfg.round_start(r), STREAM_DATA, True,
                                      cfg.save_early_stop, capture))
-        copies = [Participant(p.member, p.masks, p.start, p.start_iteration, STREAM_COPY_DATA, False, False)
-                  for p in parts if self.configs[p.member].measures_instability(r)]
+        copies, later = [], []  # instability copies: trained beside the others, or from W_k once it is known
+        for p in parts:
+            cfg = self.configs[p.member]
+            if not cfg.measures_instability(r):
+                continue
+            if r == 0 and cfg.rewind_iteration > 0:  # the dense pair starts at W_k, the dense net at iteration k
+                known = self.states[p.member]["rewind"]
+                copy = Participant(p.member, p.masks, known, cfg.rewind_iteration, STREAM_COPY_DATA, False, False)
+                (copies if known is not None else later).append(copy)
+            else:
+                copies.append(Participant(p.member, p.masks, p.start, p.start_iteration, STREAM_COPY_DATA, False,
+                                          False))
         self._train(r, parts + copies)
+        if later:
+            for c in later:
+                c.start = next(p for p in parts if p.member == c.member and not p.replay).out["rewind"]
+            self._train(r, later)
+            copies += later
         seconds = time.perf_counter() - began
         results = {}
         parts = [p for p in parts if not p.replay]
@@ -407,7 +424,9 @@ class Cohort:
             if cfg.method in ("snip", "grasp"):
                 gen = generator(cfg.seed, STREAM_SCORE, 0)
                 idx = epoch_batches(len(self.split.x_train), cfg.batch_size, gen, self.device)[:cfg.score_batches]
-                batches = [(self.split.x_train[b], self.split.y_train[b]) for b in idx]
+                chunk = self.eval_chunk(1)  # a batch larger than the budget is scored in pieces (the same sum)
+                batches = [(self.split.x_train[b[a:a + chunk]], self.split.y_train[b[a:a + chunk]])
+                           for b in idx for a in range(0, len(b), chunk)]
                 scores = (snip_scores if cfg.method == "snip" else grasp_scores)(model, self.kinds, batches)
             else:
                 scores = magnitude_scores(model, self.kinds)
@@ -567,10 +586,15 @@ class Cohort:
                 yield it, perms[:, j]
                 it += 1
 
+    def eval_chunk(self, members: int) -> int:
+        """Examples evaluated at once for `members` stacked members, within the memory budget (`budget`)."""
+        return eval_chunk(self.template, self.split.in_shape, members, self.dtype.itemsize, self.budget,
+                          grouped=self.device.type == "cuda")
+
     @torch.inference_mode()
     def _evaluate(self, tensors, x: torch.Tensor, y: torch.Tensor, members: int):
         """Mean loss and accuracy of every member over a whole split, as (P,) device tensors (no host sync)."""
-        chunk = 5000 if not self.net.has_conv else max(250, 5000 // members)
+        chunk = self.eval_chunk(members)
         loss = torch.zeros(members, device=x.device, dtype=self.dtype)
         correct = torch.zeros(members, device=x.device, dtype=self.dtype)
         for start in range(0, len(x), chunk):
@@ -590,8 +614,10 @@ class Cohort:
             self._single = build_model(cfg.plan_conv, cfg.plan_fc, self.split.in_shape, cfg.activation,
                                        device=self.device).to(self.dtype)
 
+        chunk = self.eval_chunk(1)
+
         def measure(model, x, y):
-            return evaluate(model, x, y, precision=self.recipe.precision)
+            return evaluate(model, x, y, chunk=chunk, precision=self.recipe.precision)
         masks = {n: m.to(self.device) for n, m in ticket.masks.items()}
         path = evaluate_path(self._single, ticket.out["device_weights"], copy.out["device_weights"], masks,
                              self.split, self.configs[ticket.member].instability_points, measure)

@@ -52,8 +52,9 @@ def snip_scores(model: nn.Module, layers,
     model.zero_grad(set_to_none=True)
     model.train()
     batches = list(batches)
+    total = sum(len(y) for _, y in batches)  # the mean over every example (pieces of a batch sum the same)
     for x, y in batches:
-        (F.cross_entropy(model(x), y) / len(batches)).backward()
+        (F.cross_entropy(model(x), y, reduction="sum") / total).backward()
     scores = {n: (w.grad * w).detach().abs() for n, w in weights.items()}
     model.zero_grad(set_to_none=True)
     return scores
@@ -71,9 +72,10 @@ def grasp_scores(model: nn.Module, layers, batches: Iterable[tuple[torch.Tensor,
     model.zero_grad(set_to_none=True)
     model.train()
     batches = list(batches)
+    total = sum(len(y) for _, y in batches)
 
     def loss(x, y):
-        return F.cross_entropy(model(x) / temperature, y) / len(batches)
+        return F.cross_entropy(model(x) / temperature, y, reduction="sum") / total
 
     g = [torch.zeros_like(p) for p in params]
     for x, y in batches:

@@ -21,6 +21,7 @@ import torch
 from ray import tune
 
 from .cohort import Cohort
+from .faults import FaultHook
 from .config import TrajectoryConfig
 from .data import load_split
 from .experiment import ROUND_FILE, ROUNDS_DIR, STATE_FILE, member_rounds_path, progress, read_newest_state
@@ -56,11 +57,14 @@ def run_trial(config: dict) -> None:
     checkpoint, _ = read_newest_state(fs, trial_path)
     states = resume_cohort(members, stores, checkpoint)
     split = _cached_split(members[0].dataset, members[0].data_root, str(device), bool(config.get("download", False)))
-    cohort = Cohort(members, split, states)
     context = ray.get_runtime_context()
     where = {"device": str(device), "pid": os.getpid(), "node_id": context.get_node_id(),
              "gpus": context.get_assigned_resources().get("GPU", 0.0),
              "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES", "")}
+    # test-only: kill or block at a fixed (round, iteration), once per trial (lth_ray.faults)
+    fault = FaultHook(config.get("fault"), tune.get_context().get_trial_name(), where)
+    cohort = Cohort(members, split, states, progress=fault if fault else None,
+                    eval_memory_mb=config.get("eval_memory_mb"))
     total = sum(m.rounds + 1 - m.first_round for m in members)
     while not cohort.done:
         results = cohort.run_round()

@@ -21,6 +21,7 @@ from .cohort import COHORT_FORMAT, STREAM_DATA, Cohort, check_state, finished, g
 # The engine's vocabulary, re-exported for the Python API (`from lth_ray.trajectory import ...` keeps working).
 from .cohort import (METRICS, STATE_FORMAT, STREAM_COPY_DATA, cohort_state, cpu_state, diverged,  # noqa: F401
                      early_stop_index, evaluate, initial_weights)
+from .budget import DEFAULT_EVAL_MEMORY_MB, MIN_EVAL_MEMORY_MB
 from .config import (ABLATIONS, AT_INIT, PRECISIONS, PRESETS, TICKETS, ConfigError, TrajectoryConfig, from_preset,
                      parse_numbers, parse_plan, parse_seeds)
 from .data import DataError, Split, load_split
@@ -260,6 +261,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--deterministic", action="store_true",
                    help="deterministic kernels (bitwise reruns and resumes on a GPU; slower)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--eval-memory", type=int, default=None, metavar="MiB",
+                   help="memory budget of evaluation, scoring at init and instability paths (default: "
+                        f"{DEFAULT_EVAL_MEMORY_MB} MiB on a CPU, half the free memory on a GPU)")
     p.add_argument("--instability", action="store_true",
                    help="per round, train a second copy (another data order) and measure the linear path's barrier")
     p.add_argument("--instability-rounds", default=None, help="comma list of rounds to measure (default: all)")
@@ -319,11 +323,13 @@ def main(argv: list[str] | None = None) -> int:
                    else [config])
         if a.threads:
             torch.set_num_threads(a.threads)
+        if a.eval_memory is not None and a.eval_memory < MIN_EVAL_MEMORY_MB:
+            raise ConfigError(f"--eval-memory={a.eval_memory} is too small; allowed: >= {MIN_EVAL_MEMORY_MB} (MiB)")
         numerics.configure(config.precision, config.deterministic)  # before any CUDA work (cuBLAS workspace)
         device = resolve_device(config.device)
         split = load_split(config.dataset, config.data_root, device, download=a.download)
         states = member_states(load_state(a.resume), len(members)) if a.resume else None
-        cohort = Cohort(members, split, states, progress=_progress_bar(config))
+        cohort = Cohort(members, split, states, progress=_progress_bar(config), eval_memory_mb=a.eval_memory)
     except (ConfigError, DataError, ValueError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

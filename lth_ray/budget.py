@@ -1,0 +1,64 @@
+"""How many examples evaluation takes at once: sized from a memory budget, not from the split's size.
+
+Evaluating a whole split in one go costs memory in proportion to the examples in flight: a convolution's
+input, its im2col buffer and its output per example, for every member the stacked model evaluates together.
+On the CPU, Conv-2 needs about 2.4 MB per 32x32 image in its second convolution alone (64 x 9 x 32 x 32
+floats), so the old chunks of 5000 / members images peaked at 4.9 GB for a cohort of two (and fp64 was
+killed). The chunk is the largest that keeps that estimate within the budget:
+
+- a CPU's default is `DEFAULT_EVAL_MEMORY_MB` (fixed, so reruns use the same chunks and stay bitwise);
+- a GPU's default is half of its free memory when the cohort starts;
+- `--eval-memory MiB` sets it on both CLIs.
+
+The chunk only changes float rounding of the summed losses, never which examples are seen. Evaluation of
+the cohort, the instability paths and scoring at initialization all use it. Plain PyTorch, no Ray.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+DEFAULT_EVAL_MEMORY_MB = 256
+MIN_EVAL_MEMORY_MB = 16
+MAX_CHUNK = 5000  # never more at once than before budgets (the fc nets' numbers stay as they were)
+
+
+def budget_bytes(device: torch.device, eval_memory_mb: int | None) -> int:
+    """The budget in bytes: the user's, else the device's default."""
+    if eval_memory_mb is not None:
+        return int(eval_memory_mb) << 20
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return free // 2
+    return DEFAULT_EVAL_MEMORY_MB << 20
+
+
+def example_bytes(template: nn.Module, in_shape, element_size: int) -> tuple[int, int]:
+    """(transient, kept) bytes per example of one member's forward pass: `transient` is the largest of the
+    conv layers' input + im2col buffer + output, the latter two counted twice (freed layer by layer), `kept` what the stacked model holds
+    per member until the logits (the flattened conv output and every fc activation)."""
+    channels, side = in_shape[0], in_shape[1]
+    transient = 0
+    for module in getattr(template, "conv", ()):
+        if isinstance(module, nn.Conv2d):
+            k = module.kernel_size[0] * module.kernel_size[1]
+            size_in, col = channels * side * side, channels * k * side * side
+            channels = module.out_channels
+            # CPU kernels hold the columns and the output twice (a GEMM layout, then NCHW), measured on Conv-2
+            transient = max(transient, size_in + 2 * col + 2 * channels * side * side)
+        elif isinstance(module, (nn.MaxPool2d, nn.AvgPool2d)):
+            side //= 2
+    kept = channels * side * side if transient else math.prod(in_shape)
+    kept += sum(m.out_features for m in template.modules() if isinstance(m, nn.Linear))
+    return transient * element_size, kept * element_size
+
+
+def eval_chunk(template: nn.Module, in_shape, members: int, element_size: int, budget: int,
+               grouped: bool) -> int:
+    """Examples per evaluation chunk for `members` stacked members within `budget` bytes. `grouped`: the
+    members' convolutions run at once (CUDA); otherwise one member at a time (CPU)."""
+    transient, kept = example_bytes(template, in_shape, element_size)
+    per_example = members * (transient + kept) if grouped else transient + members * kept
+    return max(1, min(MAX_CHUNK, budget // max(per_example, 1)))
