@@ -2,8 +2,10 @@
 
 The grid is arch x prune rates x learning rate x batch size x rewind point x seed; each point is a ticket,
 and each requested baseline rides with it. One trial is one cohort (`cohort.Cohort`): the tickets of
-`--seeds-per-trial` seeds of one configuration and their baselines, trained as one vectorized model. Every
-trial checkpoints after every round and resumes from it after a crash; `--resume` continues a killed sweep.
+some seeds of one configuration and their baselines, trained as one vectorized model; how many seeds, and what
+share of a GPU each trial asks for, is the placement plan's choice (`lth_ray.planner`) for the GPUs the sweep
+may use. Every trial checkpoints after every round and resumes from it after a crash; `--resume` continues a
+killed sweep.
 """
 from __future__ import annotations
 
@@ -15,20 +17,22 @@ import socket
 import sys
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-from .config import (ABLATIONS, PRECISIONS, PRESETS, ConfigError, TrajectoryConfig, from_preset, parse_numbers,
-                     parse_plan, parse_seeds)
+from .config import (ABLATIONS, DEVICES, PRECISIONS, PRESETS, ConfigError, TrajectoryConfig, from_preset,
+                     parse_numbers, parse_plan, parse_seeds)
+from .planner import GIB, GPUModel, Plan, configuration, plan_sweep
 from .trajectory import BASELINES, cohort_members
 
 
 @dataclass(frozen=True)
 class SweepDefaults:
-    """What differs between the sweep modules: which archs and data sets make sense, how to share a GPU."""
+    """What differs between the sweep modules: which archs and data sets make sense, and the default grid."""
     prog: str
     archs: tuple[str, ...]
     datasets: tuple[str, ...]
-    gpus_per_trial: float
+    seeds: str = "1"
+    baselines: str = "none"
 
 
 @dataclass(frozen=True)
@@ -37,10 +41,12 @@ class SweepSpec:
     name: str
     storage: str                       # absolute folder or URI; the experiment is <storage>/<name>
     trajectories: tuple[TrajectoryConfig, ...]  # every member of every cohort: tickets, then their baselines
-    seeds_per_trial: int | None = None  # None: 1 without GPUs, all seeds of a configuration with GPUs
+    seeds_per_trial: int | None = None  # None: the plan's (1 without GPUs)
     cpus_per_trial: float = 1.0
-    gpus_per_trial: float = 0.0
-    num_gpus: float | None = None
+    gpus_per_trial: float | None = None  # None: the plan's share of a GPU
+    num_gpus: float | None = None        # the GPUs the sweep may use (on a cluster: may scale to); None: found
+    gpu_memory_gib: float | None = None  # None: this machine's GPU when the plan is for it, else GPUModel's
+    cluster_config: str | None = None    # node types to check a cluster plan against (lth_ray.capacity)
     address: str | None = None
     resume: bool = False
     max_failures: int = 3
@@ -61,12 +67,13 @@ def build_parser(defaults: SweepDefaults) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=defaults.prog, description="Iterative Magnitude Pruning sweep on Ray Tune.")
     g = p.add_argument_group("what to sweep")
     g.add_argument("--archs", default=",".join(defaults.archs), help=f"comma list of {', '.join(defaults.archs)}")
-    g.add_argument("--seeds", default="1", help="a count N (seeds 0..N-1) or a comma list of seeds")
+    g.add_argument("--seeds", default=defaults.seeds,
+                   help=f"a count N (seeds 0..N-1) or a comma list of seeds (default {defaults.seeds})")
     g.add_argument("--prune-rates", help="comma list of fc prune rates (default: the preset's)")
     g.add_argument("--conv-prune-rates", help="comma list of conv prune rates (default: the preset's)")
-    g.add_argument("--baselines", default="",
+    g.add_argument("--baselines", default=defaults.baselines,
                    help="comma list of reinit, random-prune (ride with their ticket) and the pruning-at-init methods "
-                        "snip, grasp, synflow, magnitude-init")
+                        f"snip, grasp, synflow, magnitude-init, or none (default {defaults.baselines})")
     g.add_argument("--ablations", default="", help="comma list of shuffle, reinit, invert: sanity checks of the "
                                                       "ticket's and every baseline's masks (Frankle et al. 2021)")
     g.add_argument("--score-batches", type=int, default=1,
@@ -97,13 +104,22 @@ def build_parser(defaults: SweepDefaults) -> argparse.ArgumentParser:
     g.add_argument("--data-root", help="folder holding the data set in torchvision's layout")
     g.add_argument("--download", action="store_true", help="let torchvision download a missing data set")
     g = p.add_argument_group("resources")
-    g.add_argument("--num-gpus", type=float, default=None, help="total GPUs the sweep may use")
+    g.add_argument("--num-gpus", type=float, default=None,
+                   help="GPUs the sweep may use; on a cluster what it may scale to, even if none is up yet "
+                        "(default: this machine's CUDA devices; with --address the cluster's GPUs up now)")
     g.add_argument("--gpus-per-trial", type=float, default=None,
-                   help=f"fraction of a GPU per trial (default {defaults.gpus_per_trial:g} when GPUs exist)")
+                   help="share of one GPU per trial, in (0, 1] (default: the placement plan's)")
+    g.add_argument("--gpu-memory", type=float, default=None, metavar="GiB",
+                   help="memory of one GPU for the plan (default: this machine's GPU, else 24, an A10G)")
+    g.add_argument("--cluster-config", help="cluster-launcher YAML whose node types the plan must fit (default "
+                                            "on a `ray up` head: ~/ray_bootstrap_config.yaml)")
+    g.add_argument("--device", default="auto",
+                   help="auto (the GPU Ray assigns; a trial assigned a GPU it cannot see fails), cpu (train on "
+                        "CPUs even when Ray assigns GPUs: logical GPUs, rehearsals) or cuda")
     g.add_argument("--cpus-per-trial", type=float, default=1.0)
     g.add_argument("--seeds-per-trial", type=int, default=None,
                    help="seeds per trial (a cohort trains them, with their baselines, as one vectorized model); "
-                        "default: 1 without GPUs, all seeds of a configuration with GPUs")
+                        "default: the placement plan's (1 without GPUs)")
     g.add_argument("--address", help="an existing Ray cluster ('auto' or host:port); default: a local Ray")
     g = p.add_argument_group("bookkeeping")
     g.add_argument("--storage", default="results", help="folder or URI (s3://, gs://, file://) for results")
@@ -117,7 +133,8 @@ def build_parser(defaults: SweepDefaults) -> argparse.ArgumentParser:
     g.add_argument("--baseline-early-stop-weights", action="store_true",
                    help="keep the baselines' early-stop weights too (default: tickets only)")
     g.add_argument("--no-export", action="store_true", help="skip the export at the end")
-    g.add_argument("--dry-run", action="store_true", help="print the trial grid and resources, run nothing")
+    g.add_argument("--dry-run", action="store_true",
+                   help="print the placement plan (trials, GPU shares, estimated GPU-hours), run nothing")
     return p
 
 
@@ -146,7 +163,7 @@ def spec_from_args(a: argparse.Namespace, defaults: SweepDefaults) -> SweepSpec:
     if a.dataset not in defaults.datasets:
         raise ConfigError(f"--dataset={a.dataset!r} is not allowed here; allowed: {', '.join(defaults.datasets)}")
     seeds = parse_seeds(a.seeds)
-    baselines = [b.strip() for b in a.baselines.split(",") if b.strip()]
+    baselines = [b.strip() for b in a.baselines.split(",") if b.strip() and b.strip() != "none"]
     for b in baselines:
         if b not in BASELINES:
             raise ConfigError(f"--baselines: {b!r} is unknown; allowed: {', '.join(BASELINES)}")
@@ -157,8 +174,13 @@ def spec_from_args(a: argparse.Namespace, defaults: SweepDefaults) -> SweepSpec:
     if a.num_gpus is not None and a.num_gpus < 0:
         raise ConfigError(f"--num-gpus={a.num_gpus:g} must be >= 0")
     gpt = a.gpus_per_trial
-    if gpt is not None and (gpt < 0 or (gpt > 1 and gpt != int(gpt))):
-        raise ConfigError(f"--gpus-per-trial={gpt:g} is not allowed; use a fraction in [0, 1] or a whole number")
+    if gpt is not None and not 0 <= gpt <= 1:
+        raise ConfigError(f"--gpus-per-trial={gpt:g} is not allowed: a trial trains its cohort on one GPU; use a "
+                          "share in (0, 1], or 0 for CPU trials")
+    if a.device not in DEVICES:
+        raise ConfigError(f"--device={a.device!r} is unknown; allowed: {', '.join(DEVICES)}")
+    if a.gpu_memory is not None and a.gpu_memory <= 0:
+        raise ConfigError(f"--gpu-memory={a.gpu_memory:g} must be positive (GiB)")
     if gpt is not None and a.num_gpus is not None and gpt > a.num_gpus:
         raise ConfigError(f"--gpus-per-trial={gpt:g} exceeds --num-gpus={a.num_gpus:g}")
     if a.seeds_per_trial is not None and a.seeds_per_trial < 1:
@@ -204,7 +226,7 @@ def spec_from_args(a: argparse.Namespace, defaults: SweepDefaults) -> SweepSpec:
                                  score_batches=a.score_batches,
                                  deterministic=a.deterministic, save_early_stop=not a.no_early_stop_weights,
                                  instability=a.instability, instability_points=a.instability_points,
-                                 instability_rounds=instability_rounds, **plans)
+                                 instability_rounds=instability_rounds, device=a.device, **plans)
             trajectories += [m if m.is_ticket else
                              m.replace(save_early_stop=a.baseline_early_stop_weights)
                              for m in cohort_members(ticket, [seed], baselines, ablations)]
@@ -214,36 +236,95 @@ def spec_from_args(a: argparse.Namespace, defaults: SweepDefaults) -> SweepSpec:
         raise ConfigError("the sweep lists the same trajectory twice; check --seeds and the rate lists")
     return SweepSpec(name=name, storage=storage, trajectories=trajectories, seeds_per_trial=a.seeds_per_trial,
                      cpus_per_trial=a.cpus_per_trial,
-                     gpus_per_trial=gpt if gpt is not None else -1.0, num_gpus=a.num_gpus, address=a.address,
+                     gpus_per_trial=gpt, num_gpus=a.num_gpus, gpu_memory_gib=a.gpu_memory,
+                     cluster_config=a.cluster_config, address=a.address,
                      resume=a.resume, max_failures=a.max_failures, keep_checkpoints=a.keep_checkpoints,
                      download=a.download, export=not a.no_export, dry_run=a.dry_run)
 
 
 # ------------------------------------------------------------------ cohorts: the sweep's trials
 
-def seeds_per_trial(spec: SweepSpec, gpus: float) -> int:
-    """`--seeds-per-trial`, or the default rule: with GPUs, every seed of a configuration in one cohort (a
-    GPU fills up with members, not with processes); on CPUs one seed per trial (cores fill up with trials)."""
-    if spec.seeds_per_trial is not None:
-        return spec.seeds_per_trial
-    return max(len({t.seed for t in spec.trajectories}), 1) if gpus > 0 else 1
+def configurations(spec: SweepSpec) -> list[list[TrajectoryConfig]]:
+    """The sweep's configurations (one recipe and ticket kind each), every member of every seed, in grid order."""
+    from .cohort import recipe_of
+    groups: dict[str, list[TrajectoryConfig]] = {}
+    for t in spec.trajectories:
+        groups.setdefault(repr(sorted(recipe_of(t).items())), []).append(t)
+    return list(groups.values())
+
+
+def cohort_of(members: list[TrajectoryConfig], seeds) -> tuple[TrajectoryConfig, ...]:
+    """One trial's members: those of `seeds`, tickets first, then by label, in the seeds' order."""
+    order = list(seeds)
+    mine = [t for t in members if t.seed in order]
+    return tuple(sorted(mine, key=lambda t: (not t.is_ticket, t.label, order.index(t.seed))))
 
 
 def cohorts(spec: SweepSpec, per_trial: int) -> list[tuple[TrajectoryConfig, ...]]:
-    """The sweep's trials: per configuration (one recipe and ticket kind), its seeds in groups of
-    `per_trial`, each with the baselines of those seeds; members ordered tickets first, by seed."""
-    from .cohort import recipe_of
-    configurations: dict[str, list[TrajectoryConfig]] = {}
-    for t in spec.trajectories:
-        configurations.setdefault(repr(sorted(recipe_of(t).items())), []).append(t)
+    """Per configuration, its seeds in groups of `per_trial`, each with the baselines of those seeds."""
     out = []
-    for members in configurations.values():
+    for members in configurations(spec):
         seeds = list(dict.fromkeys(t.seed for t in members))
-        for start in range(0, len(seeds), per_trial):
-            chunk = seeds[start:start + per_trial]
-            mine = [t for t in members if t.seed in chunk]
-            out.append(tuple(sorted(mine, key=lambda t: (not t.is_ticket, t.label, chunk.index(t.seed)))))
+        out += [cohort_of(members, seeds[i:i + per_trial]) for i in range(0, len(seeds), per_trial)]
     return out
+
+
+@dataclass(frozen=True)
+class Placement:
+    """The plan for the GPUs the sweep may use, its trials' members in launch order, and where the GPU count
+    came from (for the printout)."""
+    plan: Plan
+    trials: tuple[tuple[TrajectoryConfig, ...], ...]
+    gpus_from: str
+    gpu: GPUModel
+
+
+def place(spec: SweepSpec, gpus: float, gpus_from: str, gpu: GPUModel) -> Placement:
+    """The placement plan (lth_ray.planner) of the sweep's configurations on `gpus` GPUs."""
+    groups = configurations(spec)
+    names = [_configuration_name(m[0]) for m in groups]
+    if len(set(names)) != len(names):
+        names = [f"{n}#{i}" for i, n in enumerate(names)]
+    costs = [configuration(n, m, gpu) for n, m in zip(names, groups)]
+    share = spec.gpus_per_trial
+    plan = plan_sweep(costs, 0.0 if share == 0 else gpus, gpu, spec.seeds_per_trial, share or None,
+                      spec.cpus_per_trial)
+    by_name = dict(zip(names, groups))
+    return Placement(plan, tuple(cohort_of(by_name[t.configuration], t.seeds) for t in plan.trials), gpus_from, gpu)
+
+
+def _configuration_name(ticket: TrajectoryConfig) -> str:
+    return ticket.key[:ticket.key.rindex("-s")]
+
+
+def sweep_gpus(spec: SweepSpec, cluster_gpus: float | None = None, local_devices: int | None = None
+               ) -> tuple[float, str]:
+    """The GPUs the sweep may use and where that number comes from: `--num-gpus` (on a cluster what it may
+    scale to, up or not); else this machine's CUDA devices, or with `--address` the cluster's GPUs up now
+    (`cluster_gpus`; None: not asked, a dry run). An autoscaling cluster with no GPU node up cannot say: that
+    is an error naming --num-gpus."""
+    if spec.num_gpus is not None:
+        return spec.num_gpus, f"--num-gpus {spec.num_gpus:g}"
+    if not spec.address:
+        n = local_devices or 0
+        return float(n), f"this machine's {n} CUDA device{'s' * (n != 1)} (--num-gpus not given)"
+    if cluster_gpus is None:
+        raise ConfigError(f"--address {spec.address} without --num-gpus: a dry run does not ask the cluster; "
+                          "give --num-gpus N, the GPUs the sweep may scale to (0 for CPU trials)")
+    if cluster_gpus <= 0:
+        raise ConfigError(f"--address {spec.address}: the cluster shows no GPUs now (an autoscaler starts GPU "
+                          "nodes only for work that asks for them); give --num-gpus N, the GPUs the sweep may "
+                          "scale to, or --num-gpus 0 for CPU trials")
+    return cluster_gpus, f"the cluster's {cluster_gpus:g} GPUs up now (--num-gpus not given)"
+
+
+def gpu_model(spec: SweepSpec, local_memory: int | None) -> GPUModel:
+    """`--gpu-memory`, else this machine's GPU when the plan is for it, else the planner's default (A10G)."""
+    if spec.gpu_memory_gib:
+        return GPUModel(memory_bytes=int(spec.gpu_memory_gib * GIB))
+    if local_memory and not spec.address:
+        return GPUModel(memory_bytes=local_memory)
+    return GPUModel()
 
 
 def cohort_name(members) -> str:
@@ -337,15 +418,8 @@ def start_ray(spec: SweepSpec) -> None:
         ray.init(address="local", num_gpus=spec.num_gpus, include_dashboard=False, log_to_driver=False)
 
 
-def gpus_per_trial(spec: SweepSpec, defaults: SweepDefaults, cluster_gpus: float) -> float:
-    if spec.gpus_per_trial >= 0:
-        return spec.gpus_per_trial
-    available = cluster_gpus if spec.num_gpus is None else min(spec.num_gpus, cluster_gpus)
-    return defaults.gpus_per_trial if available > 0 else 0.0
-
-
 def max_concurrent(spec: SweepSpec, gpt: float) -> int:
-    """With --num-gpus on a shared cluster, never hold more GPUs than asked for."""
+    """Never hold more GPUs than the sweep may use (also on a shared cluster); the plan's slots."""
     if spec.num_gpus is None or gpt <= 0:
         return 0
     return max(1, math.floor(spec.num_gpus / gpt + 1e-9))
@@ -353,7 +427,8 @@ def max_concurrent(spec: SweepSpec, gpt: float) -> int:
 
 # ------------------------------------------------------------------ running
 
-def make_tuner(spec: SweepSpec, gpt: float, per_trial: int):
+def make_tuner(spec: SweepSpec, gpt: float, trials):
+    """The Tuner of `trials` (cohorts, in launch order), each asking for `gpt` of a GPU."""
     from ray import tune
 
     from .trainable import run_trial
@@ -362,7 +437,7 @@ def make_tuner(spec: SweepSpec, gpt: float, per_trial: int):
         return tune.Tuner.restore(spec.experiment, trainable=trainable, resume_errored=True, resume_unfinished=True)
     from ray.tune import CLIReporter
     threads = max(1, int(spec.cpus_per_trial))
-    param_space = {"cohort": tune.grid_search([[t.to_dict() for t in c] for c in cohorts(spec, per_trial)]),
+    param_space = {"cohort": tune.grid_search([[t.to_dict() for t in c] for c in trials]),
                    "threads": threads, "download": spec.download}
     reporter = CLIReporter(  # the trial name carries the configuration and seeds
         parameter_columns=[],
@@ -390,27 +465,105 @@ def _trial_dirname(trial) -> str:
     return f"{_trial_name(trial)}_{trial.trial_id}"
 
 
-def describe(spec: SweepSpec, gpt: float | None = None) -> str:
-    """The grid and resources (for --resume only where it goes: the restored experiment keeps its own grid)."""
-    gpus = "auto" if gpt is None else f"{gpt:g}"
-    if gpt is None:  # before Ray runs: GPUs as the command line says
-        gpt = spec.gpus_per_trial if spec.gpus_per_trial >= 0 else (1.0 if spec.num_gpus else 0.0)
-    if spec.resume:
+def describe(spec: SweepSpec, placement: Placement | None = None) -> str:
+    """What will run, in numbers: the trials with their members, CPUs and GPU share, the GPUs busy at start,
+    the estimated wall time, GPU-hours and utilisation, memory per GPU (--resume: only where it goes, the
+    restored experiment keeps its own grid)."""
+    where = f"ray: {spec.address or 'local (embedded)'}"
+    if spec.resume or placement is None:
         return (f"experiment: {spec.experiment} (resume: errored and unfinished trials continue from their "
-                f"newest round checkpoint); ray: {spec.address or 'local (embedded)'}")
-    per_trial = seeds_per_trial(spec, gpt)
-    trials = cohorts(spec, per_trial)
+                f"newest round checkpoint); {where}")
+    plan = placement.plan
+    labels = ", ".join(sorted({t.label for t in spec.trajectories}))
+    seeds = sorted({t.seed for t in spec.trajectories})
     lines = [f"experiment: {spec.experiment}",
-             f"trials: {len(trials)} cohorts of up to {per_trial} seed(s), {len(spec.trajectories)} trajectories; "
-             f"per trial: {spec.cpus_per_trial:g} CPU, {gpus} GPU; "
-             f"sweep GPUs: {'all available' if spec.num_gpus is None else f'{spec.num_gpus:g}'}; "
-             f"ray: {spec.address or 'local (embedded)'}"]
-    for members in trials:
-        t = members[0]
-        labels = ", ".join(sorted({m.label for m in members}))
-        lines.append(f"  {cohort_name(members)}: {len(members)} members ({labels}), "
-                     f"rounds {t.first_round}..{t.rounds}, {t.iterations} iterations/round, eval every {t.eval_every}")
+             f"grid: {len(spec.trajectories)} trajectories: {len(configurations(spec))} configurations x "
+             f"{len(seeds)} seed(s) x ({labels})"]
+    if plan.gpus:
+        lines.append(f"plan: {len(plan.trials)} trials for {plan.gpus:g} GPUs ({placement.gpus_from}): per trial "
+                     f"{plan.cpu_per_trial:g} CPU and {plan.gpu_per_trial:g} GPU, {plan.slots} at once; {where}")
+    else:
+        lines.append(f"plan: {len(plan.trials)} trials on CPUs ({placement.gpus_from}): per trial "
+                     f"{plan.cpu_per_trial:g} CPU; {where}")
+    for members, t in zip(placement.trials, plan.trials):
+        m = members[0]
+        head = f"  {cohort_name(members)}: {len(members)} members ({', '.join(sorted({x.label for x in members}))})"
+        if plan.gpus:
+            head += (f", {t.cpu:g} CPU, {t.gpu:g} GPU, {t.memory_bytes / GIB:.1f} GiB, est. {_duration(t.seconds)}"
+                     f" from {_duration(t.start)}")
+        lines.append(f"{head}; rounds {m.first_round}..{m.rounds}, {m.iterations} iterations/round, "
+                     f"eval every {m.eval_every}")
+    if not plan.gpus:
+        lines.append("GPUs: none")
+        return "\n".join(lines)
+    lines += [
+        f"GPUs: {plan.gpus_at_start:.3g} of {plan.gpus:g} busy at start",
+        f"estimate: {_duration(plan.seconds)} wall time; {plan.gpu_hours:.1f} GPU-hours held, "
+        f"{plan.busy_seconds / 3600:.1f} busy: {plan.utilisation:.0%} utilisation over the sweep "
+        f"({plan.elastic_gpu_hours:.1f} GPU-hours, {plan.elastic_utilisation:.0%}, on 1-GPU nodes released "
+        f"{plan.idle_timeout_s / 60:g} min after their last trial)",
+        f"memory per GPU: up to {plan.memory_per_gpu / GIB:.1f} GiB of {placement.gpu.memory_bytes / GIB:g} GiB "
+        f"({max(1, round(1 / plan.gpu_per_trial))} trial(s) per GPU)"]
+    if plan.utilisation < 0.9:
+        lines.append(f"note: {_why_idle(plan)}")
+    lines.append(f"cost model: FLOPs of the nets' layers at {placement.gpu.flops / 1e12:g} TFLOP/s per GPU "
+                 "(assumed, not measured; lth_ray/planner.py)")
     return "\n".join(lines)
+
+
+def _why_idle(plan: Plan) -> str:
+    """Why the GPUs are not all busy until the end, and what fewer GPUs would do."""
+    longest = plan.longest
+    if math.isclose(longest.seconds, plan.seconds, rel_tol=1e-3):
+        seeds = "one seed" if len(longest.seeds) == 1 else f"{len(longest.seeds)} seeds"
+        why = (f"the longest trial, {seeds} of {longest.configuration}, takes the whole wall time on a GPU of "
+               "its own (a seed's ticket and baselines are never split)")
+    else:
+        why = f"{len(plan.trials)} trials do not divide evenly onto {plan.slots} slots"
+    same = [a for a in plan.alternatives if math.isclose(a.seconds, plan.seconds, rel_tol=1e-3)]
+    busy = [a for a in plan.alternatives if a.utilisation >= 0.9]
+    if same:
+        why += f"; {_gpus(same[0].gpus)} finish as soon ({same[0].utilisation:.0%} busy)"
+    if busy:
+        b = busy[-1]
+        why += f"; {_gpus(b.gpus)} reach {b.utilisation:.0%} in {_duration(b.seconds)}"
+    return why
+
+
+def _gpus(n: float) -> str:
+    return f"{n:g} GPU{'s' * (n != 1)}"
+
+
+def _duration(seconds: float) -> str:
+    if seconds >= 3600:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 60:.0f} min" if seconds >= 60 else f"{seconds:.0f} s"
+
+
+def plan_here(spec: SweepSpec, cluster_gpus: float | None = None) -> Placement:
+    """The placement plan for this command: the GPUs it may use (`sweep_gpus`), the GPU's memory, and, without
+    `--address`, checked against this machine (with `--cluster-config`, against that cluster's node types)."""
+    from .capacity import check_fits, from_cluster_config, local_cuda, this_machine
+    devices, memory = local_cuda() if not spec.address else (0, None)
+    gpus, gpus_from = sweep_gpus(spec, cluster_gpus, devices)
+    placement = place(spec, gpus, gpus_from, gpu_model(spec, memory))
+    plan = placement.plan
+    if spec.cluster_config:
+        check_fits(from_cluster_config(spec.cluster_config), plan.gpus, plan.gpu_per_trial, plan.cpu_per_trial)
+    elif not spec.address:
+        check_fits(this_machine(plan.gpus), plan.gpus, plan.gpu_per_trial, plan.cpu_per_trial)
+    return placement
+
+
+def check_cuda_here(spec: SweepSpec, plan: Plan) -> None:
+    """An embedded Ray declaring GPUs this machine does not have would hand out GPUs no trial can use."""
+    if spec.address or not plan.gpus or spec.trajectories[0].device == "cpu":
+        return
+    from .capacity import local_cuda
+    devices, _ = local_cuda()
+    if devices < plan.gpus:
+        raise ConfigError(f"--num-gpus={plan.gpus:g}: this machine has {devices} CUDA device(s); give --num-gpus "
+                          f"{devices} or fewer, or --device cpu to rehearse on logical GPUs with CPU training")
 
 
 def check_data(spec: SweepSpec) -> None:
@@ -438,11 +591,22 @@ def run(spec: SweepSpec, defaults: SweepDefaults) -> int:
     import ray
     check_storage(spec)
     check_data(spec)
-    start_ray(spec)
+    placement = None if spec.address else plan_here(spec)  # before Ray: the embedded Ray declares its GPUs
+    if placement:
+        check_cuda_here(spec, placement.plan)
+    start_ray(replace(spec, num_gpus=placement.plan.gpus) if placement else spec)
     try:
-        gpt = gpus_per_trial(spec, defaults, ray.cluster_resources().get("GPU", 0.0))
-        print(describe(spec, gpt), flush=True)
-        make_tuner(spec, gpt, seeds_per_trial(spec, gpt)).fit()  # trial states are read back from storage below, not trusted from here
+        if placement is None:  # a cluster: planned for --num-gpus (what it may scale to), else the GPUs up now
+            from .capacity import check_fits, cluster_node_types
+            placement = plan_here(spec, ray.cluster_resources().get("GPU", 0.0))
+            if not spec.cluster_config:  # (plan_here checked that one) the head's bootstrap config, or the nodes up
+                plan = placement.plan
+                check_fits(cluster_node_types(None), plan.gpus, plan.gpu_per_trial, plan.cpu_per_trial)
+        plan = placement.plan
+        print(describe(spec, placement), flush=True)
+        sized = replace(spec, num_gpus=plan.gpus)
+        # trial states are read back from storage below, not trusted from here
+        make_tuner(sized, plan.gpu_per_trial, placement.trials).fit()
     finally:
         ray.shutdown()
     from .experiment import load_trials
@@ -474,7 +638,7 @@ def main(defaults: SweepDefaults, argv: list[str] | None = None) -> int:
     try:
         spec = spec_from_args(args, defaults)
         if spec.dry_run:
-            print(describe(spec))
+            print(describe(spec, None if spec.resume else plan_here(spec)))
             return 0
         return run(spec, defaults)
     except ConfigError as err:

@@ -20,6 +20,7 @@ import ray
 import torch
 from ray import tune
 
+from .capacity import require_usable_gpu
 from .cohort import Cohort
 from .faults import FaultHook
 from .config import TrajectoryConfig
@@ -38,6 +39,13 @@ def _cached_split(dataset: str, data_root: str | None, device: str, download: bo
     return load_split(dataset, data_root, device, download=download)
 
 
+def _require_usable_gpu(requested: str, device: torch.device) -> None:
+    context = ray.get_runtime_context()
+    node = f"{context.get_node_id()} ({ray.util.get_node_ip_address()})"
+    require_usable_gpu(requested, context.get_assigned_resources().get("GPU", 0.0), device.type, node,
+                       os.environ.get("CUDA_VISIBLE_DEVICES", ""))
+
+
 def trial_members(config: dict) -> tuple[list[TrajectoryConfig], bool]:
     """(the trial's members, whether it is a single trajectory of the pre-cohort layout)."""
     if "cohort" in config:
@@ -50,6 +58,7 @@ def run_trial(config: dict) -> None:
     members, single = trial_members(config)
     torch.set_num_threads(int(config.get("threads", 1)))
     device = resolve_device(members[0].device)  # Ray sets CUDA_VISIBLE_DEVICES; no usable GPU -> CPU fallback
+    _require_usable_gpu(members[0].device, device)  # ... unless Ray assigned a GPU: then never the CPU unnoticed
     storage = tune.get_context().get_storage()
     fs, trial_path = storage.storage_filesystem, storage.trial_fs_path
     stores = [RoundStore(fs, f"{trial_path}/{ROUNDS_DIR}" if single else member_rounds_path(trial_path, m.key))

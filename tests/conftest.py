@@ -113,9 +113,10 @@ def ray_cluster():
 
 
 def sweep_argv(data_root: Path, storage: Path, name: str, *extra: str) -> list[str]:
-    """A tiny Lenet sweep: 2 rounds of 200 iterations, evaluated every 50."""
+    """A tiny Lenet sweep: 2 rounds of 200 iterations, evaluated every 50, trained on CPUs (`--device cpu`: the
+    session's cluster declares logical GPUs, and a trial assigned a GPU it cannot see fails otherwise)."""
     return ["--dataset", "mnist", "--data-root", str(data_root), "--rounds", "2", "--iterations", "200",
-            "--eval-every", "50", "--storage", str(storage), "--name", name, *extra]
+            "--eval-every", "50", "--device", "cpu", "--storage", str(storage), "--name", name, *extra]
 
 
 @pytest.fixture(scope="session")

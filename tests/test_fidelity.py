@@ -308,7 +308,7 @@ def test_sweep_lists_of_learning_rates_batch_sizes_and_rewind_points_are_grid_ax
 
 def test_sweep_custom_plan_gets_its_own_arch_label():
     spec = sweep_spec("--archs", "conv2", "--plan-conv", "32,M", "--plan-fc", "64", "--rounds", "1",
-                      module="conv_cifar10")
+                      "--seeds", "1", "--baselines", "none", module="conv_cifar10")
     (t,) = spec.trajectories
     assert (t.arch, t.plan_conv, t.plan_fc) == ("conv32-M_fc64", (32, "M"), (64,))
     with pytest.raises(ConfigError, match="give exactly one --archs"):

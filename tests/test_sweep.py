@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import time
@@ -141,6 +142,7 @@ def round_records_local(folder: Path) -> dict[str, list[dict]]:
 
 
 def test_trials_spread_over_two_nodes_with_fractional_gpus(tiny_mnist, ray_cluster, tmp_path):
+    # sweep_argv gives --device cpu: the GPUs are logical, and a trial assigned one trains on the CPU on purpose
     args = sweep_argv(tiny_mnist, tmp_path, "spread", "--address", ray_cluster.address, "--seeds", "4",
                       "--seeds-per-trial", "1", "--rounds", "1", "--gpus-per-trial", "0.25", "--num-gpus", "8",
                       "--no-export")
@@ -164,15 +166,35 @@ def test_embedded_local_ray_sweep_with_export(tiny_mnist, tmp_path):
     assert [r["round"] for r in trial.records] == [0, 1]
 
 
-def test_dry_run_prints_the_grid_and_runs_nothing(tmp_path):
-    out = subprocess.run([PYTHON, "-m", "sweeps.conv_cifar10", "--num-gpus", "8", "--seeds", "2", "--baselines",
-                          "reinit", "--storage", str(tmp_path), "--name", "dry", "--dry-run"],
-                         cwd=ROOT, capture_output=True, text=True)
-    assert out.returncode == 0
-    # with GPUs one cohort holds every seed of a configuration: 3 archs -> 3 trials of 2 x (ticket, re-init)
-    assert "trials: 3 cohorts of up to 2 seed(s), 12 trajectories" in out.stdout
-    assert "conv6-cifar10-imp-layerwise-fc0.2-conv0.15-s0-1: 4 members (imp, reinit)" in out.stdout
+def dry_run(tmp_path, *args: str) -> str:
+    out = subprocess.run([PYTHON, "-m", "sweeps.conv_cifar10", "--storage", str(tmp_path), "--name", "dry",
+                          "--dry-run", *args], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
     assert not (tmp_path / "dry").exists()
+    return out.stdout
+
+
+def test_dry_run_prints_the_grid_and_runs_nothing(tmp_path):
+    """The card's command: the thesis' grid (Conv-2/4/6 x 3 seeds x ticket, re-init, random pruning) placed on
+    8 GPUs, in numbers."""
+    out = dry_run(tmp_path, "--num-gpus", "8")
+    assert "grid: 27 trajectories: 3 configurations x 3 seed(s) x (imp, random-prune, reinit)" in out
+    # Conv-6 and Conv-4 one seed per trial, Conv-2's three seeds in two: every GPU busy from the start
+    assert "plan: 8 trials for 8 GPUs (--num-gpus 8): per trial 1 CPU and 1 GPU, 8 at once" in out
+    assert "conv6-cifar10-imp-layerwise-fc0.2-conv0.15-s0: 3 members (imp, random-prune, reinit), 1 CPU, 1 GPU" in out
+    assert "conv2-cifar10-imp-layerwise-fc0.2-conv0.1-s0-1: 6 members" in out
+    assert "GPUs: 8 of 8 busy at start" in out
+    assert re.search(r"estimate: [\d.]+ h wall time; [\d.]+ GPU-hours held, [\d.]+ busy: \d+% utilisation over "
+                     r"the sweep \([\d.]+ GPU-hours, 9\d%, on 1-GPU nodes", out), out
+    assert re.search(r"memory per GPU: up to [\d.]+ GiB of 24 GiB", out)
+    assert "auto" not in out
+    quick = dry_run(tmp_path, "--num-gpus", "8", "--seeds", "1", "--baselines", "none")
+    assert "plan: 3 trials for 8 GPUs" in quick and "GPUs: 3 of 8 busy at start" in quick
+    assert "conv6-cifar10-imp-layerwise-fc0.2-conv0.15-s0: 1 members (imp)" in quick
+    if torch.cuda.device_count() == 0:  # without --num-gpus: the plan that runs here, on this machine's devices
+        here = dry_run(tmp_path)
+        assert "plan: 9 trials on CPUs (this machine's 0 CUDA devices (--num-gpus not given))" in here
+        assert "GPUs: none" in here
 
 
 @pytest.mark.parametrize("extra, fragment", [
@@ -180,7 +202,15 @@ def test_dry_run_prints_the_grid_and_runs_nothing(tmp_path):
     (["--seeds", ","], "--seeds=',' is empty"),
     (["--seeds", "0"], "--seeds='0' must be at least 1"),
     (["--num-gpus", "-1"], "--num-gpus=-1 must be >= 0"),
-    (["--gpus-per-trial", "1.5"], "--gpus-per-trial=1.5 is not allowed"),
+    (["--gpus-per-trial", "1.5"], "--gpus-per-trial=1.5 is not allowed: a trial trains its cohort on one GPU"),
+    (["--device", "tpu"], "--device='tpu' is unknown; allowed: auto, cpu, cuda"),
+    (["--num-gpus", "64"], "--num-gpus=64: this machine has"),
+    (["--cpus-per-trial", "512"], "--cpus-per-trial=512 exceeds every node of this machine"),
+    (["--num-gpus", "1", "--gpu-memory", "0.5", "--dry-run"],
+     "one seed of lenet-mnist-imp-layerwise-fc0.2 (1 member) needs 1.2 GiB, more than 1 of a 0.5 GiB GPU"),
+    (["--address", "127.0.0.1:1", "--dry-run"], "--address 127.0.0.1:1 without --num-gpus: a dry run does not ask"),
+    (["--address", "127.0.0.1:1", "--num-gpus", "32", "--cluster-config", str(ROOT / "cluster.yaml"), "--dry-run"],
+     "--num-gpus=32 exceeds what"),
     (["--baselines", "lottery"], "'lottery' is unknown"),
     (["--ablations", "shuffle,flip"], "--ablations: 'flip' is unknown; allowed: shuffle, reinit, invert"),
     (["--prune-rates", "1.2"], "prune_rate_fc=1.2"),
