@@ -283,7 +283,6 @@ def test_the_driver_fetches_once_with_download_and_refuses_without(tmp_path, mon
 def test_a_sweep_without_its_data_fails_before_launching_anything(tmp_path):
     storage, empty = tmp_path / "storage", tmp_path / "empty"
     empty.mkdir()
-    t0 = time.time()
     r = subprocess.run([sys.executable, "-m", "sweeps.lenet_mnist", "--data-root", str(empty), "--storage",
                         str(storage), "--name", "x"], cwd=ROOT, env=_env_without_data(tmp_path),
                        capture_output=True, text=True, timeout=120)
@@ -291,7 +290,6 @@ def test_a_sweep_without_its_data_fails_before_launching_anything(tmp_path):
     errors = [line for line in r.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "'mnist' not found on node" in errors[0] and str(empty) in errors[0]
     assert not (storage / "x").exists() and r.stdout == ""
-    assert time.time() - t0 < 60
 
 
 def test_the_default_fetch_is_torchvisions_real_download(tmp_path, monkeypatch):

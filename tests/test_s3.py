@@ -72,33 +72,29 @@ def wait_for(predicate, timeout: float, what: str):
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def in_session(sid: int, name: str) -> list[int]:
-    """Pids of processes of session `sid` whose command line starts with `name` (the embedded Ray's)."""
-    out = subprocess.run(["ps", "-eo", "pid=,sess=,args="], capture_output=True, text=True).stdout
-    return [int(p) for p, s, *args in (line.split(None, 2) for line in out.splitlines())
-            if int(s) == sid and args and args[0].startswith(name)]
-
-
 def test_sweep_kill_resume_export_report_on_s3(s3, tiny_mnist, tmp_path):
-    env = {**os.environ, **s3}
+    """The worker dies (SIGKILL) at round 1's iteration 200 and Tune restarts it from the bucket; then, held at
+    round 2's iteration 200, the driver is killed (SIGKILL), and `--resume` finishes the sweep bitwise."""
+    faults = tmp_path / "faults"
+    env = {**os.environ, **s3, "LTH_RAY_FAULT": f"kill:1:200:{faults};block:2:200:{faults}"}
     storage, name = f"s3://{BUCKET}/sweeps", "cloud"
     args = sweep_argv(tiny_mnist, storage, name, "--rounds", "3", "--iterations", "400", "--eval-every", "100",
                       "--num-gpus", "0", "--cpus-per-trial", "1")
     cmd = [PYTHON, "-m", "sweeps.lenet_mnist", *args]
     log = open(tmp_path / "driver.log", "w")
     driver = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-
-    def has_round(r):
-        return lambda: any(p.endswith(f"/round_{r:03d}/record.json") for p in s3_files(f"sweeps/{name}"))
-
-    wait_for(has_round(0), 300, "round 0 in the bucket")
-    workers = in_session(driver.pid, "ray::ImplicitFunc")
-    assert workers, "no trial worker found"
-    for pid in workers:
-        os.kill(pid, signal.SIGKILL)  # the worker dies mid-round 1; Tune restarts it from the bucket
-    wait_for(has_round(1), 300, "round 1 in the bucket after the worker was killed")
-    os.killpg(driver.pid, signal.SIGKILL)  # then the driver dies too
-    driver.wait()
+    try:
+        wait_for(lambda: list(faults.glob("*.block.json")) or driver.poll() is not None, 400,
+                 "the restarted trial held at round 2")
+        assert driver.poll() is None, (tmp_path / "driver.log").read_text()[-3000:]
+    finally:
+        os.killpg(driver.pid, signal.SIGKILL)  # the driver (and its embedded Ray) dies mid-round 2
+        driver.wait()
+    (killed,) = [json.loads(p.read_text()) for p in faults.glob("*.kill.json")]
+    (held,) = [json.loads(p.read_text()) for p in faults.glob("*.block.json")]
+    assert (killed["round"], killed["iteration"], held["round"]) == (1, 200, 2) and killed["pid"] != held["pid"]
+    in_bucket = s3_files(f"sweeps/{name}")
+    assert [r for r in range(4) if any(p.endswith(f"/round_{r:03d}/record.json") for p in in_bucket)] == [0, 1]
     resumed = subprocess.run(cmd + ["--resume"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:] + \
         (tmp_path / "driver.log").read_text()[-2000:]

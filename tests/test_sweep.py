@@ -76,25 +76,33 @@ def assert_same_as_without_ray(trials, tiny_mnist):
         torch.set_num_threads(threads)
 
 
+def with_fault(spec: str) -> dict:
+    """The environment of a sweep whose trials meet a fault at a fixed point (lth_ray.faults)."""
+    return {**os.environ, "LTH_RAY_FAULT": spec}
+
+
+def markers(folder: Path, action: str) -> dict[str, dict]:
+    """Where each trial's fault landed: {trial name: the marker's record}."""
+    return {f.name.split(f".{action}.json")[0]: json.loads(f.read_text()) for f in folder.glob(f"*.{action}.json")}
+
+
 def test_killed_worker_resumes_its_cohort_from_the_last_round_checkpoint(tiny_mnist, ray_cluster, tmp_path):
-    """One trial = a cohort of 2 seeds x (ticket, re-init); its worker is killed mid-round and the whole cohort
-    resumes bitwise."""
+    """One trial = a cohort of 2 seeds x (ticket, re-init); its worker dies (SIGKILL) at round 1's iteration
+    200 of 400, and the whole cohort resumes bitwise."""
+    faults = tmp_path / "faults"
     args = sweep_argv(tiny_mnist, tmp_path, "crash", "--address", ray_cluster.address, "--rounds", "3",
-                      "--iterations", "800", "--eval-every", "100", "--no-export", "--seeds", "2",
+                      "--iterations", "400", "--eval-every", "100", "--no-export", "--seeds", "2",
                       "--seeds-per-trial", "2", "--baselines", "reinit")
-    proc = start(args, tmp_path / "log")
+    out = subprocess.run(sweep_cmd(*args), cwd=ROOT, env=with_fault(f"kill:1:200:{faults}"), capture_output=True,
+                         text=True, timeout=400)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     experiment = tmp_path / "crash"
-    first = wait_for(lambda: next(iter(result_rows(experiment).values()), None), 240, "round 0 reported")
-    # round 0's row is written once its checkpoint is stored, and round 1 (4 members x 800 iterations, a few
-    # seconds) has begun: kill now, mid-round (a later kill could land after round 1's files, before its row)
-    round_1 = list(experiment.glob("*/rounds/*/round_001"))
-    os.kill(first[0]["pid"], signal.SIGKILL)
-    assert not round_1, "round 1 finished before the kill: the machine is too loaded for this test's timing"
-    assert proc.wait(timeout=300) == 0, (tmp_path / "log").read_text()[-3000:]
     ((name, rows),) = result_rows(experiment).items()
+    ((who, landed),) = markers(faults, "kill").items()
+    assert (landed["round"], landed["iteration"]) == (1, 200) and name.startswith(who)  # mid-round 1, once
     assert name.startswith("lenet-mnist-imp-layerwise-fc0.2-s0-1_")  # named after its configuration and seeds
     assert [r["round"] for r in rows] == [0, 1, 2, 3]  # no round reported twice
-    assert len({r["pid"] for r in rows}) == 2          # the trial really restarted in a new worker
+    assert rows[0]["pid"] == landed["pid"] and {r["pid"] for r in rows[1:]} != {landed["pid"]}  # a new worker
     assert all(r["members"] == 4 for r in rows) and [r["members_in_round"] for r in rows] == [2, 4, 4, 4]
     trials = load_trials(str(experiment))
     assert sorted((t.config.method, t.config.seed) for t in trials) == [("imp", 0), ("imp", 1), ("reinit", 0),
@@ -103,33 +111,35 @@ def test_killed_worker_resumes_its_cohort_from_the_last_round_checkpoint(tiny_mn
 
 
 def test_killed_driver_resumes_without_recomputing_finished_rounds(tiny_mnist, ray_cluster, tmp_path):
+    """Both trials are held at round 1's iteration 200 (round 0 done, round 1 half way); the driver is killed
+    there, and the resumed sweep keeps every round-0 file (the same seconds) and recomputes round 1 on."""
+    faults = tmp_path / "faults"
     args = sweep_argv(tiny_mnist, tmp_path, "driver", "--address", ray_cluster.address, "--rounds", "3",
-                      "--iterations", "400", "--eval-every", "100", "--seeds", "2", "--no-export")
-    proc = start(args, tmp_path / "log1")
+                      "--iterations", "400", "--eval-every", "100", "--seeds", "2", "--seeds-per-trial", "1",
+                      "--no-export")
+    log = tmp_path / "log1"
+    proc = subprocess.Popen(sweep_cmd(*args), cwd=ROOT, env=with_fault(f"block:1:200:{faults}"), stdout=open(log, "w"),
+                            stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        held = wait_for(lambda: len(markers(faults, "block")) == 2 or proc.poll() is not None, 300,
+                        "both trials held at round 1")
+        assert held and proc.poll() is None, log.read_text()[-3000:]
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
     experiment = tmp_path / "driver"
-
-    def some_round_done():
-        done = {key: recs for d in experiment.glob("lenet-*") for key, recs in round_records_local(d).items()}
-        return done if any(len(records) >= 2 for records in done.values()) else None
-
-    wait_for(some_round_done, 240, "a trial finishing round 1")
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
-    before = {key: recs for d in experiment.glob("lenet-*")  # after the kill, settled
-              for key, recs in round_records_local(d).items()}
+    before = {key: recs for d in experiment.glob("lenet-*") for key, recs in round_records_local(d).items()}
+    assert sorted(before) == sorted(f"lenet-mnist-imp-layerwise-fc0.2-s{s}" for s in (0, 1))
+    assert all([r["round"] for r in records] == [0] for records in before.values())  # exactly where held
     resumed = subprocess.run(sweep_cmd(*args, "--resume"), cwd=ROOT, capture_output=True, text=True, timeout=400)
+    (faults / "release").touch()  # (a worker of the killed driver, if any were left, would go on and exit)
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
     trials = load_trials(str(experiment))
     assert len(trials) == 2
     assert_same_as_without_ray(trials, tiny_mnist)
     by_key = {t.config.key: t for t in trials}
-    finished_before = 0
-    for key, records in before.items():
-        for old in records:  # the same wall-clock seconds: the round was kept, not run again
-            new = by_key[key].records[old["round"]]
-            assert new["seconds"] == old["seconds"]
-            finished_before += 1
-    assert finished_before >= 2
+    for key, (old,) in before.items():  # the same wall-clock seconds: round 0 was kept, not run again
+        assert by_key[key].records[0]["seconds"] == old["seconds"]
 
 
 def round_records_local(folder: Path) -> dict[str, list[dict]]:
