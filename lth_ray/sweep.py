@@ -480,7 +480,7 @@ def describe(spec: SweepSpec, placement: Placement | None = None) -> str:
              f"grid: {len(spec.trajectories)} trajectories: {len(configurations(spec))} configurations x "
              f"{len(seeds)} seed(s) x ({labels})"]
     if plan.gpus:
-        lines.append(f"plan: {len(plan.trials)} trials for {plan.gpus:g} GPUs ({placement.gpus_from}): per trial "
+        lines.append(f"plan: {len(plan.trials)} trials for {_gpus(plan.gpus)} ({placement.gpus_from}): per trial "
                      f"{plan.cpu_per_trial:g} CPU and {plan.gpu_per_trial:g} GPU, {plan.slots} at once; {where}")
     else:
         lines.append(f"plan: {len(plan.trials)} trials on CPUs ({placement.gpus_from}): per trial "
@@ -514,10 +514,12 @@ def describe(spec: SweepSpec, placement: Placement | None = None) -> str:
 def _why_idle(plan: Plan) -> str:
     """Why the GPUs are not all busy until the end, and what fewer GPUs would do."""
     longest = plan.longest
-    if math.isclose(longest.seconds, plan.seconds, rel_tol=1e-3):
+    if plan.gpus_at_start < 0.9 * plan.held_at_start:
+        why = "the trials' steps are too small to keep their GPU shares busy (launch-bound)"
+    elif math.isclose(longest.seconds, plan.seconds, rel_tol=1e-3):
         seeds = "one seed" if len(longest.seeds) == 1 else f"{len(longest.seeds)} seeds"
-        why = (f"the longest trial, {seeds} of {longest.configuration}, takes the whole wall time on a GPU of "
-               "its own (a seed's ticket and baselines are never split)")
+        why = (f"the longest trial, {seeds} of {longest.configuration}, takes the whole wall time on "
+               f"{_gpus(longest.gpu)} (a seed's ticket and baselines are never split)")
     else:
         why = f"{len(plan.trials)} trials do not divide evenly onto {plan.slots} slots"
     same = [a for a in plan.alternatives if math.isclose(a.seconds, plan.seconds, rel_tol=1e-3)]
