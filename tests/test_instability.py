@@ -131,3 +131,45 @@ def test_sweep_measures_tickets_only():
     assert {t.rewind_iteration for t in spec.trajectories} == {0, 500}
     with pytest.raises(ConfigError, match="instability round 30"):
         small(instability_rounds=(30,))
+
+
+@pytest.mark.parametrize("k", [0, 20])
+def test_both_ends_of_every_pair_start_from_the_right_weights(k, split, monkeypatch):
+    """Frankle et al. 2020: the pair of round r starts from the weights the round rewinds to, at iteration k.
+    The dense round's pair starts at W_k (the dense net at iteration k, k > 0), not at the initialization: the
+    ticket's round 0 runs 0 -> T through W_k, its copy from W_k at k; rounds >= 1 both from the masked W_k."""
+    from lth_ray.cohort import Cohort
+    trained = []
+    real = Cohort._train
+
+    def spy(self, r, parts):
+        real(self, r, parts)
+        trained.extend((r, p.stream, p.start_iteration, {n: v.clone() for n, v in p.start.items()}) for p in parts)
+    monkeypatch.setattr(Cohort, "_train", spy)
+    cfg = small(rewind_iteration=k, iterations=60, eval_every=20, rounds=1)
+    t = Trajectory(cfg, split)
+    results = list(t.run_results())
+    w_k = t.rewind  # the dense trajectory's weights at iteration k (the init when k = 0)
+    init = t.init
+    for r in (0, 1):
+        (ticket,) = [x for x in trained if x[0] == r and x[1] != STREAM_COPY_DATA]
+        (copy,) = [x for x in trained if x[0] == r and x[1] == STREAM_COPY_DATA]
+        ticket_from, ticket_at = (init, 0) if r == 0 else (w_k, k)  # round 0's ticket passes through W_k at k
+        assert ticket[2] == ticket_at and copy[2] == k
+        assert all(torch.equal(ticket[3][n], ticket_from[n]) for n in init)
+        assert all(torch.equal(copy[3][n], w_k[n]) for n in init), f"round {r}: the copy does not start at W_k"
+    if k:
+        assert not torch.equal(w_k["fc.0.weight"], init["fc.0.weight"])
+        # the dense pair's end theta_1 is the ticket's round 0; theta_2 trained k -> T from W_k
+        assert results[0].record["instability"]["test_error"][0] == pytest.approx(
+            1 - results[0].record["final_test_acc"], abs=1e-6)
+
+
+def test_the_dense_rounds_barrier_depends_on_the_rewind_point(split):
+    """Round 0's pair differs with k (it starts at W_k), so its barrier does too; the ticket's own round 0 does
+    not depend on k (it trains 0 -> T either way; float32 rounding only, as its company in the batch differs)."""
+    runs = {k: Trajectory(small(rewind_iteration=k, iterations=60, eval_every=20, rounds=0), split).run()[0]
+            for k in (0, 20)}
+    assert runs[0]["test_loss"] == pytest.approx(runs[20]["test_loss"], abs=1e-5)
+    paths = [np.asarray(runs[k]["instability"]["test_loss"]) for k in (0, 20)]
+    assert np.abs(paths[0] - paths[1]).max() > 1e-3

@@ -97,7 +97,8 @@ def test_grasp_scores_equal_the_hand_computed_ones():
     """A one-layer net, logits z = (Wx + b) / T: g = (p - y) x^T / (T B) and the Hessian-vector product
     H v = sum_n [(diag p_n - p_n p_n^T)(v x_n)] x_n^T / (T^2 B); the kept score is W * (H g), GraSP's
     S = -W * (H g) negated (GraSP removes the highest S). Mean over two batches."""
-    from lth_ray.scoring import GRASP_TEMPERATURE as T, grasp_scores
+    from lth_ray.scoring import grasp_scores
+    T = 200.0  # Wang et al.'s temperature, written as the paper's number (not imported: a wrong one must fail)
     g = torch.Generator().manual_seed(3)
     model = build_model((), (), (1, 2, 2), generator=g).double()
     xs = [torch.randn(6, 1, 2, 2, generator=g, dtype=torch.float64) for _ in range(2)]
