@@ -1,6 +1,7 @@
-"""`python -m lth_ray.report <experiment> [--out DIR]`: the paper's figures as PNG plus a Markdown summary.
+"""`python -m lth_ray.report <experiment> [--out DIR]`: the paper's figures plus a Markdown summary.
 
-Works on a finished or partial Tune experiment folder (read as data: the snapshot as JSON) and on an export
+Each figure is written as PNG (for the Markdown) and as PDF and SVG beside it (vector, for a paper); the
+summary's main tables also go to CSV and LaTeX (`lth_ray.tables`). Works on a finished or partial Tune experiment folder (read as data: the snapshot as JSON) and on an export
 folder holding `rounds.parquet`; what is missing is listed rather than failing the report.
 """
 from __future__ import annotations
@@ -13,6 +14,9 @@ from pathlib import Path
 import pandas as pd
 
 from . import analysis as A
+from .tables import report_tables, write_tables
+
+VECTOR_FORMATS = ("pdf", "svg")  # written beside each PNG
 
 
 def load(source: str) -> A.Experiment:
@@ -29,8 +33,8 @@ def _slug(label: str) -> str:
 
 
 def write_figures(exp: A.Experiment, out: Path) -> list[Path]:
-    """Every figure of the report, one PNG each; returns their paths. Plain `Figure`s, no pyplot: no
-    display needed and the caller's backend (a notebook's) is left alone."""
+    """Every figure of the report, one PNG each plus a PDF and an SVG of it beside; returns the PNGs' paths.
+    Plain `Figure`s, no pyplot: no display needed and the caller's backend (a notebook's) is left alone."""
     from matplotlib.figure import Figure
 
     written = []
@@ -42,6 +46,8 @@ def write_figures(exp: A.Experiment, out: Path) -> list[Path]:
     def save(fig, name):
         fig.tight_layout()
         fig.savefig(out / name, dpi=120)
+        for fmt in VECTOR_FORMATS:
+            fig.savefig((out / name).with_suffix(f".{fmt}"))
         written.append(out / name)
 
     if exp.rounds.empty:
@@ -219,17 +225,20 @@ def summary_markdown(exp: A.Experiment, source: str, figures: list[Path]) -> str
 
 
 def report(source: str, out: Path) -> list[Path]:
-    """Load, then write the figures and summary.md into `out`; returns the files written."""
+    """Load, then write the figures (PNG, PDF, SVG), summary.md and its tables (CSV, TeX) into `out`;
+    returns the files written."""
     exp = load(source)
     out.mkdir(parents=True, exist_ok=True)
     figures = write_figures(exp, out)
     (out / "summary.md").write_text(summary_markdown(exp, source, figures))
-    return figures + [out / "summary.md"]
+    vectors = [p.with_suffix(f".{fmt}") for p in figures for fmt in VECTOR_FORMATS]
+    return figures + vectors + [out / "summary.md"] + write_tables(report_tables(exp, _slug), out)
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m lth_ray.report",
-                                description="Figures (PNG) and summary.md of an lth_ray experiment.")
+                                description="Figures (PNG, PDF, SVG), summary.md and its tables (CSV, LaTeX) "
+                                            "of an lth_ray experiment.")
     p.add_argument("experiment", help="a Tune experiment folder (or URI), or its export folder")
     p.add_argument("--out", help="output folder (default: <experiment>/report)")
     a = p.parse_args(argv)

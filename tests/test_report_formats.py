@@ -1,0 +1,114 @@
+"""Paper-ready report output: every figure also as PDF and SVG, the main tables as CSV and LaTeX, holding the
+numbers of the Markdown summary and of the analysis frames."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from lth_ray import analysis as A
+from lth_ray.tables import latex
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def report_dir(tiny_experiment, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("paper") / "report"
+    done = subprocess.run([sys.executable, "-m", "lth_ray.report", str(tiny_experiment), "--out", str(out)],
+                          capture_output=True, text=True, env={**os.environ, "MPLBACKEND": "Agg"}, cwd=ROOT,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr
+    return out
+
+
+def markdown_rows(text: str, heading: str) -> list[list[str]]:
+    """The body rows of the first table after `heading` in summary.md, as cell strings."""
+    table = []
+    for line in text[text.index(heading):].splitlines()[1:]:
+        if line.startswith("|"):
+            table.append(line)
+        elif table:
+            break
+    return [[c.strip() for c in line.strip("|").split("|")] for line in table[2:]]
+
+
+def latex_rows(path: Path) -> list[list[str]]:
+    """The body rows of a booktabs tabular (between \\midrule and \\bottomrule)."""
+    return latex_rows_from_text(path.read_text())
+
+
+def test_every_png_figure_has_a_pdf_and_an_svg_beside_it(report_dir):
+    pngs = sorted(report_dir.glob("*.png"))
+    assert {p.stem for p in pngs} >= {"accuracy_vs_sparsity", "early_stop_vs_sparsity", "history-lenet",
+                                      "layer_sparsity-lenet", "masks-lenet"}
+    for png in pngs:
+        pdf, svg = png.with_suffix(".pdf"), png.with_suffix(".svg")
+        assert pdf.read_bytes()[:5] == b"%PDF-" and b"%%EOF" in pdf.read_bytes()[-1024:]
+        root = ET.parse(svg).getroot()
+        assert root.tag == "{http://www.w3.org/2000/svg}svg" and len(list(root.iter())) > 50
+    md = (report_dir / "summary.md").read_text()
+    assert "![accuracy_vs_sparsity](accuracy_vs_sparsity.png)" in md and ".pdf)" not in md  # Markdown unchanged
+
+
+def test_rounds_table_equals_the_markdown_and_the_analysis_frames(report_dir, tiny_experiment):
+    csv = pd.read_csv(report_dir / "rounds.csv")
+    md = markdown_rows((report_dir / "summary.md").read_text(), "### lenet")
+    assert len(csv) == len(md) == 3 + 2 + 2  # imp rounds 0..2, reinit and random-prune rounds 1..2
+
+    def spread(r, m, digits):
+        f = f"{{:.{digits}f}}"
+        return f"{f.format(r[m + '_mean'])} [{f.format(r[m + '_min'])}, {f.format(r[m + '_max'])}]"
+
+    for (_, r), cells in zip(csv.iterrows(), md):
+        assert cells == [r["method"], str(r["round"]), f"{r['percent_remaining']:.1f}", str(r["seeds"]),
+                         spread(r, "test_acc_at_early_stop", 2), spread(r, "early_stop_iteration", 0),
+                         spread(r, "final_test_acc", 2)]
+    summary = A.summarise(A.load_experiment(tiny_experiment).rounds).sort_values(["method", "round"])
+    assert csv["method"].tolist() == summary["method"].tolist() and csv["round"].tolist() == summary["round"].tolist()
+    for m in ("test_acc_at_early_stop", "final_test_acc"):
+        for s in ("mean", "min", "max"):
+            assert csv[f"{m}_{s}"].to_numpy() == pytest.approx(100 * summary[f"{m}_{s}"].to_numpy(), rel=1e-12)
+    assert csv["early_stop_iteration_mean"].to_numpy() == pytest.approx(summary["early_stop_iteration_mean"].to_numpy())
+    assert csv["percent_remaining"].to_numpy() == pytest.approx(100 * summary["sparsity"].to_numpy(), rel=1e-12)
+    tex = latex_rows(report_dir / "rounds.tex")
+    assert len(tex) == len(csv)
+    for (_, r), cells in zip(csv.iterrows(), tex):
+        assert cells[:5] == ["lenet", r["method"], str(r["round"]), f"{r['percent_remaining']:.1f}", str(r["seeds"])]
+        assert cells[5] == f"{r['test_acc_at_early_stop_mean']:.2f}" and cells[8] == f"{r['early_stop_iteration_mean']:.0f}"
+    header = (report_dir / "rounds.tex").read_text()
+    assert "\\begin{tabular}" in header and "percent\\_remaining" in header  # names escaped for LaTeX
+
+
+def test_winning_tickets_table_equals_the_analysis_frame(report_dir, tiny_experiment):
+    csv = pd.read_csv(report_dir / "winning_tickets.csv")
+    w = A.winning_ticket(A.summarise(A.load_experiment(tiny_experiment).rounds))
+    assert len(csv) == len(w) == 1 and csv["ticket"].tolist() == ["imp"]
+    assert csv["dense_test_acc"].iloc[0] == pytest.approx(100 * w["dense_test_acc_at_early_stop"].iloc[0])
+    for col, frame_col, k in (("ticket_test_acc", "ticket_test_acc_at_early_stop", 100), ("speedup", "speedup", 1),
+                              ("gap_reinit", "gap_reinit", 100), ("best_gain", "best_gain", 100),
+                              ("max_speedup", "max_speedup", 1)):
+        a, b = csv[col].iloc[0], w[frame_col].iloc[0]
+        assert (np.isnan(a) and pd.isna(b)) or a == pytest.approx(k * b), col
+    md = markdown_rows((report_dir / "summary.md").read_text(), "## Winning tickets")
+    assert md[0][2] == f"{csv['dense_test_acc'].iloc[0]:.2f}"
+    tex = latex_rows(report_dir / "winning_tickets.tex")
+    assert tex[0][:3] == ["lenet", "imp", f"{csv['dense_test_acc'].iloc[0]:.2f}"]
+
+
+def test_latex_writes_missing_values_as_na_and_the_markdown_digits():
+    frame = pd.DataFrame({"configuration": ["conv_2"], "ticket_round": pd.array([pd.NA], dtype="Int64"),
+                          "percent_remaining": [51.2649], "speedup": [np.nan], "loss_barrier_mean": [0.12345]})
+    rows = latex_rows_from_text(latex(frame))
+    assert rows == [["conv\\_2", "n/a", "51.3", "n/a", "0.123"]]
+
+
+def latex_rows_from_text(text: str) -> list[list[str]]:
+    body = text[text.index("\\midrule") + len("\\midrule"): text.index("\\bottomrule")]
+    return [[c.strip() for c in line.rstrip().removesuffix("\\\\").split("&")] for line in body.strip().splitlines()]
