@@ -129,4 +129,3 @@ def require_usable_gpu(requested_device: str, assigned_gpus: float, device_type:
         f"node {node}: Ray assigned this trial {assigned_gpus:g} GPU (CUDA_VISIBLE_DEVICES={visible_devices!r}) "
         "but torch sees no CUDA device there (broken driver, CPU-only torch, or logical GPUs only); refusing to "
         "train on the CPU. Fix the node, or pass --device cpu to train on CPUs on purpose")
-

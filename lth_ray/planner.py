@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import heapq
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Sequence
 
 from .config import ConfigError, TrajectoryConfig, parse_plan_token
@@ -253,7 +253,7 @@ def plan_sweep(configurations: Sequence[Configuration], gpus: float, gpu: GPUMod
             fewer = plan_sweep(configurations, n, gpu, seeds_per_trial, gpu_per_trial if gpu_per_trial and
                                gpu_per_trial <= n else None, cpu_per_trial, alternatives=False)
             others.append(Alternative(n, fewer.seconds, fewer.utilisation))
-        best = _replace(best, alternatives=tuple(others))
+        best = replace(best, alternatives=tuple(others))
     return best
 
 
@@ -324,7 +324,7 @@ def _schedule(trials: list[PlannedTrial], gpus, share, slots, cpu_per_trial, gpu
     for t in order:
         start, slot = heapq.heappop(free)
         end = start + t.seconds
-        placed.append(_replace(t, start=start, end=end, slot=slot))
+        placed.append(replace(t, start=start, end=end, slot=slot))
         heapq.heappush(free, (end, slot))
     seconds = max(t.end for t in placed)
     busy = sum(t.flops for t in placed) / gpu.flops
@@ -344,9 +344,6 @@ def _share_for(need_bytes: float, gpu: GPUModel) -> str:
     return f"{fits[0]:g}" if fits else "1"
 
 
-def _replace(obj, **changes):
-    import dataclasses
-    return dataclasses.replace(obj, **changes)
 
 
 def shared_eval_memory_mb(plan: Plan, reserve_mb: int = EVAL_RESERVE_MB) -> int | None:
@@ -354,5 +351,6 @@ def shared_eval_memory_mb(plan: Plan, reserve_mb: int = EVAL_RESERVE_MB) -> int 
     engine's GPU default (half the free memory) assumes a GPU of its own. None: whole GPUs, or CPU trials."""
     if not plan.gpus or plan.gpu_per_trial >= 1 or not plan.trials:
         return None
-    room = plan.gpu_per_trial * plan.gpu_memory_bytes - max(t.memory_bytes for t in plan.trials) + reserve_mb * MIB
+    biggest = max(t.memory_bytes for t in plan.trials)
+    room = plan.gpu_per_trial * plan.gpu_memory_bytes - biggest + reserve_mb * MIB
     return max(reserve_mb, int(room // MIB))

@@ -26,7 +26,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import psutil
 import pytest
 import yaml
 
@@ -77,6 +76,28 @@ def progress_rows(experiment: Path) -> dict[str, list[dict]]:
     return rows
 
 
+def running() -> dict[int, tuple[int, list[str]]]:
+    """Every process of this machine: pid -> (parent pid, command line), from /proc."""
+    out = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                argv = [a.decode(errors="replace") for a in (entry / "cmdline").read_bytes().split(b"\0") if a]
+                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            out[int(entry.name)] = (parent, argv)
+    return out
+
+
+def kill(pids) -> None:
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -99,36 +120,32 @@ class FakeCluster:
     def workers_alive(self) -> list:
         return [n for n in self.nodes() if not n.is_head_node and n.state == 0]  # 0: ALIVE
 
-    def processes(self) -> list[psutil.Process]:
-        mine = []
-        for p in psutil.process_iter(["pid", "cmdline"]):
-            if p.info["pid"] != os.getpid() and str(self.folder) in " ".join(p.info["cmdline"] or ()):
-                mine.append(p)
-        return mine
+    def processes(self) -> list[int]:
+        """The PIDs whose command line names the cluster's private folder."""
+        return [pid for pid, (_, argv) in running().items()
+                if pid != os.getpid() and str(self.folder) in " ".join(argv)]
 
     def kill_node(self, node_id: str) -> int:
         """Kill a worker node as a lost instance dies: its raylet and everything under it, at once (SIGKILL)."""
         (info,) = [n for n in self.nodes() if n.node_id.hex() == node_id]
+        table = running()
         flag = f"--raylet_socket_name={info.raylet_socket_name}"
-        (raylet,) = [p for p in self.processes() if flag in (p.info["cmdline"] or ())]
-        tree = [raylet] + raylet.children(recursive=True)
-        for p in tree:
-            p.kill()
+        (raylet,) = [pid for pid, (_, argv) in table.items() if flag in argv]
+        tree, grew = {raylet}, True
+        while grew:  # the raylet's descendants: its workers and agents
+            more = {pid for pid, (parent, _) in table.items() if parent in tree} - tree
+            tree, grew = tree | more, bool(more)
+        kill(tree)
         return len(tree)
 
     def stop(self) -> None:
         """Kill by PID every process naming the private folder (gcs_server ignores SIGTERM for a while)."""
-        for _ in range(20):
-            procs = self.processes()
-            if not procs:
-                return
-            for p in procs:
-                try:
-                    p.kill()
-                except psutil.NoSuchProcess:
-                    pass
-            psutil.wait_procs(procs, timeout=5)
-        raise AssertionError(f"processes of {self.folder} survive: {[p.pid for p in self.processes()]}")
+        deadline = time.monotonic() + 60
+        while self.processes():
+            if time.monotonic() > deadline:
+                raise AssertionError(f"processes of {self.folder} survive: {self.processes()}")
+            kill(self.processes())
+            time.sleep(0.2)
 
 
 @pytest.fixture(scope="module")
