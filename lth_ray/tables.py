@@ -3,7 +3,8 @@
 The Markdown summary formats the same numbers for reading; these are for a paper or another tool. Every
 table is in the Markdown's units (accuracies, barriers and weights remaining in percent; iterations as
 counts) so a CSV cell rounded to the Markdown's digits is the Markdown's cell. The LaTeX tables use those
-digits (booktabs rules: `\\usepackage{booktabs}`); missing values are "n/a", as in the Markdown.
+digits and the CSV's column names with spaces for underscores (booktabs rules: `\\usepackage{booktabs}`);
+missing values are "n/a", as in the Markdown.
 """
 from __future__ import annotations
 
@@ -104,15 +105,17 @@ def _digits(column: str) -> int:
 
 
 def latex(frame: pd.DataFrame) -> str:
-    """`frame` as a booktabs tabular with the Markdown's digits, "n/a" for missing values, names escaped."""
+    """`frame` as a booktabs tabular with the Markdown's digits, "n/a" for missing values, headers with spaces
+    for underscores, everything else escaped for LaTeX."""
     def formatter(column):
         def fmt(v):
             if v is None or v is pd.NA or (isinstance(v, float) and np.isnan(v)):
                 return "n/a"
             return f"{v:.{_digits(column)}f}" if isinstance(v, (float, np.floating)) else str(v)
         return fmt
-    return frame.to_latex(index=False, escape=True, na_rep="n/a",
-                          formatters={c: formatter(c) for c in frame.columns})
+    named = frame.rename(columns=lambda c: c.replace("_", " "))  # "percent remaining": readable headers
+    return named.to_latex(index=False, escape=True, na_rep="n/a",
+                          formatters={c.replace("_", " "): formatter(c) for c in frame.columns})
 
 
 def write_tables(tables: dict[str, pd.DataFrame], out: Path) -> list[Path]:

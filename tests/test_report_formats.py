@@ -28,15 +28,16 @@ def report_dir(tiny_experiment, tmp_path_factory) -> Path:
     return out
 
 
-def markdown_rows(text: str, heading: str) -> list[list[str]]:
-    """The body rows of the first table after `heading` in summary.md, as cell strings."""
-    table = []
-    for line in text[text.index(heading):].splitlines()[1:]:
+def markdown_rows(text: str, heading: str, nth: int = 0) -> list[list[str]]:
+    """The body rows of the nth table after `heading` in summary.md, as cell strings."""
+    tables, table = [], []
+    for line in text[text.index(heading):].splitlines()[1:] + [""]:
         if line.startswith("|"):
             table.append(line)
         elif table:
-            break
-    return [[c.strip() for c in line.strip("|").split("|")] for line in table[2:]]
+            tables.append(table)
+            table = []
+    return [[c.strip() for c in line.strip("|").split("|")] for line in tables[nth][2:]]
 
 
 def latex_rows(path: Path) -> list[list[str]]:
@@ -83,7 +84,7 @@ def test_rounds_table_equals_the_markdown_and_the_analysis_frames(report_dir, ti
         assert cells[:5] == ["lenet", r["method"], str(r["round"]), f"{r['percent_remaining']:.1f}", str(r["seeds"])]
         assert cells[5] == f"{r['test_acc_at_early_stop_mean']:.2f}" and cells[8] == f"{r['early_stop_iteration_mean']:.0f}"
     header = (report_dir / "rounds.tex").read_text()
-    assert "\\begin{tabular}" in header and "percent\\_remaining" in header  # names escaped for LaTeX
+    assert "\\begin{tabular}" in header and " & percent remaining & " in header  # readable LaTeX headers
 
 
 def test_winning_tickets_table_equals_the_analysis_frame(report_dir, tiny_experiment):
@@ -112,3 +113,47 @@ def test_latex_writes_missing_values_as_na_and_the_markdown_digits():
 def latex_rows_from_text(text: str) -> list[list[str]]:
     body = text[text.index("\\midrule") + len("\\midrule"): text.index("\\bottomrule")]
     return [[c.strip() for c in line.rstrip().removesuffix("\\\\").split("&")] for line in body.strip().splitlines()]
+
+
+def test_every_method_per_density_table_equals_the_markdown_and_the_analysis_frame(pai_experiment, tmp_path):
+    from lth_ray.report import main
+    assert main([str(pai_experiment), "--out", str(tmp_path / "r")]) == 0
+    csv = pd.read_csv(tmp_path / "r" / "methods-lenet.csv")
+    summary = A.summarise(A.load_experiment(pai_experiment).rounds)
+    wide = A.methods_table(summary, next(iter(A.config_labels(summary))))
+    assert list(csv.columns) == ["round", "percent_remaining", *wide.columns[1:]]
+    assert "grasp-shuffle" in csv.columns and csv["round"].tolist() == wide.index.tolist()
+    for m in wide.columns[1:]:
+        assert csv[m].to_numpy() == pytest.approx(100 * wide[m].to_numpy(), nan_ok=True), m
+    md = markdown_rows((tmp_path / "r" / "summary.md").read_text(), "## Every method per density")
+    tex = latex_rows(tmp_path / "r" / "methods-lenet.tex")
+    for (_, r), cells, tex_cells in zip(csv.iterrows(), md, tex, strict=True):
+        expected = [str(int(r["round"])), f"{r['percent_remaining']:.1f}",
+                    *("n/a" if np.isnan(r[m]) else f"{r[m]:.2f}" for m in wide.columns[1:])]
+        assert cells == expected and tex_cells == expected
+
+
+def test_instability_tables_equal_the_markdown(tiny_experiment):
+    """The session's sweep with hand-made barriers for its ticket's rounds (no figures drawn): both Instability
+    tables of summary.md, cell by cell, from the CSV frames."""
+    from lth_ray.report import _slug, summary_markdown
+    from lth_ray.tables import report_tables
+    exp = A.load_experiment(tiny_experiment)
+    ticket = exp.rounds[exp.rounds["method"] == "imp"]
+    exp.instability = ticket[A.CONFIG + ["trial_id", "method", "seed", "round", "sparsity"]].assign(
+        error_barrier=0.005 + 0.01 * ticket["round"] + 0.002 * ticket["seed"], loss_barrier=0.1 * ticket["round"])
+    tables = report_tables(exp, _slug)
+    md = summary_markdown(exp, str(tiny_experiment), [])
+    rows = tables["instability"]
+    assert len(rows) == 3 and rows["error_barrier_max"].tolist() == pytest.approx([0.7, 1.7, 2.7])
+    text = md[md.index("## Instability"):]
+    per_round = markdown_rows(md, "## Instability", nth=1)
+    for (_, r), cells in zip(rows.iterrows(), per_round, strict=True):
+        assert cells == ["lenet", str(r["round"]), f"{r['percent_remaining']:.1f}", str(r["seeds"]),
+                         f"{r['error_barrier_mean']:.2f} [{r['error_barrier_min']:.2f}, {r['error_barrier_max']:.2f}]",
+                         f"{r['loss_barrier_mean']:.3f}"]
+    best = tables["instability_stable_matching"].iloc[0]
+    cells = markdown_rows(text, "## Instability")[0]
+    level = "none" if pd.isna(best["round"]) else f"round {best['round']} ({best['percent_remaining']:.1f}%)"
+    na = lambda v: "n/a" if pd.isna(v) else f"{v:.2f}"  # noqa: E731
+    assert cells == ["lenet", "imp", level, na(best["error_barrier"]), na(best["test_acc"])]
