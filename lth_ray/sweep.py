@@ -287,6 +287,9 @@ def place(spec: SweepSpec, gpus: float, gpus_from: str, gpu: GPUModel) -> Placem
         names = [f"{n}#{i}" for i, n in enumerate(names)]
     costs = [configuration(n, m, gpu) for n, m in zip(names, groups)]
     share = spec.gpus_per_trial
+    if share and share > gpus:
+        raise ConfigError(f"--gpus-per-trial={share:g} exceeds the sweep's {gpus:g} GPUs ({gpus_from}); give "
+                          "--num-gpus, or --gpus-per-trial 0 for CPU trials")
     plan = plan_sweep(costs, 0.0 if share == 0 else gpus, gpu, spec.seeds_per_trial, share or None,
                       spec.cpus_per_trial)
     by_name = dict(zip(names, groups))

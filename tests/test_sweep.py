@@ -205,6 +205,11 @@ def test_dry_run_prints_the_grid_and_runs_nothing(tmp_path):
         here = dry_run(tmp_path)
         assert "plan: 9 trials on CPUs (this machine's 0 CUDA devices (--num-gpus not given))" in here
         assert "GPUs: none" in here
+        shared = subprocess.run([PYTHON, "-m", "sweeps.conv_cifar10", "--gpus-per-trial", "0.25", "--dry-run"],
+                                cwd=ROOT, capture_output=True, text=True, timeout=120)
+        assert shared.returncode == 2 and shared.stderr.strip().splitlines() == [
+            "error: --gpus-per-trial=0.25 exceeds the sweep's 0 GPUs (this machine's 0 CUDA devices (--num-gpus not "
+            "given)); give --num-gpus, or --gpus-per-trial 0 for CPU trials"]
 
 
 @pytest.mark.parametrize("extra, fragment", [
