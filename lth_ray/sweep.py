@@ -19,9 +19,11 @@ import time
 import uuid
 from dataclasses import dataclass, replace
 
+from . import faults
+from .budget import DEFAULT_EVAL_MEMORY_MB, MIN_EVAL_MEMORY_MB
 from .config import (ABLATIONS, DEVICES, PRECISIONS, PRESETS, ConfigError, TrajectoryConfig, from_preset,
                      parse_numbers, parse_plan, parse_seeds)
-from .planner import GIB, GPUModel, Plan, configuration, plan_sweep
+from .planner import GIB, GPUModel, Plan, configuration, plan_sweep, shared_eval_memory_mb
 from .trajectory import BASELINES, cohort_members
 
 
@@ -55,6 +57,7 @@ class SweepSpec:
     export: bool = True
     reuse_actors: bool = True
     dry_run: bool = False
+    eval_memory_mb: int | None = None  # evaluation's memory budget (None: the engine's default; see cohort)
 
     @property
     def experiment(self) -> str:
@@ -117,6 +120,9 @@ def build_parser(defaults: SweepDefaults) -> argparse.ArgumentParser:
                    help="auto (the GPU Ray assigns; a trial assigned a GPU it cannot see fails), cpu (train on "
                         "CPUs even when Ray assigns GPUs: logical GPUs, rehearsals) or cuda")
     g.add_argument("--cpus-per-trial", type=float, default=1.0)
+    g.add_argument("--eval-memory", type=int, default=None, metavar="MiB",
+                   help="memory budget of evaluation, scoring at init and instability paths (default: "
+                        f"{DEFAULT_EVAL_MEMORY_MB} MiB on a CPU, half the free memory on a GPU)")
     g.add_argument("--seeds-per-trial", type=int, default=None,
                    help="seeds per trial (a cohort trains them, with their baselines, as one vectorized model); "
                         "default: the placement plan's (1 without GPUs)")
@@ -187,6 +193,8 @@ def spec_from_args(a: argparse.Namespace, defaults: SweepDefaults) -> SweepSpec:
         raise ConfigError(f"--seeds-per-trial={a.seeds_per_trial} must be >= 1")
     if a.cpus_per_trial <= 0:
         raise ConfigError(f"--cpus-per-trial={a.cpus_per_trial:g} must be positive")
+    if a.eval_memory is not None and a.eval_memory < MIN_EVAL_MEMORY_MB:
+        raise ConfigError(f"--eval-memory={a.eval_memory} is too small; allowed: >= {MIN_EVAL_MEMORY_MB} (MiB)")
     if a.max_failures < 0:
         raise ConfigError(f"--max-failures={a.max_failures} must be >= 0")
     if a.keep_checkpoints < 1:
@@ -239,7 +247,8 @@ def spec_from_args(a: argparse.Namespace, defaults: SweepDefaults) -> SweepSpec:
                      gpus_per_trial=gpt, num_gpus=a.num_gpus, gpu_memory_gib=a.gpu_memory,
                      cluster_config=a.cluster_config, address=a.address,
                      resume=a.resume, max_failures=a.max_failures, keep_checkpoints=a.keep_checkpoints,
-                     download=a.download, export=not a.no_export, dry_run=a.dry_run)
+                     download=a.download, export=not a.no_export, dry_run=a.dry_run,
+                     eval_memory_mb=a.eval_memory)
 
 
 # ------------------------------------------------------------------ cohorts: the sweep's trials
@@ -285,7 +294,7 @@ def place(spec: SweepSpec, gpus: float, gpus_from: str, gpu: GPUModel) -> Placem
     names = [_configuration_name(m[0]) for m in groups]
     if len(set(names)) != len(names):
         names = [f"{n}#{i}" for i, n in enumerate(names)]
-    costs = [configuration(n, m, gpu) for n, m in zip(names, groups)]
+    costs = [configuration(n, m, gpu, spec.eval_memory_mb) for n, m in zip(names, groups)]
     share = spec.gpus_per_trial
     if share and share > gpus:
         raise ConfigError(f"--gpus-per-trial={share:g} exceeds the sweep's {gpus:g} GPUs ({gpus_from}); give "
@@ -442,6 +451,10 @@ def make_tuner(spec: SweepSpec, gpt: float, trials):
     threads = max(1, int(spec.cpus_per_trial))
     param_space = {"cohort": tune.grid_search([[t.to_dict() for t in c] for c in trials]),
                    "threads": threads, "download": spec.download}
+    if spec.eval_memory_mb is not None:
+        param_space["eval_memory_mb"] = spec.eval_memory_mb
+    if faults.from_environment():  # test-only fault injection (lth_ray.faults), for workers on any node
+        param_space["fault"] = faults.from_environment()
     reporter = CLIReporter(  # the trial name carries the configuration and seeds
         parameter_columns=[],
         metric_columns={"round": "round", "sparsity": "sparsity", "test_acc_at_early_stop": "test_acc@es",
@@ -610,6 +623,8 @@ def run(spec: SweepSpec, defaults: SweepDefaults) -> int:
         plan = placement.plan
         print(describe(spec, placement), flush=True)
         sized = replace(spec, num_gpus=plan.gpus)
+        if spec.eval_memory_mb is None and shared_eval_memory_mb(plan):  # trials sharing a GPU stay in their share
+            sized = replace(sized, eval_memory_mb=shared_eval_memory_mb(plan))
         # trial states are read back from storage below, not trusted from here
         make_tuner(sized, plan.gpu_per_trial, placement.trials).fit()
     finally:
