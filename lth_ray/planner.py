@@ -39,7 +39,7 @@ TRAIN_EXAMPLES = {"mnist": 60_000, "fashion-mnist": 60_000, "cifar10": 50_000}  
 TEST_EXAMPLES = 10_000
 VALIDATION_EXAMPLES = 5_000  # lth_ray.data.VALIDATION_SIZE
 PARAM_COPIES = 8
-EVAL_RESERVE_MB = 512  # what a trial keeps for evaluation unless --eval-memory says (lth_ray.budget's CPU default)
+EVAL_RESERVE_MB = 512  # a GPU trial's evaluation budget in the plan unless --eval-memory says (trials sharing a GPU get it)
 
 
 @dataclass(frozen=True)

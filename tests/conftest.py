@@ -88,6 +88,29 @@ def make_cifar10_like(root: Path, per_batch: int = 1200, n_test: int = 500, seed
     return root
 
 
+def serve_idx_mirror(monkeypatch, dataset_class, served: Path, sizes: dict[str, int], seed: int = 0):
+    """torchvision's mirror of an IDX data set on 127.0.0.1: small gzipped IDX files under their real names
+    (`sizes`: images per prefix, train / t10k), the class's mirrors and resources (md5s) pointed at them.
+    Returns the server; the caller shuts it down."""
+    import functools
+    import hashlib
+    import http.server
+    import threading
+    rng = np.random.default_rng(seed)
+    resources = []
+    for prefix, n in sizes.items():
+        for kind, a in (("images-idx3", rng.integers(0, 255, (n, 28, 28))), ("labels-idx1", rng.integers(0, 10, n))):
+            f = served / f"{prefix}-{kind}-ubyte.gz"
+            write_idx(f, a, compress=True)
+            resources.append((f.name, hashlib.md5(f.read_bytes()).hexdigest()))
+    quiet = type("Quiet", (http.server.SimpleHTTPRequestHandler,), {"log_message": lambda *a: None})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(quiet, directory=str(served)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setattr(dataset_class, "mirrors", [f"http://127.0.0.1:{server.server_port}/"])
+    monkeypatch.setattr(dataset_class, "resources", resources)
+    return server
+
+
 @pytest.fixture(scope="session")
 def tiny_mnist(tmp_path_factory) -> Path:
     return make_mnist_like(tmp_path_factory.mktemp("tiny-mnist"))

@@ -98,9 +98,8 @@ import socket  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
-from pathlib import Path  # noqa: E402
 
-from conftest import ROOT  # noqa: E402
+from conftest import ROOT, serve_idx_mirror  # noqa: E402
 from lth_ray.data import fetch_dataset, locate  # noqa: E402
 
 # One process of the race: wait at a barrier, then load MNIST with --download through a fake download that
@@ -295,24 +294,8 @@ def test_a_sweep_without_its_data_fails_before_launching_anything(tmp_path):
 def test_the_default_fetch_is_torchvisions_real_download(tmp_path, monkeypatch):
     """torchvision's own download code (served from 127.0.0.1, its md5 checks on) goes through the staging folder
     and lands in its usual layout."""
-    import functools
-    import hashlib
-    import http.server
-    import threading
     monkeypatch.setenv("LTH_RAY_DATA", str(tmp_path / "cache"))
-    served = tmp_path / "served"
-    rng = np.random.default_rng(0)
-    resources = []
-    for prefix, n in (("train", 60), ("t10k", 20)):
-        for kind, a in (("images-idx3", rng.integers(0, 255, (n, 28, 28))), ("labels-idx1", rng.integers(0, 10, n))):
-            f = served / f"{prefix}-{kind}-ubyte.gz"
-            write_idx(f, a, compress=True)
-            resources.append((f.name, hashlib.md5(f.read_bytes()).hexdigest()))
-    quiet = type("Quiet", (http.server.SimpleHTTPRequestHandler,), {"log_message": lambda *a: None})
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(quiet, directory=str(served)))
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    monkeypatch.setattr(datasets.MNIST, "mirrors", [f"http://127.0.0.1:{server.server_port}/"])
-    monkeypatch.setattr(datasets.MNIST, "resources", resources)
+    server = serve_idx_mirror(monkeypatch, datasets.MNIST, tmp_path / "served", {"train": 60, "t10k": 20})
     try:
         (xtr, _), (xte, _), source = load_raw("mnist", str(tmp_path / "data"), download=True)
     finally:

@@ -3,19 +3,14 @@ command's data check fetches Fashion-MNIST with torchvision's real download code
 md5 checks on) into torchvision's layout under the cache. The sweep itself is not run here (minutes)."""
 from __future__ import annotations
 
-import functools
-import hashlib
-import http.server
 import shlex
 import shutil
 import subprocess
-import threading
 from pathlib import Path
 
-import numpy as np
 import pytest
 
-from conftest import ROOT, write_idx
+from conftest import ROOT, serve_idx_mirror
 
 pytestmark = pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
 
@@ -49,20 +44,8 @@ def fashion_mirror(tmp_path, monkeypatch):
     """torchvision's Fashion-MNIST mirror on 127.0.0.1: four small gzipped IDX files under their real names, the
     resources' md5s those of the served files. Yields the (train, test) sizes."""
     from torchvision import datasets
-    served = tmp_path / "served"
-    rng = np.random.default_rng(1)
-    resources = []
     sizes = {"train": 70, "t10k": 30}
-    for prefix, n in sizes.items():
-        for kind, a in (("images-idx3", rng.integers(0, 255, (n, 28, 28))), ("labels-idx1", rng.integers(0, 10, n))):
-            f = served / f"{prefix}-{kind}-ubyte.gz"
-            write_idx(f, a, compress=True)
-            resources.append((f.name, hashlib.md5(f.read_bytes()).hexdigest()))
-    quiet = type("Quiet", (http.server.SimpleHTTPRequestHandler,), {"log_message": lambda *a: None})
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(quiet, directory=str(served)))
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    monkeypatch.setattr(datasets.FashionMNIST, "mirrors", [f"http://127.0.0.1:{server.server_port}/"])
-    monkeypatch.setattr(datasets.FashionMNIST, "resources", resources)
+    server = serve_idx_mirror(monkeypatch, datasets.FashionMNIST, tmp_path / "served", sizes, seed=1)
     yield sizes
     server.shutdown()
 
