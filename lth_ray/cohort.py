@@ -147,13 +147,21 @@ def check_cohort(members: Sequence[TrajectoryConfig]) -> tuple[TrajectoryConfig,
     if len(kinds) > 1:
         raise ConfigError("a cohort holds one kind of ticket (imp or one-shot), not both")
     for m in members:
-        needs = m.mask_source == "ticket" or (m.start == "rewind" and m.first_round == 1 and m.rewind_iteration > 0)
-        if needs and m.seed not in tickets:
+        if needs_ticket(m) and m.seed not in tickets:
             why = "its masks" if m.mask_source == "ticket" else "its rewind point"
             kind = m.method if m.method in TICKETS else "imp"
             raise ConfigError(f"baseline {m.key} needs its ticket (seed {m.seed}, {kind}) in the same "
                               f"cohort for {why}; add it, e.g. --method {kind} --baselines {m.label}")
     return members
+
+
+def needs_ticket(config: TrajectoryConfig) -> bool:
+    """Whether a member must share its ticket's cohort: it takes the ticket's masks (re-init, the ticket's
+    shuffle) or, being a rider without a dense round under late rewinding, the ticket's rewind point. Every other
+    member (random pruning from the init, pruning at init and its ablations, the ticket's inversion) can train
+    in a cohort of its own."""
+    return config.mask_source == "ticket" or (config.start == "rewind" and config.first_round == 1
+                                              and config.rewind_iteration > 0)
 
 
 def recipe_of(config: TrajectoryConfig) -> dict:

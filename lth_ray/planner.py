@@ -4,8 +4,10 @@ and what the sweep will cost. A pure function of the grid and the GPUs; no Ray, 
 Why: with GPUs every seed of a configuration used to share one cohort, so the trials were the configurations
 (3 for Conv-2/4/6), and the longest one set the wall time while the other GPUs idled. The planner counts each
 configuration's work from its nets' layer shapes and splits long configurations by seeds until the trials
-fill the GPUs from the start and finish close together. A ticket's baselines always stay in its seed's cohort
-(re-init takes the ticket's masks each round), so a cohort is split by seeds only.
+fill the GPUs from the start and finish close together. A ticket's re-init (and any member taking its masks or
+its rewind point) stays in its seed's cohort, so a configuration is split by seeds; members that need nothing
+of the ticket (random pruning from the init, pruning at init) come as configurations of their own (the sweep's
+`ticket_parts`).
 
 The cost model (estimates, not measurements):
 
@@ -94,7 +96,7 @@ def in_shape_of(dataset: str) -> tuple[int, int, int]:
 
 @dataclass(frozen=True)
 class Configuration:
-    """One cohort recipe and its seeds, costed per seed (a seed's ticket with its baselines: never split)."""
+    """One cohort recipe and its seeds, costed per seed (a seed's ticket with the members that need it: never split)."""
     name: str                  # the cohort name without seeds, e.g. conv6-cifar10-imp-layerwise-fc0.2-conv0.15
     seeds: tuple[int, ...]
     members_per_seed: int
