@@ -9,7 +9,8 @@ import pytest
 
 from conftest import ROOT, sweep_argv
 from lth_ray.experiment import load_trials
-from test_sweep import assert_same_as_without_ray, markers, result_rows, sweep_cmd, wait_for, with_fault
+from test_sweep import (FAULT_TIMEOUT_S, assert_same_as_without_ray, markers, result_rows, sweep_cmd, wait_for,
+                        with_fault)
 
 pytestmark = pytest.mark.e2e
 
@@ -29,7 +30,8 @@ def test_lost_node_moves_its_trials_which_resume_from_their_checkpoint(tiny_mnis
         return next((who for who, m in markers(faults, "block").items() if m["node_id"] == extra.node_id), None)
 
     try:  # three trials, three 1-CPU nodes: one of them runs (and is held) on the extra node
-        who = wait_for(lambda: held_on_extra_node() or proc.poll() is not None, 300, "a trial held on the extra node")
+        who = wait_for(lambda: held_on_extra_node() or proc.poll() is not None, FAULT_TIMEOUT_S,
+                       "a trial held on the extra node")
         assert proc.poll() is None, (tmp_path / "log").read_text()[-3000:]
         ray_cluster.remove_node(extra, allow_graceful=False)
         try:  # the node's processes die with it (a worker held in the fault hook would not notice its raylet)
@@ -38,7 +40,7 @@ def test_lost_node_moves_its_trials_which_resume_from_their_checkpoint(tiny_mnis
             pass
     finally:
         (faults / "release").touch()
-    assert proc.wait(timeout=400) == 0, (tmp_path / "log").read_text()[-3000:]
+    assert proc.wait(timeout=FAULT_TIMEOUT_S) == 0, (tmp_path / "log").read_text()[-3000:]
     ((name, rows),) = [(n, r) for n, r in result_rows(tmp_path / "lost").items() if n.startswith(f"{who}_")]
     assert [r["round"] for r in rows] == [0, 1, 2, 3]
     assert rows[0]["node_id"] == extra.node_id and all(r["node_id"] != extra.node_id for r in rows[1:])

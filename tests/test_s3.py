@@ -15,6 +15,7 @@ import torch
 from pyarrow import fs as pafs
 
 from conftest import PYTHON, ROOT, sweep_argv
+from test_sweep import FAULT_TIMEOUT_S
 from lth_ray.data import load_split
 from lth_ray.trajectory import Trajectory
 
@@ -84,7 +85,7 @@ def test_sweep_kill_resume_export_report_on_s3(s3, tiny_mnist, tmp_path):
     log = open(tmp_path / "driver.log", "w")
     driver = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        wait_for(lambda: list(faults.glob("*.block.json")) or driver.poll() is not None, 400,
+        wait_for(lambda: list(faults.glob("*.block.json")) or driver.poll() is not None, FAULT_TIMEOUT_S,
                  "the restarted trial held at round 2")
         assert driver.poll() is None, (tmp_path / "driver.log").read_text()[-3000:]
     finally:
@@ -95,7 +96,8 @@ def test_sweep_kill_resume_export_report_on_s3(s3, tiny_mnist, tmp_path):
     assert (killed["round"], killed["iteration"], held["round"]) == (1, 200, 2) and killed["pid"] != held["pid"]
     in_bucket = s3_files(f"sweeps/{name}")
     assert [r for r in range(4) if any(p.endswith(f"/round_{r:03d}/record.json") for p in in_bucket)] == [0, 1]
-    resumed = subprocess.run(cmd + ["--resume"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    resumed = subprocess.run(cmd + ["--resume"], cwd=ROOT, env=env, capture_output=True, text=True,
+                             timeout=FAULT_TIMEOUT_S)
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:] + \
         (tmp_path / "driver.log").read_text()[-2000:]
 
