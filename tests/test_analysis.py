@@ -440,7 +440,9 @@ def test_tune_analysis_gives_tunes_own_api_on_a_trusted_sweep(experiment):
     from ray.tune import ExperimentAnalysis
     analysis = A.tune_analysis(experiment)
     assert isinstance(analysis, ExperimentAnalysis)
-    frame = analysis.dataframe()  # one row per Tune trial: here one cohort of 2 seeds x 3 methods
+    # one row per Tune trial: the session's cluster has (logical) GPUs, so the plan puts 2 seeds x (ticket,
+    # re-init) in one cohort and random pruning, which needs nothing of its ticket, in another
+    frame = analysis.dataframe()
     from lth_ray.experiment import load_trials
-    assert len(frame) == len({t.tune_trial_id for t in load_trials(str(experiment))}) == 1
-    assert "test_acc_at_early_stop" in frame.columns and frame["members"].tolist() == [6]
+    assert len(frame) == len({t.tune_trial_id for t in load_trials(str(experiment))}) == 2
+    assert "test_acc_at_early_stop" in frame.columns and sorted(frame["members"].tolist()) == [2, 4]
