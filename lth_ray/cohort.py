@@ -285,13 +285,11 @@ class Cohort:
             cfg = self.configs[p.member]
             if not cfg.measures_instability(r):
                 continue
-            if r == 0 and cfg.rewind_iteration > 0:  # the dense pair starts at W_k, the dense net at iteration k
-                known = self.states[p.member]["rewind"]
-                copy = Participant(p.member, p.masks, known, cfg.rewind_iteration, STREAM_COPY_DATA, False, False)
-                (copies if known is not None else later).append(copy)
-            else:
-                copies.append(Participant(p.member, p.masks, p.start, p.start_iteration, STREAM_COPY_DATA, False,
-                                          False))
+            dense_late = r == 0 and cfg.rewind_iteration > 0  # the dense pair starts at W_k, at iteration k
+            start = self.states[p.member]["rewind"] if dense_late else p.start
+            at = cfg.rewind_iteration if dense_late else p.start_iteration
+            copy = Participant(p.member, p.masks, start, at, STREAM_COPY_DATA, False, False)
+            (copies if start is not None else later).append(copy)
         self._train(r, parts + copies)
         if later:
             for c in later:
