@@ -21,12 +21,12 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from lth_ray.config import TrajectoryConfig  # noqa: E402
-from lth_ray.experiment import LegacyRounds, TrialResult  # noqa: E402
-from lth_ray.export import histories_table, rounds_table, write_export  # noqa: E402
-from lth_ray.models import build_model, prunable_layers  # noqa: E402
-from lth_ray.pruning import density, layer_density, pack_masks  # noqa: E402
-from lth_ray.trajectory import METRICS, cpu_state  # noqa: E402
+from lth_ray.core.spec.config import TrajectoryConfig  # noqa: E402
+from lth_ray.results.experiment import LegacyRounds, TrialResult  # noqa: E402
+from lth_ray.results.export import histories_table, rounds_table, write_export  # noqa: E402
+from lth_ray.core.models.plan import build_model, prunable_layers  # noqa: E402
+from lth_ray.core.pruning.masks import density, layer_density, pack_masks  # noqa: E402
+from lth_ray.core.engine.cohort import METRICS, cpu_state
 
 
 def fake_state(cfg: TrajectoryConfig, rng: np.random.Generator) -> dict:

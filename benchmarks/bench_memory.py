@@ -22,10 +22,10 @@ sys.path.insert(0, str(ROOT / "tests"))
 CHILD = r'''
 import json, resource, sys
 import torch
-from lth_ray.cohort import Cohort
-from lth_ray.config import from_preset
-from lth_ray.data import load_split
-from lth_ray.trajectory import cohort_members
+from lth_ray.core.engine.cohort import Cohort
+from lth_ray.core.spec.config import from_preset
+from lth_ray.core.data.loading import load_split
+from lth_ray.core.engine.trajectory import cohort_members
 root, members, precision, budget, instability = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]
 torch.set_num_threads(2)
 ticket = from_preset("conv2", data_root=root, rounds=0, iterations=20, eval_every=10, precision=precision,

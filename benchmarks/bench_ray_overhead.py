@@ -22,10 +22,11 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from lth_ray.config import from_preset  # noqa: E402
-from lth_ray.data import load_split  # noqa: E402
-from lth_ray.rounds import RoundStore  # noqa: E402
-from lth_ray.trajectory import Trajectory, save_state  # noqa: E402
+from lth_ray.core.spec.config import from_preset  # noqa: E402
+from lth_ray.core.data.loading import load_split  # noqa: E402
+from lth_ray.core.store.rounds import RoundStore  # noqa: E402
+from lth_ray.core.engine.trajectory import Trajectory
+from lth_ray.core.store.resume import save_state
 
 
 def main():
@@ -62,7 +63,7 @@ def main():
         start = time.perf_counter()
         subprocess.run(cmd, cwd=ROOT, env=env, check=True, capture_output=True)
         swept = time.perf_counter() - start
-        from lth_ray.experiment import load_trials
+        from lth_ray.results.experiment import load_trials
         in_trials = [r["seconds"] for t in load_trials(f"{storage}/bench", weights=False) for r in t.records]
     cores = os.cpu_count()
     per_round = sum(round_seconds) / len(round_seconds)

@@ -27,8 +27,8 @@ OLD_COMMIT = "6b71ed0"
 
 MEASURE = r'''
 import io, json, sys, time, torch
-from lth_ray.config import from_preset
-from lth_ray.data import Split
+from lth_ray.core.spec.config import from_preset
+from lth_ray.core.data.loading import Split
 arch, rounds, new, out = sys.argv[1], int(sys.argv[2]), sys.argv[3] == "new", sys.argv[4]
 torch.manual_seed(0)
 shape = (3, 32, 32) if arch != "lenet" else (1, 28, 28)
@@ -36,13 +36,13 @@ x = lambda n: torch.randn(n, *shape)
 y = lambda n: torch.randint(0, 10, (n,))
 split = Split(x(120), y(120), x(60), y(60), x(60), y(60), "cifar10" if arch != "lenet" else "mnist", "random")
 cfg = from_preset(arch, dataset=split.dataset, iterations=2, eval_every=1, rounds=rounds)
-from lth_ray.trajectory import Trajectory
+from lth_ray.core.engine.trajectory import Trajectory
 t = Trajectory(cfg, split)
 rows = []
 def size(obj):
     buf = io.BytesIO(); torch.save(obj, buf); return len(buf.getvalue())
 if new:
-    from lth_ray.rounds import RoundStore
+    from lth_ray.core.store.rounds import RoundStore
     store = RoundStore.at(out)
     while not t.done:
         result = t.run_round()
@@ -61,10 +61,10 @@ print(json.dumps(rows))
 
 EXPORT = r'''
 import json, resource, sys
-from lth_ray.experiment import StoredRounds, TrialResult
-from lth_ray.export import write_export
-from lth_ray.rounds import RoundStore
-from lth_ray.config import from_preset
+from lth_ray.results.experiment import StoredRounds, TrialResult
+from lth_ray.results.export import write_export
+from lth_ray.core.store.rounds import RoundStore
+from lth_ray.core.spec.config import from_preset
 folder, n, out = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 cfg = from_preset("conv2", iterations=2, eval_every=1, rounds=2)
 trials = [TrialResult(f"t_{i:05d}", "TERMINATED", f"{folder}/trial{i}", cfg.replace(seed=i),

@@ -21,9 +21,9 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from lth_ray.config import from_preset  # noqa: E402
-from lth_ray.data import DEBIAN_FASHION_MNIST, Split, load_split  # noqa: E402
-from lth_ray.trajectory import Trajectory  # noqa: E402
+from lth_ray.core.spec.config import from_preset  # noqa: E402
+from lth_ray.core.data.loading import DEBIAN_FASHION_MNIST, Split, load_split  # noqa: E402
+from lth_ray.core.engine.trajectory import Trajectory
 
 YARDSTICK = ROOT.parent / "shared" / "bench" / "seed_style.py"
 

@@ -5,7 +5,7 @@ The default grid is the thesis' experiment: Conv-2/4/6 x 3 seeds x (the ticket, 
 """
 import sys
 
-from lth_ray.sweep import SweepDefaults, main
+from lth_ray.distributed.sweep import SweepDefaults, main
 
 DEFAULTS = SweepDefaults(prog="sweeps.conv_cifar10", archs=("conv2", "conv4", "conv6"), datasets=("cifar10",),
                          seeds="3", baselines="reinit,random-prune")

@@ -33,7 +33,7 @@ os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_
 
 ROOT = Path(__file__).resolve().parents[1]
 
-from lth_ray.security import create_private_token  # noqa: E402 (imports no ray)
+from lth_ray.distributed.security import create_private_token  # noqa: E402 (imports no ray)
 
 _TOKEN_DIR = tempfile.mkdtemp(prefix="lth_ray-test-token-")  # 0700
 atexit.register(shutil.rmtree, _TOKEN_DIR, ignore_errors=True)
@@ -145,7 +145,7 @@ def sweep_argv(data_root: Path, storage: Path, name: str, *extra: str) -> list[s
 @pytest.fixture(scope="session")
 def tiny_experiment(tmp_path_factory, tiny_mnist, ray_cluster) -> Path:
     """A finished tiny sweep (2 seeds, ticket + reinit + random-prune), exported: <storage>/<name>."""
-    from lth_ray.sweep import main
+    from lth_ray.distributed.sweep import main
     from sweeps.lenet_mnist import DEFAULTS
     storage = tmp_path_factory.mktemp("storage")
     argv = sweep_argv(tiny_mnist, storage, "tiny", "--seeds", "2", "--baselines", "reinit,random-prune",
@@ -157,7 +157,7 @@ def tiny_experiment(tmp_path_factory, tiny_mnist, ray_cluster) -> Path:
 @pytest.fixture(scope="session")
 def pai_experiment(tmp_path_factory, tiny_mnist, ray_cluster) -> Path:
     """A finished tiny sweep of one seed: the ticket, GraSP and random pruning, each with its shuffle ablation."""
-    from lth_ray.sweep import main
+    from lth_ray.distributed.sweep import main
     from sweeps.lenet_mnist import DEFAULTS
     storage = tmp_path_factory.mktemp("storage-pai")
     argv = sweep_argv(tiny_mnist, storage, "pai", "--address", ray_cluster.address,
@@ -169,14 +169,14 @@ def pai_experiment(tmp_path_factory, tiny_mnist, ray_cluster) -> Path:
 @pytest.fixture(scope="session")
 def split(tiny_mnist):
     """The tiny MNIST look-alike as device tensors (read-only: trajectories only gather from it)."""
-    from lth_ray.data import load_split
+    from lth_ray.core.data.loading import load_split
     return load_split("mnist", str(tiny_mnist))
 
 
 @pytest.fixture(scope="session")
 def cifar_split(tiny_cifar10):
     """A few CIFAR-like images: enough for a real conv preset to train two steps a round, quickly."""
-    from lth_ray.data import Split, load_split
+    from lth_ray.core.data.loading import Split, load_split
     s = load_split("cifar10", str(tiny_cifar10))
     return Split(s.x_train[:120], s.y_train[:120], s.x_val[:60], s.y_val[:60], s.x_test[:60], s.y_test[:60],
                  dataset="cifar10", source=s.source)

@@ -1,7 +1,7 @@
 """Small readers over a trajectory's `RoundResult`s, for tests (the trajectory itself keeps no history)."""
 from __future__ import annotations
 
-from lth_ray.pruning import expand, unpack_masks
+from lth_ray.core.pruning.masks import expand, unpack_masks
 
 
 def run_all(trajectory) -> dict:

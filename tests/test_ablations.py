@@ -6,10 +6,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lth_ray.cohort import Cohort
-from lth_ray.config import ConfigError, from_preset
-from lth_ray.pruning import shuffle_within_layers
-from lth_ray.trajectory import ablated, cohort_members
+from lth_ray.core.engine.cohort import Cohort
+from lth_ray.core.spec.config import ConfigError, from_preset
+from lth_ray.core.pruning.masks import shuffle_within_layers
+from lth_ray.core.engine.trajectory import ablated, cohort_members
 from rounds_helpers import masks
 
 
@@ -107,7 +107,7 @@ def test_ablations_are_chosen_per_method_and_bad_ones_are_one_line_errors(tiny_m
         ticket.replace(ablation="reinit")
     with pytest.raises(ConfigError, match="needs its ticket"):
         Cohort([ticket.replace(ablation="shuffle")], None)
-    from lth_ray.trajectory import main
+    from lth_ray.cli.trajectory import main
     code = main(["--data-root", str(tiny_mnist), "--baselines", "snip", "--ablations", "shuffle,flip",
                  "--rounds", "1"])
     err = capsys.readouterr().err

@@ -22,9 +22,9 @@ import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
 from lth_ray import analysis as A  # noqa: E402
-from lth_ray.pruning import alive_after  # noqa: E402
-from lth_ray.schema import HISTORIES, ROUNDS_FIXED  # noqa: E402
-from lth_ray.trajectory import METRICS  # noqa: E402
+from lth_ray.core.pruning.masks import alive_after  # noqa: E402
+from lth_ray.results.schema import HISTORIES, ROUNDS_FIXED  # noqa: E402
+from lth_ray.core.engine.cohort import METRICS
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = ROOT / "notebooks" / "ExperimentEvaluation.ipynb"
@@ -266,7 +266,7 @@ def experiment(tiny_experiment) -> Path:
 def partial(experiment, tmp_path_factory) -> Path:
     """A copy of the tiny experiment where the imp ticket of seed 1 lost its last round (its round files
     and its cohort's newest checkpoint) and random-prune seed 0 never finished a round (no round files)."""
-    from lth_ray.experiment import load_trials
+    from lth_ray.results.experiment import load_trials
     copy = tmp_path_factory.mktemp("partial") / "tiny"
     shutil.copytree(experiment, copy, ignore=shutil.ignore_patterns("report"))
     for t in load_trials(str(copy)):
@@ -280,7 +280,7 @@ def partial(experiment, tmp_path_factory) -> Path:
 
 
 def test_tidy_frames_match_the_trajectory_records(experiment):
-    from lth_ray.experiment import load_trials
+    from lth_ray.results.experiment import load_trials
     exp = A.load_experiment(experiment)
     assert list(exp.histories.columns) == HISTORIES.names
     assert list(exp.rounds.columns) == ROUNDS_FIXED.names + ["sparsity.fc.0", "sparsity.fc.2", "sparsity.out"]
@@ -354,7 +354,7 @@ def test_report_writes_the_figures_and_summary(experiment, tmp_path):
 
 
 def test_report_reads_an_export_folder(experiment, tmp_path):
-    from lth_ray.report import main
+    from lth_ray.results.report import main
     export = experiment / "export"
     if not (export / "rounds.parquet").is_file():
         pytest.skip("no export in this experiment (lth_ray/export.py missing)")
@@ -391,7 +391,7 @@ def test_a_partial_experiment_loads_and_reports_what_is_missing(partial):
     assert gone.loc["random-prune", "rounds_missing"] == [1, 2]
     assert gone.loc["random-prune", "reason"] == "no round finished"
     assert len(exp.rounds) == 3 + 2 + 2 * 2 + 2 + 0     # imp 0..2 and 0..1, reinit 2x2, random-prune 2 and 0
-    from lth_ray.report import main
+    from lth_ray.results.report import main
     assert main([str(partial)]) == 0                             # default output: <experiment>/report
     text = (partial / "report" / "summary.md").read_text()
     section = text[text.index("## Missing"):]
@@ -443,6 +443,6 @@ def test_tune_analysis_gives_tunes_own_api_on_a_trusted_sweep(experiment):
     # one row per Tune trial: the session's cluster has (logical) GPUs, so the plan puts 2 seeds x (ticket,
     # re-init) in one cohort and random pruning, which needs nothing of its ticket, in another
     frame = analysis.dataframe()
-    from lth_ray.experiment import load_trials
+    from lth_ray.results.experiment import load_trials
     assert len(frame) == len({t.tune_trial_id for t in load_trials(str(experiment))}) == 2
     assert "test_acc_at_early_stop" in frame.columns and sorted(frame["members"].tolist()) == [2, 4]

@@ -30,7 +30,7 @@ import pytest
 import yaml
 
 from conftest import PYTHON, ROOT, sweep_argv
-from lth_ray.experiment import load_trials
+from lth_ray.results.experiment import load_trials
 from test_sweep import assert_same_as_without_ray, sweep_cmd, wait_for
 
 pytestmark = pytest.mark.e2e

@@ -10,11 +10,12 @@ import pytest
 import torch
 
 from conftest import ROOT, make_cifar10_like
-from lth_ray.budget import DEFAULT_EVAL_MEMORY_MB, MAX_CHUNK, eval_chunk, example_bytes
-from lth_ray.cohort import Cohort
-from lth_ray.config import from_preset
-from lth_ray.models import build_model
-from lth_ray.trajectory import cohort_members, main
+from lth_ray.core.engine.budget import DEFAULT_EVAL_MEMORY_MB, MAX_CHUNK, eval_chunk, example_bytes
+from lth_ray.core.engine.cohort import Cohort
+from lth_ray.core.spec.config import from_preset
+from lth_ray.core.models.plan import build_model
+from lth_ray.core.engine.trajectory import cohort_members
+from lth_ray.cli.trajectory import main
 
 
 def conv2():
@@ -52,10 +53,10 @@ def test_evaluation_gives_the_same_numbers_whatever_the_budget(cifar_split):
 PEAK = r'''
 import json, resource, sys
 import torch
-from lth_ray.cohort import Cohort
-from lth_ray.config import from_preset
-from lth_ray.data import load_split
-from lth_ray.trajectory import cohort_members
+from lth_ray.core.engine.cohort import Cohort
+from lth_ray.core.spec.config import from_preset
+from lth_ray.core.data.loading import load_split
+from lth_ray.core.engine.trajectory import cohort_members
 torch.set_num_threads(1)
 split = load_split("cifar10", sys.argv[1])
 ticket = from_preset("conv2", data_root=sys.argv[1], rounds=0, iterations=10, eval_every=10, precision="fp64")

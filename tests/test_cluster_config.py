@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from lth_ray.cluster_config import validate_cluster_config
+from lth_ray.distributed.cluster_config import validate_cluster_config
 
 ROOT = Path(__file__).resolve().parents[1]
 CLUSTER_YAML = ROOT / "cluster.yaml"

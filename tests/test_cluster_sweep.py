@@ -8,7 +8,7 @@ import subprocess
 import pytest
 
 from conftest import ROOT, sweep_argv
-from lth_ray.experiment import load_trials
+from lth_ray.results.experiment import load_trials
 from test_sweep import (FAULT_TIMEOUT_S, assert_same_as_without_ray, markers, result_rows, sweep_cmd, wait_for,
                         with_fault)
 

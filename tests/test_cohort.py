@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-from lth_ray.cohort import Cohort
-from lth_ray.config import ConfigError, from_preset
-from lth_ray.rounds import RoundStore
-from lth_ray.trajectory import cohort_members, resume_cohort
+from lth_ray.core.engine.cohort import Cohort
+from lth_ray.core.spec.config import ConfigError, from_preset
+from lth_ray.core.store.rounds import RoundStore
+from lth_ray.core.engine.trajectory import cohort_members
+from lth_ray.core.store.resume import resume_cohort
 from rounds_helpers import masks
 
 METRICS = ("train_loss", "val_loss", "val_acc", "test_loss", "test_acc")
@@ -185,7 +186,7 @@ def test_cohort_rules_are_one_line_errors(split):
 
 
 def test_trajectory_cli_runs_a_cohort(tiny_mnist, capsys, tmp_path):
-    from lth_ray.trajectory import main
+    from lth_ray.cli.trajectory import main
     code = main(["--dataset", "mnist", "--data-root", str(tiny_mnist), "--rounds", "1", "--iterations", "60",
                  "--eval-every", "20", "--seeds", "2", "--baselines", "reinit", "--rounds-dir", str(tmp_path)])
     import json
@@ -198,9 +199,9 @@ def test_trajectory_cli_runs_a_cohort(tiny_mnist, capsys, tmp_path):
 def test_grouped_convolutions_equal_the_member_by_member_path(cifar_split):
     """The GPU path (one grouped convolution, BatchNorm over P*C channels) and the CPU path (one convolution
     per member) give the same logits, gradients and BatchNorm statistics (float64, on the CPU)."""
-    from lth_ray.cohort import initial_weights
-    from lth_ray.models import build_model
-    from lth_ray.stacked import StackedNet
+    from lth_ray.core.engine.cohort import initial_weights
+    from lth_ray.core.models.plan import build_model
+    from lth_ray.core.models.stacked import StackedNet
     cfg = from_preset("conv2", dataset="cifar10", plan_conv=(4, "8B", "M"), plan_fc=(16,))
     net = StackedNet(build_model(cfg.plan_conv, cfg.plan_fc, (3, 32, 32), device="meta"))
     states = [initial_weights(cfg.replace(seed=s)) for s in range(3)]

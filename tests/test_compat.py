@@ -16,10 +16,10 @@ import pytest
 import torch
 
 from conftest import PYTHON, ROOT
-from lth_ray import analysis as A
-from lth_ray import thesis
-from lth_ray.experiment import ExperimentError, experiment_format, load_trials
-from lth_ray.export import export_experiment
+from lth_ray.results import analysis as A
+from lth_ray.results import thesis
+from lth_ray.results.experiment import ExperimentError, experiment_format, load_trials
+from lth_ray.results.export import export_experiment
 
 V010 = ROOT / "tests" / "data" / "v010-experiment"
 
@@ -55,7 +55,7 @@ def test_an_old_experiment_analyses_and_reports(old, tmp_path):
     exp = A.load_experiment(old)
     assert len(exp.trials) == 3 and exp.trials["complete"].all()
     assert exp.mask(exp.trials.trial_id.iloc[0], 2)["fc.0"].dtype == bool
-    from lth_ray.report import main
+    from lth_ray.results.report import main
     assert main([str(old), "--out", str(tmp_path / "report")]) == 0
     assert "## Winning tickets" in (tmp_path / "report" / "summary.md").read_text()
 
@@ -85,10 +85,10 @@ def test_an_experiment_mixing_formats_is_refused(old, split_free_new_trial):
 @pytest.fixture
 def split_free_new_trial(tmp_path, tiny_mnist) -> Path:
     """A trial folder with round files of this version (written by the core, no Ray)."""
-    from lth_ray.config import TrajectoryConfig
-    from lth_ray.data import load_split
-    from lth_ray.rounds import RoundStore
-    from lth_ray.trajectory import Trajectory
+    from lth_ray.core.spec.config import TrajectoryConfig
+    from lth_ray.core.data.loading import load_split
+    from lth_ray.core.store.rounds import RoundStore
+    from lth_ray.core.engine.trajectory import Trajectory
     cfg = TrajectoryConfig(arch="custom", plan_fc=(16,), dataset="mnist", iterations=20, eval_every=20,
                            rounds=0).validate()
     folder = tmp_path / "new-trial"

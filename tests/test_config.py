@@ -4,7 +4,7 @@ import sys
 
 import pytest
 
-from lth_ray.config import ConfigError, TrajectoryConfig, from_preset
+from lth_ray.core.spec.config import ConfigError, TrajectoryConfig, from_preset
 
 
 def test_presets_carry_the_paper_recipes():

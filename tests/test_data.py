@@ -7,7 +7,7 @@ from torchvision import datasets
 from torchvision.datasets import cifar
 
 from conftest import FASHION_MNIST, make_mnist_like, write_idx
-from lth_ray.data import DataError, epoch_batches, load_raw, load_split, validation_split
+from lth_ray.core.data.loading import DataError, epoch_batches, load_raw, load_split, validation_split
 
 
 def test_tiny_files_are_what_torchvision_itself_reads(tiny_mnist, tiny_cifar10, monkeypatch):
@@ -100,7 +100,7 @@ import sys  # noqa: E402
 import time  # noqa: E402
 
 from conftest import ROOT, serve_idx_mirror  # noqa: E402
-from lth_ray.data import fetch_dataset, locate  # noqa: E402
+from lth_ray.core.data.loading import fetch_dataset, locate  # noqa: E402
 
 # One process of the race: wait at a barrier, then load MNIST with --download through a fake download that
 # counts its calls and writes each IDX file in two halves with a pause between (a reader without the lock
@@ -109,7 +109,7 @@ _RACER = r'''
 import hashlib, json, os, sys, time
 from pathlib import Path
 import numpy as np
-from lth_ray.data import load_raw
+from lth_ray.core.data.loading import load_raw
 
 root, calls, barrier, n = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3]), int(sys.argv[4])
 
@@ -227,7 +227,7 @@ def test_the_cheap_check_accepts_what_the_readers_read(tmp_path, tiny_mnist, tin
 
 def test_missing_data_message_names_the_node_the_places_and_the_fix(tmp_path, monkeypatch):
     monkeypatch.setenv("LTH_RAY_DATA", str(tmp_path / "cache"))
-    monkeypatch.setattr("lth_ray.data.DEBIAN_FASHION_MNIST", tmp_path / "no-debian")
+    monkeypatch.setattr("lth_ray.core.data.loading.DEBIAN_FASHION_MNIST", tmp_path / "no-debian")
     with pytest.raises(DataError) as err:
         load_raw("fashion-mnist", str(tmp_path / "nowhere"))
     text = str(err.value)
@@ -258,8 +258,8 @@ def test_a_reader_without_download_waits_for_a_running_fetch(tmp_path, monkeypat
 
 
 def _sweep_spec(tmp_path, download):
-    from lth_ray.config import from_preset
-    from lth_ray.sweep import SweepSpec
+    from lth_ray.core.spec.config import from_preset
+    from lth_ray.distributed.sweep import SweepSpec
     t = from_preset("lenet", dataset="mnist", data_root=str(tmp_path / "data"), rounds=1, iterations=10,
                     eval_every=5)
     return SweepSpec(name="x", storage=str(tmp_path / "storage"), trajectories=(t, t.replace(seed=1)),
@@ -267,13 +267,13 @@ def _sweep_spec(tmp_path, download):
 
 
 def test_the_driver_fetches_once_with_download_and_refuses_without(tmp_path, monkeypatch):
-    from lth_ray.config import ConfigError
-    from lth_ray.sweep import check_data
+    from lth_ray.core.spec.config import ConfigError
+    from lth_ray.distributed.sweep import check_data
     monkeypatch.setenv("LTH_RAY_DATA", str(tmp_path / "cache"))
     with pytest.raises(ConfigError, match="'mnist' not found on node"):
         check_data(_sweep_spec(tmp_path, download=False))
     calls = []
-    monkeypatch.setattr("lth_ray.data._download", lambda d, folder: (calls.append(d), _quick_fetch(d, folder)))
+    monkeypatch.setattr("lth_ray.core.data.loading._download", lambda d, folder: (calls.append(d), _quick_fetch(d, folder)))
     check_data(_sweep_spec(tmp_path, download=True))
     check_data(_sweep_spec(tmp_path, download=False))  # now found
     assert calls == ["mnist"] and locate("mnist", str(tmp_path / "data")) == tmp_path / "data" / "MNIST" / "raw"

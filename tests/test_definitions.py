@@ -10,11 +10,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import lth_ray.scoring as scoring
-from lth_ray.cohort import Cohort
-from lth_ray.config import from_preset
-from lth_ray.models import build_model, prunable_layers
-from lth_ray.trajectory import cohort_members
+import lth_ray.core.pruning.scoring as scoring
+from lth_ray.core.engine.cohort import Cohort
+from lth_ray.core.spec.config import from_preset
+from lth_ray.core.models.plan import build_model, prunable_layers
+from lth_ray.core.engine.trajectory import cohort_members
 from rounds_helpers import masks
 
 LAYERS = ["conv.0", "fc.0", "out"]

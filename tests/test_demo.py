@@ -34,7 +34,7 @@ def test_the_demo_downloads_only_where_debians_package_is_absent(tmp_path):
 
 
 def test_the_makefile_and_the_loader_mean_the_same_debian_folder():
-    from lth_ray.data import DEBIAN_FASHION_MNIST
+    from lth_ray.core.data.loading import DEBIAN_FASHION_MNIST
     text = (ROOT / "Makefile").read_text()
     assert f"FMNIST := {DEBIAN_FASHION_MNIST}\n" in text
 
@@ -52,13 +52,13 @@ def fashion_mirror(tmp_path, monkeypatch):
 
 def test_without_debians_package_the_demos_data_check_downloads_fashion_mnist(tmp_path, monkeypatch,
                                                                                fashion_mirror):
-    from lth_ray.data import load_raw, locate
-    from lth_ray.sweep import build_parser, check_data, spec_from_args
+    from lth_ray.core.data.loading import load_raw, locate
+    from lth_ray.distributed.sweep import build_parser, check_data, spec_from_args
     from sweeps.lenet_mnist import DEFAULTS
     cache = tmp_path / "cache"  # the demo gives no --data-root: downloads go to $LTH_RAY_DATA
     cache.mkdir()
     monkeypatch.setenv("LTH_RAY_DATA", str(cache))
-    monkeypatch.setattr("lth_ray.data.DEBIAN_FASHION_MNIST", tmp_path / "no-debian")
+    monkeypatch.setattr("lth_ray.core.data.loading.DEBIAN_FASHION_MNIST", tmp_path / "no-debian")
     argv = demo_sweep_argv(tmp_path / "no-debian")
     argv[argv.index("--storage") + 1] = str(tmp_path / "results")  # the rest is the Makefile's command line
     spec = spec_from_args(build_parser(DEFAULTS).parse_args(argv), DEFAULTS)
@@ -71,6 +71,6 @@ def test_without_debians_package_the_demos_data_check_downloads_fashion_mnist(tm
     assert locate("fashion-mnist") == raw
     (xtr, _), (xte, _), source = load_raw("fashion-mnist", download=True)  # what each trial then reads
     assert source == str(raw) and (len(xtr), len(xte)) == (fashion_mirror["train"], fashion_mirror["t10k"])
-    monkeypatch.setattr("lth_ray.data._download", lambda *a: pytest.fail("fetched twice"))
+    monkeypatch.setattr("lth_ray.core.data.loading._download", lambda *a: pytest.fail("fetched twice"))
     check_data(spec)  # a second demo finds it: nothing is fetched again
     assert not (tmp_path / "results").exists()  # the data check touches no experiment

@@ -4,7 +4,7 @@ import json
 import torch
 from pyarrow import fs as pafs
 
-from lth_ray.experiment import ROUND_FILE, STATE_FILE, read_newest_state
+from lth_ray.results.experiment import ROUND_FILE, STATE_FILE, read_newest_state
 
 
 def checkpoint(trial, index, next_round, claim=True, torn=False):

@@ -19,15 +19,15 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from lth_ray import thesis
-from lth_ray.data import load_split
-from lth_ray.experiment import CHECKPOINT_RE, ExperimentError, StoredRounds, TrialResult, load_trials
-from lth_ray.export import ExportError, export_experiment, main, write_export
-from lth_ray.models import build_model, in_shape_of
-from lth_ray.pruning import unpack_masks
-from lth_ray.schema import HISTORIES, rounds_schema
-from lth_ray.rounds import RoundStore
-from lth_ray.trajectory import METRICS, evaluate, initial_weights
+from lth_ray.results import thesis
+from lth_ray.core.data.loading import load_split
+from lth_ray.results.experiment import CHECKPOINT_RE, ExperimentError, StoredRounds, TrialResult, load_trials
+from lth_ray.results.export import ExportError, export_experiment, main, write_export
+from lth_ray.core.models.plan import build_model, in_shape_of
+from lth_ray.core.pruning.masks import unpack_masks
+from lth_ray.results.schema import HISTORIES, rounds_schema
+from lth_ray.core.store.rounds import RoundStore
+from lth_ray.core.engine.cohort import METRICS, evaluate, initial_weights
 
 ROOT = Path(__file__).resolve().parents[1]
 # The spec's 18 keys, in its order (written out here, not imported: this is the check).
@@ -419,8 +419,8 @@ def test_specs_with_foreign_keys_are_refused(tmp_path, prefix):
 
 def test_conv_with_batchnorm_one_shot_round_trips_without_tune(tiny_cifar10, tmp_path):
     """Conv names, BatchNorm buffers, one-shot's experiment name: a trajectory run in-process, then written."""
-    from lth_ray.config import TrajectoryConfig
-    from lth_ray.trajectory import Trajectory
+    from lth_ray.core.spec.config import TrajectoryConfig
+    from lth_ray.core.engine.trajectory import Trajectory
     split = load_split("cifar10", data_root=str(tiny_cifar10))
     cfg = TrajectoryConfig(arch="custom", plan_conv=("8B", "M", 8), plan_fc=(16,), dataset="cifar10",
                            iterations=20, eval_every=10, rounds=1, prune_rate_conv=0.1, method="one-shot",

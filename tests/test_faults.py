@@ -12,9 +12,9 @@ import time
 import pytest
 
 from conftest import ROOT
-from lth_ray.cohort import Cohort
-from lth_ray.config import from_preset
-from lth_ray.faults import FaultHook, parse
+from lth_ray.core.engine.cohort import Cohort
+from lth_ray.core.spec.config import from_preset
+from lth_ray.core.faults import FaultHook, parse
 
 
 def test_a_spec_parses_and_a_bad_one_is_refused(tmp_path):
@@ -49,7 +49,7 @@ def test_a_block_fires_once_at_its_point_and_waits_for_the_release(tmp_path):
 
 
 def test_a_kill_is_a_real_sigkill_once_and_the_marker_says_where(tmp_path):
-    code = ("import sys; from lth_ray.faults import FaultHook; h = FaultHook(sys.argv[1], 'w'); "
+    code = ("import sys; from lth_ray.core.faults import FaultHook; h = FaultHook(sys.argv[1], 'w'); "
             "h(1, 100); print('survived', flush=True); h(1, 200); print('not reached')")
     spec = f"kill:1:200:{tmp_path}"
     first = subprocess.run([sys.executable, "-c", code, spec], cwd=ROOT, capture_output=True, text=True)

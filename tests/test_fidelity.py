@@ -10,15 +10,17 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from lth_ray import numerics, thesis
-from lth_ray.config import ConfigError, from_preset
-from lth_ray.experiment import StoredRounds, TrialResult
-from lth_ray.rounds import RoundStore
+from lth_ray.core.engine import numerics
+from lth_ray.results import thesis
+from lth_ray.core.spec.config import ConfigError, from_preset
+from lth_ray.results.experiment import StoredRounds, TrialResult
+from lth_ray.core.store.rounds import RoundStore
 from rounds_helpers import early_stop, masks, records, run_all, trained
-from lth_ray.export import write_export
-from lth_ray.cohort import Cohort
-from lth_ray.sweep import cohorts
-from lth_ray.trajectory import Trajectory, cohort_members, main as trajectory_main
+from lth_ray.results.export import write_export
+from lth_ray.core.engine.cohort import Cohort
+from lth_ray.distributed.sweep import cohorts
+from lth_ray.core.engine.trajectory import Trajectory, cohort_members
+from lth_ray.cli.trajectory import main as trajectory_main
 
 SMALL = dict(iterations=120, eval_every=40, rounds=2)
 
@@ -284,7 +286,7 @@ def test_a_preset_label_on_another_plan_is_refused():
 def sweep_spec(*argv, module="lenet_mnist"):
     from importlib import import_module
 
-    from lth_ray.sweep import build_parser, spec_from_args
+    from lth_ray.distributed.sweep import build_parser, spec_from_args
     defaults = import_module(f"sweeps.{module}").DEFAULTS
     return spec_from_args(build_parser(defaults).parse_args(["--storage", "/tmp/x", "--name", "n", *argv]),
                           defaults)

@@ -7,13 +7,16 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from lth_ray.config import ConfigError, from_preset
-from lth_ray.experiment import StoredRounds, TrialResult
-from lth_ray.export import write_export
-from lth_ray.interpolation import barrier, evaluate_path, path_weights
-from lth_ray.models import build_model
-from lth_ray.rounds import RoundStore
-from lth_ray.trajectory import STREAM_COPY_DATA, Trajectory, cpu_state, evaluate, main, resume_state
+from lth_ray.core.spec.config import ConfigError, from_preset
+from lth_ray.results.experiment import StoredRounds, TrialResult
+from lth_ray.results.export import write_export
+from lth_ray.core.engine.instability import barrier, evaluate_path, path_weights
+from lth_ray.core.models.plan import build_model
+from lth_ray.core.store.rounds import RoundStore
+from lth_ray.core.engine.cohort import STREAM_COPY_DATA, cpu_state, evaluate
+from lth_ray.core.engine.trajectory import Trajectory
+from lth_ray.cli.trajectory import main
+from lth_ray.core.store.resume import resume_state
 from rounds_helpers import masks as result_masks
 
 
@@ -118,7 +121,7 @@ def test_bad_instability_values_are_one_error_line(argv, needle, tiny_mnist, cap
 
 
 def test_sweep_measures_tickets_only():
-    from lth_ray.sweep import build_parser, spec_from_args
+    from lth_ray.distributed.sweep import build_parser, spec_from_args
     from sweeps.lenet_mnist import DEFAULTS
     a = build_parser(DEFAULTS).parse_args(["--storage", "/tmp/x", "--name", "n", "--instability", "--baselines",
                                            "reinit,random-prune", "--rewind-iteration", "0,500",
@@ -138,7 +141,7 @@ def test_both_ends_of_every_pair_start_from_the_right_weights(k, split, monkeypa
     """Frankle et al. 2020: the pair of round r starts from the weights the round rewinds to, at iteration k.
     The dense round's pair starts at W_k (the dense net at iteration k, k > 0), not at the initialization: the
     ticket's round 0 runs 0 -> T through W_k, its copy from W_k at k; rounds >= 1 both from the masked W_k."""
-    from lth_ray.cohort import Cohort
+    from lth_ray.core.engine.cohort import Cohort
     trained = []
     real = Cohort._train
 

@@ -3,8 +3,8 @@ import pytest
 import torch
 from torch import nn
 
-from lth_ray.config import PRESETS, ConfigError
-from lth_ray.models import build_model, in_shape_of, prunable_layers, weight_count
+from lth_ray.core.spec.config import PRESETS, ConfigError
+from lth_ray.core.models.plan import build_model, in_shape_of, prunable_layers, weight_count
 
 WEIGHTS = {"lenet": 266_200, "conv2": 4_300_992, "conv4": 2_425_024, "conv6": 2_261_184}
 NAMES = {

@@ -8,9 +8,9 @@ import sys
 import pytest
 
 from conftest import ROOT
-from lth_ray.config import PRESETS, ConfigError, from_preset
-from lth_ray.planner import GIB, GPUModel, configuration, net_shape, plan_sweep, split_seeds
-from lth_ray.trajectory import cohort_members
+from lth_ray.core.spec.config import PRESETS, ConfigError, from_preset
+from lth_ray.distributed.planner import GIB, GPUModel, configuration, net_shape, plan_sweep, split_seeds
+from lth_ray.core.engine.trajectory import cohort_members
 
 BOTH = ("reinit", "random-prune")
 
@@ -141,6 +141,6 @@ def test_split_seeds_is_contiguous_and_even():
 
 
 def test_the_planner_imports_neither_ray_nor_torch():
-    code = "import sys, lth_ray.planner; print(sorted({'ray', 'torch'} & set(sys.modules)))"
+    code = "import sys, lth_ray.distributed.planner; print(sorted({'ray', 'torch'} & set(sys.modules)))"
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert out.stdout.strip() == "[]", out.stderr

@@ -2,9 +2,9 @@
 import pytest
 import torch
 
-from lth_ray.config import PRESETS
-from lth_ray.models import build_model, in_shape_of, prunable_layers
-from lth_ray.pruning import (alive_after, density, global_magnitude_prune, layer_rates, magnitude_prune,
+from lth_ray.core.spec.config import PRESETS
+from lth_ray.core.models.plan import build_model, in_shape_of, prunable_layers
+from lth_ray.core.pruning.masks import (alive_after, density, global_magnitude_prune, layer_rates, magnitude_prune,
                              magnitude_prune_to, pack_masks, random_prune, removal_count, unpack_masks)
 
 # protocol.md: percent of weights remaining after k rounds

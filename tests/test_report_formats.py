@@ -12,8 +12,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lth_ray import analysis as A
-from lth_ray.tables import latex
+from lth_ray.results import analysis as A
+from lth_ray.results.tables import latex
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -116,7 +116,7 @@ def latex_rows_from_text(text: str) -> list[list[str]]:
 
 
 def test_every_method_per_density_table_equals_the_markdown_and_the_analysis_frame(pai_experiment, tmp_path):
-    from lth_ray.report import main
+    from lth_ray.results.report import main
     assert main([str(pai_experiment), "--out", str(tmp_path / "r")]) == 0
     csv = pd.read_csv(tmp_path / "r" / "methods-lenet.csv")
     summary = A.summarise(A.load_experiment(pai_experiment).rounds)
@@ -136,8 +136,8 @@ def test_every_method_per_density_table_equals_the_markdown_and_the_analysis_fra
 def test_instability_tables_equal_the_markdown(tiny_experiment):
     """The session's sweep with hand-made barriers for its ticket's rounds (no figures drawn): both Instability
     tables of summary.md, cell by cell, from the CSV frames."""
-    from lth_ray.report import _slug, summary_markdown
-    from lth_ray.tables import report_tables
+    from lth_ray.results.report import _slug, summary_markdown
+    from lth_ray.results.tables import report_tables
     exp = A.load_experiment(tiny_experiment)
     ticket = exp.rounds[exp.rounds["method"] == "imp"]
     exp.instability = ticket[A.CONFIG + ["trial_id", "method", "seed", "round", "sparsity"]].assign(

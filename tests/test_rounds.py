@@ -7,11 +7,12 @@ import io
 import pytest
 import torch
 
-from lth_ray.config import from_preset
-from lth_ray.experiment import StoredRounds
-from lth_ray.pruning import unpack_masks
-from lth_ray.rounds import RoundStore
-from lth_ray.trajectory import Trajectory, resume_state
+from lth_ray.core.spec.config import from_preset
+from lth_ray.results.experiment import StoredRounds
+from lth_ray.core.pruning.masks import unpack_masks
+from lth_ray.core.store.rounds import RoundStore
+from lth_ray.core.engine.trajectory import Trajectory
+from lth_ray.core.store.resume import resume_state
 from rounds_helpers import early_stop, masks, run_all, trained
 
 

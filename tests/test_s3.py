@@ -16,8 +16,8 @@ from pyarrow import fs as pafs
 
 from conftest import PYTHON, ROOT, sweep_argv
 from test_sweep import FAULT_TIMEOUT_S
-from lth_ray.data import load_split
-from lth_ray.trajectory import Trajectory
+from lth_ray.core.data.loading import load_split
+from lth_ray.core.engine.trajectory import Trajectory
 
 pytestmark = pytest.mark.e2e
 BUCKET = "lth-ray-test"
@@ -101,8 +101,8 @@ def test_sweep_kill_resume_export_report_on_s3(s3, tiny_mnist, tmp_path):
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:] + \
         (tmp_path / "driver.log").read_text()[-2000:]
 
-    from lth_ray import analysis as A
-    from lth_ray.experiment import load_trials
+    from lth_ray.results import analysis as A
+    from lth_ray.results.experiment import load_trials
     (trial,) = load_trials(f"{storage}/{name}")
     assert trial.complete and trial.rounds_done == [0, 1, 2, 3]
     torch.set_num_threads(1)
@@ -128,8 +128,8 @@ def test_sweep_kill_resume_export_report_on_s3(s3, tiny_mnist, tmp_path):
 
 def test_an_export_cut_short_is_never_read_and_the_old_one_stays(s3, tmp_path, monkeypatch):
     """A crash while uploading a new export leaves the previous manifest, and so the previous export."""
-    from lth_ray import export as E
-    from lth_ray.analysis import load_export
+    from lth_ray.results import export as E
+    from lth_ray.results.analysis import load_export
     out = f"s3://{BUCKET}/exports/e1"
     built = E.export_experiment(str(ROOT / "tests" / "data" / "v010-experiment"), str(tmp_path / "local"),
                                 report=lambda line: None)

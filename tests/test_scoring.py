@@ -8,12 +8,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from lth_ray.cohort import Cohort
-from lth_ray.config import ConfigError, from_preset
-from lth_ray.models import build_model, prunable_layers
-from lth_ray.pruning import alive_after
-from lth_ray.scoring import keep_top, magnitude_scores, snip_scores, synflow_masks
-from lth_ray.trajectory import cohort_members
+from lth_ray.core.engine.cohort import Cohort
+from lth_ray.core.spec.config import ConfigError, from_preset
+from lth_ray.core.models.plan import build_model, prunable_layers
+from lth_ray.core.pruning.masks import alive_after
+from lth_ray.core.pruning.scoring import keep_top, magnitude_scores, snip_scores, synflow_masks
+from lth_ray.core.engine.trajectory import cohort_members
 from rounds_helpers import masks
 
 
@@ -83,7 +83,7 @@ def test_synflow_masks_do_not_depend_on_the_data(split):
 
 
 def test_unknown_methods_and_bad_score_batches_are_one_line_errors(tiny_mnist, capsys):
-    from lth_ray.trajectory import main
+    from lth_ray.cli.trajectory import main
     with pytest.raises(ConfigError, match="method='grasp2' is unknown"):
         from_preset("lenet", method="grasp2")
     with pytest.raises(ConfigError, match="score_batches=0"):
@@ -97,7 +97,7 @@ def test_grasp_scores_equal_the_hand_computed_ones():
     """A one-layer net, logits z = (Wx + b) / T: g = (p - y) x^T / (T B) and the Hessian-vector product
     H v = sum_n [(diag p_n - p_n p_n^T)(v x_n)] x_n^T / (T^2 B); the kept score is W * (H g), GraSP's
     S = -W * (H g) negated (GraSP removes the highest S). Mean over two batches."""
-    from lth_ray.scoring import grasp_scores
+    from lth_ray.core.pruning.scoring import grasp_scores
     T = 200.0  # Wang et al.'s temperature, written as the paper's number (not imported: a wrong one must fail)
     g = torch.Generator().manual_seed(3)
     model = build_model((), (), (1, 2, 2), generator=g).double()

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from conftest import PYTHON, ROOT, sweep_argv
-from lth_ray import security
+from lth_ray.distributed import security
 
 AUTH_VARS = ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH")
 WRONG_TOKEN = "0" * 64
@@ -48,7 +48,7 @@ print(json.dumps(out))
 EMBEDDED = r"""
 import json, sys
 import ray
-from lth_ray.sweep import SweepSpec, start_ray
+from lth_ray.distributed.sweep import SweepSpec, start_ray
 start_ray(SweepSpec(name="auth", storage=sys.argv[1], trajectories=()))
 print(json.dumps({"gcs": ray.get_runtime_context().gcs_address}), flush=True)
 sys.stdin.readline()
@@ -207,7 +207,7 @@ def test_reading_an_experiment_never_unpickles_tunes_blobs(tiny_experiment, tmp_
     """Tune's snapshot embeds cloudpickle blobs (Tune's own reader runs them); lth_ray reads it as JSON only."""
     import shutil
 
-    from lth_ray.experiment import load_trials, open_analysis
+    from lth_ray.results.experiment import load_trials, open_analysis
     copy = tmp_path / "tiny"
     shutil.copytree(tiny_experiment, copy, ignore=shutil.ignore_patterns("export", "report"))
     (snapshot,) = copy.glob("experiment_state-*.json")
@@ -304,8 +304,8 @@ def test_no_credential_from_the_environment_in_results_exports_reports_or_logs(t
 
 @pytest.mark.parametrize("uri", ["s3://AKIAEXAMPLE:s3cr3t@bucket/results", "s3://bucket/results?secret_key=s3cr3t"])
 def test_a_storage_uri_carrying_credentials_is_refused(uri):
-    from lth_ray.config import ConfigError
-    from lth_ray.sweep import build_parser, spec_from_args
+    from lth_ray.core.spec.config import ConfigError
+    from lth_ray.distributed.sweep import build_parser, spec_from_args
     from sweeps.lenet_mnist import DEFAULTS
     with pytest.raises(ConfigError, match="carries credentials") as err:
         spec_from_args(build_parser(DEFAULTS).parse_args(["--storage", uri, "--name", "x"]), DEFAULTS)
@@ -316,7 +316,7 @@ def test_a_cifar10_batch_cannot_run_code(tmp_path, tiny_cifar10):
     import pickle
     import shutil
 
-    from lth_ray.data import DataError, load_raw
+    from lth_ray.core.data.loading import DataError, load_raw
     folder = tmp_path / "cifar-10-batches-py"
     shutil.copytree(tiny_cifar10 / "cifar-10-batches-py", folder)
     marker = tmp_path / "pwned"

@@ -17,10 +17,10 @@ import pytest
 import torch
 
 from conftest import PYTHON, ROOT, sweep_argv
-from lth_ray.data import load_split
-from lth_ray.experiment import load_trials
-from lth_ray.rounds import RoundStore
-from lth_ray.cohort import Cohort
+from lth_ray.core.data.loading import load_split
+from lth_ray.results.experiment import load_trials
+from lth_ray.core.store.rounds import RoundStore
+from lth_ray.core.engine.cohort import Cohort
 
 pytestmark = pytest.mark.e2e
 
@@ -331,7 +331,7 @@ def test_pruning_at_init_and_ablations_through_ray_export_and_report(pai_experim
     cohort without Ray; Parquet names every member by its label; the thesis files keep their layout and the
     sidecar lists the extra methods; the report draws and tabulates every method per density."""
     import pandas as pd
-    from lth_ray.report import report
+    from lth_ray.results.report import report
     trials = load_trials(str(pai_experiment))
     labels = {"imp", "grasp", "random-prune", "imp-shuffle", "grasp-shuffle", "random-prune-shuffle"}
     assert {t.config.label for t in trials} == labels

@@ -7,11 +7,13 @@ import pytest
 import torch
 
 from conftest import FASHION_MNIST
-from lth_ray.cohort import Cohort
-from lth_ray.config import ConfigError, from_preset
-from lth_ray.data import load_split
-from lth_ray.pruning import alive_after, unpack_masks
-from lth_ray.trajectory import METRICS, Trajectory, cohort_members, early_stop_index, load_state, save_state
+from lth_ray.core.engine.cohort import Cohort
+from lth_ray.core.spec.config import ConfigError, from_preset
+from lth_ray.core.data.loading import load_split
+from lth_ray.core.pruning.masks import alive_after, unpack_masks
+from lth_ray.core.engine.cohort import METRICS, early_stop_index
+from lth_ray.core.engine.trajectory import Trajectory, cohort_members
+from lth_ray.core.store.resume import load_state, save_state
 from rounds_helpers import early_stop, masks, records, run_all, trained
 
 SMALL = dict(iterations=120, eval_every=40, rounds=2)

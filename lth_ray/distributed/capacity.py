@@ -14,7 +14,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from .config import ConfigError
+from lth_ray.core.spec.config import ConfigError
 
 BOOTSTRAP_CONFIG = Path("~/ray_bootstrap_config.yaml")  # what `ray up` leaves on the head for its autoscaler
 

@@ -32,7 +32,7 @@ import math
 from dataclasses import dataclass, replace
 from typing import Sequence
 
-from .config import ConfigError, TrajectoryConfig, parse_plan_token
+from lth_ray.core.spec.config import ConfigError, TrajectoryConfig, parse_plan_token
 
 GIB = 1 << 30
 MIB = 1 << 20

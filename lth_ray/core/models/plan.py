@@ -10,7 +10,7 @@ import math
 import torch
 from torch import nn
 
-from .config import parse_plan_token
+from lth_ray.core.spec.config import parse_plan_token
 
 ACTIVATION_MODULES = {"relu": nn.ReLU, "tanh": nn.Tanh}
 

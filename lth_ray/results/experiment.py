@@ -19,10 +19,10 @@ from pathlib import PurePosixPath
 import torch
 from pyarrow import fs as pafs
 
-from .config import TrajectoryConfig
-from .pruning import unpack_masks
-from .rounds import RoundStore
-from .cohort import initial_weights
+from lth_ray.core.spec.config import TrajectoryConfig
+from lth_ray.core.pruning.masks import unpack_masks
+from lth_ray.core.store.rounds import RoundStore
+from lth_ray.core.engine.cohort import initial_weights
 
 ROUNDS_DIR = "rounds"  # a trial's round files, beside Tune's checkpoints
 STATE_FILE = "state.pt"  # the trajectory state the trainable writes inside each checkpoint folder

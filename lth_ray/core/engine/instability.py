@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .pruning import Masks
+from lth_ray.core.pruning.masks import Masks
 
 
 def path_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor], alpha: float,

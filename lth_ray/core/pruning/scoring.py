@@ -19,8 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .config import AT_INIT
-from .pruning import Masks, global_score_prune
+from lth_ray.core.spec.config import AT_INIT
+from lth_ray.core.pruning.masks import Masks, global_score_prune
 
 SYNFLOW_ITERATIONS = 100
 GRASP_TEMPERATURE = 200.0  # Wang et al.'s code divides the logits by T = 200 for the gradients it scores with

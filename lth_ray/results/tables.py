@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import analysis as A
+from lth_ray.results import analysis as A
 
 SPREAD = ("mean", "min", "max")
 ROUND_METRICS = ("test_acc_at_early_stop", "early_stop_iteration", "final_test_acc")

@@ -14,10 +14,10 @@ import sys
 # command -> (module whose main(argv) it runs, what it does); "sweep" picks its module from the sweeps package
 COMMANDS = {
     "sweep": ("sweeps.<name>", "run a sweep on Ray Tune: lth-ray sweep <name> [options] (see lth-ray sweep --help)"),
-    "trajectory": ("lth_ray.trajectory", "one IMP trajectory (or one cohort) without Ray, a JSON line per round"),
-    "export": ("lth_ray.export", "a Tune experiment -> Parquet and the thesis' files"),
-    "report": ("lth_ray.report", "an experiment or export -> figures (PNG, PDF, SVG), summary.md, tables (CSV, TeX)"),
-    "check-cluster": ("lth_ray.cluster_config", "check a Ray cluster-launcher YAML (cluster.yaml) offline"),
+    "trajectory": ("lth_ray.cli.trajectory", "one IMP trajectory (or one cohort) without Ray, a JSON line per round"),
+    "export": ("lth_ray.results.export", "a Tune experiment -> Parquet and the thesis' files"),
+    "report": ("lth_ray.results.report", "an experiment or export -> figures (PNG, PDF, SVG), summary.md, tables (CSV, TeX)"),
+    "check-cluster": ("lth_ray.distributed.cluster_config", "check a Ray cluster-launcher YAML (cluster.yaml) offline"),
 }
 
 
@@ -61,7 +61,7 @@ def run_sweep(argv: list[str]) -> int:
     name = argv[0].replace("_", "-")
     if name not in known:
         return error(f"unknown sweep {argv[0]!r}; known: {', '.join(known)}")
-    from .sweep import main as sweep_main
+    from lth_ray.distributed.sweep import main as sweep_main
     return sweep_main(importlib.import_module(known[name]).DEFAULTS, argv[1:])
 
 

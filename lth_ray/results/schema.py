@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-from .cohort import METRICS
+from lth_ray.core.engine.cohort import METRICS
 
 # Every row carries its trajectory's whole recipe, so two recipes can never be averaged together.
 IDENTITY = [

@@ -1,0 +1,1 @@
+"""Lockstep training of a cohort, evaluation under a memory budget, records, instability."""

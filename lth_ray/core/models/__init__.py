@@ -1,0 +1,1 @@
+"""Networks by name (a registry), their initialisation, and how a cohort stacks them."""

@@ -1,0 +1,1 @@
+"""Typed recipe and member settings, presets, and the command-line options generated from them."""

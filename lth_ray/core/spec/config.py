@@ -1,0 +1,326 @@
+"""Typed settings of one IMP trajectory: presets from the paper, validated once at the edge.
+
+One `TrajectoryConfig` travels from the CLI to the trainable to the trajectory to the export; it is a frozen
+dataclass that round-trips through plain dicts (`to_dict` / `from_dict`), which is what Ray Tune stores.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+DATASETS = ("mnist", "fashion-mnist", "cifar10")
+AT_INIT = ("snip", "grasp", "synflow", "magnitude-init")  # pruning at initialization (lth_ray.scoring)
+TICKETS = ("imp", "one-shot")
+METHODS = ("imp", "reinit", "random-prune", "one-shot") + AT_INIT
+# Frankle et al. 2021's sanity checks of a method's mask: shuffled within each layer, on a fresh init, or from
+# inverted scores (keep the lowest). The ticket's re-init ablation is the `reinit` method of old.
+ABLATIONS = ("shuffle", "reinit", "invert")
+PRUNINGS = ("layerwise", "global")
+ACTIVATIONS = ("relu", "tanh")
+DEVICES = ("auto", "cpu", "cuda")
+PRECISIONS = ("fp32", "tf32", "bf16", "fp64")
+
+
+class ConfigError(ValueError):
+    """A bad setting: the message is one line naming the value and what is allowed."""
+
+
+@dataclass(frozen=True)
+class Preset:
+    """The paper's recipe for one network (Frankle & Carbin 2019, Figure 2)."""
+    name: str
+    plan_conv: tuple
+    plan_fc: tuple
+    dataset: str
+    iterations: int
+    learning_rate: float
+    prune_rate_conv: float
+    prune_rate_fc: float
+    batch_size: int = 60
+
+
+PRESETS: dict[str, Preset] = {
+    "lenet": Preset("lenet", (), (300, 100), "mnist", 50_000, 1.2e-3, 0.0, 0.2),
+    "conv2": Preset("conv2", (64, 64, "M"), (256, 256), "cifar10", 20_000, 2e-4, 0.1, 0.2),
+    "conv4": Preset("conv4", (64, 64, "M", 128, 128, "M"), (256, 256), "cifar10", 25_000, 3e-4, 0.1, 0.2),
+    "conv6": Preset("conv6", (64, 64, "M", 128, 128, "M", 256, 256, "M"), (256, 256), "cifar10", 30_000,
+                    3e-4, 0.15, 0.2),
+}
+
+
+def parse_plan_token(token: Any) -> int | str:
+    """A conv plan token: int n (3x3 conv), 'M' (max-pool), 'A' (avg-pool), '<n>B' (conv + BatchNorm)."""
+    if isinstance(token, bool):
+        raise ConfigError(f"plan token {token!r} is not allowed; use an int, 'M', 'A' or '<n>B'")
+    if isinstance(token, int):
+        if token <= 0:
+            raise ConfigError(f"plan token {token!r} must be a positive channel count")
+        return token
+    text = str(token).strip()
+    if text in ("M", "A"):
+        return text
+    if text.isdigit() and int(text) > 0:
+        return int(text)
+    if text.endswith("B") and text[:-1].isdigit() and int(text[:-1]) > 0:
+        return text
+    raise ConfigError(f"plan token {token!r} is not allowed; use an int, 'M', 'A' or '<n>B'")
+
+
+def plan_label(plan_conv, plan_fc) -> str:
+    """The arch label of a custom plan, e.g. `fc500-300` or `conv64-64-M_fc256-256` (file-name safe)."""
+    fc = "fc" + "-".join(str(w) for w in plan_fc)
+    return f"conv{'-'.join(str(t) for t in plan_conv)}_{fc}" if plan_conv else fc
+
+
+def _check_rate(name: str, value: float) -> None:
+    if not (isinstance(value, (int, float)) and 0.0 <= float(value) < 1.0):
+        raise ConfigError(f"{name}={value!r} is not allowed; a prune rate must lie in [0, 1)")
+
+
+@dataclass(frozen=True)
+class TrajectoryConfig:
+    """Everything that determines one IMP trajectory (with the seed, its histories bitwise on CPU)."""
+    arch: str = "lenet"
+    plan_conv: tuple = ()
+    plan_fc: tuple = (300, 100)
+    dataset: str = "mnist"
+    data_root: str | None = None
+    iterations: int = 50_000
+    batch_size: int = 60
+    learning_rate: float = 1.2e-3
+    eval_every: int = 100
+    rounds: int = 20
+    prune_rate_conv: float = 0.0
+    prune_rate_fc: float = 0.2
+    pruning: str = "layerwise"
+    method: str = "imp"
+    rewind_iteration: int = 0
+    activation: str = "relu"
+    seed: int = 0
+    save_early_stop: bool = True
+    device: str = "auto"
+    # Numerics: fp32 (the paper's arithmetic, TF32 off), tf32, bf16 autocast, or fp64 (weights and data in
+    # float64: a reference for equivalence checks); deterministic kernels.
+    precision: str = "fp32"
+    deterministic: bool = False
+    # Instability (Frankle et al. 2020): a second copy of the ticket per round, another data order, and the
+    # error along the linear path between the two; `instability_rounds` empty = every round.
+    instability: bool = False
+    instability_rounds: tuple = ()
+    instability_points: int = 31
+    # SNIP's and GraSP's training batches for their scores at initialization (SNIP's paper: one batch).
+    score_batches: int = 1
+    # A sanity-check ablation of the method's mask (ABLATIONS); "" is the method itself.
+    ablation: str = ""
+
+    @property
+    def label(self) -> str:
+        """The method as results name it: `snip`, `snip-shuffle`, `imp-invert`, `reinit` (the ticket's re-init)."""
+        return f"{self.method}-{self.ablation}" if self.ablation else self.method
+
+    @property
+    def is_ticket(self) -> bool:
+        """The ticket itself (imp or one-shot, no ablation): the member others of its seed take masks from."""
+        return self.method in TICKETS and not self.ablation
+
+    @property
+    def start(self) -> str:
+        """Where rounds >= 1 start training: 'rewind' (the init, or under late rewinding the ticket's weights
+        at k), 'init' (pruning at initialization: the init at iteration 0) or 'fresh' (a new initialization)."""
+        if self.method == "reinit" or self.ablation == "reinit":
+            return "fresh"
+        return "init" if self.method in AT_INIT else "rewind"
+
+    @property
+    def mask_source(self) -> str:
+        """'ticket': the member's mask is its ticket's of the round (re-init, the ticket's shuffle), else 'own'."""
+        return "ticket" if self.method == "reinit" or (self.method in TICKETS and self.ablation == "shuffle") \
+            else "own"
+
+    @property
+    def prune_rate_out(self) -> float:
+        """The output layer is pruned at half the fc rate (paper, Appendix G/H)."""
+        return self.prune_rate_fc / 2
+
+    @property
+    def eval_points(self) -> int:
+        return self.iterations // self.eval_every
+
+    @property
+    def first_round(self) -> int:
+        """Baselines have no dense round of their own: they start at round 1. A ticket with inverted scores
+        is a trajectory of its own (each round prunes its own trained weights, highest |w| first)."""
+        return 0 if self.method in TICKETS and self.ablation in ("", "invert") else 1
+
+    @property
+    def key(self) -> str:
+        """A readable, unique name of the trajectory (trial names, mask stores, exports)."""
+        conv = f"-conv{self.prune_rate_conv:g}" if self.plan_conv else ""
+        rewind = f"-rw{self.rewind_iteration}" if self.rewind_iteration else ""
+        preset = PRESETS.get(self.arch)
+        lr = f"-lr{self.learning_rate:g}" if not preset or self.learning_rate != preset.learning_rate else ""
+        batch = f"-b{self.batch_size}" if not preset or self.batch_size != preset.batch_size else ""
+        numerics = ("" if self.precision == "fp32" else f"-{self.precision}") + ("-det" if self.deterministic else "")
+        numerics += f"-sb{self.score_batches}" if self.score_batches != 1 else ""
+        return (f"{self.arch}-{self.dataset}-{self.label}-{self.pruning}-fc{self.prune_rate_fc:g}{conv}{rewind}"
+                f"{lr}{batch}{numerics}-s{self.seed}")
+
+    def round_start(self, round_: int) -> int:
+        """The first iteration of round `round_`: 0 for the dense round, for a fresh initialization and for the
+        methods that prune the initialization, else the rewind point."""
+        return 0 if round_ == 0 or self.start != "rewind" else self.rewind_iteration
+
+    def measures_instability(self, round_: int) -> bool:
+        return self.instability and (not self.instability_rounds or round_ in self.instability_rounds)
+
+    def eval_iterations(self, round_: int) -> list[int]:
+        """The absolute iterations at which round `round_` is evaluated (multiples of eval_every after its start)."""
+        return list(range(self.round_start(round_) + self.eval_every, self.iterations + 1, self.eval_every))
+
+    def validate(self) -> "TrajectoryConfig":
+        for t in self.plan_conv:
+            parse_plan_token(t)
+        for w in self.plan_fc:
+            if isinstance(w, bool) or not isinstance(w, int) or w <= 0:
+                raise ConfigError(f"fc plan width {w!r} is not allowed; use positive ints")
+        label = plan_label(self.plan_conv, self.plan_fc)
+        preset = PRESETS.get(self.arch)
+        if preset is not None and (tuple(self.plan_conv), tuple(self.plan_fc)) != (preset.plan_conv, preset.plan_fc):
+            raise ConfigError(f"arch={self.arch!r} names the preset plan, not {label}; label a custom plan "
+                              f"arch={label!r}")
+        if preset is None and self.arch not in ("custom", label):
+            raise ConfigError(f"arch={self.arch!r} is unknown; allowed: {', '.join(PRESETS)} or the plan's "
+                              f"label {label!r}")
+        if self.dataset not in DATASETS:
+            raise ConfigError(f"dataset={self.dataset!r} is unknown; allowed: {', '.join(DATASETS)}")
+        for name in ("iterations", "batch_size", "eval_every"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
+                raise ConfigError(f"{name}={v!r} is not allowed; it must be a positive integer")
+        if self.eval_every > self.iterations:
+            raise ConfigError(f"eval_every={self.eval_every} exceeds iterations={self.iterations}")
+        if not (isinstance(self.learning_rate, (int, float)) and self.learning_rate > 0):
+            raise ConfigError(f"learning_rate={self.learning_rate!r} must be positive")
+        if isinstance(self.rounds, bool) or not isinstance(self.rounds, int) or self.rounds < 0:
+            raise ConfigError(f"rounds={self.rounds!r} is not allowed; it must be an integer >= 0")
+        _check_rate("prune_rate_conv", self.prune_rate_conv)
+        _check_rate("prune_rate_fc", self.prune_rate_fc)
+        if self.pruning not in PRUNINGS:
+            raise ConfigError(f"pruning={self.pruning!r} is unknown; allowed: {', '.join(PRUNINGS)}")
+        if self.method not in METHODS:
+            raise ConfigError(f"method={self.method!r} is unknown; allowed: {', '.join(METHODS)}")
+        if (isinstance(self.score_batches, bool) or not isinstance(self.score_batches, int)
+                or self.score_batches < 1):
+            raise ConfigError(f"score_batches={self.score_batches!r} is not allowed; it must be an integer >= 1")
+        if self.ablation not in ("",) + ABLATIONS:
+            raise ConfigError(f"ablation={self.ablation!r} is unknown; allowed: {', '.join(ABLATIONS)}")
+        if self.ablation and self.method == "reinit":
+            raise ConfigError("method='reinit' is itself the ticket's re-init ablation; it takes no ablation")
+        if self.ablation == "reinit" and self.method in TICKETS:
+            raise ConfigError(f"the {self.method} ticket's re-init ablation is the baseline 'reinit' "
+                              f"(method='reinit'), not ablation='reinit'")
+        if self.ablation == "invert" and self.method == "random-prune":
+            raise ConfigError("ablation='invert' is not allowed for random-prune: random pruning has no scores "
+                              "to invert; allowed: shuffle, reinit")
+        if self.first_round == 1 and self.rounds < 1:
+            raise ConfigError(f"method={self.method!r} needs rounds >= 1 (baselines have no dense round)")
+        if (isinstance(self.rewind_iteration, bool) or not isinstance(self.rewind_iteration, int)
+                or not 0 <= self.rewind_iteration < self.iterations
+                or self.rewind_iteration % self.eval_every):
+            raise ConfigError(f"rewind_iteration={self.rewind_iteration!r} is not allowed; it must be a multiple "
+                              f"of eval_every={self.eval_every} in [0, iterations={self.iterations})")
+        if self.activation not in ACTIVATIONS:
+            raise ConfigError(f"activation={self.activation!r} is unknown; allowed: {', '.join(ACTIVATIONS)}")
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"precision={self.precision!r} is unknown; allowed: {', '.join(PRECISIONS)}")
+        if not isinstance(self.deterministic, bool):
+            raise ConfigError(f"deterministic={self.deterministic!r} is not allowed; use true or false")
+        if (isinstance(self.instability_points, bool) or not isinstance(self.instability_points, int)
+                or self.instability_points < 2):
+            raise ConfigError(f"instability_points={self.instability_points!r} is not allowed; it must be an "
+                              "integer >= 2 (the path's two ends included)")
+        for r in self.instability_rounds:
+            if isinstance(r, bool) or not isinstance(r, int) or not self.first_round <= r <= self.rounds:
+                raise ConfigError(f"instability round {r!r} is outside the trajectory; allowed: "
+                                  f"{self.first_round}..{self.rounds}")
+        if self.instability and (self.method not in TICKETS or self.ablation):
+            raise ConfigError(f"instability is measured on tickets (imp, one-shot), not {self.label!r}")
+        if self.device not in DEVICES:
+            raise ConfigError(f"device={self.device!r} is unknown; allowed: {', '.join(DEVICES)}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise ConfigError(f"seed={self.seed!r} is not allowed; it must be an integer >= 0")
+        return self
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["plan_conv"] = list(self.plan_conv)
+        d["plan_fc"] = list(self.plan_fc)
+        d["instability_rounds"] = list(self.instability_rounds)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrajectoryConfig":
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - names - {"mask_store"})
+        if unknown:
+            raise ConfigError(f"unknown trajectory setting(s) {unknown}; allowed: {sorted(names)}")
+        d = dict(d)
+        d.pop("mask_store", None)  # retired: a re-init baseline rides with its ticket (older configs carry it)
+        d["plan_conv"] = tuple(parse_plan_token(t) for t in d.get("plan_conv", ()))
+        d["plan_fc"] = tuple(d.get("plan_fc", ()))
+        d["instability_rounds"] = tuple(d.get("instability_rounds", ()))
+        return cls(**d).validate()
+
+    def replace(self, **changes) -> "TrajectoryConfig":
+        return dataclasses.replace(self, **changes).validate()
+
+
+def from_preset(arch: str, **overrides) -> TrajectoryConfig:
+    """The paper's recipe for `arch`, with any setting overridden; validated."""
+    if arch not in PRESETS:
+        raise ConfigError(f"preset {arch!r} is unknown; allowed: {', '.join(PRESETS)}")
+    p = PRESETS[arch]
+    base = dict(arch=p.name, plan_conv=p.plan_conv, plan_fc=p.plan_fc, dataset=p.dataset,
+                iterations=p.iterations, batch_size=p.batch_size, learning_rate=p.learning_rate,
+                prune_rate_conv=p.prune_rate_conv, prune_rate_fc=p.prune_rate_fc)
+    base.update({k: v for k, v in overrides.items() if v is not None})
+    base["plan_conv"] = tuple(parse_plan_token(t) for t in base["plan_conv"])
+    base["plan_fc"] = tuple(base["plan_fc"])
+    if (base["plan_conv"], base["plan_fc"]) != (p.plan_conv, p.plan_fc):
+        base["arch"] = plan_label(base["plan_conv"], base["plan_fc"])  # a custom plan gets its own label
+    return TrajectoryConfig(**base).validate()
+
+
+def parse_numbers(text: str, what: str, convert=float) -> list:
+    """A comma-separated list of numbers from the command line, or a one-line error naming it."""
+    try:
+        values = [convert(v) for v in str(text).split(",") if v.strip()]
+    except ValueError:
+        kind = "integers" if convert is int else "numbers"
+        raise ConfigError(f"{what}={text!r} is not a comma-separated list of {kind}") from None
+    if not values:
+        raise ConfigError(f"{what}={text!r} is empty; give at least one value")
+    return values
+
+
+def parse_seeds(text: str, what: str = "--seeds") -> list[int]:
+    """'3' means seeds 0, 1, 2; '0,5,7' means exactly those."""
+    values = parse_numbers(text, what, int)
+    if len(values) == 1 and "," not in str(text):
+        if values[0] < 1:
+            raise ConfigError(f"{what}={text!r} must be at least 1 (a count) or a comma-separated list")
+        return list(range(values[0]))
+    if any(v < 0 for v in values) or len(set(values)) != len(values):
+        raise ConfigError(f"{what}={text!r} must list distinct non-negative seeds")
+    return values
+
+
+def parse_plan(text: str, what: str) -> tuple:
+    """A plan from the command line, in the thesis' tokens: `300,100` (fc) or `64,64,M` (conv)."""
+    tokens = [t.strip() for t in str(text).split(",") if t.strip()]
+    if what == "--plan-fc":
+        if not tokens or not all(t.isdigit() and int(t) > 0 for t in tokens):
+            raise ConfigError(f"{what}={text!r} is not allowed; use a comma list of positive widths, e.g. 300,100")
+        return tuple(int(t) for t in tokens)
+    return tuple(parse_plan_token(t) for t in tokens)

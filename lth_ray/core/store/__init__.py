@@ -1,0 +1,1 @@
+"""A trajectory's round files (written once) and resuming from them."""
