@@ -21,7 +21,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
-from lth_ray import analysis as A  # noqa: E402
+from lth_ray.results import analysis as A  # noqa: E402
 from lth_ray.core.pruning.masks import alive_after  # noqa: E402
 from lth_ray.results.schema import HISTORIES, ROUNDS_FIXED  # noqa: E402
 from lth_ray.core.engine.cohort import METRICS

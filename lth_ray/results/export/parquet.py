@@ -1,0 +1,141 @@
+"""Trials in memory -> the export's Parquet tables (histories, rounds, instability, interpolation).
+
+Each table is typed by `lth_ray.results.schema`. `analysis.load_experiment` builds its frames with these same
+functions, so a live experiment and its export agree row for row.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+
+from lth_ray.core.engine.cohort import METRICS, diverged
+from lth_ray.results.experiment import TrialResult
+from lth_ray.results.schema import HISTORIES, IDENTITY, INSTABILITY, INTERPOLATION, LAYER_PREFIX, rounds_schema
+
+
+def trajectory_name(trial: TrialResult) -> str:
+    """The trajectory's readable name (the sweep names trial folders `<name>_<trial id>`)."""
+    return trial.config.key
+
+
+def trial_identity(t: TrialResult, name: str) -> dict:
+    """The identity columns of a trial's rows (schema.IDENTITY without round and sparsity)."""
+    c = t.config
+    return {"experiment": name, "trial_id": t.trial_id, "trajectory": trajectory_name(t), "arch": c.arch,
+            "plan_conv": ",".join(map(str, c.plan_conv)), "plan_fc": ",".join(map(str, c.plan_fc)),
+            "dataset": c.dataset, "seed": c.seed, "method": c.label, "pruning": c.pruning,
+            "prune_rate_fc": float(c.prune_rate_fc), "prune_rate_conv": float(c.prune_rate_conv),
+            "rewind_iteration": c.rewind_iteration, "activation": c.activation, "iterations": c.iterations,
+            "eval_every": c.eval_every, "batch_size": c.batch_size, "learning_rate": float(c.learning_rate),
+            # lth_ray 0.1.0 chose no GPU numerics (TF32 convolutions were torch's default): not known
+            "precision": c.precision if not _legacy(t) else "unknown", "deterministic": c.deterministic}
+
+
+def _legacy(t: TrialResult) -> bool:
+    return t.rounds is not None and t.rounds.format == 1
+
+
+def _records(t: TrialResult) -> list[dict]:
+    return t.records  # in round order
+
+
+def _per_trial_columns(trials, name: str, rows_per_trial: list[int]) -> dict[str, pa.Array]:
+    """The identity columns that are constant within a trial, repeated over its rows."""
+    which = pa.array(np.repeat(np.arange(len(trials)), rows_per_trial), type=pa.int64())
+    idents = [trial_identity(t, name) for t in trials]
+    return {col: pa.array([i[col] for i in idents], type=typ).take(which)
+            for col, typ in IDENTITY if col not in ("round", "sparsity")}
+
+
+def histories_table(trials: list[TrialResult], name: str) -> pa.Table:
+    """One row per (trial, round, evaluation point), typed by `schema.HISTORIES`."""
+    per_record = [(rec, len(rec["iterations"])) for t in trials for rec in _records(t)]
+    rows = [sum(len(r["iterations"]) for r in _records(t)) for t in trials]
+    cols = _per_trial_columns(trials, name, rows)
+    counts = [n for _, n in per_record]
+
+    def repeat(key, dtype):
+        return np.repeat(np.asarray([rec[key] for rec, _ in per_record], dtype=dtype), counts)
+
+    def concat(key, dtype):
+        return np.concatenate([np.asarray(rec[key], dtype=dtype) for rec, _ in per_record]) \
+            if per_record else np.zeros(0, dtype)
+
+    cols.update({"round": repeat("round", np.int64), "sparsity": repeat("sparsity", np.float64),
+                 "iteration": concat("iterations", np.int64)})
+    cols.update({m: concat(m, np.float64) for m in METRICS})
+    return _table(cols, HISTORIES)
+
+
+def _instability_rows(trials: list[TrialResult]):
+    return [(i, rec) for i, t in enumerate(trials) for rec in t.records if "instability" in rec]
+
+
+def instability_table(trials: list[TrialResult], name: str) -> pa.Table:
+    """One row per (trial, round) that measured instability, typed by `schema.INSTABILITY`."""
+    rows = _instability_rows(trials)
+    idents = [trial_identity(t, name) for t in trials]
+    cols = {c: [idents[i][c] for i, _ in rows] for c, _ in IDENTITY if c not in ("round", "sparsity")}
+    cols.update({"round": [r["round"] for _, r in rows], "sparsity": [r["sparsity"] for _, r in rows]})
+    for key in ("error_barrier", "loss_barrier", "val_error_barrier", "val_loss_barrier"):
+        cols[key] = [r["instability"][key] for _, r in rows]
+    cols["error_start"] = [r["instability"]["test_error"][0] for _, r in rows]
+    cols["error_end"] = [r["instability"]["test_error"][-1] for _, r in rows]
+    cols["points"] = [len(r["instability"]["alphas"]) for _, r in rows]
+    return _table(cols, INSTABILITY)
+
+
+def interpolation_table(trials: list[TrialResult], name: str) -> pa.Table:
+    """One row per (trial, round, alpha) on the measured linear paths, typed by `schema.INTERPOLATION`."""
+    rows = _instability_rows(trials)
+    idents = [trial_identity(t, name) for t in trials]
+    counts = [len(r["instability"]["alphas"]) for _, r in rows]
+    cols = {c: [idents[i][c] for (i, _), n in zip(rows, counts) for _ in range(n)]
+            for c, _ in IDENTITY if c not in ("round", "sparsity")}
+    for key in ("round", "sparsity"):
+        cols[key] = [r[key] for (_, r), n in zip(rows, counts) for _ in range(n)]
+    cols["alpha"] = [a for _, r in rows for a in r["instability"]["alphas"]]
+    for key in ("val_error", "val_loss", "test_error", "test_loss"):
+        cols[key] = [v for _, r in rows for v in r["instability"][key]]
+    return _table(cols, INTERPOLATION)
+
+
+def layer_names(trials: list[TrialResult]) -> list[str]:
+    """The union of prunable layers, in order of first appearance."""
+    seen: dict[str, None] = {}
+    for t in trials:
+        for rec in t.records:
+            seen.update(dict.fromkeys(rec["layer_sparsity"]))
+    return list(seen)
+
+
+def rounds_table(trials: list[TrialResult], name: str) -> pa.Table:
+    """One row per (trial, round), typed by `schema.rounds_schema`; layer densities as `sparsity.<layer>`."""
+    layers = layer_names(trials)
+    schema = rounds_schema(layers)
+    cols = _per_trial_columns(trials, name, [len(t.records) for t in trials])
+    recs = [(t, rec) for t in trials for rec in _records(t)]
+    # 0.1.0 records lack the last three: their rounds all started at 0 on their own axis and trained T steps
+    fixed = {"round": lambda t, r: r["round"], "sparsity": lambda t, r: r["sparsity"],
+             "status": lambda t, r: t.status, "complete": lambda t, r: t.complete,
+             "diverged": lambda t, r: r.get("diverged", diverged(r)),
+             "start_iteration": lambda t, r: r.get("start_iteration", 0),
+             "steps": lambda t, r: r.get("steps", t.config.iterations)}
+    for col in schema.names:
+        if col in cols:
+            continue
+        if col in fixed:
+            values = [fixed[col](t, r) for t, r in recs]
+        elif col.startswith(LAYER_PREFIX):
+            layer = col[len(LAYER_PREFIX):]
+            values = [r["layer_sparsity"].get(layer, float("nan")) for _, r in recs]
+        else:
+            values = [r[col] for _, r in recs]
+        cols[col] = values
+    return _table(cols, schema)
+
+
+def _table(cols: dict, schema: pa.Schema) -> pa.Table:
+    arrays = [cols[f.name] if isinstance(cols[f.name], pa.Array) else pa.array(cols[f.name], type=f.type)
+              for f in schema]
+    return pa.Table.from_arrays(arrays, schema=schema)
