@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 
 import lth_ray.core.pruning.scoring as scoring
+import lth_ray.core.pruning.scoring.synflow as synflow
 from lth_ray.core.engine.cohort import Cohort
 from lth_ray.core.spec.config import from_preset
 from lth_ray.core.models.plan import build_model, prunable_layers
@@ -81,7 +82,7 @@ def test_synflow_equals_the_hand_computation_iteration_by_iteration(invert, monk
         out = real_keep_top(scores, current, count, inverted)
         seen.append((count, {n: m.clone() for n, m in out.items()}))
         return out
-    monkeypatch.setattr(scoring, "keep_top", recording)
+    monkeypatch.setattr(synflow, "keep_top", recording)  # SynFlow's own choice of weights
     got = scoring.synflow_masks(model, LAYERS, (1, 4, 4), keep, invert=invert)
     expected, counts, steps = hand_synflow(model, keep, invert)
     assert [c for c, _ in seen] == counts and len(counts) == 100  # the schedule, after each iteration
@@ -120,12 +121,12 @@ def test_a_reinitialized_member_draws_from_the_initializers_distribution(split):
     expected = math.sqrt(2 / (784 + 300))
     draws = []
     for r in (1, 2):
-        w = cohort._start_of(1, r)["fc.0.weight"]
+        w = cohort.planner.start_of(1, r)["fc.0.weight"]
         assert abs(float(w.std()) / expected - 1) < 0.03 and abs(float(w.mean())) < 0.05 * expected
         assert not torch.equal(w, cohort.inits[0]["fc.0.weight"])
         draws.append(w)
     assert not torch.equal(draws[0], draws[1])
-    out = cohort._start_of(1, 1)["out.weight"]  # 100 x 10: a looser check of the other layer's scale
+    out = cohort.planner.start_of(1, 1)["out.weight"]  # 100 x 10: a looser check of the other layer's scale
     assert abs(float(out.std()) / math.sqrt(2 / 110) - 1) < 0.2
 
 
@@ -139,7 +140,7 @@ def test_the_inversions_of_snip_and_grasp_keep_the_lowest_scores(method, split):
     assert set(index) == {"imp", "imp-invert", method, f"{method}-invert"}
     cohort = Cohort(members, split)
     rounds = list(cohort.run_results())
-    (scores,) = [v for k, v in cohort._scores.items() if k[0] == method]
+    (scores,) = [v for k, v in cohort.planner.scores.items() if k[0] == method]
     flat = torch.cat([scores[n].flatten() for n in scores])
     for r in (1, 2):
         kept = {label: torch.cat([masks(rounds[r][index[label]])[n].flatten() for n in scores])

@@ -141,14 +141,14 @@ def test_both_ends_of_every_pair_start_from_the_right_weights(k, split, monkeypa
     """Frankle et al. 2020: the pair of round r starts from the weights the round rewinds to, at iteration k.
     The dense round's pair starts at W_k (the dense net at iteration k, k > 0), not at the initialization: the
     ticket's round 0 runs 0 -> T through W_k, its copy from W_k at k; rounds >= 1 both from the masked W_k."""
-    from lth_ray.core.engine.cohort import Cohort
+    from lth_ray.core.engine.training import Lockstep
     trained = []
-    real = Cohort._train
+    real = Lockstep.train
 
     def spy(self, r, parts):
         real(self, r, parts)
         trained.extend((r, p.stream, p.start_iteration, {n: v.clone() for n, v in p.start.items()}) for p in parts)
-    monkeypatch.setattr(Cohort, "_train", spy)
+    monkeypatch.setattr(Lockstep, "train", spy)
     cfg = small(rewind_iteration=k, iterations=60, eval_every=20, rounds=1)
     t = Trajectory(cfg, split)
     results = list(t.run_results())

@@ -154,7 +154,7 @@ def test_reinit_rides_with_its_ticket_and_takes_its_masks_on_a_fresh_init(split)
         ticket, reinit = rounds[r][0], rounds[r][1]
         assert reinit.record["method"] == "reinit"
         assert all(torch.equal(masks(reinit)[n], masks(ticket)[n]) for n in masks(ticket))
-    _, start = cohort._mask_and_start(1, 1, {0: masks(rounds[1][0])})
+    _, start = cohort.planner.mask_and_start(1, 1, {0: masks(rounds[1][0])})
     assert not torch.equal(start["fc.0.weight"], cohort.inits[0]["fc.0.weight"])
     ticket_alone = run_all(Trajectory(small(rounds=2), split))  # riding changes nothing for the ticket ...
     for r in range(3):  # ... but the float rounding of the batched kernels

@@ -6,9 +6,12 @@ theta(a) = (1 - a) theta_1 + a theta_2, never rises much above the endpoints' me
 """
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import torch
 
+from lth_ray.core.engine.evaluation import evaluate
 from lth_ray.core.pruning.masks import Masks
 
 
@@ -51,3 +54,14 @@ def evaluate_path(model, a: dict, b: dict, masks: Masks, split, points: int, eva
     return {"alphas": alphas, **curves,
             "error_barrier": barrier(curves["test_error"]), "loss_barrier": barrier(curves["test_loss"]),
             "val_error_barrier": barrier(curves["val_error"]), "val_loss_barrier": barrier(curves["val_loss"])}
+
+
+def instability_record(model, a: dict, b: dict, masks: Masks, split, points: int, chunk: int, precision: str) -> dict:
+    """The instability record of a ticket (weights `a`) and its copy (`b`): the path's errors and its barrier,
+    each point evaluated `chunk` examples at a time, and the seconds it took."""
+    began = time.perf_counter()
+
+    def measure(net, x, y):
+        return evaluate(net, x, y, chunk=chunk, precision=precision)
+    device_masks = {n: m.to(split.x_train.device) for n, m in masks.items()}
+    return {**evaluate_path(model, a, b, device_masks, split, points, measure), "seconds": time.perf_counter() - began}

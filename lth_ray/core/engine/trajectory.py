@@ -105,7 +105,7 @@ class Trajectory:
 
     def _mask_and_start(self, r: int):
         """Round r's mask and start weights as the engine would choose them now (for inspection)."""
-        return self.cohort._mask_and_start(0, r, {})
+        return self.cohort.planner.mask_and_start(0, r, {})
 
     def _batches(self, r: int, start: int, stream: int = STREAM_DATA):
         """Round r's batch indices for iterations start+1, start+2, ... (the engine's own order)."""

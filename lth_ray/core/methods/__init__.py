@@ -1,1 +1,20 @@
-"""Member policies: where each method's mask comes from and where its training starts."""
+"""Member policies: where each method's mask comes from and where its training starts (one file each).
+
+The built-in methods are registered here in lth_ray 0.2's order (their numbers in the random streams):
+the ticket (`imp`), its re-init baseline, random pruning, the one-shot ticket, then one pruning-at-init
+method per built-in scorer. Ablations (shuffle, reinit, invert) apply to any method that allows them.
+"""
+from __future__ import annotations
+
+from lth_ray.core.methods.at_init import PruneAtInit
+from lth_ray.core.methods.imp import IterativeMagnitude
+from lth_ray.core.methods.one_shot import OneShot
+from lth_ray.core.methods.random_prune import RandomPrune
+from lth_ray.core.methods.registry import METHODS, MemberMethod, MemberView, method_of, method_salt, register_method
+from lth_ray.core.methods.reinit import Reinit
+from lth_ray.core.pruning.scoring import SCORERS
+
+__all__ = ["METHODS", "MemberMethod", "MemberView", "PruneAtInit", "method_of", "method_salt", "register_method"]
+
+for _method in (IterativeMagnitude(), Reinit(), RandomPrune(), OneShot(), *map(PruneAtInit, SCORERS)):
+    register_method(_method)

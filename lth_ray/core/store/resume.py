@@ -11,6 +11,7 @@ from typing import Sequence
 import torch
 
 from lth_ray.core.engine.cohort import COHORT_FORMAT, check_state, finished, initial_state
+from lth_ray.core.methods import method_of
 from lth_ray.core.spec.config import TrajectoryConfig
 from lth_ray.core.store.rounds import RoundStore
 
@@ -23,7 +24,8 @@ def state_from_rounds(config: TrajectoryConfig, store: RoundStore, last: int) ->
     state = initial_state(config)
     state.update(next_round=last + 1, diverged_round=last if store.record(last).get("diverged") else None,
                  rewind=rewind, masks=store.packed_masks(last), trained=store.compact_trained(last),
-                 dense_trained=store.compact_trained(0) if config.method == "one-shot" and config.first_round == 0
+                 dense_trained=store.compact_trained(0) if method_of(config.method).keeps_dense_trained
+                 and config.first_round == 0
                  else None)
     return state
 

@@ -1,0 +1,157 @@
+"""Planning a round: which members train, with which mask, from which weights. Plain PyTorch, no Ray.
+
+Each member's method (`lth_ray.core.methods`) chooses its mask; the planner asks it, applies the shuffle
+ablation, and picks the start point (init, rewind point W_k, or a fresh init) and the instability copies.
+"""
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import torch
+
+from lth_ray.core.data.loading import Split, epoch_batches
+from lth_ray.core.engine.state import MemberState, finished
+from lth_ray.core.engine.streams import STREAM_COPY_DATA, STREAM_DATA, STREAM_SCORE, STREAM_SHUFFLE, generator
+from lth_ray.core.engine.training import Participant
+from lth_ray.core.engine.weights import build_net, fresh_weights
+from lth_ray.core.methods import MemberView, method_of, method_salt
+from lth_ray.core.pruning.masks import alive_after, dense_masks, shuffle_within_layers, unpack_masks
+from lth_ray.core.spec.config import TrajectoryConfig
+
+
+class RoundPlanner:
+    """Chooses the participants of a cohort's rounds from the members' states (which it reads, never writes,
+    except for handing a rider its ticket's rewind point)."""
+
+    def __init__(self, configs: Sequence[TrajectoryConfig], members: list[MemberState], inits: list[dict],
+                 kinds: dict[str, str], rates: dict[str, float], split: Split, dtype: torch.dtype,
+                 eval_chunk: Callable[[int], int], cast: Callable[[dict], dict]):
+        self.configs, self.members, self.inits = configs, members, inits
+        self.kinds, self.rates, self.split, self.dtype = kinds, rates, split, dtype
+        self.device = split.x_train.device
+        self.eval_chunk, self.cast = eval_chunk, cast
+        self.scores: dict[tuple, dict] = {}  # scores (masks, for SynFlow) at init by (method, seed, ...)
+
+    def finished(self, i: int) -> bool:
+        return finished(self.members[i], self.configs[i])
+
+    def rewind(self, i: int) -> dict[str, torch.Tensor]:
+        """The weights member i's rounds >= 1 start from: its init, or under late rewinding its weights at k."""
+        return self.inits[i] if self.configs[i].rewind_iteration == 0 else self.members[i].rewind
+
+    def ticket_of(self, i: int) -> int | None:
+        seed = self.configs[i].seed
+        return next((j for j, c in enumerate(self.configs) if c.seed == seed and c.is_ticket), None)
+
+    def participants(self, r: int, produced: dict[int, dict]) -> list[Participant]:
+        """The members due in round r with their masks and starts, tickets first (re-init and the ticket's
+        shuffle read their masks), and the members replaying round r (`_replays`)."""
+        due = [i for i, m in enumerate(self.members) if not self.finished(i) and m.next_round == r]
+        replay = [i for i in self.replays(r) if i not in due]
+        parts, chosen = [], {}
+        for i in sorted(due + replay, key=lambda i: (not self.configs[i].is_ticket, i)):
+            cfg, state = self.configs[i], self.members[i]
+            if i in replay:  # finished round r before a crash: trains again beside the others, result unused
+                chosen[i] = masks = unpack_masks(state.masks)
+                parts.append(Participant(i, cfg.seed, masks, self.start_of(i, r), cfg.round_start(r),
+                                         STREAM_DATA, True, False, replay=True))
+                continue
+            late = cfg.rewind_iteration > 0
+            if r > 0 and late and cfg.start == "rewind" and state.rewind is None:
+                produced[i] = state.rewind = self.members[self.ticket_of(i)].rewind  # a rider: the ticket's W_k
+            chosen[i] = masks = self.masks(i, r, chosen)
+            capture = cfg.rewind_iteration if (r == 0 and late and state.rewind is None) else None
+            parts.append(Participant(i, cfg.seed, masks, self.start_of(i, r), cfg.round_start(r), STREAM_DATA,
+                                     True, cfg.save_early_stop, capture))
+        return parts
+
+    def copies(self, r: int, parts: list[Participant]) -> list[Participant]:
+        """Instability copies of the round's tickets: the same mask and start, another data order. The dense
+        round's pair under late rewinding starts at W_k, at iteration k (start None while W_k is unknown)."""
+        copies = []
+        for p in parts:
+            cfg = self.configs[p.member]
+            if p.replay or not cfg.measures_instability(r):
+                continue
+            dense_late = r == 0 and cfg.rewind_iteration > 0
+            start = self.members[p.member].rewind if dense_late else p.start
+            at = cfg.rewind_iteration if dense_late else p.start_iteration
+            copies.append(Participant(p.member, cfg.seed, p.masks, start, at, STREAM_COPY_DATA, False, False))
+        return copies
+
+    def replays(self, r: int) -> list[int]:
+        """Members that finished round r although others of the cohort did not (a crash between two members'
+        round files). They train round r again beside the lagging ones, results unused, so the lagging
+        members' round runs in the same company as it would have, bitwise on the CPU. (Only one round ahead:
+        a member's state holds its latest mask; a member further ahead is left out, and the lagging round's
+        numbers then differ from an undisturbed run by float rounding only.)"""
+        return [i for i, (c, m) in enumerate(zip(self.configs, self.members))
+                if m.next_round == r + 1 and c.first_round <= r and m.diverged_round in (None, r)]
+
+    def start_of(self, i: int, r: int) -> dict[str, torch.Tensor]:
+        """The weights member i's round r starts from: the init (round 0, pruning at initialization), the
+        rewind point, or a fresh initialization of its own for the round (re-init and its ablations)."""
+        cfg = self.configs[i]
+        if r > 0 and cfg.start == "fresh":
+            return self.cast(fresh_weights(cfg, self.split.in_shape, r))
+        return self.inits[i] if r == 0 or cfg.start == "init" else self.rewind(i)
+
+    def masks(self, i: int, r: int, chosen: dict[int, dict]) -> dict[str, torch.Tensor]:
+        """Member i's mask of round r: dense in round 0; else its ticket's or its method's, then shuffled
+        within each layer for the shuffle ablation (the same per-layer counts; each method its own draw)."""
+        cfg = self.configs[i]
+        if r == 0:
+            return dense_masks(self.view(i).layer_weights())
+        if cfg.mask_source == "ticket":
+            masks = self.ticket_masks(i, r, chosen)
+        else:
+            masks = method_of(cfg.method).masks(self.view(i), r, invert=cfg.ablation == "invert")
+        if cfg.ablation == "shuffle":
+            masks = shuffle_within_layers(masks, generator(cfg.seed, STREAM_SHUFFLE, r, method_salt(cfg.method)))
+        return masks
+
+    def mask_and_start(self, i: int, r: int, chosen: dict[int, dict]):
+        """Member i's mask of round r and the weights its training starts from (for inspection and tests)."""
+        return self.masks(i, r, chosen), self.start_of(i, r)
+
+    def ticket_masks(self, i: int, r: int, chosen: dict[int, dict]) -> dict[str, torch.Tensor]:
+        """The round-r mask of member i's ticket: chosen this round, or (after a resume that left the ticket
+        ahead) its latest mask, or one the resume handed over from the ticket's round files."""
+        t = self.ticket_of(i)
+        if t in chosen:
+            return chosen[t]
+        if self.members[t].next_round == r + 1:
+            return unpack_masks(self.members[t].masks)
+        given = self.members[i].ticket_masks or {}
+        if r in given:
+            return unpack_masks(given[r])
+        raise RuntimeError(f"member {self.configs[i].key}: the ticket's round-{r} mask is not available")
+
+    def view(self, i: int) -> MemberView:
+        return MemberView(self.configs[i], self.members[i], self.inits[i], self.kinds, self.rates, self.ladder_count,
+                          lambda: self.scoring_model(i), lambda: self.scoring_batches(i), self.split.in_shape,
+                          self.scores)
+
+    def ladder_count(self, r: int) -> int:
+        """How many prunable weights the ticket keeps in round r: the sum of the per-layer counts (layer-wise
+        pruning) or the global count (global pruning); the same number for every method of the cohort."""
+        cfg, sizes = self.configs[0], {n: self.inits[0][f"{n}.weight"].numel() for n in self.kinds}
+        if cfg.pruning == "global":
+            return alive_after(sum(sizes.values()), cfg.prune_rate_fc, r)
+        return sum(alive_after(size, self.rates[n], r) for n, size in sizes.items())
+
+    def scoring_model(self, i: int) -> torch.nn.Module:
+        """Member i's net at its initialization, on the cohort's device, for a scorer to use."""
+        model = build_net(self.configs[i], self.split.in_shape).to(self.dtype)
+        model.load_state_dict(self.inits[i])
+        return model.to(self.device)
+
+    def scoring_batches(self, i: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """SNIP's and GraSP's training batches: the first `score_batches` of the member's own scoring order; a
+        batch larger than the memory budget is taken in pieces (the scorers' losses sum the same)."""
+        cfg = self.configs[i]
+        gen = generator(cfg.seed, STREAM_SCORE, 0)
+        idx = epoch_batches(len(self.split.x_train), cfg.batch_size, gen, self.device)[:cfg.score_batches]
+        chunk = self.eval_chunk(1)
+        return [(self.split.x_train[b[a:a + chunk]], self.split.y_train[b[a:a + chunk]])
+                for b in idx for a in range(0, len(b), chunk)]

@@ -1,0 +1,28 @@
+"""Weights a member starts from: its initialization (rebuilt from its seed, never stored) or a fresh one."""
+from __future__ import annotations
+
+import torch
+
+from lth_ray.core.engine.streams import STREAM_INIT, STREAM_REINIT, generator
+from lth_ray.core.models.plan import build_model, in_shape_of
+from lth_ray.core.spec.config import TrajectoryConfig
+
+
+def cpu_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+
+
+def build_net(config: TrajectoryConfig, in_shape, generator: torch.Generator | None = None,
+              device: str | torch.device = "cpu") -> torch.nn.Module:
+    """The member's net, initialised from `generator` (seed 0's draw when None)."""
+    return build_model(config.plan_conv, config.plan_fc, in_shape, config.activation, generator, device=device)
+
+
+def initial_weights(config: TrajectoryConfig, in_shape=None) -> dict[str, torch.Tensor]:
+    """The trajectory's initialisation, rebuilt from its seed (never stored: it is the seed's to give)."""
+    return cpu_state(build_net(config, in_shape or in_shape_of(config.dataset), generator(config.seed, STREAM_INIT)))
+
+
+def fresh_weights(config: TrajectoryConfig, in_shape, r: int) -> dict[str, torch.Tensor]:
+    """A new initialization of the member's own for round r (re-init and the re-init ablations)."""
+    return cpu_state(build_net(config, in_shape, generator(config.seed, STREAM_REINIT, r)))

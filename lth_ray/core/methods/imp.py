@@ -1,0 +1,23 @@
+"""`imp`: the lottery ticket by iterative magnitude pruning (Frankle & Carbin 2019).
+
+Each round prunes the lowest-magnitude weights of the previous round's trained net (per layer at its rate, or
+globally), then rewinds the survivors to the init (or W_k). `invert` keeps the highest pruned instead.
+"""
+from __future__ import annotations
+
+from lth_ray.core.methods.registry import MemberMethod, MemberView
+from lth_ray.core.pruning.masks import (Masks, dense_masks, expand, global_magnitude_prune, magnitude_prune,
+                                        unpack_masks)
+
+
+class IterativeMagnitude(MemberMethod):
+    name = "imp"
+    is_ticket = True
+
+    def masks(self, member: MemberView, r: int, invert: bool) -> Masks:
+        cfg, s = member.config, member.state
+        previous = dense_masks(member.layer_weights()) if r == 1 else unpack_masks(s.masks)
+        trained = member.layer_weights(expand(s.trained, previous))
+        if cfg.pruning == "global":
+            return global_magnitude_prune(trained, previous, rate=cfg.prune_rate_fc, invert=invert)
+        return magnitude_prune(trained, previous, member.rates, invert=invert)

@@ -1,0 +1,75 @@
+"""Member methods by name: where a member's mask comes from and where its training starts.
+
+A cohort member is (seed, method, ablation, data order, start point). The engine never compares method
+names: it asks the member's method. A method is one small class (ShrinkBench-like): a few facts and
+`masks`, its round-r mask chosen on the host. Adding one is one file plus one `register_method` call.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+from torch import nn
+
+from lth_ray.core.engine.state import MemberState
+from lth_ray.core.pruning.masks import Masks
+from lth_ray.core.spec.config import ABLATIONS, ConfigError, TrajectoryConfig
+
+
+@dataclass
+class MemberView:
+    """What a method sees of its member when it chooses the member's mask of a round."""
+    config: TrajectoryConfig
+    state: MemberState
+    init: dict[str, torch.Tensor]        # the member's weights at initialization (its seed's)
+    kinds: dict[str, str]                # prunable layer -> 'conv' | 'fc' | 'out'
+    rates: dict[str, float]              # each prunable layer's rate per round (layer-wise pruning)
+    ladder_count: Callable[[int], int]   # weights the ticket keeps in round r (every method keeps as many)
+    scoring_model: Callable[[], nn.Module]            # the member's net at init, on the cohort's device
+    scoring_batches: Callable[[], list]               # the training batches a data-driven scorer uses
+    in_shape: tuple
+    cache: dict                          # the cohort's scores, shared by the members of one seed and method
+
+    def layer_weights(self, state: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+        """The prunable layers' weights of a state dict (default: the init)."""
+        state = self.init if state is None else state
+        return {n: state[f"{n}.weight"] for n in self.kinds}
+
+
+class MemberMethod:
+    """One method's policy. Facts (class attributes) say where rounds >= 1 start and what the method is;
+    `masks` chooses its round-r mask (r >= 1; round 0 is dense) before any shuffle ablation."""
+    name: str = ""
+    is_ticket: bool = False          # imp, one-shot: the members of its seed take masks and W_k from it
+    start: str = "rewind"            # where rounds >= 1 start: 'rewind' (init or W_k), 'init', 'fresh'
+    takes_ticket_masks: bool = False  # re-init: its mask is the ticket's of the round
+    keeps_dense_trained: bool = False  # one-shot: prunes the dense round's trained weights every round
+    ablations: tuple[str, ...] = ABLATIONS  # the sanity checks that apply to it
+
+    def masks(self, member: MemberView, r: int, invert: bool) -> Masks:
+        raise NotImplementedError(f"method {self.name!r} takes its ticket's masks")
+
+
+METHODS: dict[str, MemberMethod] = {}
+
+
+def register_method(method: MemberMethod) -> MemberMethod:
+    if not method.name or method.name in METHODS:
+        raise ConfigError(f"method {method.name!r} is registered already (or has no name)")
+    if method.start not in ("rewind", "init", "fresh"):
+        raise ConfigError(f"method {method.name!r}: start={method.start!r}; allowed: rewind, init, fresh")
+    METHODS[method.name] = method
+    return method
+
+
+def method_of(name: str) -> MemberMethod:
+    if name not in METHODS:
+        raise ConfigError(f"method {name!r} is unknown; allowed: {', '.join(METHODS)}")
+    return METHODS[name]
+
+
+def method_salt(name: str) -> int:
+    """A method's number in the random streams (its shuffle's draw): its place in the registry, built-ins
+    first in lth_ray 0.2's order, so the numbers stay what they were."""
+    return list(METHODS).index(name)
