@@ -458,8 +458,16 @@ def make_tuner(spec: SweepSpec, gpt: float, trials):
 
     from lth_ray.distributed.trainable import run_trial
     trainable = tune.with_resources(run_trial, {"cpu": spec.cpus_per_trial, "gpu": gpt})
+    from lth_ray.distributed.progress import ProgressCallback
+    callbacks, track = [ProgressCallback()], getattr(spec, "track", "none")
+    if track != "none":  # (the trackers' module imports wandb and mlflow)
+        from lth_ray.distributed.tracking import tracking_callbacks
+        callbacks += tracking_callbacks(track, spec.name)
     if spec.resume:
-        return tune.Tuner.restore(spec.experiment, trainable=trainable, resume_errored=True, resume_unfinished=True)
+        tuner = tune.Tuner.restore(spec.experiment, trainable=trainable, resume_errored=True, resume_unfinished=True)
+        # restore takes no RunConfig and brings back the callbacks pickled with the sweep: this command's instead
+        tuner._local_tuner.get_run_config().callbacks = callbacks  # private (Ray is pinned)
+        return tuner
     from ray.tune import CLIReporter
     threads = max(1, int(spec.cpus_per_trial))
     param_space = {"cohort": tune.grid_search([[t.to_dict() for t in c] for c in trials]),
@@ -479,7 +487,7 @@ def make_tuner(spec: SweepSpec, gpt: float, trials):
         tune_config=tune.TuneConfig(reuse_actors=spec.reuse_actors, max_concurrent_trials=max_concurrent(spec, gpt),
                                     trial_name_creator=_trial_name, trial_dirname_creator=_trial_dirname),
         run_config=tune.RunConfig(
-            name=spec.name, storage_path=spec.storage, progress_reporter=reporter, verbose=1,
+            name=spec.name, storage_path=spec.storage, progress_reporter=reporter, verbose=1, callbacks=callbacks,
             checkpoint_config=tune.CheckpointConfig(num_to_keep=spec.keep_checkpoints),
             failure_config=tune.FailureConfig(max_failures=spec.max_failures)))
 
