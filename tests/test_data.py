@@ -302,3 +302,24 @@ def test_the_default_fetch_is_torchvisions_real_download(tmp_path, monkeypatch):
         server.shutdown()
     assert source == str(tmp_path / "data" / "MNIST" / "raw") and xtr.shape == (60, 1, 28, 28)
     assert sorted(p.name for p in (tmp_path / "data").iterdir()) == [".lth_ray-mnist.lock", "MNIST"]
+
+
+def test_a_registered_entry_drives_the_search_its_debian_package_and_the_download(tmp_path, monkeypatch):
+    """A data set's folder, format and Debian package come from its registry entry, nowhere else."""
+    import lth_ray.core.data.registry as registry
+    from lth_ray.core.data.formats import IDX
+    monkeypatch.setattr(registry, "DATASETS", dict(registry.DATASETS))
+    monkeypatch.setenv("LTH_RAY_DATA", str(tmp_path / "cache"))
+    registry.register_dataset(registry.DatasetEntry("toy", (1, 28, 28), 10, 60, 20, "Toy", IDX, validation_size=10,
+                                                    debian_package="dataset-toy"))
+    with pytest.raises(DataError) as err:
+        load_raw("toy", str(tmp_path / "nowhere"))
+    text = str(err.value)
+    assert str(tmp_path / "nowhere" / "Toy" / "raw") in text and "/usr/share/datasets/toy" in text
+    assert "install Debian's package dataset-toy" in text
+    with pytest.raises(DataError, match="download failed: DataError: dataset 'toy' names no torchvision class"):
+        load_raw("toy", str(tmp_path / "data"), download=True)
+    (xtr, _), _, source = load_raw("toy", str(tmp_path / "data"), download=True, fetch=lambda d, folder:
+                                   make_mnist_like(folder, "Toy", n_train=60, n_test=20))
+    assert source == str(tmp_path / "data" / "Toy" / "raw") and xtr.shape == (60, 1, 28, 28)
+    assert len(load_split("toy", str(tmp_path / "data")).x_val) == 10  # the entry's validation size

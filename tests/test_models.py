@@ -63,3 +63,16 @@ def test_plan_tokens_batchnorm_avgpool_and_activation():
 def test_bad_plan_token_is_a_clear_error():
     with pytest.raises(ConfigError, match="'X'"):
         build_model([64, "X"], [10], (3, 32, 32))
+
+
+@pytest.mark.parametrize("arch", sorted(WEIGHTS))
+def test_the_registry_builds_the_plan_nets_bitwise_as_before(arch):
+    from lth_ray.core.models.registry import build_model as build_entry, model_entry, model_of
+    from lth_ray.core.spec.config import from_preset
+    config = from_preset(arch)
+    assert model_of(config) == "plan"
+    ours = build_entry(config, in_shape_of(config.dataset), generator=torch.Generator().manual_seed(7))
+    before = preset_model(arch, seed=7)
+    assert ours.state_dict().keys() == before.state_dict().keys()
+    assert all(torch.equal(t, before.state_dict()[k]) for k, t in ours.state_dict().items())
+    assert model_entry("plan").prunable(ours) == prunable_layers(before)

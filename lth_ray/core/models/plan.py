@@ -10,6 +10,7 @@ import math
 import torch
 from torch import nn
 
+from lth_ray.core.data.registry import dataset_entry
 from lth_ray.core.spec.config import parse_plan_token
 
 ACTIVATION_MODULES = {"relu": nn.ReLU, "tanh": nn.Tanh}
@@ -89,7 +90,8 @@ def build_model(plan_conv, plan_fc, in_shape, activation="relu", generator: torc
 
 
 def in_shape_of(dataset: str) -> tuple[int, int, int]:
-    return (3, 32, 32) if dataset == "cifar10" else (1, 28, 28)
+    """(C, H, W) of the data set's images, from its registry entry (an unknown name is a ConfigError)."""
+    return dataset_entry(dataset).in_shape
 
 
 def weight_count(model: nn.Module) -> int:
