@@ -33,10 +33,8 @@ from lth_ray.core.engine.state import MemberState, check_cohort, check_state, co
 from lth_ray.core.engine.training import Lockstep, Participant, batch_indices
 from lth_ray.core.engine.weights import build_net, initial_weights
 from lth_ray.core.methods import method_of
-from lth_ray.core.models.plan import prunable_layers
-from lth_ray.core.models.stacked import StackedNet
+from lth_ray.core.models.registry import model_entry, model_of
 from lth_ray.core.pruning.masks import compact, layer_rates, pack_masks
-from lth_ray.core.pruning.scoring import scorer
 from lth_ray.core.spec.config import ConfigError, TrajectoryConfig
 from lth_ray.core.store.rounds import RoundResult
 
@@ -64,10 +62,11 @@ class Cohort:
         self.numerics = numerics.configure(cfg.precision, cfg.deterministic)
         self.budget = budget_bytes(self.device, eval_memory_mb)  # evaluation, scoring and instability paths
         self.template = build_net(cfg, split.in_shape, device="meta")
-        self.kinds = prunable_layers(self.template)
+        model = model_entry(model_of(cfg))  # how its nets are built, stacked and pruned
+        self.kinds = model.prunable(self.template)
         self.rates = layer_rates(self.kinds, cfg.prune_rate_conv, cfg.prune_rate_fc)
         param_keys = [k for k, _ in self.template.named_parameters()]
-        self.lockstep = Lockstep(StackedNet(self.template), split, cfg, self.dtype, param_keys,
+        self.lockstep = Lockstep(model.stacked(self.template), split, cfg, self.dtype, param_keys,
                                  list(self.template.state_dict()), list(self.kinds),
                                  lambda *a: self._evaluate(*a), progress)
         self.inits = [self._cast(initial_weights(c, split.in_shape)) for c in self.configs]  # from the seeds
@@ -84,8 +83,7 @@ class Cohort:
         self.last_trained: dict[int, dict] = {}
         per_epoch = len(split.x_train) // cfg.batch_size
         for c in self.configs:
-            if getattr(method_of(c.method), "start", None) == "init" and scorer(c.method).needs_data \
-                    and c.score_batches > per_epoch:
+            if method_of(c.method).scores_from_data and c.score_batches > per_epoch:
                 raise ConfigError(f"score_batches={c.score_batches} exceeds one epoch of {per_epoch} batches of "
                                   f"{cfg.batch_size}; allowed: 1..{per_epoch}")
 

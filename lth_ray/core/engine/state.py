@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Sequence
 
-from lth_ray.core.spec.config import TICKETS, ConfigError, TrajectoryConfig
+from lth_ray.core.spec.config import ConfigError, TrajectoryConfig
 
 COHORT_FORMAT = 3  # a list of member states (each of trajectory state format 2)
 STATE_FORMAT = 2   # one member's state; 1 was lth_ray 0.1.0 (every round's weights in one growing state)
@@ -89,6 +89,12 @@ def needs_ticket(config: TrajectoryConfig) -> bool:
                                               and config.rewind_iteration > 0)
 
 
+def ticket_kind(config: TrajectoryConfig) -> bool:
+    """Whether the member's method finds tickets (imp, one-shot), ablated or not."""
+    from lth_ray.core.methods import method_of  # the methods' registry imports this module
+    return method_of(config.method).is_ticket
+
+
 def check_cohort(members: Sequence[TrajectoryConfig]) -> tuple[TrajectoryConfig, ...]:
     """The members, validated: one recipe, distinct members, and every baseline's ticket present when the
     baseline needs it (re-init and the ticket's shuffle take the ticket's masks; a member starting from the
@@ -105,13 +111,13 @@ def check_cohort(members: Sequence[TrajectoryConfig]) -> tuple[TrajectoryConfig,
     if len(set(keys)) != len(keys):
         raise ConfigError(f"a cohort lists the same member twice: {sorted(k for k in keys if keys.count(k) > 1)[0]}")
     tickets = {m.seed for m in members if m.is_ticket}
-    kinds = {m.method for m in members if m.method in TICKETS}
+    kinds = {m.method for m in members if ticket_kind(m)}
     if len(kinds) > 1:
         raise ConfigError("a cohort holds one kind of ticket (imp or one-shot), not both")
     for m in members:
         if needs_ticket(m) and m.seed not in tickets:
             why = "its masks" if m.mask_source == "ticket" else "its rewind point"
-            kind = m.method if m.method in TICKETS else "imp"
+            kind = m.method if ticket_kind(m) else "imp"
             raise ConfigError(f"baseline {m.key} needs its ticket (seed {m.seed}, {kind}) in the same "
                               f"cohort for {why}; add it, e.g. --method {kind} --baselines {m.label}")
     return members

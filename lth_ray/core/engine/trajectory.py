@@ -14,24 +14,30 @@ import torch
 
 from lth_ray.core.data.loading import Split
 from lth_ray.core.engine.cohort import STREAM_DATA, Cohort, generator
-from lth_ray.core.spec.config import ABLATIONS, AT_INIT, TICKETS, ConfigError, TrajectoryConfig
+from lth_ray.core.methods import method_of, registry
+from lth_ray.core.spec.config import ABLATIONS, AT_INIT, ConfigError, TrajectoryConfig
 from lth_ray.core.store.rounds import RoundResult
 
-BASELINES = ("reinit", "random-prune") + AT_INIT
+BASELINES = ("reinit", "random-prune") + AT_INIT  # the built-in ones (`known_baselines`: any registered)
 
 
 def ablated(method: str, ablations: Sequence[str]) -> list[tuple[str, str]]:
-    """(method, ablation) of each ablation that applies to `method`: all of ABLATIONS to the ticket (its re-init
-    ablation is the `reinit` baseline) and to every pruning-at-init method; shuffle and re-init to random
-    pruning (it has no scores to invert); none to `reinit`, itself an ablation."""
+    """(method, ablation) of each ablation that applies to `method` (its method's `ablations`): all of
+    ABLATIONS to the ticket (its re-init ablation is the `reinit` baseline) and to every pruning-at-init
+    method; shuffle and re-init to random pruning (it has no scores to invert); none to `reinit`, itself an
+    ablation."""
     for a in ablations:
         if a not in ABLATIONS:
             raise ConfigError(f"ablation {a!r} is unknown; allowed: {', '.join(ABLATIONS)}")
-    if method == "reinit":
-        return []
-    if method in TICKETS:
+    policy = method_of(method)
+    if policy.is_ticket:
         return [("reinit", "") if a == "reinit" else (method, a) for a in ablations]
-    return [(method, a) for a in ablations if not (method == "random-prune" and a == "invert")]
+    return [(method, a) for a in ablations if a in policy.ablations]
+
+
+def known_baselines() -> tuple[str, ...]:
+    """The methods that can ride with a ticket: every registered method that is not a ticket."""
+    return tuple(name for name, m in registry.METHODS.items() if not m.is_ticket)
 
 
 def resolve_device(requested: str) -> torch.device:
@@ -52,8 +58,8 @@ def cohort_members(ticket: TrajectoryConfig, seeds: Sequence[int], baselines: Se
     Baselines keep the early-stop weights only when asked (`save_early_stop` of the ticket is for tickets) and
     measure no instability (a ticket's property)."""
     for b in baselines:
-        if b not in BASELINES:
-            raise ConfigError(f"baseline {b!r} is unknown; allowed: {', '.join(BASELINES)}")
+        if b not in known_baselines():
+            raise ConfigError(f"baseline {b!r} is unknown; allowed: {', '.join(known_baselines())}")
     methods = [(b, "") for b in baselines]
     for method in [ticket.method] + list(baselines):
         methods += [m for m in ablated(method, ablations) if m not in methods]

@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import torch
 
+from lth_ray.core.data.registry import dataset_entry
 from lth_ray.core.engine.streams import STREAM_INIT, STREAM_REINIT, generator
-from lth_ray.core.models.plan import build_model, in_shape_of
+from lth_ray.core.models import registry as models
+from lth_ray.core.models.plan import in_shape_of
 from lth_ray.core.spec.config import TrajectoryConfig
 
 
@@ -14,8 +16,9 @@ def cpu_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
 
 def build_net(config: TrajectoryConfig, in_shape, generator: torch.Generator | None = None,
               device: str | torch.device = "cpu") -> torch.nn.Module:
-    """The member's net, initialised from `generator` (seed 0's draw when None)."""
-    return build_model(config.plan_conv, config.plan_fc, in_shape, config.activation, generator, device=device)
+    """The member's net (the registry's model for its arch), initialised from `generator` (seed 0's draw
+    when None), with as many outputs as its data set has classes."""
+    return models.build_model(config, in_shape, dataset_entry(config.dataset).num_classes, generator, device)
 
 
 def initial_weights(config: TrajectoryConfig, in_shape=None) -> dict[str, torch.Tensor]:

@@ -18,6 +18,10 @@ class PruneAtInit(MemberMethod):
     def __init__(self, scorer_name: str):
         self.name = scorer_name
 
+    @property
+    def scores_from_data(self) -> bool:
+        return scorer(self.name).needs_data
+
     def masks(self, member: MemberView, r: int, invert: bool) -> Masks:
         cfg, how = member.config, scorer(self.name)
         ones = dense_masks(member.layer_weights())

@@ -46,6 +46,7 @@ class MemberMethod:
     takes_ticket_masks: bool = False  # re-init: its mask is the ticket's of the round
     keeps_dense_trained: bool = False  # one-shot: prunes the dense round's trained weights every round
     ablations: tuple[str, ...] = ABLATIONS  # the sanity checks that apply to it
+    scores_from_data: bool = False   # SNIP, GraSP: its scores need `score_batches` training batches
 
     def masks(self, member: MemberView, r: int, invert: bool) -> Masks:
         raise NotImplementedError(f"method {self.name!r} takes its ticket's masks")
@@ -65,7 +66,7 @@ def register_method(method: MemberMethod) -> MemberMethod:
 
 def method_of(name: str) -> MemberMethod:
     if name not in METHODS:
-        raise ConfigError(f"method {name!r} is unknown; allowed: {', '.join(METHODS)}")
+        raise ConfigError(f"method={name!r} is unknown; allowed: {', '.join(METHODS)}")
     return METHODS[name]
 
 

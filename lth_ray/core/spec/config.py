@@ -9,8 +9,9 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-DATASETS = ("mnist", "fashion-mnist", "cifar10")
-AT_INIT = ("snip", "grasp", "synflow", "magnitude-init")  # pruning at initialization (lth_ray.scoring)
+DATASETS = ("mnist", "fashion-mnist", "cifar10")  # the built-in ones (`core.data.registry`: any registered)
+# The built-in methods' names (the registry, `lth_ray.core.methods`, knows them and any registered later).
+AT_INIT = ("snip", "grasp", "synflow", "magnitude-init")  # pruning at initialization (lth_ray.core.pruning.scoring)
 TICKETS = ("imp", "one-shot")
 METHODS = ("imp", "reinit", "random-prune", "one-shot") + AT_INIT
 # Frankle et al. 2021's sanity checks of a method's mask: shuffled within each layer, on a fresh init, or from
@@ -24,6 +25,13 @@ PRECISIONS = ("fp32", "tf32", "bf16", "fp64")
 
 class ConfigError(ValueError):
     """A bad setting: the message is one line naming the value and what is allowed."""
+
+
+def _method(name: str):
+    """The registered member method `name` (`lth_ray.core.methods`): what it is, where it starts. Imported
+    here, not at the top, because the methods' registry itself imports this module's types."""
+    from lth_ray.core.methods import method_of
+    return method_of(name)
 
 
 @dataclass(frozen=True)
@@ -122,21 +130,19 @@ class TrajectoryConfig:
     @property
     def is_ticket(self) -> bool:
         """The ticket itself (imp or one-shot, no ablation): the member others of its seed take masks from."""
-        return self.method in TICKETS and not self.ablation
+        return _method(self.method).is_ticket and not self.ablation
 
     @property
     def start(self) -> str:
         """Where rounds >= 1 start training: 'rewind' (the init, or under late rewinding the ticket's weights
         at k), 'init' (pruning at initialization: the init at iteration 0) or 'fresh' (a new initialization)."""
-        if self.method == "reinit" or self.ablation == "reinit":
-            return "fresh"
-        return "init" if self.method in AT_INIT else "rewind"
+        return "fresh" if self.ablation == "reinit" else _method(self.method).start
 
     @property
     def mask_source(self) -> str:
         """'ticket': the member's mask is its ticket's of the round (re-init, the ticket's shuffle), else 'own'."""
-        return "ticket" if self.method == "reinit" or (self.method in TICKETS and self.ablation == "shuffle") \
-            else "own"
+        method = _method(self.method)
+        return "ticket" if method.takes_ticket_masks or (method.is_ticket and self.ablation == "shuffle") else "own"
 
     @property
     def prune_rate_out(self) -> float:
@@ -151,7 +157,7 @@ class TrajectoryConfig:
     def first_round(self) -> int:
         """Baselines have no dense round of their own: they start at round 1. A ticket with inverted scores
         is a trajectory of its own (each round prunes its own trained weights, highest |w| first)."""
-        return 0 if self.method in TICKETS and self.ablation in ("", "invert") else 1
+        return 0 if _method(self.method).is_ticket and self.ablation in ("", "invert") else 1
 
     @property
     def key(self) -> str:
@@ -189,11 +195,13 @@ class TrajectoryConfig:
         if preset is not None and (tuple(self.plan_conv), tuple(self.plan_fc)) != (preset.plan_conv, preset.plan_fc):
             raise ConfigError(f"arch={self.arch!r} names the preset plan, not {label}; label a custom plan "
                               f"arch={label!r}")
-        if preset is None and self.arch not in ("custom", label):
-            raise ConfigError(f"arch={self.arch!r} is unknown; allowed: {', '.join(PRESETS)} or the plan's "
-                              f"label {label!r}")
-        if self.dataset not in DATASETS:
-            raise ConfigError(f"dataset={self.dataset!r} is unknown; allowed: {', '.join(DATASETS)}")
+        from lth_ray.core.data.registry import DATASETS as REGISTERED_DATASETS  # (both registries import
+        from lth_ray.core.models.registry import MODELS  # this module's types: imported here, not at the top)
+        if preset is None and self.arch not in ("custom", label) and self.arch not in MODELS:
+            raise ConfigError(f"arch={self.arch!r} is unknown; allowed: {', '.join(PRESETS)}, a registered model "
+                              f"({', '.join(m for m in MODELS if m != 'plan')}) or the plan's label {label!r}")
+        if self.dataset not in REGISTERED_DATASETS:
+            raise ConfigError(f"dataset={self.dataset!r} is unknown; allowed: {', '.join(REGISTERED_DATASETS)}")
         for name in ("iterations", "batch_size", "eval_every"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
@@ -208,8 +216,7 @@ class TrajectoryConfig:
         _check_rate("prune_rate_fc", self.prune_rate_fc)
         if self.pruning not in PRUNINGS:
             raise ConfigError(f"pruning={self.pruning!r} is unknown; allowed: {', '.join(PRUNINGS)}")
-        if self.method not in METHODS:
-            raise ConfigError(f"method={self.method!r} is unknown; allowed: {', '.join(METHODS)}")
+        method = _method(self.method)  # unknown: an error listing the registered methods
         if (isinstance(self.score_batches, bool) or not isinstance(self.score_batches, int)
                 or self.score_batches < 1):
             raise ConfigError(f"score_batches={self.score_batches!r} is not allowed; it must be an integer >= 1")
@@ -217,12 +224,15 @@ class TrajectoryConfig:
             raise ConfigError(f"ablation={self.ablation!r} is unknown; allowed: {', '.join(ABLATIONS)}")
         if self.ablation and self.method == "reinit":
             raise ConfigError("method='reinit' is itself the ticket's re-init ablation; it takes no ablation")
-        if self.ablation == "reinit" and self.method in TICKETS:
+        if self.ablation == "reinit" and method.is_ticket:
             raise ConfigError(f"the {self.method} ticket's re-init ablation is the baseline 'reinit' "
                               f"(method='reinit'), not ablation='reinit'")
         if self.ablation == "invert" and self.method == "random-prune":
             raise ConfigError("ablation='invert' is not allowed for random-prune: random pruning has no scores "
                               "to invert; allowed: shuffle, reinit")
+        if self.ablation and not method.is_ticket and self.ablation not in method.ablations:
+            raise ConfigError(f"ablation={self.ablation!r} is not allowed for {self.method}; allowed: "
+                              f"{', '.join(method.ablations) or 'none'}")
         if self.first_round == 1 and self.rounds < 1:
             raise ConfigError(f"method={self.method!r} needs rounds >= 1 (baselines have no dense round)")
         if (isinstance(self.rewind_iteration, bool) or not isinstance(self.rewind_iteration, int)
@@ -244,7 +254,7 @@ class TrajectoryConfig:
             if isinstance(r, bool) or not isinstance(r, int) or not self.first_round <= r <= self.rounds:
                 raise ConfigError(f"instability round {r!r} is outside the trajectory; allowed: "
                                   f"{self.first_round}..{self.rounds}")
-        if self.instability and (self.method not in TICKETS or self.ablation):
+        if self.instability and (not method.is_ticket or self.ablation):
             raise ConfigError(f"instability is measured on tickets (imp, one-shot), not {self.label!r}")
         if self.device not in DEVICES:
             raise ConfigError(f"device={self.device!r} is unknown; allowed: {', '.join(DEVICES)}")
