@@ -42,7 +42,9 @@ def test_unknown_preset():
 
 
 @pytest.mark.parametrize("args, fragment", [
-    (["--preset", "conv9"], "preset 'conv9' is unknown"),
+    (["--preset", "conv9"], "'conv9' is unknown; allowed: lenet, conv2, conv4, conv6"),  # --preset: old --arch
+    (["--arch", "conv9"], "--arch='conv9' is unknown; allowed: lenet, conv2, conv4, conv6"),
+    (["--method", "magic"], "--method='magic' is unknown"),
     (["--prune-rate-fc", "1.5"], "prune_rate_fc=1.5"),
     (["--iterations", "0"], "iterations=0"),
     (["--eval-every", "0"], "eval_every=0"),
