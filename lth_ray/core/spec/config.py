@@ -23,8 +23,8 @@ DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("fp32", "tf32", "bf16", "fp64")
 
 
-class ConfigError(ValueError):
-    """A bad setting: the message is one line naming the value and what is allowed."""
+from lth_ray.core.spec.errors import ConfigError  # noqa: E402  (re-exported: `config.ConfigError` as in 0.2)
+from lth_ray.core.spec.training import ADDED_DEFAULTS, check_training  # noqa: E402
 
 
 def _method(name: str):
@@ -121,6 +121,19 @@ class TrajectoryConfig:
     score_batches: int = 1
     # A sanity-check ablation of the method's mask (ABLATIONS); "" is the method itself.
     ablation: str = ""
+    # The modern recipe (`spec.training`; recorded only where not at these defaults): SGD or Adam, weight decay,
+    # a step schedule with warmup on the absolute iteration axis, flips and pad-crops, layers global pruning
+    # leaves dense, and how the instability path treats BatchNorm statistics.
+    optimizer: str = "adam"
+    momentum: float = 0.0
+    nesterov: bool = False
+    weight_decay: float = 0.0
+    milestones: tuple = ()
+    gamma: float = 0.1
+    warmup: int = 0
+    augment: str = "none"
+    prune_ignore: tuple = ()
+    instability_bn: str = "interpolate"
 
     @property
     def label(self) -> str:
@@ -169,6 +182,7 @@ class TrajectoryConfig:
         batch = f"-b{self.batch_size}" if not preset or self.batch_size != preset.batch_size else ""
         numerics = ("" if self.precision == "fp32" else f"-{self.precision}") + ("-det" if self.deterministic else "")
         numerics += f"-sb{self.score_batches}" if self.score_batches != 1 else ""
+        numerics += self._recipe_key()
         return (f"{self.arch}-{self.dataset}-{self.label}-{self.pruning}-fc{self.prune_rate_fc:g}{conv}{rewind}"
                 f"{lr}{batch}{numerics}-s{self.seed}")
 
@@ -260,13 +274,29 @@ class TrajectoryConfig:
             raise ConfigError(f"device={self.device!r} is unknown; allowed: {', '.join(DEVICES)}")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             raise ConfigError(f"seed={self.seed!r} is not allowed; it must be an integer >= 0")
+        check_training(self)
         return self
+
+    def _recipe_key(self) -> str:
+        """The key's part for the modern recipe: empty at the defaults (a 0.2 key stays what it was)."""
+        parts = [] if self.optimizer == "adam" else [self.optimizer + (f"{self.momentum:g}" if self.momentum else "")
+                                                      + ("n" if self.nesterov else "")]
+        parts += [f"wd{self.weight_decay:g}"] if self.weight_decay else []
+        parts += [f"ms{'_'.join(map(str, self.milestones))}g{self.gamma:g}"] if self.milestones else []
+        parts += [f"wu{self.warmup}"] if self.warmup else []
+        parts += ["aug"] if self.augment != "none" else []
+        parts += [f"ig{'_'.join(self.prune_ignore)}"] if self.prune_ignore else []
+        return "".join(f"-{p}" for p in parts)
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
         d["plan_conv"] = list(self.plan_conv)
         d["plan_fc"] = list(self.plan_fc)
         d["instability_rounds"] = list(self.instability_rounds)
+        d["milestones"], d["prune_ignore"] = list(self.milestones), list(self.prune_ignore)
+        for name, default in ADDED_DEFAULTS.items():  # recorded only where set: 0.2's configs compare equal
+            if d[name] == default:
+                del d[name]
         return d
 
     @classmethod
@@ -280,6 +310,7 @@ class TrajectoryConfig:
         d["plan_conv"] = tuple(parse_plan_token(t) for t in d.get("plan_conv", ()))
         d["plan_fc"] = tuple(d.get("plan_fc", ()))
         d["instability_rounds"] = tuple(d.get("instability_rounds", ()))
+        d["milestones"], d["prune_ignore"] = tuple(d.get("milestones", ())), tuple(d.get("prune_ignore", ()))
         return cls(**d).validate()
 
     def replace(self, **changes) -> "TrajectoryConfig":
