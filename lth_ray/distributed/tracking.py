@@ -160,6 +160,7 @@ class MemberRunsActor(_WandbLoggingActor):
             runs[row.run_id].log(row.metrics, step=row.round)
         for run in runs.values():
             run.finish()
+        self._wandb.teardown()  # waits for W&B's own process to write everything: Tune kills this one next
 
 
 class MemberWandbCallback(WandbLoggerCallback):
