@@ -26,10 +26,11 @@ from lth_ray.core.data.loading import Split
 from lth_ray.core.engine import numerics
 from lth_ray.core.engine.budget import budget_bytes, eval_chunk
 from lth_ray.core.engine.evaluation import evaluate_stacked
-from lth_ray.core.engine.instability import instability_record
+from lth_ray.core.engine.instability import BN_BATCHES, instability_record
 from lth_ray.core.engine.planning import RoundPlanner
 from lth_ray.core.engine.records import round_record
 from lth_ray.core.engine.state import MemberState, check_cohort, check_state, cohort_state, finished, initial_state
+from lth_ray.core.engine.streams import STREAM_BN_STATISTICS, generator
 from lth_ray.core.engine.training import Lockstep, Participant, batch_indices
 from lth_ray.core.engine.weights import build_net, initial_weights
 from lth_ray.core.methods import method_of
@@ -43,7 +44,7 @@ from lth_ray.core.engine.evaluation import diverged, early_stop_index, evaluate 
 from lth_ray.core.engine.records import METRICS, device_name  # noqa: E402,F401
 from lth_ray.core.engine.state import COHORT_FORMAT, MEMBER_FIELDS, STATE_FORMAT, needs_ticket, recipe_of  # noqa: E402,F401
 from lth_ray.core.engine.streams import (STREAM_COPY_DATA, STREAM_DATA, STREAM_INIT, STREAM_RANDOM_PRUNE,  # noqa: E402,F401
-                                         STREAM_REINIT, STREAM_SCORE, STREAM_SHUFFLE, generator)
+                                         STREAM_REINIT, STREAM_SCORE, STREAM_SHUFFLE)
 from lth_ray.core.engine.weights import cpu_state  # noqa: E402,F401
 
 
@@ -63,12 +64,13 @@ class Cohort:
         self.budget = budget_bytes(self.device, eval_memory_mb)  # evaluation, scoring and instability paths
         self.template = build_net(cfg, split.in_shape, device="meta")
         model = model_entry(model_of(cfg))  # how its nets are built, stacked and pruned
-        self.kinds = model.prunable(self.template)
+        self.kinds = pruned_layers(model.prunable(self.template), cfg)
         self.rates = layer_rates(self.kinds, cfg.prune_rate_conv, cfg.prune_rate_fc)
         param_keys = [k for k, _ in self.template.named_parameters()]
         self.lockstep = Lockstep(model.stacked(self.template), split, cfg, self.dtype, param_keys,
                                  list(self.template.state_dict()), list(self.kinds),
-                                 lambda *a: self._evaluate(*a), progress)
+                                 lambda *a: self._evaluate(*a), progress,
+                                 split.x_train.amin(dim=(0, 2, 3)) if cfg.augment != "none" else None)
         self.inits = [self._cast(initial_weights(c, split.in_shape)) for c in self.configs]  # from the seeds
         states = list(states) if states is not None else [None] * len(self.configs)
         if len(states) != len(self.configs):
@@ -157,7 +159,7 @@ class Cohort:
         if p.out.get("rewind") is not None:
             produced[i] = state.rewind = p.out["rewind"]
         if copy is not None:
-            record["instability"] = self._instability(p, copy)
+            record["instability"] = self._instability(r, p, copy)
         packed, trained = pack_masks(p.masks), compact(p.out["trained"], p.masks)
         state.masks, state.trained = packed, trained
         if r == 0 and method_of(cfg.method).keeps_dense_trained:
@@ -184,10 +186,27 @@ class Cohort:
         return evaluate_stacked(self.lockstep.net, tensors, x, y, members, self.eval_chunk(members),
                                 self.recipe.precision, self.dtype)
 
-    def _instability(self, ticket: Participant, copy: Participant) -> dict:
-        """The linear path between a ticket's trained weights and its copy's (same start, another data order)."""
+    def _instability(self, r: int, ticket: Participant, copy: Participant) -> dict:
+        """The linear path between a ticket's trained weights and its copy's (same start, another data order);
+        under `instability_bn='recompute'` each point's BatchNorm statistics are its own, from training batches."""
         if self._single is None:
             self._single = build_net(self.recipe, self.split.in_shape, device=self.device).to(self.dtype)
+        cfg, statistics = self.configs[ticket.member], None
+        if cfg.instability_bn == "recompute":
+            order = torch.randperm(len(self.split.x_train), generator=generator(cfg.seed, STREAM_BN_STATISTICS, r))
+            batch = min(cfg.batch_size, self.eval_chunk(1))
+            statistics = [self.split.x_train[order[a:a + batch].to(self.device)]
+                          for a in range(0, min(len(order), BN_BATCHES * batch), batch)]
         return instability_record(self._single, ticket.out["device_weights"], copy.out["device_weights"],
-                                  ticket.masks, self.split, self.configs[ticket.member].instability_points,
-                                  self.eval_chunk(1), self.recipe.precision)
+                                  ticket.masks, self.split, cfg.instability_points, self.eval_chunk(1),
+                                  self.recipe.precision, statistics)
+
+
+def pruned_layers(prunable: dict[str, str], config: TrajectoryConfig) -> dict[str, str]:
+    """The layers the cohort prunes: the model's prunable layers but those `prune_ignore` leaves dense (OpenLTH's
+    `pruning_layers_to_ignore`); an ignored name the model does not have is an error listing the ones it has."""
+    for name in config.prune_ignore:
+        if name not in prunable:
+            raise ConfigError(f"prune_ignore: {name!r} is not a prunable layer of {config.arch}; allowed: "
+                              f"{', '.join(prunable)}")
+    return {n: kind for n, kind in prunable.items() if n not in config.prune_ignore}

@@ -36,15 +36,18 @@ def barrier(values) -> float:
     return float(v.max() - (v[0] + v[-1]) / 2)
 
 
-def evaluate_path(model, a: dict, b: dict, masks: Masks, split, points: int, evaluate) -> dict:
+def evaluate_path(model, a: dict, b: dict, masks: Masks, split, points: int, evaluate, prepare=None) -> dict:
     """Error and loss on the validation and test sets at `points` evenly spaced alphas in [0, 1] (both ends
     included), and the barriers (test set: the paper's instability). `evaluate(model, x, y)` gives the mean
-    loss and accuracy of the loaded model; the model is left at theta_1's weights."""
+    loss and accuracy of the loaded model; `prepare(model)`, if given, runs on each point's net before it is
+    evaluated (re-estimating BatchNorm statistics); the model is left at theta_1's weights."""
     alphas = np.linspace(0.0, 1.0, points).tolist()
     curves = {k: [] for k in ("val_loss", "val_error", "test_loss", "test_error")}
     model.eval()
     for alpha in alphas:
         model.load_state_dict(path_weights(a, b, alpha, masks))
+        if prepare is not None:
+            prepare(model)
         for name, x, y in (("val", split.x_val, split.y_val), ("test", split.x_test, split.y_test)):
             loss, acc = evaluate(model, x, y)
             curves[f"{name}_loss"].append(float(loss))
@@ -56,12 +59,39 @@ def evaluate_path(model, a: dict, b: dict, masks: Masks, split, points: int, eva
             "val_error_barrier": barrier(curves["val_error"]), "val_loss_barrier": barrier(curves["val_loss"])}
 
 
-def instability_record(model, a: dict, b: dict, masks: Masks, split, points: int, chunk: int, precision: str) -> dict:
+BN_BATCHES = 20  # training batches that re-estimate a path point's BatchNorm statistics (`recompute`)
+
+
+@torch.no_grad()
+def recompute_batchnorm(model, batches) -> None:
+    """The net's own BatchNorm statistics (REPAIR's reset, Jordan et al. 2022): reset, then the exact mean of
+    the batches' statistics (momentum None), in train mode; left in eval mode."""
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    if not norms:
+        return
+    saved = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None
+    model.train()
+    for x in batches:
+        model(x)
+    for m, momentum in zip(norms, saved):
+        m.momentum = momentum
+    model.eval()
+
+
+def instability_record(model, a: dict, b: dict, masks: Masks, split, points: int, chunk: int, precision: str,
+                       statistics=None) -> dict:
     """The instability record of a ticket (weights `a`) and its copy (`b`): the path's errors and its barrier,
-    each point evaluated `chunk` examples at a time, and the seconds it took."""
+    each point evaluated `chunk` examples at a time, and the seconds it took. `statistics`: training batches
+    that re-estimate each point's BatchNorm statistics (`--instability-bn recompute`); None interpolates them
+    like the weights."""
     began = time.perf_counter()
 
     def measure(net, x, y):
         return evaluate(net, x, y, chunk=chunk, precision=precision)
+    prepare = None if statistics is None else (lambda net: recompute_batchnorm(net, statistics))
     device_masks = {n: m.to(split.x_train.device) for n, m in masks.items()}
-    return {**evaluate_path(model, a, b, device_masks, split, points, measure), "seconds": time.perf_counter() - began}
+    path = evaluate_path(model, a, b, device_masks, split, points, measure, prepare)
+    return {**path, "seconds": time.perf_counter() - began}

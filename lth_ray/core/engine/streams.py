@@ -11,6 +11,7 @@ import torch
 # Purposes of the seeded random streams (never reuse a number for another purpose).
 STREAM_INIT, STREAM_DATA, STREAM_RANDOM_PRUNE, STREAM_REINIT, STREAM_COPY_DATA, STREAM_SCORE = 0, 1, 2, 3, 4, 5
 STREAM_SHUFFLE = 6
+STREAM_AUGMENT, STREAM_BN_STATISTICS = 7, 8
 
 
 def generator(seed: int, stream: int, round_: int = 0, *salt: int) -> torch.Generator:

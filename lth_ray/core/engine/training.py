@@ -1,10 +1,12 @@
 """Lockstep training: the participants of a round train together as one vectorized model. Plain PyTorch.
 
 Participants (members' subnetworks and instability copies) are grouped by the iteration their round starts at;
-each group's parameters are stacked leaf tensors under one fused `torch.optim.Adam`: its step count is per
-group, hence per member (the protocol's optimizer, exactly), and a group that has not started yet simply has
-no gradient, so Adam leaves its weights, moments and step count as they are. Nothing mixes members: member
-p's updates depend only on member p's weights and batch.
+each group's parameters are stacked leaf tensors under one fused optimizer (the thesis' Adam, or SGD with
+momentum and weight decay): Adam's step count is per group, hence per member (the protocol's optimizer,
+exactly), and a group that has not started yet simply has no gradient, so the optimizer leaves its weights,
+moments and step count as they are. The learning rate follows the recipe's schedule on the absolute iteration
+axis, so a round rewound to k takes up the schedule at k. Nothing mixes members: member p's updates depend only
+on member p's weights, batch and augmentation.
 """
 from __future__ import annotations
 
@@ -16,8 +18,11 @@ import torch.nn.functional as F
 
 from lth_ray.core.data.loading import Split
 from lth_ray.core.engine import numerics
-from lth_ray.core.engine.streams import generator
+from lth_ray.core.engine.streams import STREAM_AUGMENT, generator
 from lth_ray.core.spec.config import TrajectoryConfig
+from lth_ray.core.spec.training import learning_rate_at
+
+PAD = 4  # pixels of pad-and-crop (OpenLTH's and the papers' CIFAR augmentation)
 
 
 @dataclass
@@ -54,10 +59,53 @@ def batch_indices(split: Split, batch: int, gens: list[torch.Generator], first: 
             it += 1
 
 
-def adam(leaves: list[dict[str, torch.Tensor]], recipe: TrajectoryConfig, device: torch.device):
-    """The protocol's optimizer: Adam at the recipe's constant rate, fused where PyTorch has the kernel."""
-    return torch.optim.Adam([t for group in leaves for t in group.values()], lr=recipe.learning_rate,
-                            fused=device.type in ("cuda", "cpu", "mps"))
+def augment_draws(split: Split, batch: int, gens: list[torch.Generator], first: int, device):
+    """Per iteration it = first, first + 1, ...: each participant's (flip (P, batch) bool, crop offsets
+    (P, batch, 2)) from its own augmentation stream, drawn epoch by epoch like its data order (an epoch's draws
+    come whole), so a round rewound to k sees exactly what iterations k+1.. of that stream hold."""
+    per_epoch = len(split.x_train) // batch
+    size = per_epoch * batch
+
+    def epoch():
+        flips = torch.stack([torch.rand(size, generator=g) < 0.5 for g in gens])
+        offsets = torch.stack([torch.randint(0, 2 * PAD + 1, (size, 2), generator=g) for g in gens])
+        return (flips.view(len(gens), per_epoch, batch).to(device, non_blocking=True),
+                offsets.view(len(gens), per_epoch, batch, 2).to(device, non_blocking=True))
+    for _ in range(first // per_epoch):
+        epoch()
+    it = first
+    while True:
+        flips, offsets = epoch()
+        for j in range(it % per_epoch, per_epoch):
+            yield flips[:, j], offsets[:, j]
+            it += 1
+
+
+def flip_crop(x: torch.Tensor, flips: torch.Tensor, offsets: torch.Tensor, fill: torch.Tensor) -> torch.Tensor:
+    """Random horizontal flips and 4-pixel pad-and-crops of (P, N, C, H, W) images, as batched tensor ops; the
+    padding takes each channel's `fill` (raw black, as torchvision pads before normalising)."""
+    P, N, C, H, W = x.shape
+    x = torch.where(flips.view(P, N, 1, 1, 1), x.flip(-1), x)
+    padded = fill.view(1, 1, C, 1, 1).expand(P, N, C, H + 2 * PAD, W + 2 * PAD).clone()
+    padded[..., PAD:PAD + H, PAD:PAD + W] = x
+    rows = (offsets[..., 0, None] + torch.arange(H, device=x.device)).view(P, N, 1, H, 1)
+    cols = (offsets[..., 1, None] + torch.arange(W, device=x.device)).view(P, N, 1, 1, W)
+    padded = padded.gather(3, rows.expand(P, N, C, H, W + 2 * PAD))
+    return padded.gather(4, cols.expand(P, N, C, H, W))
+
+
+def optimizer_for(leaves: list[dict[str, torch.Tensor]], recipe: TrajectoryConfig, device: torch.device):
+    """The recipe's optimizer over every group's leaves, fused where PyTorch has the kernel: Adam (the
+    thesis' protocol; weight decay as L2, as torch and OpenLTH) or SGD with momentum, Nesterov, weight decay."""
+    params = [t for group in leaves for t in group.values()]
+    fused = device.type in ("cuda", "cpu", "mps")
+    if recipe.optimizer == "sgd":  # a parameter group per start: fused SGD makes momentum buffers group-wise
+        return torch.optim.SGD([{"params": list(group.values())} for group in leaves], lr=recipe.learning_rate,
+                               momentum=recipe.momentum, nesterov=recipe.nesterov,
+                               weight_decay=recipe.weight_decay, fused=fused)
+    if recipe.weight_decay:
+        return torch.optim.Adam(params, lr=recipe.learning_rate, weight_decay=recipe.weight_decay, fused=fused)
+    return torch.optim.Adam(params, lr=recipe.learning_rate, fused=fused)
 
 
 @dataclass
@@ -73,6 +121,7 @@ class Lockstep:
     layers: list[str]           # prunable layers: their weights are masked
     evaluate: Callable          # (stacked tensors, x, y, members) -> ((P,) loss, (P,) accuracy)
     progress: Callable[[int, int], None] | None = None
+    fill: torch.Tensor | None = None  # each channel's padding value (augment flip-crop)
 
     def train(self, r: int, parts: list[Participant]) -> None:
         cfg, split = self.recipe, self.split
@@ -91,7 +140,8 @@ class Lockstep:
         if sparse:
             with torch.no_grad():
                 torch._foreach_mul_(weights, masks)
-        optimizer = adam(leaves, cfg, dev)
+        optimizer = optimizer_for(leaves, cfg, dev)
+        scheduled = bool(cfg.milestones or cfg.warmup)
 
         def stacked() -> dict[str, torch.Tensor]:
             if len(leaves) == 1:
@@ -112,9 +162,18 @@ class Lockstep:
         captures = {p.capture_at for p in parts if p.capture_at is not None}
         captured: dict[int, dict] = {}
         masks_by_flags: dict[tuple, torch.Tensor] = {}
+        augmenting = cfg.augment == "flip-crop"
+        draws = augment_draws(split, batch, [generator(p.seed, STREAM_AUGMENT, r, p.stream) for p in parts], first,
+                              dev) if augmenting else None
         for it, idx in batch_indices(split, batch, gens, first, dev):
             if it == stop:
                 break
+            x = split.x_train[idx]
+            if augmenting:
+                x = flip_crop(x, *next(draws), self.fill)
+            if scheduled:
+                for group in optimizer.param_groups:
+                    group["lr"] = learning_rate_at(cfg, it)
             waiting = [q for q, s in enumerate(starts) if s > it]  # participants whose round starts later
             if waiting:
                 flags = tuple(s <= it for s in starts)  # changes only where a group starts: made once each
@@ -124,7 +183,7 @@ class Lockstep:
                 kept = {k: b.clone() for k, b in buffers.items()}
             optimizer.zero_grad(set_to_none=True)
             with numerics.autocast(cfg.precision, dev):
-                logits = self.net.forward(stacked(), split.x_train[idx], P, shared=False, training=True)
+                logits = self.net.forward(stacked(), x, P, shared=False, training=True)
             losses = F.cross_entropy(logits.to(self.dtype).flatten(0, 1), split.y_train[idx].flatten(),
                                      reduction="none").view(P, batch).mean(1)
             losses.sum().backward()  # member q's gradient depends on member q's loss only
@@ -174,7 +233,9 @@ class Lockstep:
         best_cpu = {k: b.to("cpu") for k, b in best.items()} if any_es else None
         for q, p in enumerate(parts):
             group = leaves[group_starts.index(p.start_iteration)]
-            step = optimizer.state.get(group[self.param_keys[0]], {}).get("step")
+            step = optimizer.state.get(group[self.param_keys[0]], {}).get("step")  # Adam counts its updates
+            if step is None and self.recipe.optimizer == "sgd":  # SGD does not: every iteration from the start
+                step = self.recipe.iterations - p.start_iteration if p.start_iteration < self.recipe.iterations else 0
             p.out["steps"] = 0 if step is None else int(step)  # the optimizer updates really taken
             p.out["trained"] = {k: final[k][q].clone() for k in self.state_keys}
             p.out["device_weights"] = {k: last[k][q].detach() for k in self.state_keys}
