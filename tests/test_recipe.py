@@ -123,3 +123,4 @@ def test_instability_runs_in_both_batchnorm_modes(mode, cifar_split):
     result = Trajectory(cfg, cifar_split).run_round()
     path = result.record["instability"]
     assert len(path["test_error"]) == 3 and math.isfinite(path["error_barrier"])
+    assert ("interpolated_error_barrier" in path) == (mode == "recompute")

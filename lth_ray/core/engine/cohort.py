@@ -188,7 +188,8 @@ class Cohort:
 
     def _instability(self, r: int, ticket: Participant, copy: Participant) -> dict:
         """The linear path between a ticket's trained weights and its copy's (same start, another data order);
-        under `instability_bn='recompute'` each point's BatchNorm statistics are its own, from training batches."""
+        under `instability_bn='recompute'` each point's BatchNorm statistics are its own, from training batches, and
+        the record also holds the barriers with interpolated statistics."""
         if self._single is None:
             self._single = build_net(self.recipe, self.split.in_shape, device=self.device).to(self.dtype)
         cfg, statistics = self.configs[ticket.member], None
@@ -197,9 +198,14 @@ class Cohort:
             batch = min(cfg.batch_size, self.eval_chunk(1))
             statistics = [self.split.x_train[order[a:a + batch].to(self.device)]
                           for a in range(0, min(len(order), BN_BATCHES * batch), batch)]
-        return instability_record(self._single, ticket.out["device_weights"], copy.out["device_weights"],
-                                  ticket.masks, self.split, cfg.instability_points, self.eval_chunk(1),
-                                  self.recipe.precision, statistics)
+        ends = (self._single, ticket.out["device_weights"], copy.out["device_weights"], ticket.masks, self.split,
+                cfg.instability_points, self.eval_chunk(1), self.recipe.precision)
+        record = instability_record(*ends, statistics)
+        if statistics is not None:  # the interpolated statistics' barriers beside, for comparison (same pair)
+            plain = instability_record(*ends)
+            record.update(interpolated_error_barrier=plain["error_barrier"],
+                          interpolated_loss_barrier=plain["loss_barrier"])
+        return record
 
 
 def pruned_layers(prunable: dict[str, str], config: TrajectoryConfig) -> dict[str, str]:
