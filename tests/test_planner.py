@@ -1,5 +1,6 @@
-"""The placement planner: FLOPs and memory from the plans' layer shapes, cohorts split by seeds so the GPUs are
-busy from the start and finish together, memory respected, one-line refusals. Pure Python: no Ray, no torch."""
+"""The placement planner: FLOPs and memory from the plans' layer shapes (a registered model's from its module
+on 'meta'), cohorts split by seeds so the GPUs are busy from the start and finish together, memory respected,
+one-line refusals. Pure Python: no Ray, and no torch but for the registered models' shapes."""
 from __future__ import annotations
 
 import subprocess
@@ -9,7 +10,8 @@ import pytest
 
 from conftest import ROOT
 from lth_ray.core.spec.config import PRESETS, ConfigError, from_preset
-from lth_ray.distributed.planner import GIB, GPUModel, configuration, net_shape, plan_sweep, split_seeds
+from lth_ray.distributed.planner import (GIB, GPUModel, configuration, net_shape, plan_sweep, shape_of,
+                                         split_seeds)
 from lth_ray.core.engine.trajectory import cohort_members
 
 BOTH = ("reinit", "random-prune")
@@ -30,6 +32,19 @@ def test_flops_and_parameters_from_the_layer_shapes():
     assert 3.4 < conv6.macs / conv2.macs < 3.6  # Conv-6 is 3.5 Conv-2s per example
     bn = net_shape(("64B", "M"), (), (3, 32, 32))
     assert bn.params == 64 * 3 * 9 + 64 + 2 * 64 + (16 * 16 * 64) * 10 + 10
+
+
+def test_registered_models_are_counted_from_their_modules():
+    resnet = shape_of(from_preset("resnet20"), (3, 32, 32))
+    assert resnet.params == 272_474 and 40e6 < resnet.macs < 42e6  # ResNet-20: 41M multiply-adds per image
+    vgg = shape_of(from_preset("vgg16"), (3, 32, 32))
+    assert 14.7e6 < vgg.params < 14.8e6 and 313e6 < vgg.macs < 314e6  # VGG-16 (CIFAR): 313M
+    assert shape_of(from_preset("conv2"), (3, 32, 32)) == net_shape(PRESETS["conv2"].plan_conv,
+                                                                    PRESETS["conv2"].plan_fc, (3, 32, 32))
+    # a ResNet-20 seed (ticket, copy for instability) costs what its FLOPs say, at the batch size
+    ticket = from_preset("resnet20", rounds=1, iterations=1000, eval_every=100, milestones=(), instability=True)
+    cost = configuration("r", [ticket])
+    assert cost.seed_step_flops == pytest.approx(2 * 3 * 2 * resnet.macs * 128)
 
 
 def test_cost_counts_rounds_members_and_evaluation():

@@ -1,13 +1,13 @@
 """What a sweep runs, as data: its command line -> a validated `SweepSpec` -> configurations, trials, placement.
 
 The recipe's options are the trajectory CLI's (`lth_ray.core.spec.options`), with the same names; the grid's
-(arch, prune rates, learning rate, batch size, rewind iteration) take comma lists here, and with `--seeds`
-those lists are the grid's axes: every point is a ticket, and each requested baseline and ablation rides with
-it. Everything is checked here, before Ray starts. A configuration is one recipe and ticket kind, every seed and
-member of it (`configurations`); a trial is a cohort: some seeds of one configuration with the members that ride
-with them (`cohort_of`); the placement plan (`lth_ray.distributed.planner`) decides how many seeds go into each
-trial and what share of a GPU each asks for, for the GPUs the sweep may use (`place`). No Ray here: a dry run
-prints all of it.
+(arch, prune rates, learning rate, batch size, rewind iteration, optimizer, weight decay, warmup, augmentation)
+take comma lists here, and with `--seeds` those lists are the grid's axes: every point is a ticket, and each
+requested baseline and ablation rides with it. Everything is checked here, before Ray starts. A configuration is
+one recipe and ticket kind, every seed and member of it (`configurations`); a trial is a cohort: some seeds of one
+configuration with the members that ride with them (`cohort_of`); the placement plan
+(`lth_ray.distributed.planner`) decides how many seeds go into each trial and what share of a GPU each asks for,
+for the GPUs the sweep may use (`place`). No Ray here: a dry run prints all of it.
 """
 from __future__ import annotations
 
@@ -16,12 +16,13 @@ import itertools
 import os
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from lth_ray.core.engine.budget import MIN_EVAL_MEMORY_MB
 from lth_ray.core.engine.trajectory import cohort_members
-from lth_ray.core.spec.config import PRESETS, TICKETS, ConfigError, TrajectoryConfig, from_preset
+from lth_ray.core.spec.config import PRESETS, ConfigError, TrajectoryConfig, from_preset
 from lth_ray.core.spec.options import (RECIPE, Option, OptionParser, add_options, check_choices, grid_axes, option,
-                                       recipe_settings, value_of)
+                                       recipe_settings, ticket_names, value_of)
 from lth_ray.distributed.planner import GIB, GPUModel, Plan, configuration, plan_sweep
 
 SCOPE = "sweep"
@@ -60,12 +61,16 @@ class SweepSpec:
 
 @dataclass(frozen=True)
 class SweepDefaults:
-    """What differs between the sweep modules: which archs and data sets make sense, and the default grid."""
+    """What differs between the sweep modules: which archs and data sets make sense, and the default grid.
+    `recipe`: other options' defaults by destination, as the command line spells them, e.g.
+    (("arch", "resnet20"), ("rewind_iteration", "0,100,500,2000"), ("instability", True)): a flag set on here
+    stays on in that sweep."""
     prog: str
     archs: tuple[str, ...]
     datasets: tuple[str, ...]
     seeds: str = "1"
     baselines: str = "none"
+    recipe: tuple[tuple[str, Any], ...] = ()
 
 
 KEEP, RESOURCES, BOOKKEEPING = "what to measure and keep", "resources", "bookkeeping"
@@ -112,8 +117,8 @@ def narrowed(defaults: SweepDefaults) -> tuple[dict, dict]:
     """A sweep module's defaults and choices where they narrow the recipe's: its archs and data sets; a sweep's
     members ride with tickets, so its --method is a ticket kind."""
     values = {"arch": ",".join(defaults.archs), "dataset": defaults.datasets[0], "seeds": defaults.seeds,
-              "baselines": defaults.baselines}
-    return values, {"arch": defaults.archs, "dataset": defaults.datasets, "method": TICKETS}
+              "baselines": defaults.baselines, **dict(defaults.recipe)}
+    return values, {"arch": defaults.archs, "dataset": defaults.datasets, "method": ticket_names()}
 
 
 def build_parser(defaults: SweepDefaults) -> argparse.ArgumentParser:
@@ -163,6 +168,11 @@ def check_resources(a: argparse.Namespace) -> None:
         raise ConfigError(f"--keep-checkpoints={a.keep_checkpoints} must be >= 1 (a trial resumes from the latest)")
 
 
+# The grid's axes besides arch, outermost first (seeds innermost): lth_ray 0.2's order, then the recipe's.
+GRID_ORDER = ("prune_rate_fc", "prune_rate_conv", "learning_rate", "batch_size", "rewind_iteration", "optimizer",
+              "weight_decay", "warmup", "augment")
+
+
 def spec_from_args(a: argparse.Namespace, defaults: SweepDefaults) -> SweepSpec:
     """The sweep a parsed command line asks for: every point of the grid a ticket, its members beside it."""
     check_choices(a, OPTIONS, SCOPE, narrowed(defaults)[1])
@@ -189,12 +199,11 @@ def spec_from_args(a: argparse.Namespace, defaults: SweepDefaults) -> SweepSpec:
         settings["data_root"] = os.path.abspath(os.path.expanduser(settings["data_root"]))
     trajectories = []
     for arch in archs:
-        conv_rates = axes["prune_rate_conv"] if PRESETS[arch].plan_conv else [None]  # a net without conv layers
-        for fc, conv, lr, batch, rewind, seed in itertools.product(axes["prune_rate_fc"], conv_rates,
-                                                                   axes["learning_rate"], axes["batch_size"],
-                                                                   axes["rewind_iteration"], seeds):
-            ticket = from_preset(arch, **settings, prune_rate_fc=fc, prune_rate_conv=conv, learning_rate=lr,
-                                 batch_size=batch, rewind_iteration=rewind, seed=seed)
+        arch_axes = {name: axes[name] for name in GRID_ORDER}
+        if arch in PRESETS and not PRESETS[arch].plan_conv:
+            arch_axes["prune_rate_conv"] = [None]  # a net without conv layers
+        for *point, seed in itertools.product(*arch_axes.values(), seeds):
+            ticket = from_preset(arch, **settings, **dict(zip(arch_axes, point)), seed=seed)
             trajectories += [m if m.is_ticket else
                              m.replace(save_early_stop=a.baseline_early_stop_weights)
                              for m in cohort_members(ticket, [seed], baselines, ablations)]

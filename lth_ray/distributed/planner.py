@@ -12,8 +12,10 @@ of the ticket (random pruning from the init, pruning at init) come as configurat
 The cost model (estimates, not measurements):
 
 - Work is FLOPs: a training step of a member is 3 x its forward pass (forward + backward), 2 FLOPs per
-  multiply-add of its fc and conv layers, times the batch; each evaluation is one forward pass over the
-  validation and test sets; an instability copy trains like a member and its path is evaluated at every point.
+  multiply-add of its fc and conv layers, times the batch (a plan net's counted from its plan; a registered model,
+  such as OpenLTH's ResNets and VGGs, from a forward pass on 'meta': shapes only, no memory, no values); each
+  evaluation is one forward pass over the validation and test sets; an instability copy trains like a member
+  and its path is evaluated at every point.
 - A GPU does `GPUModel.flops` per second; a trial holding a fraction f of a GPU trains at f of that, or at
   the share its steps can fill (`saturating_step_flops`: a step smaller than that is launch-bound), whichever
   is smaller. So big conv cohorts want whole GPUs and small Lenet cohorts share one. Only the GPU-hours depend
@@ -32,14 +34,12 @@ import math
 from dataclasses import dataclass, replace
 from typing import Sequence
 
-from lth_ray.core.spec.config import ConfigError, TrajectoryConfig, parse_plan_token
+from lth_ray.core.data.registry import dataset_entry
+from lth_ray.core.spec.config import PRESETS, ConfigError, TrajectoryConfig, parse_plan_token
 
 GIB = 1 << 30
 MIB = 1 << 20
 FRACTIONS = (1.0, 0.5, 0.25, 0.125)  # dyadic shares of one GPU: any mix of them packs onto whole GPUs
-TRAIN_EXAMPLES = {"mnist": 60_000, "fashion-mnist": 60_000, "cifar10": 50_000}  # before the validation split
-TEST_EXAMPLES = 10_000
-VALIDATION_EXAMPLES = 5_000  # lth_ray.data.VALIDATION_SIZE
 PARAM_COPIES = 8
 EVAL_RESERVE_MB = 512  # a GPU trial's evaluation budget in the plan unless --eval-memory says (trials sharing a GPU get it)
 
@@ -91,7 +91,46 @@ def net_shape(plan_conv: Sequence, plan_fc: Sequence[int], in_shape: tuple[int, 
 
 
 def in_shape_of(dataset: str) -> tuple[int, int, int]:
-    return (3, 32, 32) if dataset == "cifar10" else (1, 28, 28)
+    """The data set's image shape, from its registry entry (no torch)."""
+    return dataset_entry(dataset).in_shape
+
+
+def model_shape(config: TrajectoryConfig, in_shape: tuple[int, int, int], classes: int = 10) -> NetShape:
+    """A registered model counted from one forward pass on 'meta' (shapes only): the multiply-adds of its Conv2d
+    and Linear layers, its parameters, and the outputs of its leaf modules as the activations kept for the
+    backward pass (functional ReLUs and residual sums are not modules: an estimate, as the plan's is)."""
+    import torch  # only for nets beyond the thesis' plans: the planner itself imports no torch
+    from torch import nn
+
+    from lth_ray.core.models.registry import model_entry, model_of
+    counts = {"macs": 0, "activations": math.prod(in_shape)}
+
+    def count(module: nn.Module, inputs, output) -> None:
+        per_example = output[0].numel()
+        if isinstance(module, nn.Conv2d):
+            counts["macs"] += per_example * module.in_channels // module.groups * math.prod(module.kernel_size)
+        elif isinstance(module, nn.Linear):
+            counts["macs"] += module.in_features * module.out_features
+        counts["activations"] += per_example
+
+    with torch.device("meta"):
+        model = model_entry(model_of(config)).build(config, tuple(in_shape), classes).eval()
+        leaves = [m for m in model.modules() if not list(m.children()) and not isinstance(m, nn.Sequential)]
+        hooks = [m.register_forward_hook(count) for m in leaves]
+        with torch.no_grad():
+            model(torch.zeros(1, *in_shape))
+    for hook in hooks:
+        hook.remove()
+    return NetShape(counts["macs"], sum(p.numel() for p in model.parameters()), counts["activations"])
+
+
+def shape_of(config: TrajectoryConfig, in_shape: tuple[int, int, int], classes: int = 10) -> NetShape:
+    """The net of `config`: a thesis preset or custom plan from its plan, a registered model from its module."""
+    if config.arch not in PRESETS:
+        from lth_ray.core.models.registry import model_of  # (torch: only for nets beyond the thesis' presets)
+        if model_of(config) != "plan":
+            return model_shape(config, in_shape, classes)
+    return net_shape(config.plan_conv, config.plan_fc, in_shape, classes)
 
 
 @dataclass(frozen=True)
@@ -111,11 +150,12 @@ def configuration(name: str, members: Sequence[TrajectoryConfig], gpu: GPUModel 
     """The cost of one configuration's members (tickets, baselines and ablations of every seed)."""
     seeds = tuple(dict.fromkeys(m.seed for m in members))
     recipe = members[0]
-    in_shape = in_shape_of(recipe.dataset)
-    shape = net_shape(recipe.plan_conv, recipe.plan_fc, in_shape)
+    data = dataset_entry(recipe.dataset)
+    in_shape = data.in_shape
+    shape = shape_of(recipe, in_shape, data.num_classes)
     element = 8 if recipe.precision == "fp64" else 4
     step = 3 * 2 * shape.macs * recipe.batch_size
-    evaluation = 2 * shape.macs * (VALIDATION_EXAMPLES + TEST_EXAMPLES)
+    evaluation = 2 * shape.macs * (data.validation_size + data.test_size)
     flops = 0.0
     for m in members:
         for r in range(m.first_round, m.rounds + 1):
@@ -126,7 +166,7 @@ def configuration(name: str, members: Sequence[TrajectoryConfig], gpu: GPUModel 
                 flops += evaluation * m.instability_points
     copies_per_seed = sum(2 if m.instability else 1 for m in members) / len(seeds)
     member_bytes = element * (PARAM_COPIES * shape.params + 2 * shape.activations * recipe.batch_size)
-    examples = TRAIN_EXAMPLES.get(recipe.dataset, 60_000) + TEST_EXAMPLES
+    examples = data.train_size + data.test_size  # the training files (validation split included) and the test set
     data_bytes = examples * (math.prod(in_shape) * element + 8)
     eval_bytes = (eval_memory_mb if eval_memory_mb is not None else EVAL_RESERVE_MB) * MIB
     return Configuration(name=name, seeds=seeds, members_per_seed=len(members) // len(seeds),

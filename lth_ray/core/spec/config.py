@@ -48,6 +48,7 @@ class Preset:
     batch_size: int = 60
 
 
+# The thesis' plan nets; the deeper nets' recipes (OpenLTH's, Frankle & Carbin's section 5) are `spec.presets`.
 PRESETS: dict[str, Preset] = {
     "lenet": Preset("lenet", (), (300, 100), "mnist", 50_000, 1.2e-3, 0.0, 0.2),
     "conv2": Preset("conv2", (64, 64, "M"), (256, 256), "cifar10", 20_000, 2e-4, 0.1, 0.2),
@@ -318,9 +319,12 @@ class TrajectoryConfig:
 
 
 def from_preset(arch: str, **overrides) -> TrajectoryConfig:
-    """The paper's recipe for `arch`, with any setting overridden; validated."""
+    """The paper's recipe for `arch`, with any setting overridden; validated. The deeper nets' presets and the
+    registered models are `spec.presets`' (imported here: it reads the registries); lengths in epochs
+    (`presets.Epochs`) become iterations of the final data set and batch size."""
+    from lth_ray.core.spec.presets import from_recipe, in_iterations
     if arch not in PRESETS:
-        raise ConfigError(f"preset {arch!r} is unknown; allowed: {', '.join(PRESETS)}")
+        return from_recipe(arch, **overrides)
     p = PRESETS[arch]
     base = dict(arch=p.name, plan_conv=p.plan_conv, plan_fc=p.plan_fc, dataset=p.dataset,
                 iterations=p.iterations, batch_size=p.batch_size, learning_rate=p.learning_rate,
@@ -330,7 +334,7 @@ def from_preset(arch: str, **overrides) -> TrajectoryConfig:
     base["plan_fc"] = tuple(base["plan_fc"])
     if (base["plan_conv"], base["plan_fc"]) != (p.plan_conv, p.plan_fc):
         base["arch"] = plan_label(base["plan_conv"], base["plan_fc"])  # a custom plan gets its own label
-    return TrajectoryConfig(**base).validate()
+    return TrajectoryConfig(**in_iterations(base)).validate()
 
 
 def parse_numbers(text: str, what: str, convert=float) -> list:
