@@ -15,6 +15,7 @@ the cohort, the instability paths and scoring at initialization all use it. Plai
 """
 from __future__ import annotations
 
+import copy
 import math
 
 import torch
@@ -39,9 +40,11 @@ def example_bytes(template: nn.Module, in_shape, element_size: int) -> tuple[int
     """(transient, kept) bytes per example of one member's forward pass: `transient` is the largest of the
     conv layers' input + im2col buffer + output, the latter two counted twice (freed layer by layer), `kept` what the stacked model holds
     per member until the logits (the flattened conv output and every fc activation)."""
+    if not isinstance(getattr(template, "conv", None), nn.Sequential):
+        return _traced_example_bytes(template, in_shape, element_size)
     channels, side = in_shape[0], in_shape[1]
     transient = 0
-    for module in getattr(template, "conv", ()):
+    for module in template.conv:
         if isinstance(module, nn.Conv2d):
             k = module.kernel_size[0] * module.kernel_size[1]
             size_in, col = channels * side * side, channels * k * side * side
@@ -51,6 +54,31 @@ def example_bytes(template: nn.Module, in_shape, element_size: int) -> tuple[int
         elif isinstance(module, (nn.MaxPool2d, nn.AvgPool2d)):
             side //= 2
     kept = channels * side * side if transient else math.prod(in_shape)
+    kept += sum(m.out_features for m in template.modules() if isinstance(m, nn.Linear))
+    return transient * element_size, kept * element_size
+
+
+def _traced_example_bytes(template: nn.Module, in_shape, element_size: int) -> tuple[int, int]:
+    """The same estimate for any registered net (a ResNet's convolutions are not one sequence): every
+    convolution's input and output sizes from a forward pass on the 'meta' device (no memory, no compute);
+    `kept` the two largest activations (a residual block holds its input beside its output) and the logits."""
+    sizes: list[tuple[int, int, int]] = []
+
+    def record(module, inputs, output):
+        k = module.kernel_size[0] * module.kernel_size[1]
+        sizes.append((inputs[0][0].numel(), inputs[0][0].numel() * k, output[0].numel()))  # in, im2col, out
+    hooks = [m.register_forward_hook(record) for m in template.modules() if isinstance(m, nn.Conv2d)]
+    try:
+        with torch.no_grad():
+            on_meta = next(template.parameters()).device.type == "meta"
+            model = template if on_meta else copy.deepcopy(template).to("meta")  # never the caller's weights
+            model(torch.empty((1, *in_shape), device="meta"))
+    finally:
+        for h in hooks:
+            h.remove()
+    transient = max((i + 2 * col + 2 * o for i, col, o in sizes), default=0)
+    largest = sorted((o for _, _, o in sizes), reverse=True)[:2]
+    kept = sum(largest) if sizes else math.prod(in_shape)
     kept += sum(m.out_features for m in template.modules() if isinstance(m, nn.Linear))
     return transient * element_size, kept * element_size
 
