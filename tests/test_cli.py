@@ -25,7 +25,7 @@ def test_help_lists_every_subcommand_and_the_sweeps(tmp_path):
     assert done.returncode == 0, done.stderr
     listed = [line.split()[0] for line in done.stdout.split("commands:")[1].splitlines() if line.startswith("  ")]
     assert listed == COMMANDS
-    assert "sweeps: conv-cifar10, lenet-mnist" in done.stdout
+    assert "sweeps: conv-cifar10, deep-cifar10, frankle2020, lenet-mnist" in done.stdout
 
 
 @pytest.mark.parametrize("args", [["sweep", "--help"], ["sweep", "lenet-mnist", "--help"],

@@ -176,14 +176,16 @@ class TrajectoryConfig:
     @property
     def key(self) -> str:
         """A readable, unique name of the trajectory (trial names, mask stores, exports)."""
-        conv = f"-conv{self.prune_rate_conv:g}" if self.plan_conv else ""
+        # a registered net (no plan) names its conv rate where it matters: under layer-wise pruning
+        named = self.plan_conv or (not self.plan_fc and self.pruning == "layerwise")
+        conv = f"-conv{self.prune_rate_conv:g}" if named else ""
         rewind = f"-rw{self.rewind_iteration}" if self.rewind_iteration else ""
         preset = PRESETS.get(self.arch)
         lr = f"-lr{self.learning_rate:g}" if not preset or self.learning_rate != preset.learning_rate else ""
         batch = f"-b{self.batch_size}" if not preset or self.batch_size != preset.batch_size else ""
         numerics = ("" if self.precision == "fp32" else f"-{self.precision}") + ("-det" if self.deterministic else "")
         numerics += f"-sb{self.score_batches}" if self.score_batches != 1 else ""
-        numerics += self._recipe_key()
+        numerics += recipe_key(self)
         return (f"{self.arch}-{self.dataset}-{self.label}-{self.pruning}-fc{self.prune_rate_fc:g}{conv}{rewind}"
                 f"{lr}{batch}{numerics}-s{self.seed}")
 
@@ -200,94 +202,8 @@ class TrajectoryConfig:
         return list(range(self.round_start(round_) + self.eval_every, self.iterations + 1, self.eval_every))
 
     def validate(self) -> "TrajectoryConfig":
-        for t in self.plan_conv:
-            parse_plan_token(t)
-        for w in self.plan_fc:
-            if isinstance(w, bool) or not isinstance(w, int) or w <= 0:
-                raise ConfigError(f"fc plan width {w!r} is not allowed; use positive ints")
-        label = plan_label(self.plan_conv, self.plan_fc)
-        preset = PRESETS.get(self.arch)
-        if preset is not None and (tuple(self.plan_conv), tuple(self.plan_fc)) != (preset.plan_conv, preset.plan_fc):
-            raise ConfigError(f"arch={self.arch!r} names the preset plan, not {label}; label a custom plan "
-                              f"arch={label!r}")
-        from lth_ray.core.data.registry import DATASETS as REGISTERED_DATASETS  # (both registries import
-        from lth_ray.core.models.registry import MODELS  # this module's types: imported here, not at the top)
-        if preset is None and self.arch not in ("custom", label) and self.arch not in MODELS:
-            raise ConfigError(f"arch={self.arch!r} is unknown; allowed: {', '.join(PRESETS)}, a registered model "
-                              f"({', '.join(m for m in MODELS if m != 'plan')}) or the plan's label {label!r}")
-        if self.dataset not in REGISTERED_DATASETS:
-            raise ConfigError(f"dataset={self.dataset!r} is unknown; allowed: {', '.join(REGISTERED_DATASETS)}")
-        for name in ("iterations", "batch_size", "eval_every"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
-                raise ConfigError(f"{name}={v!r} is not allowed; it must be a positive integer")
-        if self.eval_every > self.iterations:
-            raise ConfigError(f"eval_every={self.eval_every} exceeds iterations={self.iterations}")
-        if not (isinstance(self.learning_rate, (int, float)) and self.learning_rate > 0):
-            raise ConfigError(f"learning_rate={self.learning_rate!r} must be positive")
-        if isinstance(self.rounds, bool) or not isinstance(self.rounds, int) or self.rounds < 0:
-            raise ConfigError(f"rounds={self.rounds!r} is not allowed; it must be an integer >= 0")
-        _check_rate("prune_rate_conv", self.prune_rate_conv)
-        _check_rate("prune_rate_fc", self.prune_rate_fc)
-        if self.pruning not in PRUNINGS:
-            raise ConfigError(f"pruning={self.pruning!r} is unknown; allowed: {', '.join(PRUNINGS)}")
-        method = _method(self.method)  # unknown: an error listing the registered methods
-        if (isinstance(self.score_batches, bool) or not isinstance(self.score_batches, int)
-                or self.score_batches < 1):
-            raise ConfigError(f"score_batches={self.score_batches!r} is not allowed; it must be an integer >= 1")
-        if self.ablation not in ("",) + ABLATIONS:
-            raise ConfigError(f"ablation={self.ablation!r} is unknown; allowed: {', '.join(ABLATIONS)}")
-        if self.ablation and self.method == "reinit":
-            raise ConfigError("method='reinit' is itself the ticket's re-init ablation; it takes no ablation")
-        if self.ablation == "reinit" and method.is_ticket:
-            raise ConfigError(f"the {self.method} ticket's re-init ablation is the baseline 'reinit' "
-                              f"(method='reinit'), not ablation='reinit'")
-        if self.ablation == "invert" and self.method == "random-prune":
-            raise ConfigError("ablation='invert' is not allowed for random-prune: random pruning has no scores "
-                              "to invert; allowed: shuffle, reinit")
-        if self.ablation and not method.is_ticket and self.ablation not in method.ablations:
-            raise ConfigError(f"ablation={self.ablation!r} is not allowed for {self.method}; allowed: "
-                              f"{', '.join(method.ablations) or 'none'}")
-        if self.first_round == 1 and self.rounds < 1:
-            raise ConfigError(f"method={self.method!r} needs rounds >= 1 (baselines have no dense round)")
-        if (isinstance(self.rewind_iteration, bool) or not isinstance(self.rewind_iteration, int)
-                or not 0 <= self.rewind_iteration < self.iterations
-                or self.rewind_iteration % self.eval_every):
-            raise ConfigError(f"rewind_iteration={self.rewind_iteration!r} is not allowed; it must be a multiple "
-                              f"of eval_every={self.eval_every} in [0, iterations={self.iterations})")
-        if self.activation not in ACTIVATIONS:
-            raise ConfigError(f"activation={self.activation!r} is unknown; allowed: {', '.join(ACTIVATIONS)}")
-        if self.precision not in PRECISIONS:
-            raise ConfigError(f"precision={self.precision!r} is unknown; allowed: {', '.join(PRECISIONS)}")
-        if not isinstance(self.deterministic, bool):
-            raise ConfigError(f"deterministic={self.deterministic!r} is not allowed; use true or false")
-        if (isinstance(self.instability_points, bool) or not isinstance(self.instability_points, int)
-                or self.instability_points < 2):
-            raise ConfigError(f"instability_points={self.instability_points!r} is not allowed; it must be an "
-                              "integer >= 2 (the path's two ends included)")
-        for r in self.instability_rounds:
-            if isinstance(r, bool) or not isinstance(r, int) or not self.first_round <= r <= self.rounds:
-                raise ConfigError(f"instability round {r!r} is outside the trajectory; allowed: "
-                                  f"{self.first_round}..{self.rounds}")
-        if self.instability and (not method.is_ticket or self.ablation):
-            raise ConfigError(f"instability is measured on tickets (imp, one-shot), not {self.label!r}")
-        if self.device not in DEVICES:
-            raise ConfigError(f"device={self.device!r} is unknown; allowed: {', '.join(DEVICES)}")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
-            raise ConfigError(f"seed={self.seed!r} is not allowed; it must be an integer >= 0")
-        check_training(self)
+        check_config(self)
         return self
-
-    def _recipe_key(self) -> str:
-        """The key's part for the modern recipe: empty at the defaults (a 0.2 key stays what it was)."""
-        parts = [] if self.optimizer == "adam" else [self.optimizer + (f"{self.momentum:g}" if self.momentum else "")
-                                                      + ("n" if self.nesterov else "")]
-        parts += [f"wd{self.weight_decay:g}"] if self.weight_decay else []
-        parts += [f"ms{'_'.join(map(str, self.milestones))}g{self.gamma:g}"] if self.milestones else []
-        parts += [f"wu{self.warmup}"] if self.warmup else []
-        parts += ["aug"] if self.augment != "none" else []
-        parts += [f"ig{'_'.join(self.prune_ignore)}"] if self.prune_ignore else []
-        return "".join(f"-{p}" for p in parts)
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
@@ -316,6 +232,98 @@ class TrajectoryConfig:
 
     def replace(self, **changes) -> "TrajectoryConfig":
         return dataclasses.replace(self, **changes).validate()
+
+
+def check_config(c: "TrajectoryConfig") -> None:
+    """Every setting of a trajectory, each with the values it allows (one-line errors)."""
+    for t in c.plan_conv:
+        parse_plan_token(t)
+    for w in c.plan_fc:
+        if isinstance(w, bool) or not isinstance(w, int) or w <= 0:
+            raise ConfigError(f"fc plan width {w!r} is not allowed; use positive ints")
+    label = plan_label(c.plan_conv, c.plan_fc)
+    preset = PRESETS.get(c.arch)
+    if preset is not None and (tuple(c.plan_conv), tuple(c.plan_fc)) != (preset.plan_conv, preset.plan_fc):
+        raise ConfigError(f"arch={c.arch!r} names the preset plan, not {label}; label a custom plan "
+                          f"arch={label!r}")
+    from lth_ray.core.data.registry import DATASETS as REGISTERED_DATASETS  # (both registries import
+    from lth_ray.core.models.registry import MODELS  # this module's types: imported here, not at the top)
+    if preset is None and c.arch not in ("custom", label) and c.arch not in MODELS:
+        raise ConfigError(f"arch={c.arch!r} is unknown; allowed: {', '.join(PRESETS)}, a registered model "
+                          f"({', '.join(m for m in MODELS if m != 'plan')}) or the plan's label {label!r}")
+    if c.dataset not in REGISTERED_DATASETS:
+        raise ConfigError(f"dataset={c.dataset!r} is unknown; allowed: {', '.join(REGISTERED_DATASETS)}")
+    for name in ("iterations", "batch_size", "eval_every"):
+        v = getattr(c, name)
+        if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
+            raise ConfigError(f"{name}={v!r} is not allowed; it must be a positive integer")
+    if c.eval_every > c.iterations:
+        raise ConfigError(f"eval_every={c.eval_every} exceeds iterations={c.iterations}")
+    if not (isinstance(c.learning_rate, (int, float)) and c.learning_rate > 0):
+        raise ConfigError(f"learning_rate={c.learning_rate!r} must be positive")
+    if isinstance(c.rounds, bool) or not isinstance(c.rounds, int) or c.rounds < 0:
+        raise ConfigError(f"rounds={c.rounds!r} is not allowed; it must be an integer >= 0")
+    _check_rate("prune_rate_conv", c.prune_rate_conv)
+    _check_rate("prune_rate_fc", c.prune_rate_fc)
+    if c.pruning not in PRUNINGS:
+        raise ConfigError(f"pruning={c.pruning!r} is unknown; allowed: {', '.join(PRUNINGS)}")
+    method = _method(c.method)  # unknown: an error listing the registered methods
+    if (isinstance(c.score_batches, bool) or not isinstance(c.score_batches, int)
+            or c.score_batches < 1):
+        raise ConfigError(f"score_batches={c.score_batches!r} is not allowed; it must be an integer >= 1")
+    if c.ablation not in ("",) + ABLATIONS:
+        raise ConfigError(f"ablation={c.ablation!r} is unknown; allowed: {', '.join(ABLATIONS)}")
+    if c.ablation and c.method == "reinit":
+        raise ConfigError("method='reinit' is itself the ticket's re-init ablation; it takes no ablation")
+    if c.ablation == "reinit" and method.is_ticket:
+        raise ConfigError(f"the {c.method} ticket's re-init ablation is the baseline 'reinit' "
+                          f"(method='reinit'), not ablation='reinit'")
+    if c.ablation == "invert" and c.method == "random-prune":
+        raise ConfigError("ablation='invert' is not allowed for random-prune: random pruning has no scores "
+                          "to invert; allowed: shuffle, reinit")
+    if c.ablation and not method.is_ticket and c.ablation not in method.ablations:
+        raise ConfigError(f"ablation={c.ablation!r} is not allowed for {c.method}; allowed: "
+                          f"{', '.join(method.ablations) or 'none'}")
+    if c.first_round == 1 and c.rounds < 1:
+        raise ConfigError(f"method={c.method!r} needs rounds >= 1 (baselines have no dense round)")
+    if (isinstance(c.rewind_iteration, bool) or not isinstance(c.rewind_iteration, int)
+            or not 0 <= c.rewind_iteration < c.iterations
+            or c.rewind_iteration % c.eval_every):
+        raise ConfigError(f"rewind_iteration={c.rewind_iteration!r} is not allowed; it must be a multiple "
+                          f"of eval_every={c.eval_every} in [0, iterations={c.iterations})")
+    if c.activation not in ACTIVATIONS:
+        raise ConfigError(f"activation={c.activation!r} is unknown; allowed: {', '.join(ACTIVATIONS)}")
+    if c.precision not in PRECISIONS:
+        raise ConfigError(f"precision={c.precision!r} is unknown; allowed: {', '.join(PRECISIONS)}")
+    if not isinstance(c.deterministic, bool):
+        raise ConfigError(f"deterministic={c.deterministic!r} is not allowed; use true or false")
+    if (isinstance(c.instability_points, bool) or not isinstance(c.instability_points, int)
+            or c.instability_points < 2):
+        raise ConfigError(f"instability_points={c.instability_points!r} is not allowed; it must be an "
+                          "integer >= 2 (the path's two ends included)")
+    for r in c.instability_rounds:
+        if isinstance(r, bool) or not isinstance(r, int) or not c.first_round <= r <= c.rounds:
+            raise ConfigError(f"instability round {r!r} is outside the trajectory; allowed: "
+                              f"{c.first_round}..{c.rounds}")
+    if c.instability and (not method.is_ticket or c.ablation):
+        raise ConfigError(f"instability is measured on tickets (imp, one-shot), not {c.label!r}")
+    if c.device not in DEVICES:
+        raise ConfigError(f"device={c.device!r} is unknown; allowed: {', '.join(DEVICES)}")
+    if isinstance(c.seed, bool) or not isinstance(c.seed, int) or c.seed < 0:
+        raise ConfigError(f"seed={c.seed!r} is not allowed; it must be an integer >= 0")
+    check_training(c)
+
+
+def recipe_key(c: "TrajectoryConfig") -> str:
+    """The key's part for the modern recipe: empty at the defaults (a 0.2 key stays what it was)."""
+    parts = [] if c.optimizer == "adam" else [c.optimizer + (f"{c.momentum:g}" if c.momentum else "")
+                                                  + ("n" if c.nesterov else "")]
+    parts += [f"wd{c.weight_decay:g}"] if c.weight_decay else []
+    parts += [f"ms{'_'.join(map(str, c.milestones))}g{c.gamma:g}"] if c.milestones else []
+    parts += [f"wu{c.warmup}"] if c.warmup else []
+    parts += ["aug"] if c.augment != "none" else []
+    parts += [f"ig{'_'.join(c.prune_ignore)}"] if c.prune_ignore else []
+    return "".join(f"-{p}" for p in parts)
 
 
 def from_preset(arch: str, **overrides) -> TrajectoryConfig:
