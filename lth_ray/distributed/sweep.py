@@ -206,7 +206,7 @@ def describe(spec: SweepSpec, placement: Placement | None = None) -> str:
     if plan.utilisation < 0.9:
         lines.append(f"note: {_why_idle(plan)}")
     lines.append(f"cost model: FLOPs of the nets' layers at {placement.gpu.flops / 1e12:g} TFLOP/s per GPU "
-                 "(assumed, not measured; lth_ray/planner.py)")
+                 "(assumed, not measured; lth_ray/distributed/planner.py)")
     return "\n".join(lines)
 
 
