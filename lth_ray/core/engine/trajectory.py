@@ -137,4 +137,9 @@ def summary(record: dict, seed: int | None = None) -> dict:
             "test_acc_at_early_stop": record["test_acc_at_early_stop"],
             "final_val_acc": record["final_val_acc"], "final_test_acc": record["final_test_acc"],
             "diverged": record["diverged"], "seconds": round(record["seconds"], 3),
-            **({"error_barrier": record["instability"]["error_barrier"]} if "instability" in record else {})}
+            **({k: v for k, v in record["instability"].items() if k in SUMMARY_BARRIERS} if "instability" in record
+               else {})}
+
+
+# The instability numbers a round's one-line view carries (the interpolated one only under --instability-bn recompute)
+SUMMARY_BARRIERS = ("error_barrier", "interpolated_error_barrier")
