@@ -44,8 +44,8 @@ def test_every_subcommand_has_its_help(args, tmp_path):
 @pytest.mark.parametrize("args, expected", [
     (["train"], "unknown command 'train'; known: sweep, trajectory, export, report, check-cluster"),
     ([], "no command given; known: sweep, trajectory, export, report, check-cluster"),
-    (["sweep", "resnet-imagenet"], "unknown sweep 'resnet-imagenet'; known: conv-cifar10, lenet-mnist"),
-    (["sweep", "--seeds", "2"], "lth-ray sweep needs a sweep name first; known: conv-cifar10, lenet-mnist"),
+    (["sweep", "resnet-imagenet"], "unknown sweep 'resnet-imagenet'; known: conv-cifar10, deep-cifar10, frankle2020, lenet-mnist"),
+    (["sweep", "--seeds", "2"], "lth-ray sweep needs a sweep name first; known: conv-cifar10, deep-cifar10, frankle2020, lenet-mnist"),
 ])
 def test_a_bad_command_is_one_error_line_and_exit_2(args, expected, tmp_path):
     done = lth_ray(*args, cwd=tmp_path)
