@@ -23,14 +23,15 @@ import pytest  # noqa: E402
 
 from lth_ray.results import analysis as A  # noqa: E402
 from lth_ray.core.pruning.masks import alive_after  # noqa: E402
-from lth_ray.results.schema import HISTORIES, ROUNDS_FIXED  # noqa: E402
+from lth_ray.results.schema import HISTORIES, RECIPE_DEFAULTS, ROUNDS_FIXED  # noqa: E402
 from lth_ray.core.engine.cohort import METRICS
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = ROOT / "notebooks" / "ExperimentEvaluation.ipynb"
 IDENT = dict(experiment="x", arch="lenet", plan_conv="", plan_fc="300,100", dataset="mnist", pruning="layerwise",
              prune_rate_fc=0.2, prune_rate_conv=0.0, rewind_iteration=0, activation="relu", iterations=200,
-             eval_every=50, batch_size=60, learning_rate=1.2e-3, precision="fp32", deterministic=False)
+             eval_every=50, batch_size=60, learning_rate=1.2e-3, precision="fp32", deterministic=False,
+             **RECIPE_DEFAULTS)  # the recipe's columns (Adam at a constant rate, as Lenet's preset)
 
 
 def lenet_ladder(rounds: int = 20) -> list[float]:

@@ -5,12 +5,31 @@
 (NaN where an arch has no such layer). "sparsity" follows the thesis: the fraction of weights REMAINING.
 Iterations are absolute: a round rewound to k starts at `start_iteration` = k and trains `steps` = T - k.
 A diverged round (`diverged`) has no early-stop point when no evaluation was finite (nulls).
+The recipe's settings (`RECIPE`: optimizer, schedule, augmentation, layers left dense, BatchNorm on the
+instability path) are columns too, so rows can be grouped by them; lists are comma strings ("" for none).
 """
 from __future__ import annotations
 
 import pyarrow as pa
 
 from lth_ray.core.engine.cohort import METRICS
+from lth_ray.core.spec.training import ADDED_DEFAULTS
+
+# The modern recipe's settings (`TrajectoryConfig`'s, spec/training.py), in that order. Experiments written
+# before they existed trained at `RECIPE_DEFAULTS` (Adam, a constant rate, no augmentation), which
+# `analysis.load_export` fills in for exports that lack the columns.
+RECIPE = [("optimizer", pa.string()), ("momentum", pa.float64()), ("nesterov", pa.bool_()),
+          ("weight_decay", pa.float64()), ("milestones", pa.string()), ("gamma", pa.float64()),
+          ("warmup", pa.int64()), ("augment", pa.string()), ("prune_ignore", pa.string()),
+          ("instability_bn", pa.string())]
+
+
+def recipe_cell(value):
+    """A recipe setting as its column holds it: a list (milestones, prune_ignore) as a comma string."""
+    return ",".join(map(str, value)) if isinstance(value, (list, tuple)) else value
+
+
+RECIPE_DEFAULTS = {name: recipe_cell(ADDED_DEFAULTS[name]) for name, _ in RECIPE}
 
 # Every row carries its trajectory's whole recipe, so two recipes can never be averaged together.
 IDENTITY = [
@@ -20,7 +39,7 @@ IDENTITY = [
     ("prune_rate_conv", pa.float64()), ("rewind_iteration", pa.int64()), ("activation", pa.string()),
     ("iterations", pa.int64()), ("eval_every", pa.int64()), ("batch_size", pa.int64()),
     ("learning_rate", pa.float64()), ("precision", pa.string()), ("deterministic", pa.bool_()),
-    ("round", pa.int64()), ("sparsity", pa.float64()),
+    *RECIPE, ("round", pa.int64()), ("sparsity", pa.float64()),
 ]
 
 HISTORIES = pa.schema(IDENTITY + [("iteration", pa.int64())] + [(m, pa.float64()) for m in METRICS])

@@ -2,7 +2,9 @@
 
 Users of the original thesis code have notebooks that call these functions by these names, so the loader keeps
 them; unlike the original it takes explicit paths (never the cwd), loads with `weights_only=True`, and
-returns plain objects with the attributes the notebooks use. `lth_ray.export` writes the files.
+returns plain objects with the attributes the notebooks use. `lth_ray.export` writes the files, for the
+thesis' plan nets only (Lenet, Conv-2/4/6, custom plans); other registered nets (CIFAR ResNets, VGGs) are in the
+Parquet tables alone, which `load_parquet` reads.
 """
 from __future__ import annotations
 

@@ -12,13 +12,14 @@ import numpy as np
 import pandas as pd
 
 from lth_ray.core.spec.config import TICKETS  # the methods that own a dense round 0
-from lth_ray.results.schema import IDENTITY
+from lth_ray.results.schema import IDENTITY, RECIPE, RECIPE_DEFAULTS
 
 
 # A configuration is the whole recipe, everything but the seed and the method: its tickets and baselines are
 # compared, and two recipes never average together.
 CONFIG = ["arch", "plan_conv", "plan_fc", "dataset", "iterations", "eval_every", "batch_size", "learning_rate",
-          "pruning", "prune_rate_fc", "prune_rate_conv", "rewind_iteration", "activation", "precision"]
+          "pruning", "prune_rate_fc", "prune_rate_conv", "rewind_iteration", "activation", "precision",
+          *(name for name, _ in RECIPE)]
 GROUP = CONFIG + ["method", "round"]
 OWN_DENSE_ROUND = TICKETS + tuple(f"{t}-invert" for t in TICKETS)  # labels with a round 0 of their own
 RUNNING = ("RUNNING", "PENDING", "PAUSED")
@@ -96,7 +97,7 @@ def load_export(export_dir: str | Path) -> Experiment:
         frames.append(_with_recipe(pq.read_table(f"{folder}/{name}", filesystem=fs).to_pandas()))
     histories, rounds = frames
     trials = _trials_from_manifest(manifest, rounds) if manifest else _trials_from_rounds(rounds)
-    extra = [pq.read_table(f"{folder}/{n}", filesystem=fs).to_pandas()
+    extra = [_with_recipe(pq.read_table(f"{folder}/{n}", filesystem=fs).to_pandas())
              if fs.get_file_info(f"{folder}/{n}").type == pafs.FileType.File else None
              for n in ("instability.parquet", "interpolation.parquet")]
     return Experiment(histories, rounds, trials, {}, *extra)
@@ -118,13 +119,15 @@ def _trials_from_manifest(manifest: dict, rounds: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=TRIAL_COLUMNS)
 
 
-# Columns an export written by lth_ray 0.1.0 lacks, with the value every 0.1.0 run had (or "unknown").
+# Columns an export written by lth_ray 0.1.0 lacks, with the value every 0.1.0 run had (or "unknown"); and the
+# modern recipe's columns, which exports before them lack: their runs all trained at its defaults (Adam, a
+# constant rate, no augmentation, nothing left dense, BatchNorm statistics interpolated).
 OLD_EXPORT_DEFAULTS = {"plan_conv": "unknown", "plan_fc": "unknown", "batch_size": -1, "learning_rate": np.nan,
-                       "precision": "unknown", "deterministic": False, "diverged": False}
+                       "precision": "unknown", "deterministic": False, "diverged": False, **RECIPE_DEFAULTS}
 
 
 def _with_recipe(frame: pd.DataFrame) -> pd.DataFrame:
-    """An export from lth_ray 0.1.0 lacks some recipe columns: fill them so grouping still works (every
+    """An export from an older lth_ray lacks some recipe columns: fill them so grouping still works (every
     trial of such an export shares the filled values, so nothing is merged that the old export kept apart)."""
     for col, value in OLD_EXPORT_DEFAULTS.items():
         if col not in frame.columns and (col != "diverged" or "early_stop_index" in frame.columns):
@@ -177,18 +180,34 @@ def missing(exp: Experiment) -> pd.DataFrame:
                                        "rounds_done", "rounds_missing", "reason"])
 
 
+# How a setting that varies within an arch is named in a legend label: numbers after a short name; the
+# recipe's words after a prefix, so "none" or "" still says what it is.
+SHORT_NUMBERS = {"prune_rate_fc": "fc", "prune_rate_conv": "conv", "rewind_iteration": "rewind",
+                 "learning_rate": "lr", "batch_size": "batch", "iterations": "T", "eval_every": "every",
+                 "momentum": "momentum", "weight_decay": "wd", "gamma": "gamma", "warmup": "warmup"}
+SHORT_WORDS = {"milestones": "milestones:", "augment": "augment:", "prune_ignore": "dense:",
+               "instability_bn": "bn:"}
+
+
+def _label_word(column: str, value) -> str:
+    if column in SHORT_NUMBERS:
+        return f"{SHORT_NUMBERS[column]}{value:g}"
+    if column in SHORT_WORDS:
+        return f"{SHORT_WORDS[column]}{value or 'none'}"
+    if column == "nesterov":
+        return "nesterov" if value else "no-nesterov"
+    return str(value)
+
+
 def config_labels(frame: pd.DataFrame) -> dict[tuple, str]:
     """A short legend label per configuration: the arch, plus the settings that differ between the
-    configurations of that arch (e.g. "lenet fc0.2" and "lenet fc0.4")."""
+    configurations of that arch (e.g. "lenet fc0.2" and "lenet fc0.4", "cifar_resnet_20 rewind0")."""
     configs = frame[CONFIG].drop_duplicates()
-    short = {"prune_rate_fc": "fc", "prune_rate_conv": "conv", "rewind_iteration": "rewind", "learning_rate": "lr",
-             "batch_size": "batch", "iterations": "T", "eval_every": "every"}
     labels = {}
     for _, same in configs.groupby("arch", sort=False):
         varying = [c for c in CONFIG[1:] if same[c].nunique(dropna=False) > 1]
         for _, r in same.iterrows():
-            words = [f"{short[c]}{r[c]:g}" if c in short else str(r[c]) for c in varying]
-            labels[tuple(r[CONFIG])] = " ".join([str(r["arch"])] + words)
+            labels[tuple(r[CONFIG])] = " ".join([str(r["arch"])] + [_label_word(c, r[c]) for c in varying])
     return labels
 
 

@@ -178,8 +178,10 @@ def plot_layer_sparsity(ax, rounds: pd.DataFrame, method: str = "imp") -> None:
     r = rounds[rounds["method"] == method]
     layers = [c for c in r.columns if c.startswith(LAYER_PREFIX) and r[c].notna().any()]
     per_round = r.groupby("round")[layers + ["sparsity"]].mean() * 100
-    for c, marker in zip(layers, "osv^D<>ph*"):
-        ax.plot(per_round.index, per_round[c], marker=marker, markersize=4, label=c[len(LAYER_PREFIX):])
+    markers, styles = "osv^D<>ph*", ("-", "--", ":")  # a ResNet has more layers than the colour cycle
+    for i, c in enumerate(layers):
+        ax.plot(per_round.index, per_round[c], marker=markers[i % len(markers)], markersize=4,
+                linestyle=styles[i // len(markers) % len(styles)], label=c[len(LAYER_PREFIX):])
     ax.plot(per_round.index, per_round["sparsity"], "k--", label="all prunable")
     ax.set_yscale("log", base=2)
     lowest = per_round[per_round > 0].min().min()  # a layer pruned away has no place on a log axis
@@ -193,7 +195,7 @@ def plot_layer_sparsity(ax, rounds: pd.DataFrame, method: str = "imp") -> None:
     ax.set_ylabel("Percent of weights remaining")
     ax.set_xticks(list(per_round.index))
     ax.grid(True, alpha=0.3)
-    ax.legend(fontsize="small")
+    ax.legend(fontsize="small" if len(layers) <= 10 else "xx-small", ncol=1 + len(layers) // 12)
 
 
 def mask_image(mask: np.ndarray) -> np.ndarray:

@@ -121,13 +121,16 @@ STABLE_BARRIER = 0.02  # Frankle et al. 2020: a subnetwork is stable when its er
 def stable_and_matching(summary: pd.DataFrame, instability: pd.DataFrame,
                         metric: str = "test_acc_at_early_stop") -> pd.DataFrame:
     """Per configuration and ticket method: the sparsest round that is both stable (mean error barrier over
-    seeds below `STABLE_BARRIER`) and matching (mean `metric` at least the dense round's); NA when none is."""
+    seeds below `STABLE_BARRIER`) and matching (mean `metric` at least the dense round's); NA when none is.
+    A ticket that measured no instability in any round has no row (it was not asked, so it is no "none")."""
     barriers = instability.groupby(GROUP, dropna=False)["error_barrier"].mean().rename("error_barrier_mean")
     merged = summary.merge(barriers.reset_index(), on=GROUP, how="left")
     rows = []
     for _, dense in _dense(merged).iterrows():
         mine = matching(merged, tuple(dense[CONFIG]))
         mine = mine[mine["method"] == dense["method"]]
+        if mine["error_barrier_mean"].isna().all():
+            continue
         ok = mine[(mine["error_barrier_mean"] < STABLE_BARRIER) & (mine[f"{metric}_mean"] >= dense[f"{metric}_mean"])]
         best = ok.loc[ok["sparsity"].idxmin()] if not ok.empty else None
         rows.append({**dense[CONFIG].to_dict(), "method": dense["method"],

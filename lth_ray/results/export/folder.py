@@ -1,7 +1,8 @@
 """Trials in memory -> one export folder: the Parquet tables, the thesis groups, and `export.json`.
 
-The manifest lists every file and, per trial, what is missing and why. Nothing here reads Tune, so the
-writers can be benchmarked and tested on trials built by hand.
+The manifest lists every file and, per trial, what is missing and why; its `notes` say which trials have
+no thesis files because their nets are not the thesis' (a CIFAR ResNet, a VGG: Parquet only). Nothing here
+reads Tune, so the writers can be benchmarked and tested on trials built by hand.
 """
 from __future__ import annotations
 
@@ -16,12 +17,13 @@ from lth_ray.results.experiment import TrialResult
 from lth_ray.results.export.files import EXPORT_FORMAT, MANIFEST, _write_json, _write_new
 from lth_ray.results.export.parquet import (histories_table, instability_table, interpolation_table, rounds_table,
                                             trajectory_name)
-from lth_ray.results.export.thesis_files import write_thesis_groups
+from lth_ray.results.export.thesis_files import parquet_only_notes, thesis_net, write_thesis_groups
 
 
 def write_export(trials: list[TrialResult], folder: str, experiment: str, name: str | None = None,
                  last_results: dict[str, dict] | None = None, now: float | None = None) -> dict:
-    """Write the Parquet files, the thesis groups and `export.json` into the existing empty `folder`."""
+    """Write the Parquet files, the thesis groups (of the thesis' plan nets) and `export.json` into the
+    existing empty `folder`."""
     now = time.time() if now is None else now
     name = name or PurePosixPath(experiment.rstrip("/")).name
     last_results = last_results or {}
@@ -46,7 +48,7 @@ def write_export(trials: list[TrialResult], folder: str, experiment: str, name: 
                 "files": ["histories.parquet", "rounds.parquet"] + extra + [f for g in groups for f in g["files"]],
                 "trials": [_trial_summary(t) for t in trials],
                 "groups": [{k: g[k] for k in ("prefix", "files", "notes", "missing")} for g in groups],
-                "missing": missing}
+                "missing": missing, "notes": parquet_only_notes(trials)}
     _write_json(os.path.join(folder, MANIFEST), manifest)
     return manifest
 
@@ -73,6 +75,7 @@ def _missing_line(t: TrialResult) -> str | None:
 
 def _trial_summary(t: TrialResult) -> dict:
     return {"trial_id": t.trial_id, "trajectory": trajectory_name(t), "method": t.config.label,
+            "arch": t.config.arch, "thesis_files": thesis_net(t.config) is not None,
             "seed": t.config.seed, "status": t.status, "complete": t.complete,
             "rounds_planned": _planned_rounds(t), "rounds_done": t.rounds_done,
             "diverged_round": t.diverged_round, "error": t.error}

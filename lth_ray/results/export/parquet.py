@@ -10,7 +10,8 @@ import pyarrow as pa
 
 from lth_ray.core.engine.cohort import METRICS, diverged
 from lth_ray.results.experiment import TrialResult
-from lth_ray.results.schema import HISTORIES, IDENTITY, INSTABILITY, INTERPOLATION, LAYER_PREFIX, rounds_schema
+from lth_ray.results.schema import (HISTORIES, IDENTITY, INSTABILITY, INTERPOLATION, LAYER_PREFIX, RECIPE,
+                                    recipe_cell, rounds_schema)
 
 
 def trajectory_name(trial: TrialResult) -> str:
@@ -28,7 +29,8 @@ def trial_identity(t: TrialResult, name: str) -> dict:
             "rewind_iteration": c.rewind_iteration, "activation": c.activation, "iterations": c.iterations,
             "eval_every": c.eval_every, "batch_size": c.batch_size, "learning_rate": float(c.learning_rate),
             # lth_ray 0.1.0 chose no GPU numerics (TF32 convolutions were torch's default): not known
-            "precision": c.precision if not _legacy(t) else "unknown", "deterministic": c.deterministic}
+            "precision": c.precision if not _legacy(t) else "unknown", "deterministic": c.deterministic,
+            **{setting: recipe_cell(getattr(c, setting)) for setting, _ in RECIPE}}
 
 
 def _legacy(t: TrialResult) -> bool:

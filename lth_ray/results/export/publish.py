@@ -29,7 +29,8 @@ class ExportError(ValueError):
 
 def export_experiment(experiment: str, out: str | None = None, force: bool = False,
                       report: Callable[[str], None] | None = None) -> str:
-    """Export `experiment` (folder or URI) to `out` (default `<experiment>/export`); returns `out`."""
+    """Export `experiment` (folder or URI) to `out` (default `<experiment>/export`); returns `out`. What is
+    missing is reported as `warning:` lines, trials in the Parquet tables only as `note:` lines."""
     report = report or (lambda line: print(line, file=sys.stderr))
     out = out or f"{str(experiment).rstrip('/')}/export"
     out_fs, out_path = filesystem_and_path(out)
@@ -56,6 +57,8 @@ def export_experiment(experiment: str, out: str | None = None, force: bool = Fal
             _upload(tmp, out_fs, out_path, force)
     for line in manifest["missing"]:
         report(f"warning: {line}")
+    for line in manifest["notes"]:
+        report(f"note: {line}")
     return out_path if local else out
 
 

@@ -3,6 +3,10 @@
 Per group: `-histories.npz`, `-net<n>.pth`, `-early-stop<n>.pth`, the baselines' `-random-histories<n>.npz`
 and `-random-prune-histories<n>.npz`, `-specs.json` (the thesis' 18 keys, its order), and the `-lth_ray.json`
 sidecar that old readers never open. The names and layouts are `lth_ray.results.thesis`'s.
+
+The format holds the thesis' plan nets only (Lenet, Conv-2/4/6 and custom plans): a registered model such as
+a CIFAR ResNet or VGG has other modules, which the thesis' loader would rebuild as the wrong net, so its
+trials get no thesis files (`parquet_only_notes` says so) and live in the Parquet tables alone.
 """
 from __future__ import annotations
 
@@ -14,9 +18,12 @@ import numpy as np
 import torch
 
 from lth_ray import __version__
+from lth_ray.core.models.registry import model_of
+from lth_ray.core.spec.config import ConfigError
 from lth_ray.results import thesis
 from lth_ray.results.experiment import TrialResult
 from lth_ray.results.export.files import EXPORT_FORMAT, _write_json, _write_new
+from lth_ray.results.schema import RECIPE, RECIPE_DEFAULTS, recipe_cell
 
 THESIS_METRICS = ("train_loss", "val_loss", "val_acc", "test_acc")
 
@@ -35,11 +42,36 @@ class Group:
         return self.tickets[0].config
 
 
+def thesis_net(config) -> str | None:
+    """The thesis' name of the net `config` trains ("Conv" or "Lenet"), or None when it is not one of the
+    thesis' plan nets (a registered model: the thesis' files would load it as another net)."""
+    try:
+        if model_of(config) != "plan":
+            return None
+    except ConfigError:  # a model registered where the trial ran, not here: not a plan net either
+        return None
+    return "Conv" if config.plan_conv else "Lenet"
+
+
+def parquet_only_notes(trials: list[TrialResult]) -> list[str]:
+    """One line per arch whose trials get no thesis files (export.json's `notes`, printed by the export)."""
+    archs = sorted({t.config.arch for t in trials if thesis_net(t.config) is None})
+    return [f"the thesis' format is for the thesis' plan nets (Lenet, Conv-2/4/6); {arch} trials are in the "
+            "Parquet tables only" for arch in archs]
+
+
+def recipe(c) -> dict:
+    """The modern recipe's settings of a config (lists as lists), for the sidecar."""
+    values = {name: getattr(c, name) for name, _ in RECIPE}
+    return {name: list(v) if isinstance(v, tuple) else v for name, v in values.items()}
+
+
 def _setting(c) -> tuple:
     """Everything that must agree between the nets of one thesis experiment (not seed, not method)."""
     return (c.arch, tuple(c.plan_conv), tuple(c.plan_fc), c.dataset, c.pruning, float(c.prune_rate_fc),
             float(c.prune_rate_conv), c.rewind_iteration, c.activation, c.iterations, c.eval_every,
-            c.batch_size, float(c.learning_rate), c.rounds, c.precision, c.deterministic)
+            c.batch_size, float(c.learning_rate), c.rounds, c.precision, c.deterministic,
+            *(recipe_cell(v) for v in recipe(c).values()))
 
 
 def group_trials(trials: list[TrialResult]) -> list[Group]:
@@ -65,10 +97,11 @@ def group_trials(trials: list[TrialResult]) -> list[Group]:
 
 def write_thesis_groups(trials: list[TrialResult], folder: str, experiment: str, last_results: dict[str, dict],
                         now: float, extra_tables: list[str] = ()) -> list[dict]:
-    """Write every group's thesis files; returns per group its prefix, files, notes and what is missing."""
+    """Write every group's thesis files (of the thesis' plan nets only: the rest are `parquet_only_notes`');
+    returns per group its prefix, files, notes and what is missing."""
     taken: set[str] = set()
     done = []
-    for g in group_trials(trials):
+    for g in group_trials([t for t in trials if thesis_net(t.config)]):
         done.append(write_group(g, folder, experiment, last_results, now, taken, list(extra_tables)))
     return done
 
@@ -78,7 +111,7 @@ def _prefix(g: Group, nets: list[TrialResult], last_results: dict, now: float, t
     members = nets + g.reinit + g.random_prune
     stamps = [last_results.get(t.tune_trial_id, {}).get("timestamp") for t in members]
     finished = max((s for s in stamps if s is not None), default=now)
-    net = "Conv" if g.config.plan_conv else "Lenet"
+    net = thesis_net(g.config)
     shift = 0
     while True:
         stamp = time.strftime(thesis.TIME_FORMAT, time.localtime(finished + shift))
@@ -179,6 +212,11 @@ def write_group(g: Group, folder: str, experiment: str, last_results: dict, now:
                                                  ("random-prune", g.random_prune,
                                                   thesis.random_prune_histories_path))}
     specs = thesis_specs(cfg, nets, net_info, info["notes"])
+    changed = {k: v for k, v in recipe(cfg).items() if recipe_cell(v) != RECIPE_DEFAULTS[k]}
+    if changed:
+        info["notes"].append("trained with " + ", ".join(f"{k}={v}" for k, v in changed.items()) + ": the "
+                             "thesis' specs have no keys for it (its code trains with Adam at a constant rate); "
+                             "the sidecar's recipe records it")
     _write_json(os.path.join(folder, thesis.specs_path(prefix)), specs, indent=None)  # compact, as the thesis
     info["files"] += [thesis.specs_path(prefix), thesis.sidecar_path(prefix)]
     sidecar = {
@@ -189,7 +227,7 @@ def write_group(g: Group, folder: str, experiment: str, last_results: dict, now:
         "rounds": cfg.rounds, "iterations": cfg.iterations, "eval_every": cfg.eval_every,
         "eval_points": cfg.eval_points, "batch_size": cfg.batch_size, "learning_rate": float(cfg.learning_rate),
         "rewind_iteration": cfg.rewind_iteration, "precision": cfg.precision,
-        "deterministic": cfg.deterministic, "seeds": [t.config.seed for t in nets],
+        "deterministic": cfg.deterministic, "recipe": recipe(cfg), "seeds": [t.config.seed for t in nets],
         "trial_ids": [t.trial_id for t in nets], "nets": net_info, "baselines": baselines,
         "duration_seconds": _seconds(nets), "padded": padded, "time_shift_s": shift, "files": info["files"],
         "missing": info["missing"], "notes": info["notes"],
@@ -248,7 +286,7 @@ def thesis_specs(cfg, nets: list[TrialResult], net_info: list[dict], notes: list
     device = max(set(devices), key=devices.count)
     if len(set(devices)) > 1:
         notes.append(f"nets ran on different devices {sorted(set(devices))}; specs name the most common")
-    net = "Conv" if cfg.plan_conv else "Lenet"
+    net = thesis_net(cfg)
     specs = {
         "net": net, "plan_conv": list(cfg.plan_conv), "plan_fc": list(cfg.plan_fc), "net_count": len(nets),
         "dataset": thesis.DATASET_NAMES[cfg.dataset],
