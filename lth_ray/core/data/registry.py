@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from lth_ray.core.data.formats import CIFAR_PICKLE, IDX, FileFormat
 from lth_ray.core.spec.config import ConfigError
+from lth_ray.core.spec.errors import refuse_taken, registered
 
 VALIDATION_SIZE = 5_000  # held out of the training files, the same examples for every trajectory
 
@@ -40,8 +41,7 @@ DATASETS: dict[str, DatasetEntry] = {}
 
 def register_dataset(entry: DatasetEntry) -> DatasetEntry:
     """Add a data set under `entry.name`; a name already taken is refused (never silently replaced)."""
-    if entry.name in DATASETS:
-        raise ConfigError(f"dataset {entry.name!r} is already registered; known: {', '.join(DATASETS)}")
+    refuse_taken(DATASETS, entry.name, "dataset")
     if (entry.mean is None) != (entry.std is None):
         raise ConfigError(f"dataset {entry.name!r}: give both mean and std, or neither (computed)")
     if not 0 < entry.validation_size < entry.train_size:
@@ -53,9 +53,7 @@ def register_dataset(entry: DatasetEntry) -> DatasetEntry:
 
 def dataset_entry(name: str) -> DatasetEntry:
     """The entry of `name`, or one line naming the known data sets."""
-    if name not in DATASETS:
-        raise ConfigError(f"dataset {name!r} is unknown; known: {', '.join(DATASETS)}")
-    return DATASETS[name]
+    return registered(DATASETS, name, "dataset")
 
 
 register_dataset(DatasetEntry("mnist", (1, 28, 28), 10, 60_000, 10_000, "MNIST", IDX,

@@ -15,6 +15,7 @@ from torch import nn
 from lth_ray.core.engine.state import MemberState
 from lth_ray.core.pruning.masks import Masks
 from lth_ray.core.spec.config import ABLATIONS, ConfigError, TrajectoryConfig
+from lth_ray.core.spec.errors import refuse_taken
 
 
 @dataclass
@@ -56,8 +57,9 @@ METHODS: dict[str, MemberMethod] = {}
 
 
 def register_method(method: MemberMethod) -> MemberMethod:
-    if not method.name or method.name in METHODS:
-        raise ConfigError(f"method {method.name!r} is registered already (or has no name)")
+    if not method.name:
+        raise ConfigError(f"a method needs a name; {type(method).__name__} has none")
+    refuse_taken(METHODS, method.name, "method")
     if method.start not in ("rewind", "init", "fresh"):
         raise ConfigError(f"method {method.name!r}: start={method.start!r}; allowed: rewind, init, fresh")
     METHODS[method.name] = method

@@ -21,6 +21,7 @@ from torch import nn
 from lth_ray.core.models.plan import PlanNet, init_weights, prunable_layers
 from lth_ray.core.models.stacked import StackedNet
 from lth_ray.core.spec.config import PRESETS, ConfigError, TrajectoryConfig, plan_label
+from lth_ray.core.spec.errors import refuse_taken, registered
 
 
 class Stacked(Protocol):
@@ -47,17 +48,14 @@ MODELS: dict[str, ModelEntry] = {}
 
 def register_model(entry: ModelEntry) -> ModelEntry:
     """Add a model under `entry.name`; a name already taken is refused (never silently replaced)."""
-    if entry.name in MODELS:
-        raise ConfigError(f"model {entry.name!r} is already registered; known: {', '.join(MODELS)}")
+    refuse_taken(MODELS, entry.name, "model")
     MODELS[entry.name] = entry
     return entry
 
 
 def model_entry(name: str) -> ModelEntry:
     """The entry of `name`, or one line naming the known models."""
-    if name not in MODELS:
-        raise ConfigError(f"model {name!r} is unknown; known: {', '.join(MODELS)}")
-    return MODELS[name]
+    return registered(MODELS, name, "model")
 
 
 def model_of(config: TrajectoryConfig) -> str:

@@ -3,3 +3,16 @@
 
 class ConfigError(ValueError):
     """A bad setting: the message is one line naming the value and what is allowed."""
+
+
+def registered(table: dict, name: str, what: str):
+    """`table[name]` of a registry (models, data sets, scorers), or one line naming the known ones."""
+    if name not in table:
+        raise ConfigError(f"{what} {name!r} is unknown; known: {', '.join(table)}")
+    return table[name]
+
+
+def refuse_taken(table: dict, name: str, what: str) -> None:
+    """A registry never replaces an entry silently: a name already taken is one line naming the known ones."""
+    if name in table:
+        raise ConfigError(f"{what} {name!r} is already registered; known: {', '.join(table)}")

@@ -17,14 +17,14 @@ from lth_ray.core.pruning.scoring.magnitude_init import magnitude_scores  # noqa
 from lth_ray.core.pruning.scoring.snip import snip_scores  # noqa: F401
 from lth_ray.core.pruning.scoring.synflow import SYNFLOW_ITERATIONS, synflow_masks  # noqa: F401
 from lth_ray.core.spec.config import ConfigError
+from lth_ray.core.spec.errors import refuse_taken, registered
 
 SCORERS: dict[str, Scorer] = {}
 
 
 def register_scorer(scorer: Scorer) -> Scorer:
     """Make a scorer known by its name (a pruning-at-init method of that name then uses it)."""
-    if scorer.name in SCORERS:
-        raise ConfigError(f"scorer {scorer.name!r} is registered already")
+    refuse_taken(SCORERS, scorer.name, "scorer")
     if (scorer.score is None) == (scorer.masks is None):
         raise ConfigError(f"scorer {scorer.name!r} must give exactly one of score or masks")
     SCORERS[scorer.name] = scorer
@@ -32,9 +32,7 @@ def register_scorer(scorer: Scorer) -> Scorer:
 
 
 def scorer(name: str) -> Scorer:
-    if name not in SCORERS:
-        raise ConfigError(f"scorer {name!r} is unknown; known: {', '.join(SCORERS)}")
-    return SCORERS[name]
+    return registered(SCORERS, name, "scorer")
 
 
 for _module in (snip, grasp, synflow, magnitude_init):  # the order of lth_ray 0.2's AT_INIT
