@@ -11,7 +11,7 @@ run() { .venv/bin/python -m lth_ray.trajectory "${common[@]}" --rewind-iteration
 run 0 & run 500 & run 2000 &
 wait
 # The dense pair at k = 0 once more, each seed alone, for both BatchNorm modes in one record (the JSON line
-# carries error_barrier, recomputed, and interpolated_error_barrier); argparse takes the last --rounds:
+# carries error_barrier, recomputed, and interpolated_error_barrier):
 for s in 0 1; do
   .venv/bin/python -m lth_ray.trajectory --arch resnet20 --dataset fashion-mnist --data-root /usr/share/datasets/fashion-mnist \
     --iterations 2500 --eval-every 500 --batch-size 32 --learning-rate 0.025 --milestones none --rounds 0 --seed "$s" \
