@@ -23,7 +23,7 @@ DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("fp32", "tf32", "bf16", "fp64")
 
 
-from lth_ray.core.spec.errors import ConfigError  # noqa: E402  (re-exported: `config.ConfigError` as in 0.2)
+from lth_ray.core.spec.errors import ConfigError, check_choice  # noqa: E402  (re-exported: `config.ConfigError` as in 0.2)
 from lth_ray.core.spec.training import ADDED_DEFAULTS, check_training  # noqa: E402
 
 
@@ -251,8 +251,7 @@ def check_config(c: "TrajectoryConfig") -> None:
     if preset is None and c.arch not in ("custom", label) and c.arch not in MODELS:
         raise ConfigError(f"arch={c.arch!r} is unknown; allowed: {', '.join(PRESETS)}, a registered model "
                           f"({', '.join(m for m in MODELS if m != 'plan')}) or the plan's label {label!r}")
-    if c.dataset not in REGISTERED_DATASETS:
-        raise ConfigError(f"dataset={c.dataset!r} is unknown; allowed: {', '.join(REGISTERED_DATASETS)}")
+    check_choice("dataset", c.dataset, REGISTERED_DATASETS)
     for name in ("iterations", "batch_size", "eval_every"):
         v = getattr(c, name)
         if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
@@ -265,8 +264,7 @@ def check_config(c: "TrajectoryConfig") -> None:
         raise ConfigError(f"rounds={c.rounds!r} is not allowed; it must be an integer >= 0")
     _check_rate("prune_rate_conv", c.prune_rate_conv)
     _check_rate("prune_rate_fc", c.prune_rate_fc)
-    if c.pruning not in PRUNINGS:
-        raise ConfigError(f"pruning={c.pruning!r} is unknown; allowed: {', '.join(PRUNINGS)}")
+    check_choice("pruning", c.pruning, PRUNINGS)
     method = _method(c.method)  # unknown: an error listing the registered methods
     if (isinstance(c.score_batches, bool) or not isinstance(c.score_batches, int)
             or c.score_batches < 1):
@@ -291,10 +289,8 @@ def check_config(c: "TrajectoryConfig") -> None:
             or c.rewind_iteration % c.eval_every):
         raise ConfigError(f"rewind_iteration={c.rewind_iteration!r} is not allowed; it must be a multiple "
                           f"of eval_every={c.eval_every} in [0, iterations={c.iterations})")
-    if c.activation not in ACTIVATIONS:
-        raise ConfigError(f"activation={c.activation!r} is unknown; allowed: {', '.join(ACTIVATIONS)}")
-    if c.precision not in PRECISIONS:
-        raise ConfigError(f"precision={c.precision!r} is unknown; allowed: {', '.join(PRECISIONS)}")
+    check_choice("activation", c.activation, ACTIVATIONS)
+    check_choice("precision", c.precision, PRECISIONS)
     if not isinstance(c.deterministic, bool):
         raise ConfigError(f"deterministic={c.deterministic!r} is not allowed; use true or false")
     if (isinstance(c.instability_points, bool) or not isinstance(c.instability_points, int)
@@ -307,8 +303,7 @@ def check_config(c: "TrajectoryConfig") -> None:
                               f"{c.first_round}..{c.rounds}")
     if c.instability and (not method.is_ticket or c.ablation):
         raise ConfigError(f"instability is measured on tickets (imp, one-shot), not {c.label!r}")
-    if c.device not in DEVICES:
-        raise ConfigError(f"device={c.device!r} is unknown; allowed: {', '.join(DEVICES)}")
+    check_choice("device", c.device, DEVICES)
     if isinstance(c.seed, bool) or not isinstance(c.seed, int) or c.seed < 0:
         raise ConfigError(f"seed={c.seed!r} is not allowed; it must be an integer >= 0")
     check_training(c)

@@ -7,7 +7,7 @@ Lengths are iterations here; the command line also takes epochs (`80ep`, `parse_
 """
 from __future__ import annotations
 
-from lth_ray.core.spec.errors import ConfigError
+from lth_ray.core.spec.errors import ConfigError, check_choice
 
 OPTIMIZERS = ("adam", "sgd")
 AUGMENTATIONS = ("none", "flip-crop")
@@ -37,8 +37,7 @@ def learning_rate_at(config, iteration: int) -> float:
 
 def check_training(c) -> None:
     """The recipe's optimizer, schedule and augmentation settings, each with the values it allows."""
-    if c.optimizer not in OPTIMIZERS:
-        raise ConfigError(f"optimizer={c.optimizer!r} is unknown; allowed: {', '.join(OPTIMIZERS)}")
+    check_choice("optimizer", c.optimizer, OPTIMIZERS)
     if not (isinstance(c.momentum, (int, float)) and 0 <= c.momentum < 1):
         raise ConfigError(f"momentum={c.momentum!r} is not allowed; it must lie in [0, 1)")
     if c.momentum and c.optimizer == "adam":
@@ -64,9 +63,7 @@ def check_training(c) -> None:
     if c.warmup >= c.iterations:
         raise ConfigError(f"warmup={c.warmup} is not shorter than training (iterations={c.iterations}); allowed: "
                           f"0..{c.iterations - 1}")
-    if c.augment not in AUGMENTATIONS:
-        raise ConfigError(f"augment={c.augment!r} is unknown; allowed: {', '.join(AUGMENTATIONS)}")
-    if c.instability_bn not in INSTABILITY_BN:
-        raise ConfigError(f"instability_bn={c.instability_bn!r} is unknown; allowed: {', '.join(INSTABILITY_BN)}")
+    check_choice("augment", c.augment, AUGMENTATIONS)
+    check_choice("instability_bn", c.instability_bn, INSTABILITY_BN)
     if not all(isinstance(n, str) and n for n in c.prune_ignore):
         raise ConfigError(f"prune_ignore={list(c.prune_ignore)!r} must list layer names, e.g. fc or out")
