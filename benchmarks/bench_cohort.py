@@ -12,6 +12,7 @@ reference is one trajectory alone on the same GPU (what a trial did before cohor
 the peak allocated by the cohort divided by S. Each timing is (warm-up + N iterations) - (warm-up), best of
 `--repeats`, so set-up and the one evaluation at the end of a run cancel out. A JSON line is printed.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -34,19 +35,28 @@ def data(arch: str, device: str) -> Split:
     """Fashion-MNIST (Debian's package) for Lenet when installed, else MNIST- or CIFAR-shaped random data."""
     if arch == "lenet" and Path(DEBIAN_FASHION_MNIST).is_dir():
         import tempfile
+
         return load_split("fashion-mnist", tempfile.mkdtemp(), device)
     g = torch.Generator().manual_seed(0)
     shape = (1, 28, 28) if arch == "lenet" else (3, 32, 32)
     x = lambda n: torch.randn(n, *shape, generator=g).to(device)  # noqa: E731
     y = lambda n: torch.randint(0, 10, (n,), generator=g).to(device)  # noqa: E731
-    return Split(x(50_000), y(50_000), x(1000), y(1000), x(1000), y(1000),
-                 "mnist" if arch == "lenet" else "cifar10", "random")
+    return Split(
+        x(50_000), y(50_000), x(1000), y(1000), x(1000), y(1000), "mnist" if arch == "lenet" else "cifar10", "random"
+    )
 
 
 def seconds(arch: str, split: Split, seeds: list[int], iters: int) -> float:
     """Wall time of one dense round of `iters` iterations for a cohort of `seeds` (one evaluation, at the end)."""
-    cfg = from_preset(arch, dataset=split.dataset, iterations=iters, eval_every=iters, rounds=0,
-                      save_early_stop=False, device=split.x_train.device.type)
+    cfg = from_preset(
+        arch,
+        dataset=split.dataset,
+        iterations=iters,
+        eval_every=iters,
+        rounds=0,
+        save_early_stop=False,
+        device=split.x_train.device.type,
+    )
     cohort = Cohort([cfg.replace(seed=s) for s in seeds], split)
     if split.x_train.is_cuda:
         torch.cuda.synchronize()
@@ -58,8 +68,10 @@ def seconds(arch: str, split: Split, seeds: list[int], iters: int) -> float:
 def step_seconds(arch: str, split: Split, seeds: list[int], iters: int, warmup: int, repeats: int) -> float:
     """Seconds per cohort iteration: (warm-up + iters) - (warm-up), best of `repeats`."""
     seconds(arch, split, seeds, warmup)
-    return min(seconds(arch, split, seeds, warmup + iters) - seconds(arch, split, seeds, warmup)
-               for _ in range(repeats)) / iters
+    return (
+        min(seconds(arch, split, seeds, warmup + iters) - seconds(arch, split, seeds, warmup) for _ in range(repeats))
+        / iters
+    )
 
 
 def _worker(arch: str, seeds: list[int], iters: int, warmup: int, repeats: int, queue) -> None:
@@ -99,21 +111,34 @@ def main() -> None:
     if a.device == "cuda":
         torch.cuda.reset_peak_memory_stats()
     cohort = step_seconds(a.arch, split, seeds, a.iters, a.warmup, a.repeats)
-    out = {"arch": a.arch, "device": a.device, "members": a.members, "threads": a.threads, "iters": a.iters,
-           "device_name": torch.cuda.get_device_name() if a.device == "cuda" else "cpu",
-           "cohort_ms_per_iter": cohort * 1e3,
-           "cohort_trajectory_iters_per_s": a.members / cohort}
+    out = {
+        "arch": a.arch,
+        "device": a.device,
+        "members": a.members,
+        "threads": a.threads,
+        "iters": a.iters,
+        "device_name": torch.cuda.get_device_name() if a.device == "cuda" else "cpu",
+        "cohort_ms_per_iter": cohort * 1e3,
+        "cohort_trajectory_iters_per_s": a.members / cohort,
+    }
     if a.device == "cuda":
         out["gpu_mib_per_member"] = torch.cuda.max_memory_allocated() / a.members / 2**20
         alone = step_seconds(a.arch, split, [0], a.iters, a.warmup, a.repeats)
-        out.update(alone_ms_per_iter=alone * 1e3, alone_trajectory_iters_per_s=1 / alone,
-                   speedup_vs_one_alone=(a.members / cohort) / (1 / alone))
+        out.update(
+            alone_ms_per_iter=alone * 1e3,
+            alone_trajectory_iters_per_s=1 / alone,
+            speedup_vs_one_alone=(a.members / cohort) / (1 / alone),
+        )
     else:
         separate = separate_trials(a.arch, a.members, a.threads, a.iters, a.warmup, a.repeats)
         one = step_seconds(a.arch, split, [0], a.iters, a.warmup, a.repeats)  # one by one, all threads
-        out.update(separate_ms_per_iter=separate * 1e3, separate_trajectory_iters_per_s=a.members / separate,
-                   speedup_vs_separate_trials=separate / cohort,
-                   one_by_one_ms_per_iter=one * a.members * 1e3, speedup_vs_one_by_one=one * a.members / cohort)
+        out.update(
+            separate_ms_per_iter=separate * 1e3,
+            separate_trajectory_iters_per_s=a.members / separate,
+            speedup_vs_separate_trials=separate / cohort,
+            one_by_one_ms_per_iter=one * a.members * 1e3,
+            speedup_vs_one_by_one=one * a.members / cohort,
+        )
     print(json.dumps(out))
 
 

@@ -20,6 +20,7 @@ out. Each step is OpenLTH's (SGD with momentum 0.9 and weight decay 1e-4, flips 
 CIFAR-shaped tensors. On a GPU (`--device cuda`) the same run measures CUDA; channels-last and bf16 autocast
 are not part of this benchmark. Prints one JSON line.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -52,10 +53,23 @@ def data(device: str, train: int = 5000, held_out: int = 128) -> Split:
 
 def recipe(arch: str, batch: int, iterations: int, device: str) -> TrajectoryConfig:
     """OpenLTH's step (its schedule's milestones lie beyond a benchmark's few iterations) for one dense round."""
-    return TrajectoryConfig(arch=arch, plan_conv=(), plan_fc=(), dataset="cifar10", batch_size=batch,
-                            iterations=iterations, eval_every=iterations, rounds=0, save_early_stop=False,
-                            optimizer="sgd", learning_rate=0.1, momentum=0.9, weight_decay=1e-4,
-                            augment="flip-crop", device=device).validate()
+    return TrajectoryConfig(
+        arch=arch,
+        plan_conv=(),
+        plan_fc=(),
+        dataset="cifar10",
+        batch_size=batch,
+        iterations=iterations,
+        eval_every=iterations,
+        rounds=0,
+        save_early_stop=False,
+        optimizer="sgd",
+        learning_rate=0.1,
+        momentum=0.9,
+        weight_decay=1e-4,
+        augment="flip-crop",
+        device=device,
+    ).validate()
 
 
 def seconds(arch: str, split: Split, seeds: list[int], batch: int, iters: int) -> float:
@@ -69,12 +83,16 @@ def seconds(arch: str, split: Split, seeds: list[int], batch: int, iters: int) -
     return time.perf_counter() - start
 
 
-def step_seconds(arch: str, split: Split, seeds: list[int], batch: int, iters: int, warmup: int,
-                 repeats: int) -> float:
+def step_seconds(arch: str, split: Split, seeds: list[int], batch: int, iters: int, warmup: int, repeats: int) -> float:
     """Seconds per cohort iteration: (warm-up + iters) - (warm-up), best of `repeats`."""
     seconds(arch, split, seeds, batch, warmup)
-    return min(seconds(arch, split, seeds, batch, warmup + iters) - seconds(arch, split, seeds, batch, warmup)
-               for _ in range(repeats)) / iters
+    return (
+        min(
+            seconds(arch, split, seeds, batch, warmup + iters) - seconds(arch, split, seeds, batch, warmup)
+            for _ in range(repeats)
+        )
+        / iters
+    )
 
 
 def step_flops(arch: str, batch: int) -> int:
@@ -111,7 +129,7 @@ def peak_gflops(device: str) -> dict[str, float]:
     a, b = (torch.randn(2048, 2048, generator=g).to(device) for _ in range(2))
     x, w = torch.randn(128, 128, 16, 16, generator=g).to(device), torch.randn(128, 128, 3, 3, generator=g).to(device)
     with torch.no_grad():
-        matmul = 2 * 2048 ** 3 / _best_seconds(lambda: a @ b, device) / 1e9
+        matmul = 2 * 2048**3 / _best_seconds(lambda: a @ b, device) / 1e9
         conv = 2 * 128 * 128 * 128 * 9 * 16 * 16 / _best_seconds(lambda: F.conv2d(x, w, padding=1), device) / 1e9
     return {"matmul": matmul, "conv": conv}
 
@@ -130,23 +148,41 @@ def main() -> None:
     split = data(a.device)
     seeds = list(range(a.members))
     timing = dict(batch=a.batch, iters=a.iters, warmup=a.warmup, repeats=1)  # repeated here, interleaved
-    runs = [[step_seconds("cifar_resnet_20", split, group, **timing) for group in [seeds] + [[s] for s in seeds]]
-            for _ in range(a.repeats)]
+    runs = [
+        [step_seconds("cifar_resnet_20", split, group, **timing) for group in [seeds] + [[s] for s in seeds]]
+        for _ in range(a.repeats)
+    ]
     cohort, *alone = (min(times) for times in zip(*runs))
     peak = peak_gflops(a.device)
     limit = max(peak.values())
-    out = {"device": a.device, "device_name": torch.cuda.get_device_name() if a.device == "cuda" else "cpu",
-           "threads": a.threads, "batch": a.batch, "members": a.members, "iters": a.iters,
-           "resnet20_cohort_ms_per_iter": cohort * 1e3,
-           "resnet20_one_by_one_ms_per_iter": sum(alone) * 1e3,
-           "cohort_speedup_vs_one_by_one": sum(alone) / cohort,
-           "matmul_gflops": peak["matmul"], "conv_gflops": peak["conv"], "gflops_limit": limit}
-    steps = {"resnet20": ("cifar_resnet_20", min(alone)),
-             "vgg16": ("cifar_vgg_16", step_seconds("cifar_vgg_16", split, [0], **dict(timing, repeats=a.repeats)))}
+    out = {
+        "device": a.device,
+        "device_name": torch.cuda.get_device_name() if a.device == "cuda" else "cpu",
+        "threads": a.threads,
+        "batch": a.batch,
+        "members": a.members,
+        "iters": a.iters,
+        "resnet20_cohort_ms_per_iter": cohort * 1e3,
+        "resnet20_one_by_one_ms_per_iter": sum(alone) * 1e3,
+        "cohort_speedup_vs_one_by_one": sum(alone) / cohort,
+        "matmul_gflops": peak["matmul"],
+        "conv_gflops": peak["conv"],
+        "gflops_limit": limit,
+    }
+    steps = {
+        "resnet20": ("cifar_resnet_20", min(alone)),
+        "vgg16": ("cifar_vgg_16", step_seconds("cifar_vgg_16", split, [0], **dict(timing, repeats=a.repeats))),
+    }
     for label, (arch, step) in steps.items():
         gflop = step_flops(arch, a.batch) / 1e9
-        out.update({f"{label}_gflop_per_step": gflop, f"{label}_ms_per_step": step * 1e3,
-                    f"{label}_gflops": gflop / step, f"{label}_fraction_of_limit": gflop / step / limit})
+        out.update(
+            {
+                f"{label}_gflop_per_step": gflop,
+                f"{label}_ms_per_step": step * 1e3,
+                f"{label}_gflops": gflop / step,
+                f"{label}_fraction_of_limit": gflop / step / limit,
+            }
+        )
     print(json.dumps(out))
 
 

@@ -7,6 +7,7 @@ gives Lenet-sized net files. Calls `write_export` directly (no Tune, no Ray) and
 
     python benchmarks/bench_export.py [--trials-per-method 50] [--rounds 20] [--points 500] [--plan-fc 32,16]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -32,8 +33,9 @@ from lth_ray.core.engine.cohort import METRICS, cpu_state
 def fake_state(cfg: TrajectoryConfig, rng: np.random.Generator) -> dict:
     """A finished trajectory's rounds, all in memory (0.1.0's one-state layout, read through `LegacyRounds`, so
     that the benchmark times the writers, not the disk reads), with random histories and nested masks."""
-    model = build_model(cfg.plan_conv, cfg.plan_fc, (1, 28, 28), cfg.activation,
-                        torch.Generator().manual_seed(cfg.seed))
+    model = build_model(
+        cfg.plan_conv, cfg.plan_fc, (1, 28, 28), cfg.activation, torch.Generator().manual_seed(cfg.seed)
+    )
     weights = cpu_state(model)
     layers = prunable_layers(model)
     alive = {n: torch.ones_like(weights[f"{n}.weight"], dtype=torch.bool) for n in layers}
@@ -44,16 +46,34 @@ def fake_state(cfg: TrajectoryConfig, rng: np.random.Generator) -> dict:
         masks[r] = pack_masks(alive)
         values = {m: rng.random(cfg.eval_points).tolist() for m in METRICS}
         es = int(np.argmin(values["val_loss"]))
-        records.append({"round": r, "method": cfg.method, "sparsity": density(alive),
-                        "layer_sparsity": layer_density(alive),
-                        "iterations": [(k + 1) * cfg.eval_every for k in range(cfg.eval_points)], **values,
-                        "early_stop_index": es, "early_stop_iteration": (es + 1) * cfg.eval_every,
-                        **{f"{m}_at_early_stop": values[m][es] for m in METRICS},
-                        **{f"final_{m}": values[m][-1] for m in METRICS}, "seconds": float(rng.random() * 60)})
+        records.append(
+            {
+                "round": r,
+                "method": cfg.method,
+                "sparsity": density(alive),
+                "layer_sparsity": layer_density(alive),
+                "iterations": [(k + 1) * cfg.eval_every for k in range(cfg.eval_points)],
+                **values,
+                "early_stop_index": es,
+                "early_stop_iteration": (es + 1) * cfg.eval_every,
+                **{f"{m}_at_early_stop": values[m][es] for m in METRICS},
+                **{f"final_{m}": values[m][-1] for m in METRICS},
+                "seconds": float(rng.random() * 60),
+            }
+        )
         early_stop[r] = weights
-    return {"format": 1, "config": cfg.to_dict(), "next_round": cfg.rounds + 1, "init": weights,
-            "rewind": weights, "trained": weights, "dense_trained": weights, "masks": masks, "records": records,
-            "early_stop": early_stop}
+    return {
+        "format": 1,
+        "config": cfg.to_dict(),
+        "next_round": cfg.rounds + 1,
+        "init": weights,
+        "rewind": weights,
+        "trained": weights,
+        "dense_trained": weights,
+        "masks": masks,
+        "records": records,
+        "early_stop": early_stop,
+    }
 
 
 def synthetic_trials(per_method: int, rounds: int, points: int, plan_fc: tuple[int, ...]) -> list[TrialResult]:
@@ -62,12 +82,27 @@ def synthetic_trials(per_method: int, rounds: int, points: int, plan_fc: tuple[i
     seeds = range(max(1, per_method // len(rates)))
     trials = []
     for i, (rate, seed) in enumerate((r, s) for r in rates for s in seeds):
-        ticket = TrajectoryConfig(arch="custom", plan_fc=plan_fc, iterations=points * 100, eval_every=100,
-                                  rounds=rounds, prune_rate_fc=rate, seed=seed, mask_store=f"/m/{rate}-{seed}")
+        ticket = TrajectoryConfig(
+            arch="custom",
+            plan_fc=plan_fc,
+            iterations=points * 100,
+            eval_every=100,
+            rounds=rounds,
+            prune_rate_fc=rate,
+            seed=seed,
+            mask_store=f"/m/{rate}-{seed}",
+        )
         for j, cfg in enumerate((ticket, ticket.replace(method="reinit"))):
             trial_id = f"bench_{2 * i + j:05d}"
-            trials.append(TrialResult(trial_id, "TERMINATED", f"/fake/{cfg.method}-{rate}-s{seed}_{trial_id}",
-                                      cfg.validate(), LegacyRounds(fake_state(cfg, rng))))
+            trials.append(
+                TrialResult(
+                    trial_id,
+                    "TERMINATED",
+                    f"/fake/{cfg.method}-{rate}-s{seed}_{trial_id}",
+                    cfg.validate(),
+                    LegacyRounds(fake_state(cfg, rng)),
+                )
+            )
     return trials
 
 
@@ -91,10 +126,22 @@ def main() -> int:
         manifest = write_export(trials, folder, "/fake/bench")
         seconds = time.perf_counter() - start
         size = sum(f.stat().st_size for f in Path(folder).iterdir())
-    print(json.dumps({"trials": len(trials), "rounds": a.rounds, "points": a.points, "plan_fc": list(plan_fc),
-                      "history_rows": rows, "files": len(manifest["files"]) + 1, "export_mb": round(size / 2**20, 1),
-                      "seconds": round(seconds, 3), "parquet_tables_seconds": round(parquet_tables, 3),
-                      "build_inputs_seconds": round(built, 1)}))
+    print(
+        json.dumps(
+            {
+                "trials": len(trials),
+                "rounds": a.rounds,
+                "points": a.points,
+                "plan_fc": list(plan_fc),
+                "history_rows": rows,
+                "files": len(manifest["files"]) + 1,
+                "export_mb": round(size / 2**20, 1),
+                "seconds": round(seconds, 3),
+                "parquet_tables_seconds": round(parquet_tables, 3),
+                "build_inputs_seconds": round(built, 1),
+            }
+        )
+    )
     return 0
 
 

@@ -7,6 +7,7 @@ so the peak should stay flat as members grow, not grow with the split.
 
     python benchmarks/bench_memory.py [--members 1,2,4,8] [--precisions fp32,fp64] [--eval-memory MiB]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -19,7 +20,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
-CHILD = r'''
+CHILD = r"""
 import json, resource, sys
 import torch
 from lth_ray.core.engine.cohort import Cohort
@@ -36,12 +37,16 @@ cohort = Cohort(cohort_members(ticket, range(members), []), split,
 cohort.run_round()
 print(json.dumps({"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
                   "chunk": cohort.eval_chunk(members), "val_images": len(split.x_val)}))
-'''
+"""
 
 
 def measure(root: Path, members: int, precision: str, budget: str, instability: bool) -> dict:
-    out = subprocess.run([sys.executable, "-c", CHILD, str(root), str(members), precision, budget,
-                          "1" if instability else "0"], capture_output=True, text=True, cwd=ROOT)
+    out = subprocess.run(
+        [sys.executable, "-c", CHILD, str(root), str(members), precision, budget, "1" if instability else "0"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
     if out.returncode != 0:
         return {"error": f"exit {out.returncode}: {out.stderr.strip().splitlines()[-1:]}"}
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -55,13 +60,18 @@ def main() -> None:
     p.add_argument("--instability", action="store_true", help="measure the dense pair's path too")
     a = p.parse_args()
     from conftest import make_cifar10_like
+
     with tempfile.TemporaryDirectory() as tmp:
         root = make_cifar10_like(Path(tmp), per_batch=1100, n_test=500)  # 5,500 training images
         for precision in a.precisions.split(","):
             for m in (int(v) for v in a.members.split(",")):
                 r = measure(root, m, precision, a.eval_memory, a.instability)
-                print(json.dumps({"arch": "conv2", "precision": precision, "members": m,
-                                  "eval_memory": a.eval_memory, **r}), flush=True)
+                print(
+                    json.dumps(
+                        {"arch": "conv2", "precision": precision, "members": m, "eval_memory": a.eval_memory, **r}
+                    ),
+                    flush=True,
+                )
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ state file and its size, as a share of a round.
 
     python benchmarks/bench_ray_overhead.py [--trials 4] [--rounds 2] [--iterations 1000]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -57,24 +58,53 @@ def main():
 
     with tempfile.TemporaryDirectory() as storage:
         env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
-        cmd = [sys.executable, "-m", "sweeps.lenet_mnist", "--dataset", "fashion-mnist", "--seeds", str(a.trials),
-               "--rounds", str(a.rounds), "--iterations", str(a.iterations), "--num-gpus", "0",
-               "--storage", storage, "--name", "bench", "--no-export"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "sweeps.lenet_mnist",
+            "--dataset",
+            "fashion-mnist",
+            "--seeds",
+            str(a.trials),
+            "--rounds",
+            str(a.rounds),
+            "--iterations",
+            str(a.iterations),
+            "--num-gpus",
+            "0",
+            "--storage",
+            storage,
+            "--name",
+            "bench",
+            "--no-export",
+        ]
         start = time.perf_counter()
         subprocess.run(cmd, cwd=ROOT, env=env, check=True, capture_output=True)
         swept = time.perf_counter() - start
         from lth_ray.results.experiment import load_trials
+
         in_trials = [r["seconds"] for t in load_trials(f"{storage}/bench", weights=False) for r in t.records]
     cores = os.cpu_count()
     per_round = sum(round_seconds) / len(round_seconds)
-    print(json.dumps({
-        "trials": a.trials, "rounds": a.rounds + 1, "iterations": a.iterations, "cores": cores,
-        "no_ray_back_to_back_s": round(plain, 2), "ray_sweep_wall_s": round(swept, 2),
-        "ratio_sweep_over_back_to_back": round(swept / plain, 3),
-        "ideal_ratio_with_parallel_trials": round(1 / min(cores, a.trials), 3),
-        "round_s": round(per_round, 3), "round_s_inside_sweep": round(sum(in_trials) / len(in_trials), 3), "round_files_and_checkpoint_write_s": round(sum(ckpt_seconds) / len(ckpt_seconds), 4),
-        "checkpoint_share_of_round": round(sum(ckpt_seconds) / sum(round_seconds), 4),
-        "checkpoint_mb_last_round": round(ckpt_bytes[-1] / 2**20, 2)}))
+    print(
+        json.dumps(
+            {
+                "trials": a.trials,
+                "rounds": a.rounds + 1,
+                "iterations": a.iterations,
+                "cores": cores,
+                "no_ray_back_to_back_s": round(plain, 2),
+                "ray_sweep_wall_s": round(swept, 2),
+                "ratio_sweep_over_back_to_back": round(swept / plain, 3),
+                "ideal_ratio_with_parallel_trials": round(1 / min(cores, a.trials), 3),
+                "round_s": round(per_round, 3),
+                "round_s_inside_sweep": round(sum(in_trials) / len(in_trials), 3),
+                "round_files_and_checkpoint_write_s": round(sum(ckpt_seconds) / len(ckpt_seconds), 4),
+                "checkpoint_share_of_round": round(sum(ckpt_seconds) / sum(round_seconds), 4),
+                "checkpoint_mb_last_round": round(ckpt_bytes[-1] / 2**20, 2),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ per net is printed.
 
     python benchmarks/bench_stacked.py [--members 4] [--threads 2] [--device cpu] [--steps 20] [--conv-steps 3]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -47,6 +48,7 @@ def step_ms(paths: dict, tensors, x, y, members: int, steps: int, warmup: int, r
     """ms per forward + backward step of each path, wall and CPU (this process's, all threads), best of `repeats`
     runs of `steps` steps. The paths take turns within each repeat, so a change in the machine's load falls on
     all of them alike; CPU time is the steadier one on a shared machine (waiting for a core does not count)."""
+
     def run(net, n):
         for _ in range(n):
             logits = net.forward(tensors, x, members, shared=False, training=True)
@@ -56,6 +58,7 @@ def step_ms(paths: dict, tensors, x, y, members: int, steps: int, warmup: int, r
             loss.sum().backward()
         if x.is_cuda:
             torch.cuda.synchronize()
+
     best = {name: {"wall": float("inf"), "cpu": float("inf")} for name in paths}
     for net in paths.values():
         run(net, warmup)
@@ -84,13 +87,31 @@ def main():
         g = torch.Generator().manual_seed(0)
         x = torch.randn(a.members, a.batch, *in_shape_of(from_preset(arch).dataset), generator=g).to(a.device)
         y = torch.randint(0, 10, (a.members, a.batch), generator=g).to(a.device)
-        paths = {"stacked_net": StackedNet(template), "vmap": FunctionalStacked(template, vectorize=True),
-                 "loop": FunctionalStacked(template, vectorize=False)}
+        paths = {
+            "stacked_net": StackedNet(template),
+            "vmap": FunctionalStacked(template, vectorize=True),
+            "loop": FunctionalStacked(template, vectorize=False),
+        }
         ms = step_ms(paths, tensors, x, y, a.members, steps, warmup=2, repeats=a.repeats)
-        ratios = {f"{path}_over_stacked_net": {k: round(ms[path][k] / ms["stacked_net"][k], 3) for k in ("wall", "cpu")}
-                  for path in ("vmap", "loop")}
-        print(json.dumps({"arch": arch, "device": a.device, "members": a.members, "batch": a.batch,
-                          "threads": a.threads, "ms_per_step": ms, **ratios}), flush=True)
+        ratios = {
+            f"{path}_over_stacked_net": {k: round(ms[path][k] / ms["stacked_net"][k], 3) for k in ("wall", "cpu")}
+            for path in ("vmap", "loop")
+        }
+        print(
+            json.dumps(
+                {
+                    "arch": arch,
+                    "device": a.device,
+                    "members": a.members,
+                    "batch": a.batch,
+                    "threads": a.threads,
+                    "ms_per_step": ms,
+                    **ratios,
+                }
+            ),
+            flush=True,
+        )
+
 
 if __name__ == "__main__":
     main()

@@ -11,6 +11,7 @@ ticket, hard-linked into N trial folders), with early-stop weights off so the di
 
     python benchmarks/bench_storage.py [--rounds 20] [--archs lenet,conv2,conv6] [--trials 50]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -25,7 +26,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 OLD_COMMIT = "6b71ed0"
 
-MEASURE = r'''
+MEASURE = r"""
 import io, json, sys, time, torch
 from lth_ray.core.spec.config import from_preset
 from lth_ray.core.data.loading import Split
@@ -57,9 +58,9 @@ else:
         rec = t.run_round()
         rows.append({"round": rec["round"], "checkpoint": size(t.state)})
 print(json.dumps(rows))
-'''
+"""
 
-EXPORT = r'''
+EXPORT = r"""
 import json, resource, sys
 from lth_ray.results.experiment import StoredRounds, TrialResult
 from lth_ray.results.export import write_export
@@ -73,13 +74,14 @@ before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 write_export(trials, out, "/bench")
 print(json.dumps({"trials": n, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
                   "rss_before_export_mb": before / 1024}))
-'''
+"""
 
 
 def run_code(code: str, args: list[str], pythonpath: str) -> str:
     env = {**os.environ, "PYTHONPATH": pythonpath, "OMP_NUM_THREADS": "2"}
-    out = subprocess.run([sys.executable, "-c", code, *args], env=env, capture_output=True, text=True, check=True,
-                         cwd="/")
+    out = subprocess.run(
+        [sys.executable, "-c", code, *args], env=env, capture_output=True, text=True, check=True, cwd="/"
+    )
     return out.stdout.strip().splitlines()[-1]
 
 
@@ -88,25 +90,30 @@ def sizes(archs: list[str], rounds: int) -> list[dict]:
     with tempfile.TemporaryDirectory(prefix="lth_ray-bench-storage-") as tmp:
         old = Path(tmp) / "v010"
         old.mkdir()
-        archive = subprocess.run(["git", "archive", OLD_COMMIT, "lth_ray"], cwd=ROOT, capture_output=True,
-                                 check=True).stdout
+        archive = subprocess.run(
+            ["git", "archive", OLD_COMMIT, "lth_ray"], cwd=ROOT, capture_output=True, check=True
+        ).stdout
         subprocess.run(["tar", "-x", "-C", str(old)], input=archive, check=True)
         for arch in archs:
             before = json.loads(run_code(MEASURE, [arch, str(rounds), "old", "-"], str(old)))
             after = json.loads(run_code(MEASURE, [arch, str(rounds), "new", f"{tmp}/{arch}/rounds"], str(ROOT)))
             old_total = sum(r["checkpoint"] for r in before)  # 0.1.0 wrote its whole state every round
             new_total = after[-1]["round_files_total"] + sum(r["checkpoint"] for r in after)
-            rows.append({
-                "arch": arch, "rounds": rounds + 1,
-                "before_checkpoint_mb_round_1": round(before[1]["checkpoint"] / 2**20, 2),
-                "before_checkpoint_mb_last": round(before[-1]["checkpoint"] / 2**20, 2),
-                "before_bytes_per_trajectory_mb": round(old_total / 2**20, 1),
-                "after_checkpoint_mb_round_1": round(after[1]["checkpoint"] / 2**20, 2),
-                "after_checkpoint_mb_last": round(after[-1]["checkpoint"] / 2**20, 2),
-                "after_checkpoint_last_over_round_1": round(after[-1]["checkpoint"] / after[1]["checkpoint"], 3),
-                "after_round_files_mb": round(after[-1]["round_files_total"] / 2**20, 1),
-                "after_bytes_per_trajectory_mb": round(new_total / 2**20, 1),
-                "round_files_write_s_mean": round(sum(r["round_files_write_s"] for r in after) / len(after), 4)})
+            rows.append(
+                {
+                    "arch": arch,
+                    "rounds": rounds + 1,
+                    "before_checkpoint_mb_round_1": round(before[1]["checkpoint"] / 2**20, 2),
+                    "before_checkpoint_mb_last": round(before[-1]["checkpoint"] / 2**20, 2),
+                    "before_bytes_per_trajectory_mb": round(old_total / 2**20, 1),
+                    "after_checkpoint_mb_round_1": round(after[1]["checkpoint"] / 2**20, 2),
+                    "after_checkpoint_mb_last": round(after[-1]["checkpoint"] / 2**20, 2),
+                    "after_checkpoint_last_over_round_1": round(after[-1]["checkpoint"] / after[1]["checkpoint"], 3),
+                    "after_round_files_mb": round(after[-1]["round_files_total"] / 2**20, 1),
+                    "after_bytes_per_trajectory_mb": round(new_total / 2**20, 1),
+                    "round_files_write_s_mean": round(sum(r["round_files_write_s"] for r in after) / len(after), 4),
+                }
+            )
             print(json.dumps(rows[-1]), flush=True)
     return rows
 
@@ -115,11 +122,15 @@ def export_memory(n: int) -> list[dict]:
     rows = []
     with tempfile.TemporaryDirectory(prefix="lth_ray-bench-export-mem-") as tmp:
         src = f"{tmp}/trial0/rounds"
-        run_code(MEASURE.replace("cfg = from_preset(arch, dataset=split.dataset, iterations=2, eval_every=1, "
-                                 "rounds=rounds)",
-                                 "cfg = from_preset(arch, dataset=split.dataset, iterations=2, eval_every=1, "
-                                 "rounds=rounds, save_early_stop=False)"),
-                 ["conv2", "2", "new", src], str(ROOT))
+        run_code(
+            MEASURE.replace(
+                "cfg = from_preset(arch, dataset=split.dataset, iterations=2, eval_every=1, rounds=rounds)",
+                "cfg = from_preset(arch, dataset=split.dataset, iterations=2, eval_every=1, "
+                "rounds=rounds, save_early_stop=False)",
+            ),
+            ["conv2", "2", "new", src],
+            str(ROOT),
+        )
         for i in range(1, n):  # the same files for every trial: what is measured is the exporter's memory
             for f in Path(src).rglob("*"):
                 target = Path(f"{tmp}/trial{i}/rounds") / f.relative_to(src)
@@ -146,8 +157,14 @@ def main():
     began = time.perf_counter()
     sizes(a.archs.split(","), a.rounds)
     mem = export_memory(a.trials)
-    print(json.dumps({"export_peak_rss_ratio": round(mem[1]["peak_rss_mb"] / mem[0]["peak_rss_mb"], 3),
-                      "seconds": round(time.perf_counter() - began, 1)}))
+    print(
+        json.dumps(
+            {
+                "export_peak_rss_ratio": round(mem[1]["peak_rss_mb"] / mem[0]["peak_rss_mb"], 3),
+                "seconds": round(time.perf_counter() - began, 1),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

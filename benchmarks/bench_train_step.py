@@ -7,6 +7,7 @@ minus warm-up steps), so the single evaluation at the end of each run cancels ou
 
     python benchmarks/bench_train_step.py [--threads 2] [--iters 1000] [--conv-iters 100]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -35,21 +36,32 @@ def fake_cifar(n_train=45_000, seed=0) -> Split:
     return Split(x(n_train), y(n_train), x(1000), y(1000), x(1000), y(1000), "cifar10", "random")
 
 
-def ours_ms_per_iter(preset: str, split: Split, iters: int, warmup: int, sparse: bool, repeats: int = 3,
-                     precision: str = "fp32") -> float:
+def ours_ms_per_iter(
+    preset: str, split: Split, iters: int, warmup: int, sparse: bool, repeats: int = 3, precision: str = "fp32"
+) -> float:
     """ms per training iteration of a trajectory round (dense round 0, or a pruned round 1 if `sparse`).
 
     One untimed run first (the first touches of the data and allocator are slow), then the best of `repeats`.
     """
+
     def timed(n):
-        cfg = from_preset(preset, dataset=split.dataset, iterations=n, eval_every=n, rounds=1,
-                          save_early_stop=False, precision=precision, device=split.x_train.device.type)
+        cfg = from_preset(
+            preset,
+            dataset=split.dataset,
+            iterations=n,
+            eval_every=n,
+            rounds=1,
+            save_early_stop=False,
+            precision=precision,
+            device=split.x_train.device.type,
+        )
         t = Trajectory(cfg, split)
         if sparse:
             t.run_round()  # round 0 (dense), then time round 1 (masked)
         start = time.perf_counter()
         t.run_round()
         return time.perf_counter() - start
+
     timed(warmup)
     return min(timed(warmup + iters) - timed(warmup) for _ in range(repeats)) / iters * 1e3
 
@@ -60,9 +72,25 @@ def yardstick(arch: str, dataset: str, root: str, iters: int, threads: int, repe
 
 
 def _yardstick_once(arch: str, dataset: str, root: str, iters: int, threads: int) -> float:
-    out = subprocess.run([sys.executable, str(YARDSTICK), "--arch", arch, "--dataset", dataset, "--root", root,
-                          "--iters", str(iters), "--threads", str(threads)],
-                         capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [
+            sys.executable,
+            str(YARDSTICK),
+            "--arch",
+            arch,
+            "--dataset",
+            dataset,
+            "--root",
+            root,
+            "--iters",
+            str(iters),
+            "--threads",
+            str(threads),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])["ms_per_iter"]
 
 
@@ -71,8 +99,11 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--iters", type=int, default=1000)
     ap.add_argument("--conv-iters", type=int, default=100)
-    ap.add_argument("--precisions", default="fp32,bf16",
-                    help="ours in each of these precisions (the first is compared with the yardstick)")
+    ap.add_argument(
+        "--precisions",
+        default="fp32,bf16",
+        help="ours in each of these precisions (the first is compared with the yardstick)",
+    )
     a = ap.parse_args()
     precisions = a.precisions.split(",")
     torch.set_num_threads(a.threads)
@@ -82,6 +113,7 @@ def main():
         raw = Path(tmp) / "FashionMNIST" / "raw"
         raw.mkdir(parents=True)
         import gzip
+
         for f in DEBIAN_FASHION_MNIST.glob("*.gz"):
             (raw / f.stem).write_bytes(gzip.decompress(f.read_bytes()))
         split = load_split("fashion-mnist")
@@ -89,16 +121,32 @@ def main():
         for precision in precisions:
             for sparse in (False, True):
                 ours = ours_ms_per_iter("lenet", split, a.iters, 100, sparse, precision=precision)
-                rows.append({"arch": "lenet", "data": "fashion-mnist", "round": "pruned" if sparse else "dense",
-                             "precision": precision, "ours_ms": round(ours, 4), "yardstick_ms": base,
-                             "speedup": round(base / ours, 2)})
+                rows.append(
+                    {
+                        "arch": "lenet",
+                        "data": "fashion-mnist",
+                        "round": "pruned" if sparse else "dense",
+                        "precision": precision,
+                        "ours_ms": round(ours, 4),
+                        "yardstick_ms": base,
+                        "speedup": round(base / ours, 2),
+                    }
+                )
     cifar = fake_cifar()
     base = yardstick("conv2", "fake-cifar10", "unused", a.conv_iters, a.threads)
     for sparse in (False, True):
         ours = ours_ms_per_iter("conv2", cifar, a.conv_iters, 10, sparse, precision=precisions[0])
-        rows.append({"arch": "conv2", "data": "cifar-shaped", "round": "pruned" if sparse else "dense",
-                     "precision": precisions[0], "ours_ms": round(ours, 4), "yardstick_ms": base,
-                     "speedup": round(base / ours, 2)})
+        rows.append(
+            {
+                "arch": "conv2",
+                "data": "cifar-shaped",
+                "round": "pruned" if sparse else "dense",
+                "precision": precisions[0],
+                "ours_ms": round(ours, 4),
+                "yardstick_ms": base,
+                "speedup": round(base / ours, 2),
+            }
+        )
     print(f"threads={a.threads} torch={torch.__version__}")
     for row in rows:
         print(json.dumps(row))

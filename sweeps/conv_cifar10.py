@@ -3,12 +3,18 @@
 The default grid is the thesis' experiment: Conv-2/4/6 x 3 seeds x (the ticket, random re-init, random pruning),
 20 rounds; `--seeds 1 --baselines none` is a quick run.
 """
+
 import sys
 
 from lth_ray.distributed.sweep import SweepDefaults, main
 
-DEFAULTS = SweepDefaults(prog="sweeps.conv_cifar10", archs=("conv2", "conv4", "conv6"), datasets=("cifar10",),
-                         seeds="3", baselines="reinit,random-prune")
+DEFAULTS = SweepDefaults(
+    prog="sweeps.conv_cifar10",
+    archs=("conv2", "conv4", "conv6"),
+    datasets=("cifar10",),
+    seeds="3",
+    baselines="reinit,random-prune",
+)
 
 if __name__ == "__main__":
     sys.exit(main(DEFAULTS))

@@ -8,6 +8,7 @@ the output layer and ResNet-20's 1x1 shortcuts dense), each ticket with its rand
 winning tickets at rate 0.1; with it, it does. `--arch resnet20,vgg16` runs OpenLTH's defaults instead; any
 registered cifar_resnet_* / cifar_vgg_* is allowed.
 """
+
 import sys
 
 from lth_ray.core.spec.presets import RECIPES, registered_models
@@ -15,8 +16,14 @@ from lth_ray.distributed.sweep import SweepDefaults, main
 
 OPENLTH_MODELS = tuple(m for m in registered_models() if m.startswith(("cifar_resnet_", "cifar_vgg_")))
 LTH_SECTION_5 = "vgg19-lth,vgg19-lth-warmup,resnet20-lth,resnet20-lth-warmup"
-DEFAULTS = SweepDefaults(prog="sweeps.deep_cifar10", archs=(*RECIPES, *OPENLTH_MODELS), datasets=("cifar10",),
-                         seeds="2", baselines="reinit", recipe=(("arch", LTH_SECTION_5),))
+DEFAULTS = SweepDefaults(
+    prog="sweeps.deep_cifar10",
+    archs=(*RECIPES, *OPENLTH_MODELS),
+    datasets=("cifar10",),
+    seeds="2",
+    baselines="reinit",
+    recipe=(("arch", LTH_SECTION_5),),
+)
 
 if __name__ == "__main__":
     sys.exit(main(DEFAULTS))

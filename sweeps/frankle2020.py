@@ -12,14 +12,20 @@ One difference from the paper: an epoch here is the 45,000 training images left 
 160 epochs are 56,160 iterations (the paper: 63K on all 50,000); `--iterations 63000it --milestones 32000,48000`
 gives the paper's lengths. `--dataset fashion-mnist` and fewer `--iterations` make a small rehearsal.
 """
+
 import sys
 
 from lth_ray.distributed.sweep import SweepDefaults, main
 
 K = "0,100,500,2000"  # the rewind points; instability becomes low for ResNet-20 by 2,000, VGG-16 by 1,000
-DEFAULTS = SweepDefaults(prog="sweeps.frankle2020", archs=("resnet20", "vgg16"), datasets=("cifar10", "fashion-mnist"),
-                         seeds="3", baselines="reinit,random-prune",
-                         recipe=(("rewind_iteration", K), ("instability", True)))
+DEFAULTS = SweepDefaults(
+    prog="sweeps.frankle2020",
+    archs=("resnet20", "vgg16"),
+    datasets=("cifar10", "fashion-mnist"),
+    seeds="3",
+    baselines="reinit,random-prune",
+    recipe=(("rewind_iteration", K), ("instability", True)),
+)
 
 if __name__ == "__main__":
     sys.exit(main(DEFAULTS))

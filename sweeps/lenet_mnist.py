@@ -3,12 +3,14 @@
 The default is one seed of the ticket alone, a quick run; the paper's experiment adds
 `--seeds 5 --baselines reinit,random-prune`.
 """
+
 import sys
 
 from lth_ray.distributed.sweep import SweepDefaults, main
 
-DEFAULTS = SweepDefaults(prog="sweeps.lenet_mnist", archs=("lenet",), datasets=("mnist", "fashion-mnist"),
-                         seeds="1", baselines="none")
+DEFAULTS = SweepDefaults(
+    prog="sweeps.lenet_mnist", archs=("lenet",), datasets=("mnist", "fashion-mnist"), seeds="1", baselines="none"
+)
 
 if __name__ == "__main__":
     sys.exit(main(DEFAULTS))

@@ -9,6 +9,7 @@ token of its own in a private temporary file (`TEST_TOKEN_PATH`, 0600), named by
 test cluster, every sweep the tests start (embedded or `--address`) and the pytest process use it, and no
 test reads, writes or deletes the user's `~/.ray/auth_token`.
 """
+
 from __future__ import annotations
 
 import atexit
@@ -61,7 +62,7 @@ def make_mnist_like(root: Path, folder: str = "MNIST", n_train: int = 5600, n_te
         y = rng.integers(0, 10, n)
         x = rng.integers(0, 200, (n, 28, 28))
         for i, c in enumerate(y):
-            x[i, 2 * c + 4: 2 * c + 7, 4:24] += 40  # faint enough that nets do not all reach 100%
+            x[i, 2 * c + 4 : 2 * c + 7, 4:24] += 40  # faint enough that nets do not all reach 100%
         return x.clip(0, 255).astype(np.uint8), y.astype(np.uint8)
 
     raw = root / folder / "raw"
@@ -96,6 +97,7 @@ def serve_idx_mirror(monkeypatch, dataset_class, served: Path, sizes: dict[str, 
     import hashlib
     import http.server
     import threading
+
     rng = np.random.default_rng(seed)
     resources = []
     for prefix, n in sizes.items():
@@ -126,8 +128,8 @@ def ray_cluster():
     """A local two-node Ray cluster with logical GPUs and token authentication (the session's token, from
     the environment set above: sweeps given `--address` find it there); yields the cluster."""
     from ray.cluster_utils import Cluster
-    cluster = Cluster(initialize_head=True, connect=False,
-                      head_node_args={"num_cpus": 0, "include_dashboard": False})
+
+    cluster = Cluster(initialize_head=True, connect=False, head_node_args={"num_cpus": 0, "include_dashboard": False})
     for _ in range(2):
         cluster.add_node(num_cpus=1, num_gpus=4)
     cluster.wait_for_nodes()
@@ -138,8 +140,25 @@ def ray_cluster():
 def sweep_argv(data_root: Path, storage: Path, name: str, *extra: str) -> list[str]:
     """A tiny Lenet sweep: 2 rounds of 200 iterations, evaluated every 50, trained on CPUs (`--device cpu`: the
     session's cluster declares logical GPUs, and a trial assigned a GPU it cannot see fails otherwise)."""
-    return ["--dataset", "mnist", "--data-root", str(data_root), "--rounds", "2", "--iterations", "200",
-            "--eval-every", "50", "--device", "cpu", "--storage", str(storage), "--name", name, *extra]
+    return [
+        "--dataset",
+        "mnist",
+        "--data-root",
+        str(data_root),
+        "--rounds",
+        "2",
+        "--iterations",
+        "200",
+        "--eval-every",
+        "50",
+        "--device",
+        "cpu",
+        "--storage",
+        str(storage),
+        "--name",
+        name,
+        *extra,
+    ]
 
 
 @pytest.fixture(scope="session")
@@ -147,9 +166,19 @@ def tiny_experiment(tmp_path_factory, tiny_mnist, ray_cluster) -> Path:
     """A finished tiny sweep (2 seeds, ticket + reinit + random-prune), exported: <storage>/<name>."""
     from lth_ray.distributed.sweep import main
     from sweeps.lenet_mnist import DEFAULTS
+
     storage = tmp_path_factory.mktemp("storage")
-    argv = sweep_argv(tiny_mnist, storage, "tiny", "--seeds", "2", "--baselines", "reinit,random-prune",
-                      "--address", ray_cluster.address)
+    argv = sweep_argv(
+        tiny_mnist,
+        storage,
+        "tiny",
+        "--seeds",
+        "2",
+        "--baselines",
+        "reinit,random-prune",
+        "--address",
+        ray_cluster.address,
+    )
     assert main(DEFAULTS, argv) == 0
     return storage / "tiny"
 
@@ -159,9 +188,19 @@ def pai_experiment(tmp_path_factory, tiny_mnist, ray_cluster) -> Path:
     """A finished tiny sweep of one seed: the ticket, GraSP and random pruning, each with its shuffle ablation."""
     from lth_ray.distributed.sweep import main
     from sweeps.lenet_mnist import DEFAULTS
+
     storage = tmp_path_factory.mktemp("storage-pai")
-    argv = sweep_argv(tiny_mnist, storage, "pai", "--address", ray_cluster.address,
-                      "--baselines", "grasp,random-prune", "--ablations", "shuffle")
+    argv = sweep_argv(
+        tiny_mnist,
+        storage,
+        "pai",
+        "--address",
+        ray_cluster.address,
+        "--baselines",
+        "grasp,random-prune",
+        "--ablations",
+        "shuffle",
+    )
     assert main(DEFAULTS, argv) == 0
     return storage / "pai"
 
@@ -170,6 +209,7 @@ def pai_experiment(tmp_path_factory, tiny_mnist, ray_cluster) -> Path:
 def split(tiny_mnist):
     """The tiny MNIST look-alike as device tensors (read-only: trajectories only gather from it)."""
     from lth_ray.core.data.loading import load_split
+
     return load_split("mnist", str(tiny_mnist))
 
 
@@ -177,6 +217,15 @@ def split(tiny_mnist):
 def cifar_split(tiny_cifar10):
     """A few CIFAR-like images: enough for a real conv preset to train two steps a round, quickly."""
     from lth_ray.core.data.loading import Split, load_split
+
     s = load_split("cifar10", str(tiny_cifar10))
-    return Split(s.x_train[:120], s.y_train[:120], s.x_val[:60], s.y_val[:60], s.x_test[:60], s.y_test[:60],
-                 dataset="cifar10", source=s.source)
+    return Split(
+        s.x_train[:120],
+        s.y_train[:120],
+        s.x_val[:60],
+        s.y_val[:60],
+        s.x_test[:60],
+        s.y_test[:60],
+        dataset="cifar10",
+        source=s.source,
+    )

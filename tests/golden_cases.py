@@ -16,6 +16,7 @@ Only the old import paths are used (`lth_ray.config`, `lth_ray.data`, `lth_ray.c
 they stay as re-export shims after the refactor. Torch runs on one intra-op thread while a case runs (and is
 set back after), so the numbers do not depend on the machine's core count.
 """
+
 from __future__ import annotations
 
 import gzip
@@ -35,13 +36,34 @@ GOLDEN_DIR = Path(__file__).resolve().parent / "data" / "golden"
 RECORDED_ON = "bcb7175"
 
 # The numbers of a round record that are compared (seconds and device_name are time/host dependent; left out).
-RECORD_KEYS = ("round", "method", "sparsity", "layer_sparsity", "iterations",
-               "train_loss", "val_loss", "val_acc", "test_loss", "test_acc",
-               "early_stop_index", "early_stop_iteration",
-               "train_loss_at_early_stop", "val_loss_at_early_stop", "val_acc_at_early_stop",
-               "test_loss_at_early_stop", "test_acc_at_early_stop",
-               "final_train_loss", "final_val_loss", "final_val_acc", "final_test_loss", "final_test_acc",
-               "diverged", "start_iteration", "steps", "device")
+RECORD_KEYS = (
+    "round",
+    "method",
+    "sparsity",
+    "layer_sparsity",
+    "iterations",
+    "train_loss",
+    "val_loss",
+    "val_acc",
+    "test_loss",
+    "test_acc",
+    "early_stop_index",
+    "early_stop_iteration",
+    "train_loss_at_early_stop",
+    "val_loss_at_early_stop",
+    "val_acc_at_early_stop",
+    "test_loss_at_early_stop",
+    "test_acc_at_early_stop",
+    "final_train_loss",
+    "final_val_loss",
+    "final_val_acc",
+    "final_test_loss",
+    "final_test_acc",
+    "diverged",
+    "start_iteration",
+    "steps",
+    "device",
+)
 INSTABILITY_DROP = ("seconds",)
 
 
@@ -62,7 +84,7 @@ def _mnist_like(root: Path, n_train: int = 600, n_test: int = 100, seed: int = 2
         y = rng.integers(0, 10, n)
         x = rng.integers(0, 200, (n, 28, 28))
         for i, c in enumerate(y):
-            x[i, 2 * c + 4: 2 * c + 7, 4:24] += 90
+            x[i, 2 * c + 4 : 2 * c + 7, 4:24] += 90
         _write_idx(root / "MNIST" / "raw" / f"{prefix}-images-idx3-ubyte.gz", x.clip(0, 255))
         _write_idx(root / "MNIST" / "raw" / f"{prefix}-labels-idx1-ubyte.gz", y)
 
@@ -77,8 +99,15 @@ def _cifar10_like(root: Path, per_batch: int = 40, n_test: int = 50, seed: int =
         data = rng.integers(0, 200, (n, 3, 32 * 32))
         data[np.arange(n), labels % 3] += 6 * labels[:, None]
         with open(folder / name, "wb") as f:
-            pickle.dump({"data": data.reshape(n, -1).clip(0, 255).astype(np.uint8), "labels": labels.tolist(),
-                         "batch_label": name.encode()}, f, protocol=4)
+            pickle.dump(
+                {
+                    "data": data.reshape(n, -1).clip(0, 255).astype(np.uint8),
+                    "labels": labels.tolist(),
+                    "batch_label": name.encode(),
+                },
+                f,
+                protocol=4,
+            )
 
 
 # dataset -> (writer, validation examples held out)
@@ -90,12 +119,14 @@ def split(dataset: str):
     """The data set of the cases, through the real loader (built once per process; trajectories only read it)."""
     if dataset not in _SPLITS:
         from lth_ray.data import Split, load_split
+
         writer, validation = _DATA[dataset]
         with tempfile.TemporaryDirectory(prefix=f"lth_ray-golden-{dataset}-") as root:
             writer(Path(root))
             s = load_split(dataset, root, validation_size=validation)
-        _SPLITS[dataset] = Split(s.x_train, s.y_train, s.x_val, s.y_val, s.x_test, s.y_test, dataset=dataset,
-                                 source="golden")
+        _SPLITS[dataset] = Split(
+            s.x_train, s.y_train, s.x_val, s.y_val, s.x_test, s.y_test, dataset=dataset, source="golden"
+        )
     return _SPLITS[dataset]
 
 
@@ -115,31 +146,60 @@ class Case:
 LENET = dict(dataset="mnist", plan_fc=(16,), rounds=2, iterations=60, eval_every=20, batch_size=20)
 AT_INIT = ("snip", "grasp", "synflow", "magnitude-init")
 ABLATIONS = ("shuffle", "reinit", "invert")
-CONV_BN = dict(dataset="cifar10", plan_conv=("4B", "M"), plan_fc=(8,), rounds=2, iterations=20, eval_every=10,
-               batch_size=15)
+CONV_BN = dict(
+    dataset="cifar10", plan_conv=("4B", "M"), plan_fc=(8,), rounds=2, iterations=20, eval_every=10, batch_size=15
+)
 
 CASES: dict[str, Case] = {
-    "lenet_fp32": Case("lenet", dict(LENET), (0, 1), ("reinit", "random-prune"),
-                       doc="IMP on a 16-unit Lenet, two seeds, re-init and random pruning beside it"),
-    "lenet_fp64": Case("lenet", dict(LENET, precision="fp64"), (0, 1), ("reinit", "random-prune"),
-                       doc="the same in float64"),
+    "lenet_fp32": Case(
+        "lenet",
+        dict(LENET),
+        (0, 1),
+        ("reinit", "random-prune"),
+        doc="IMP on a 16-unit Lenet, two seeds, re-init and random pruning beside it",
+    ),
+    "lenet_fp64": Case(
+        "lenet", dict(LENET, precision="fp64"), (0, 1), ("reinit", "random-prune"), doc="the same in float64"
+    ),
     "lenet_late_rewind_instability": Case(
-        "lenet", dict(LENET, rewind_iteration=20, instability=True, instability_points=3), (0,),
-        ("reinit", "random-prune"), doc="late rewinding to iteration 20, with instability paths every round"),
-    "one_shot_global": Case("lenet", dict(LENET, method="one-shot", pruning="global"), (0,),
-                            ("reinit", "random-prune"), doc="a one-shot ticket, global magnitude pruning"),
-    "pruning_at_init_fp32": Case("lenet", dict(LENET, iterations=40), (0,), AT_INIT, ABLATIONS,
-                                 doc="SNIP, GraSP, SynFlow, magnitude at init, every ablation of each and of IMP"),
-    "pruning_at_init_fp64": Case("lenet", dict(LENET, iterations=40, precision="fp64"), (0,), AT_INIT, ABLATIONS,
-                                 doc="the same in float64"),
-    "conv_batchnorm": Case("conv2", CONV_BN, (0,), ("reinit",),
-                           doc="a tiny conv plan with BatchNorm (4B, M | fc 8) on CIFAR-like data, re-init beside"),
+        "lenet",
+        dict(LENET, rewind_iteration=20, instability=True, instability_points=3),
+        (0,),
+        ("reinit", "random-prune"),
+        doc="late rewinding to iteration 20, with instability paths every round",
+    ),
+    "one_shot_global": Case(
+        "lenet",
+        dict(LENET, method="one-shot", pruning="global"),
+        (0,),
+        ("reinit", "random-prune"),
+        doc="a one-shot ticket, global magnitude pruning",
+    ),
+    "pruning_at_init_fp32": Case(
+        "lenet",
+        dict(LENET, iterations=40),
+        (0,),
+        AT_INIT,
+        ABLATIONS,
+        doc="SNIP, GraSP, SynFlow, magnitude at init, every ablation of each and of IMP",
+    ),
+    "pruning_at_init_fp64": Case(
+        "lenet", dict(LENET, iterations=40, precision="fp64"), (0,), AT_INIT, ABLATIONS, doc="the same in float64"
+    ),
+    "conv_batchnorm": Case(
+        "conv2",
+        CONV_BN,
+        (0,),
+        ("reinit",),
+        doc="a tiny conv plan with BatchNorm (4B, M | fc 8) on CIFAR-like data, re-init beside",
+    ),
 }
 
 
 def members_of(case: Case):
     from lth_ray.config import from_preset
     from lth_ray.trajectory import cohort_members
+
     ticket = from_preset(case.preset, **case.overrides)
     return cohort_members(ticket, list(case.seeds), list(case.baselines), list(case.ablations))
 
@@ -207,6 +267,7 @@ def round_entry(config, result) -> dict:
 def run_case(name: str) -> dict:
     """Every member's every round of case `name`, as a JSON-able dict (deterministic, bitwise on one CPU)."""
     from lth_ray.cohort import Cohort
+
     case = CASES[name]
     members = members_of(case)
     data = split(members[0].dataset)
@@ -226,8 +287,13 @@ def run_case(name: str) -> dict:
 
 def environment() -> dict:
     """What the numbers depend on besides the code: torch's build and the CPU's kernels."""
-    return {"torch": torch.__version__, "numpy": np.__version__, "cpu_capability": torch.backends.cpu.get_cpu_capability(),
-            "machine": platform.machine(), "python": platform.python_version()}
+    return {
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "machine": platform.machine(),
+        "python": platform.python_version(),
+    }
 
 
 def same(a, b) -> bool:

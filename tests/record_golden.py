@@ -6,6 +6,7 @@ number, to be explained, not re-recorded. Each file is written under a temporary
 The repository this script sits in comes first on sys.path, so its `lth_ray` is the one recorded (not an
 editable install elsewhere).
 """
+
 from __future__ import annotations
 
 import json
@@ -26,10 +27,12 @@ import golden_cases as G  # noqa: E402
 
 def commit() -> str:
     try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
-                              check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "lth_ray"], cwd=ROOT, capture_output=True,
-                               text=True, check=True).stdout.strip()
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "lth_ray"], cwd=ROOT, capture_output=True, text=True, check=True
+        ).stdout.strip()
         return head + ("-dirty" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
@@ -59,8 +62,10 @@ def main(names: list[str]) -> int:
         assert G.same(output, again), f"{name}: does not round-trip through JSON: {G.first_difference(output, again)}"
         path = G.GOLDEN_DIR / f"{name}.json"
         write_atomically(path, json.dumps({"meta": meta, "output": output}, indent=1) + "\n")
-        print(f"{name}: {len(output['keys'])} members, {len(output['rounds'])} rounds, "
-              f"{time.perf_counter() - began:.2f} s -> {path.relative_to(ROOT)}")
+        print(
+            f"{name}: {len(output['keys'])} members, {len(output['rounds'])} rounds, "
+            f"{time.perf_counter() - began:.2f} s -> {path.relative_to(ROOT)}"
+        )
     return 0
 
 

@@ -1,4 +1,5 @@
 """Small readers over a trajectory's `RoundResult`s, for tests (the trajectory itself keeps no history)."""
+
 from __future__ import annotations
 
 from lth_ray.core.pruning.masks import expand, unpack_masks

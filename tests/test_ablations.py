@@ -1,6 +1,7 @@
 """The sanity-check ablations (Frankle et al. 2021) of the ticket and of every pruning-at-init method: the
 mask shuffled within each layer (same per-layer counts), the same mask on a fresh init, the mask from inverted
 scores; every member at the ticket's density every round, in both pruning modes. Plain PyTorch, no Ray."""
+
 from __future__ import annotations
 
 import pytest
@@ -36,15 +37,34 @@ def test_shuffle_keeps_each_layers_count_and_moves_the_weights():
 
 @pytest.mark.parametrize("pruning", ["layerwise", "global"])
 def test_every_ablation_has_the_tickets_density_each_round(pruning, split):
-    cfg = from_preset("lenet", dataset="mnist", iterations=20, eval_every=10, rounds=2, pruning=pruning,
-                      rewind_iteration=10)
-    members = cohort_members(cfg, [0], ["random-prune", "grasp", "synflow", "magnitude-init"],
-                             ["shuffle", "reinit", "invert"])
+    cfg = from_preset(
+        "lenet", dataset="mnist", iterations=20, eval_every=10, rounds=2, pruning=pruning, rewind_iteration=10
+    )
+    members = cohort_members(
+        cfg, [0], ["random-prune", "grasp", "synflow", "magnitude-init"], ["shuffle", "reinit", "invert"]
+    )
     labels = [m.label for m in members]
-    assert labels == ["imp", "random-prune", "grasp", "synflow", "magnitude-init", "imp-shuffle", "reinit",
-                      "imp-invert", "random-prune-shuffle", "random-prune-reinit", "grasp-shuffle",
-                      "grasp-reinit", "grasp-invert", "synflow-shuffle", "synflow-reinit", "synflow-invert",
-                      "magnitude-init-shuffle", "magnitude-init-reinit", "magnitude-init-invert"]
+    assert labels == [
+        "imp",
+        "random-prune",
+        "grasp",
+        "synflow",
+        "magnitude-init",
+        "imp-shuffle",
+        "reinit",
+        "imp-invert",
+        "random-prune-shuffle",
+        "random-prune-reinit",
+        "grasp-shuffle",
+        "grasp-reinit",
+        "grasp-invert",
+        "synflow-shuffle",
+        "synflow-reinit",
+        "synflow-invert",
+        "magnitude-init-shuffle",
+        "magnitude-init-reinit",
+        "magnitude-init-invert",
+    ]
     got = rounds_of(members, split)
     for r in (1, 2):
         ticket = got["imp"][r]
@@ -62,8 +82,13 @@ def test_every_ablation_has_the_tickets_density_each_round(pruning, split):
             assert same.record["val_loss"] != got[method][r].record["val_loss"]
         # where each starts: the ticket's shuffle (and random pruning's) at the rewind point k, the rest at 0
         starts = {label: by_round[r].record["start_iteration"] for label, by_round in got.items()}
-        assert {label for label, s in starts.items() if s == 10} == {"imp", "imp-shuffle", "imp-invert",
-                                                                    "random-prune", "random-prune-shuffle"}
+        assert {label for label, s in starts.items() if s == 10} == {
+            "imp",
+            "imp-shuffle",
+            "imp-invert",
+            "random-prune",
+            "random-prune-shuffle",
+        }
     assert sorted(label for label, by_round in got.items() if 0 in by_round) == ["imp", "imp-invert"]
 
 
@@ -85,6 +110,7 @@ def test_inversion_keeps_the_lowest_scores(split):
     assert got["imp-invert"][0].record["val_loss"] == pytest.approx(got["imp"][0].record["val_loss"], rel=1e-4)
     trained = got["imp"][0]  # the dense round both prune from: the inversion keeps the smallest 80% per layer
     from rounds_helpers import trained as dense
+
     t = dense(trained)
     inv, imp = masks(got["imp-invert"][1]), masks(got["imp"][1])
     for n in inv:
@@ -108,7 +134,7 @@ def test_ablations_are_chosen_per_method_and_bad_ones_are_one_line_errors(tiny_m
     with pytest.raises(ConfigError, match="needs its ticket"):
         Cohort([ticket.replace(ablation="shuffle")], None)
     from lth_ray.cli.trajectory import main
-    code = main(["--data-root", str(tiny_mnist), "--baselines", "snip", "--ablations", "shuffle,flip",
-                 "--rounds", "1"])
+
+    code = main(["--data-root", str(tiny_mnist), "--baselines", "snip", "--ablations", "shuffle,flip", "--rounds", "1"])
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and "ablation 'flip' is unknown" in err

@@ -4,6 +4,7 @@ Hand-made frames pin the thesis' definitions: early stop = FIRST argmin of val_l
 (index + 1) * eval_every, metrics taken there; error bars = min/max over seeds; the winning ticket = the
 sparsest round at least as accurate as the dense one; the sparsity axis = log2, inverted.
 """
+
 from __future__ import annotations
 
 import json
@@ -28,10 +29,25 @@ from lth_ray.core.engine.cohort import METRICS
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = ROOT / "notebooks" / "ExperimentEvaluation.ipynb"
-IDENT = dict(experiment="x", arch="lenet", plan_conv="", plan_fc="300,100", dataset="mnist", pruning="layerwise",
-             prune_rate_fc=0.2, prune_rate_conv=0.0, rewind_iteration=0, activation="relu", iterations=200,
-             eval_every=50, batch_size=60, learning_rate=1.2e-3, precision="fp32", deterministic=False,
-             **RECIPE_DEFAULTS)  # the recipe's columns (Adam at a constant rate, as Lenet's preset)
+IDENT = dict(
+    experiment="x",
+    arch="lenet",
+    plan_conv="",
+    plan_fc="300,100",
+    dataset="mnist",
+    pruning="layerwise",
+    prune_rate_fc=0.2,
+    prune_rate_conv=0.0,
+    rewind_iteration=0,
+    activation="relu",
+    iterations=200,
+    eval_every=50,
+    batch_size=60,
+    learning_rate=1.2e-3,
+    precision="fp32",
+    deterministic=False,
+    **RECIPE_DEFAULTS,
+)  # the recipe's columns (Adam at a constant rate, as Lenet's preset)
 
 
 def lenet_ladder(rounds: int = 20) -> list[float]:
@@ -42,21 +58,45 @@ def lenet_ladder(rounds: int = 20) -> list[float]:
 
 
 def history_rows(trial: str, round_: int, val_loss, eval_every=50, method="imp", seed=0, start=0):
-    return [{**IDENT, "trial_id": trial, "trajectory": trial, "seed": seed, "method": method, "round": round_,
-             "sparsity": 1.0, "iteration": start + (k + 1) * eval_every, "train_loss": 1.0 + k, "val_loss": v,
-             "val_acc": 0.1 * k, "test_loss": 10.0 + k, "test_acc": 0.01 * k}
-            for k, v in enumerate(val_loss)]
+    return [
+        {
+            **IDENT,
+            "trial_id": trial,
+            "trajectory": trial,
+            "seed": seed,
+            "method": method,
+            "round": round_,
+            "sparsity": 1.0,
+            "iteration": start + (k + 1) * eval_every,
+            "train_loss": 1.0 + k,
+            "val_loss": v,
+            "val_acc": 0.1 * k,
+            "test_loss": 10.0 + k,
+            "test_acc": 0.01 * k,
+        }
+        for k, v in enumerate(val_loss)
+    ]
 
 
 def rounds_frame(entries) -> pd.DataFrame:
     """(method, round, seed, test_acc_at_early_stop, early_stop_iteration) -> a rounds frame."""
     ladder = lenet_ladder()
-    rows = [{**IDENT, "trial_id": f"{m}-{s}", "trajectory": f"{m}-{s}", "method": m, "round": r, "seed": s,
-             "sparsity": ladder[r], "test_acc_at_early_stop": acc, "early_stop_iteration": es,
-             **{c: 0.0 for c in ("val_acc_at_early_stop", "final_test_acc")}}
-            for m, r, s, acc, es in entries]
+    rows = [
+        {
+            **IDENT,
+            "trial_id": f"{m}-{s}",
+            "trajectory": f"{m}-{s}",
+            "method": m,
+            "round": r,
+            "seed": s,
+            "sparsity": ladder[r],
+            "test_acc_at_early_stop": acc,
+            "early_stop_iteration": es,
+            **{c: 0.0 for c in ("val_acc_at_early_stop", "final_test_acc")},
+        }
+        for m, r, s, acc, es in entries
+    ]
     return pd.DataFrame(rows)
-
 
 
 def test_every_method_per_density_table_and_labels():
@@ -64,9 +104,17 @@ def test_every_method_per_density_table_and_labels():
     then each one's ablations, every method's mean over seeds at each round's density."""
     assert A.split_label("magnitude-init-shuffle") == ("magnitude-init", "shuffle")
     assert A.split_label("imp-invert") == ("imp", "invert") and A.split_label("reinit") == ("reinit", "")
-    frame = rounds_frame([("imp", 0, 0, 0.90, 400), ("imp", 1, 0, 0.92, 300), ("imp", 1, 1, 0.94, 300),
-                          ("snip", 1, 0, 0.88, 400), ("snip-shuffle", 1, 0, 0.87, 400),
-                          ("imp-shuffle", 1, 0, 0.80, 400), ("reinit", 1, 0, 0.85, 400)])
+    frame = rounds_frame(
+        [
+            ("imp", 0, 0, 0.90, 400),
+            ("imp", 1, 0, 0.92, 300),
+            ("imp", 1, 1, 0.94, 300),
+            ("snip", 1, 0, 0.88, 400),
+            ("snip-shuffle", 1, 0, 0.87, 400),
+            ("imp-shuffle", 1, 0, 0.80, 400),
+            ("reinit", 1, 0, 0.85, 400),
+        ]
+    )
     summary = A.summarise(frame)
     assert A.has_other_methods(summary) and not A.has_other_methods(summary[summary["method"] == "imp"])
     key = next(iter(A.config_labels(summary)))
@@ -81,7 +129,9 @@ def test_every_method_per_density_table_and_labels():
     assert styles == {"imp": "-", "imp-shuffle": "--", "reinit": ":", "snip": "-", "snip-shuffle": "--"}
     plt.close(fig)
 
+
 # ------------------------------------------------------------------ early stop
+
 
 def test_early_stop_index_is_the_first_argmin_including_ties():
     assert int(A.early_stop_indices([3.0, 1.0, 2.0, 1.0, 1.0])) == 1
@@ -93,27 +143,32 @@ def test_early_stop_index_is_the_first_argmin_including_ties():
 
 
 def test_early_stop_frame_takes_iteration_and_metrics_at_the_first_minimum():
-    h = pd.DataFrame(history_rows("a", 0, [0.9, 0.5, 0.7, 0.5]) + history_rows("a", 1, [0.3, 0.4, 0.2, 0.2])
-                     + history_rows("b", 1, [0.1, 0.2], eval_every=100))
+    h = pd.DataFrame(
+        history_rows("a", 0, [0.9, 0.5, 0.7, 0.5])
+        + history_rows("a", 1, [0.3, 0.4, 0.2, 0.2])
+        + history_rows("b", 1, [0.1, 0.2], eval_every=100)
+    )
     es = A.early_stop(h.sample(frac=1.0, random_state=0)).set_index(["trial_id", "round"])
     assert es.loc[("a", 0), "early_stop_index"] == 1
-    assert es.loc[("a", 0), "early_stop_iteration"] == 100           # (1 + 1) * 50
-    assert es.loc[("a", 1), "early_stop_index"] == 2                 # tie 0.2 at 2 and 3: the first
+    assert es.loc[("a", 0), "early_stop_iteration"] == 100  # (1 + 1) * 50
+    assert es.loc[("a", 1), "early_stop_index"] == 2  # tie 0.2 at 2 and 3: the first
     assert es.loc[("a", 1), "early_stop_iteration"] == 150
     assert es.loc[("a", 1), "test_acc_at_early_stop"] == pytest.approx(0.02)
     assert es.loc[("a", 1), "val_loss_at_early_stop"] == pytest.approx(0.2)
     assert es.loc[("a", 1), "train_loss_at_early_stop"] == pytest.approx(3.0)
-    assert es.loc[("b", 1), "early_stop_iteration"] == 100            # index 0, eval_every 100
+    assert es.loc[("b", 1), "early_stop_iteration"] == 100  # index 0, eval_every 100
 
 
 def test_early_stop_frame_uses_the_absolute_axis_and_skips_non_finite_losses():
     nan, inf = float("nan"), float("inf")
-    h = pd.DataFrame(history_rows("rewound", 1, [0.5, 0.3, 0.4], start=200)      # evaluated at 250, 300, 350
-                     + history_rows("diverging", 0, [nan, 0.7, 0.6, inf])
-                     + history_rows("dead", 0, [nan, nan]))
+    h = pd.DataFrame(
+        history_rows("rewound", 1, [0.5, 0.3, 0.4], start=200)  # evaluated at 250, 300, 350
+        + history_rows("diverging", 0, [nan, 0.7, 0.6, inf])
+        + history_rows("dead", 0, [nan, nan])
+    )
     es = A.early_stop(h).set_index(["trial_id", "round"])
     assert es.loc[("rewound", 1), "early_stop_iteration"] == 300
-    assert es.loc[("diverging", 0), "early_stop_index"] == 2          # never the NaN (which argmin would pick)
+    assert es.loc[("diverging", 0), "early_stop_index"] == 2  # never the NaN (which argmin would pick)
     assert es.loc[("diverging", 0), "val_loss_at_early_stop"] == pytest.approx(0.6)
     assert pd.isna(es.loc[("dead", 0), "early_stop_iteration"])
     assert np.isnan(es.loc[("dead", 0), "test_acc_at_early_stop"])
@@ -121,7 +176,7 @@ def test_early_stop_frame_uses_the_absolute_axis_and_skips_non_finite_losses():
 
 def test_early_stop_indices_skip_nan_padding_of_thesis_arrays():
     nan = np.nan
-    loss = np.array([[[nan, nan, 0.5, 0.4], [nan, nan, nan, nan]]])   # a rewound level; a level never run
+    loss = np.array([[[nan, nan, 0.5, 0.4], [nan, nan, nan, nan]]])  # a rewound level; a level never run
     idx = A.early_stop_indices(loss, axis=2)
     assert idx.tolist() == [[3, -1]]
     values = A.values_at(np.arange(8, dtype=float).reshape(1, 2, 4), idx, axis=2)
@@ -130,9 +185,12 @@ def test_early_stop_indices_skip_nan_padding_of_thesis_arrays():
 
 # ------------------------------------------------------------------ summaries
 
+
 def test_summarise_gives_mean_and_min_max_over_seeds():
-    r = rounds_frame([("imp", 0, s, acc, es) for s, (acc, es) in enumerate([(0.90, 300), (0.96, 100), (0.93, 200)])]
-                     + [("imp", 1, s, 0.95, 100) for s in range(2)])
+    r = rounds_frame(
+        [("imp", 0, s, acc, es) for s, (acc, es) in enumerate([(0.90, 300), (0.96, 100), (0.93, 200)])]
+        + [("imp", 1, s, 0.95, 100) for s in range(2)]
+    )
     s = A.summarise(r).set_index("round")
     assert s.loc[0, "test_acc_at_early_stop_mean"] == pytest.approx(0.93)
     assert s.loc[0, "test_acc_at_early_stop_min"] == pytest.approx(0.90)
@@ -148,8 +206,12 @@ def test_summarise_gives_mean_and_min_max_over_seeds():
 
 
 def test_summarise_keeps_configurations_and_methods_apart():
-    r = pd.concat([rounds_frame([("imp", 1, 0, 0.9, 100), ("reinit", 1, 0, 0.5, 300)]),
-                   rounds_frame([("imp", 1, 0, 0.7, 100)]).assign(prune_rate_fc=0.4)])
+    r = pd.concat(
+        [
+            rounds_frame([("imp", 1, 0, 0.9, 100), ("reinit", 1, 0, 0.5, 300)]),
+            rounds_frame([("imp", 1, 0, 0.7, 100)]).assign(prune_rate_fc=0.4),
+        ]
+    )
     s = A.summarise(r)
     assert len(s) == 3 and set(s["seeds"]) == {1}
 
@@ -157,26 +219,37 @@ def test_summarise_keeps_configurations_and_methods_apart():
 def test_winning_ticket_is_the_sparsest_round_at_least_as_accurate_as_dense():
     entries = []
     for s in range(2):
-        entries += [("imp", 0, s, 0.90, 400), ("imp", 1, s, 0.92, 300), ("imp", 2, s, 0.91, 200),
-                    ("imp", 3, s, 0.90, 100), ("imp", 4, s, 0.85, 100)]            # round 3 ties dense
+        entries += [
+            ("imp", 0, s, 0.90, 400),
+            ("imp", 1, s, 0.92, 300),
+            ("imp", 2, s, 0.91, 200),
+            ("imp", 3, s, 0.90, 100),
+            ("imp", 4, s, 0.85, 100),
+        ]  # round 3 ties dense
         entries += [("reinit", r, s, 0.80 + 0.01 * r, 400) for r in range(1, 5)]
     w = A.winning_ticket(A.summarise(rounds_frame(entries)))
     assert len(w) == 1
     row = w.iloc[0]
     assert row["ticket_round"] == 3
     assert row["ticket_sparsity"] == pytest.approx(lenet_ladder()[3])
-    assert row["speedup"] == pytest.approx(4.0)                       # 400 / 100
+    assert row["speedup"] == pytest.approx(4.0)  # 400 / 100
     assert row["gap_reinit"] == pytest.approx(0.90 - 0.83)
     assert np.isnan(row["gap_random-prune"])
     assert row["dense_test_acc_at_early_stop"] == pytest.approx(0.90)
-    assert row["best_round"] == 1 and row["best_gain"] == pytest.approx(0.02)          # the paper's "up to"
-    assert row["fastest_round"] == 3 and row["max_speedup"] == pytest.approx(4.0)     # first of the tied minima
+    assert row["best_round"] == 1 and row["best_gain"] == pytest.approx(0.02)  # the paper's "up to"
+    assert row["fastest_round"] == 3 and row["max_speedup"] == pytest.approx(4.0)  # first of the tied minima
 
 
 def test_winning_ticket_uses_means_over_seeds_and_reports_none_when_no_round_qualifies():
     # round 1: seed means 0.905 >= dense mean 0.90 although one seed is below it
-    entries = [("imp", 0, 0, 0.89, 200), ("imp", 0, 1, 0.91, 200),
-               ("imp", 1, 0, 0.88, 100), ("imp", 1, 1, 0.93, 100), ("imp", 2, 0, 0.5, 100), ("imp", 2, 1, 0.5, 100)]
+    entries = [
+        ("imp", 0, 0, 0.89, 200),
+        ("imp", 0, 1, 0.91, 200),
+        ("imp", 1, 0, 0.88, 100),
+        ("imp", 1, 1, 0.93, 100),
+        ("imp", 2, 0, 0.5, 100),
+        ("imp", 2, 1, 0.5, 100),
+    ]
     assert A.winning_ticket(A.summarise(rounds_frame(entries))).iloc[0]["ticket_round"] == 1
     worse = [("imp", 0, 0, 0.9, 200), ("imp", 1, 0, 0.8, 100)]
     row = A.winning_ticket(A.summarise(rounds_frame(worse))).iloc[0]
@@ -184,20 +257,28 @@ def test_winning_ticket_uses_means_over_seeds_and_reports_none_when_no_round_qua
 
 
 def test_config_labels_name_only_what_differs_within_an_arch():
-    r = pd.concat([rounds_frame([("imp", 0, 0, 0.9, 100)]),
-                   rounds_frame([("imp", 0, 0, 0.9, 100)]).assign(prune_rate_fc=0.4),
-                   rounds_frame([("imp", 0, 0, 0.6, 100)]).assign(arch="conv2", prune_rate_conv=0.1)])
+    r = pd.concat(
+        [
+            rounds_frame([("imp", 0, 0, 0.9, 100)]),
+            rounds_frame([("imp", 0, 0, 0.9, 100)]).assign(prune_rate_fc=0.4),
+            rounds_frame([("imp", 0, 0, 0.6, 100)]).assign(arch="conv2", prune_rate_conv=0.1),
+        ]
+    )
     assert sorted(A.config_labels(r).values()) == ["conv2", "lenet fc0.2", "lenet fc0.4"]
     assert [label for label, _, _ in A.by_configuration(A.Experiment(r.iloc[:0], r, pd.DataFrame()))] == [
-        "lenet fc0.2", "lenet fc0.4", "conv2"]
+        "lenet fc0.2",
+        "lenet fc0.4",
+        "conv2",
+    ]
 
 
 # ------------------------------------------------------------------ the axis and the plots
 
+
 def test_ladder_ticks_reproduce_the_papers_lenet_ticks():
     ticks = A.ladder_ticks([100 * p for p in lenet_ladder()])
     assert [A._fmt_percent(t) for t in ticks] == ["100", "51.3", "26.3", "13.5", "7.0", "3.6", "1.9"]
-    assert A.ladder_ticks([100.0, 80.0, 64.0]) == [100.0, 80.0, 64.0]   # short ladders: every level
+    assert A.ladder_ticks([100.0, 80.0, 64.0]) == [100.0, 80.0, 64.0]  # short ladders: every level
 
 
 def test_sparsity_axis_is_log2_and_inverted_with_dense_on_the_left():
@@ -225,7 +306,7 @@ def test_error_bars_span_min_to_max():
     entries = [("imp", 0, 0, 0.90, 200), ("imp", 0, 1, 0.94, 400), ("imp", 1, 0, 0.91, 100), ("imp", 1, 1, 0.95, 300)]
     fig, ax = plt.subplots()
     A.plot_early_stop_vs_sparsity(ax, A.summarise(rounds_frame(entries)))
-    segments = ax.collections[0].get_segments()                      # the vertical error bars
+    segments = ax.collections[0].get_segments()  # the vertical error bars
     spans = sorted((seg[:, 1].min(), seg[:, 1].max()) for seg in segments)
     assert spans == [(100.0, 300.0), (200.0, 400.0)]
     plt.close(fig)
@@ -242,13 +323,46 @@ def test_mask_image_reshapes_conv_kernels_into_tiles():
 
 def test_missing_lists_unfinished_errored_and_running_trials():
     ident = {**IDENT, "seed": 0}
-    trials = pd.DataFrame([
-        {**ident, "trial_id": "t0", "trajectory": "a", "method": "imp", "status": "TERMINATED", "first_round": 0,
-         "last_round": 2, "rounds_done": [0, 1, 2], "complete": True, "error": None},
-        {**ident, "trial_id": "t1", "trajectory": "b", "method": "reinit", "status": "ERROR", "first_round": 1,
-         "last_round": 2, "rounds_done": [1], "complete": False, "error": None},
-        {**ident, "trial_id": "t2", "trajectory": "c", "method": "imp", "status": "RUNNING", "first_round": 0,
-         "last_round": 2, "rounds_done": [], "complete": False, "error": None}])
+    trials = pd.DataFrame(
+        [
+            {
+                **ident,
+                "trial_id": "t0",
+                "trajectory": "a",
+                "method": "imp",
+                "status": "TERMINATED",
+                "first_round": 0,
+                "last_round": 2,
+                "rounds_done": [0, 1, 2],
+                "complete": True,
+                "error": None,
+            },
+            {
+                **ident,
+                "trial_id": "t1",
+                "trajectory": "b",
+                "method": "reinit",
+                "status": "ERROR",
+                "first_round": 1,
+                "last_round": 2,
+                "rounds_done": [1],
+                "complete": False,
+                "error": None,
+            },
+            {
+                **ident,
+                "trial_id": "t2",
+                "trajectory": "c",
+                "method": "imp",
+                "status": "RUNNING",
+                "first_round": 0,
+                "last_round": 2,
+                "rounds_done": [],
+                "complete": False,
+                "error": None,
+            },
+        ]
+    )
     m = A.missing(A.Experiment(pd.DataFrame(), pd.DataFrame(), trials)).set_index("trial_id")
     assert list(m.index) == ["t1", "t2"]
     assert m.loc["t1", "rounds_missing"] == [2] and m.loc["t1", "reason"] == "errored"
@@ -256,6 +370,7 @@ def test_missing_lists_unfinished_errored_and_running_trials():
 
 
 # ------------------------------------------------------------------ the tiny experiment
+
 
 @pytest.fixture(scope="session")
 def experiment(tiny_experiment) -> Path:
@@ -268,6 +383,7 @@ def partial(experiment, tmp_path_factory) -> Path:
     """A copy of the tiny experiment where the imp ticket of seed 1 lost its last round (its round files
     and its cohort's newest checkpoint) and random-prune seed 0 never finished a round (no round files)."""
     from lth_ray.results.experiment import load_trials
+
     copy = tmp_path_factory.mktemp("partial") / "tiny"
     shutil.copytree(experiment, copy, ignore=shutil.ignore_patterns("report"))
     for t in load_trials(str(copy)):
@@ -282,13 +398,17 @@ def partial(experiment, tmp_path_factory) -> Path:
 
 def test_tidy_frames_match_the_trajectory_records(experiment):
     from lth_ray.results.experiment import load_trials
+
     exp = A.load_experiment(experiment)
     assert list(exp.histories.columns) == HISTORIES.names
     assert list(exp.rounds.columns) == ROUNDS_FIXED.names + ["sparsity.fc.0", "sparsity.fc.2", "sparsity.out"]
     trials = load_trials(str(experiment))
     assert len(trials) == len(exp.trials) == 6
     assert sorted(exp.rounds.groupby("method")["round"].apply(lambda r: sorted(set(r))).items()) == [
-        ("imp", [0, 1, 2]), ("random-prune", [1, 2]), ("reinit", [1, 2])]
+        ("imp", [0, 1, 2]),
+        ("random-prune", [1, 2]),
+        ("reinit", [1, 2]),
+    ]
     points = 0
     for t in trials:
         for rec in t.records:
@@ -297,8 +417,11 @@ def test_tidy_frames_match_the_trajectory_records(experiment):
             row = row.iloc[0]
             assert (row["method"], row["seed"], row["arch"]) == (t.config.method, t.config.seed, "lenet")
             assert row["eval_every"] == 50 and row["iterations"] == 200 and row["status"] == "TERMINATED"
-            for key in ["sparsity", "early_stop_index", "early_stop_iteration", "seconds"] + [
-                    f"{m}_at_early_stop" for m in METRICS] + [f"final_{m}" for m in METRICS]:
+            for key in (
+                ["sparsity", "early_stop_index", "early_stop_iteration", "seconds"]
+                + [f"{m}_at_early_stop" for m in METRICS]
+                + [f"final_{m}" for m in METRICS]
+            ):
                 assert row[key] == pytest.approx(rec[key]), key
             for layer, value in rec["layer_sparsity"].items():
                 assert row[f"sparsity.{layer}"] == pytest.approx(value)
@@ -329,40 +452,60 @@ def test_load_export_reads_the_same_frames(experiment):
         a = getattr(live, name).sort_values(keys).reset_index(drop=True)
         b = getattr(exported, name).sort_values(keys).reset_index(drop=True)
         pd.testing.assert_frame_equal(a, b)
-    pd.testing.assert_frame_equal(live.trials, exported.trials)   # the trial list from export.json
+    pd.testing.assert_frame_equal(live.trials, exported.trials)  # the trial list from export.json
     assert A.missing(exported).empty
 
 
 def run_report(*args) -> subprocess.CompletedProcess:
     env = {**os.environ, "MPLBACKEND": "Agg"}
-    return subprocess.run([sys.executable, "-m", "lth_ray.report", *map(str, args)], capture_output=True,
-                          text=True, env=env, cwd=ROOT, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "lth_ray.report", *map(str, args)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=300,
+    )
 
 
 def test_report_writes_the_figures_and_summary(experiment, tmp_path):
     out = tmp_path / "report"
     done = run_report(experiment, "--out", out)
     assert done.returncode == 0, done.stderr
-    names = {"accuracy_vs_sparsity.png", "early_stop_vs_sparsity.png", "history-lenet.png",
-             "layer_sparsity-lenet.png", "masks-lenet.png", "summary.md"}
+    names = {
+        "accuracy_vs_sparsity.png",
+        "early_stop_vs_sparsity.png",
+        "history-lenet.png",
+        "layer_sparsity-lenet.png",
+        "masks-lenet.png",
+        "summary.md",
+    }
     assert names <= {p.name for p in out.iterdir()}
     for p in out.glob("*.png"):
         assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and p.stat().st_size > 10_000
     text = (out / "summary.md").read_text()
-    for part in ["## Winning tickets", "## Rounds", "### lenet", "| imp | 2 | 64.1 | 2 |", "## Missing",
-                 "Nothing: every trial finished every round.", "![accuracy_vs_sparsity](accuracy_vs_sparsity.png)"]:
+    for part in [
+        "## Winning tickets",
+        "## Rounds",
+        "### lenet",
+        "| imp | 2 | 64.1 | 2 |",
+        "## Missing",
+        "Nothing: every trial finished every round.",
+        "![accuracy_vs_sparsity](accuracy_vs_sparsity.png)",
+    ]:
         assert part in text, part
 
 
 def test_report_reads_an_export_folder(experiment, tmp_path):
     from lth_ray.results.report import main
+
     export = experiment / "export"
     if not (export / "rounds.parquet").is_file():
         pytest.skip("no export in this experiment (lth_ray/export.py missing)")
     assert main([str(export), "--out", str(tmp_path / "r")]) == 0
     names = {p.name for p in (tmp_path / "r").iterdir()}
     assert {"accuracy_vs_sparsity.png", "history-lenet.png", "summary.md"} <= names
-    assert "masks-lenet.png" not in names                        # masks are read from the Tune folder only
+    assert "masks-lenet.png" not in names  # masks are read from the Tune folder only
     assert "Nothing: every trial finished every round." in (tmp_path / "r" / "summary.md").read_text()
 
 
@@ -391,11 +534,12 @@ def test_a_partial_experiment_loads_and_reports_what_is_missing(partial):
     assert gone.loc["imp", "reason"] == "unfinished"
     assert gone.loc["random-prune", "rounds_missing"] == [1, 2]
     assert gone.loc["random-prune", "reason"] == "no round finished"
-    assert len(exp.rounds) == 3 + 2 + 2 * 2 + 2 + 0     # imp 0..2 and 0..1, reinit 2x2, random-prune 2 and 0
+    assert len(exp.rounds) == 3 + 2 + 2 * 2 + 2 + 0  # imp 0..2 and 0..1, reinit 2x2, random-prune 2 and 0
     from lth_ray.results.report import main
-    assert main([str(partial)]) == 0                             # default output: <experiment>/report
+
+    assert main([str(partial)]) == 0  # default output: <experiment>/report
     text = (partial / "report" / "summary.md").read_text()
-    section = text[text.index("## Missing"):]
+    section = text[text.index("## Missing") :]
     assert "imp" in section and "random-prune" in section and "| 2 | unfinished |" in section
     assert (partial / "report" / "accuracy_vs_sparsity.png").is_file()
 
@@ -405,9 +549,15 @@ def venv_kernel(tmp_path, monkeypatch) -> str:
     """A kernelspec that runs this interpreter (the venv's ipykernel), whatever `python` is on PATH."""
     folder = tmp_path / "jupyter" / "kernels" / "lth-venv"
     folder.mkdir(parents=True)
-    (folder / "kernel.json").write_text(json.dumps({
-        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-        "display_name": "lth_ray venv", "language": "python"}))
+    (folder / "kernel.json").write_text(
+        json.dumps(
+            {
+                "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+                "display_name": "lth_ray venv",
+                "language": "python",
+            }
+        )
+    )
     monkeypatch.setenv("JUPYTER_PATH", str(tmp_path / "jupyter"))
     return "lth-venv"
 
@@ -415,6 +565,7 @@ def venv_kernel(tmp_path, monkeypatch) -> str:
 def execute_notebook(experiment: Path, kernel: str, cwd: Path, monkeypatch):
     import nbformat
     from nbclient import NotebookClient
+
     nb = nbformat.read(NOTEBOOK, as_version=4)
     assert all(not c.get("outputs") and c.get("execution_count") is None for c in nb.cells if c.cell_type == "code")
     monkeypatch.setenv("LTH_EXPERIMENT", str(experiment))
@@ -439,11 +590,13 @@ def test_the_notebook_runs_top_to_bottom(which, request, venv_kernel, tmp_path, 
 
 def test_tune_analysis_gives_tunes_own_api_on_a_trusted_sweep(experiment):
     from ray.tune import ExperimentAnalysis
+
     analysis = A.tune_analysis(experiment)
     assert isinstance(analysis, ExperimentAnalysis)
     # one row per Tune trial: the session's cluster has (logical) GPUs, so the plan puts 2 seeds x (ticket,
     # re-init) in one cohort and random pruning, which needs nothing of its ticket, in another
     frame = analysis.dataframe()
     from lth_ray.results.experiment import load_trials
+
     assert len(frame) == len({t.tune_trial_id for t in load_trials(str(experiment))}) == 2
     assert "test_acc_at_early_stop" in frame.columns and sorted(frame["members"].tolist()) == [2, 4]

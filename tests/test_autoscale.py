@@ -11,6 +11,7 @@ test cluster included. The fake cluster is stopped by killing, by PID, the proce
 its private folder. Faults land at fixed points (lth_ray.faults), never "soon after" something: the trial
 waits at round 1 while its node is killed.
 """
+
 from __future__ import annotations
 
 import csv
@@ -37,11 +38,19 @@ pytestmark = pytest.mark.e2e
 
 CLUSTER_YAML = ROOT / "cluster.yaml"
 HEAD_TYPE = "ray.head.default"  # the fake provider's name for the head
-MAX_CPUS = 2                    # this machine's cores: node types' CPUs scaled down to this (logical GPUs are free)
-IDLE_TIMEOUT_MINUTES = 0.1      # idle workers go after 6 s (cluster.yaml: 10 min)
-EMPTY_KEYS = ("initialization_commands", "setup_commands", "head_setup_commands", "worker_setup_commands",
-              "head_start_ray_commands", "worker_start_ray_commands", "cluster_synced_files", "rsync_exclude",
-              "rsync_filter")
+MAX_CPUS = 2  # this machine's cores: node types' CPUs scaled down to this (logical GPUs are free)
+IDLE_TIMEOUT_MINUTES = 0.1  # idle workers go after 6 s (cluster.yaml: 10 min)
+EMPTY_KEYS = (
+    "initialization_commands",
+    "setup_commands",
+    "head_setup_commands",
+    "worker_setup_commands",
+    "head_start_ray_commands",
+    "worker_start_ray_commands",
+    "cluster_synced_files",
+    "rsync_exclude",
+    "rsync_filter",
+)
 
 
 def rehearsal_config(port: int) -> dict:
@@ -52,17 +61,32 @@ def rehearsal_config(port: int) -> dict:
     for name, t in shipped["available_node_types"].items():
         resources = dict(t["resources"], CPU=min(t["resources"]["CPU"], MAX_CPUS))
         types[HEAD_TYPE if name == shipped["head_node_type"] else name] = {
-            "resources": resources, "min_workers": t["min_workers"], "max_workers": t["max_workers"],
-            "node_config": {}}
-    return {"cluster_name": "lth-ray-rehearsal", "max_workers": shipped["max_workers"],
-            "upscaling_speed": shipped["upscaling_speed"], "idle_timeout_minutes": IDLE_TIMEOUT_MINUTES,
-            "provider": {"type": "external",
-                         "module": "ray.autoscaler._private.fake_multi_node.node_provider.FakeMultiNodeProvider",
-                         "gcs_address": f"127.0.0.1:{port}", "use_node_id_as_ip": True,
-                         "disable_node_updaters": True, "disable_launch_config_check": True,
-                         "launch_multiple": True},
-            "auth": {"ssh_user": "ubuntu"}, "available_node_types": types, "head_node_type": HEAD_TYPE,
-            "file_mounts": {}, "file_mounts_sync_continuously": False, **{k: [] for k in EMPTY_KEYS}}
+            "resources": resources,
+            "min_workers": t["min_workers"],
+            "max_workers": t["max_workers"],
+            "node_config": {},
+        }
+    return {
+        "cluster_name": "lth-ray-rehearsal",
+        "max_workers": shipped["max_workers"],
+        "upscaling_speed": shipped["upscaling_speed"],
+        "idle_timeout_minutes": IDLE_TIMEOUT_MINUTES,
+        "provider": {
+            "type": "external",
+            "module": "ray.autoscaler._private.fake_multi_node.node_provider.FakeMultiNodeProvider",
+            "gcs_address": f"127.0.0.1:{port}",
+            "use_node_id_as_ip": True,
+            "disable_node_updaters": True,
+            "disable_launch_config_check": True,
+            "launch_multiple": True,
+        },
+        "auth": {"ssh_user": "ubuntu"},
+        "available_node_types": types,
+        "head_node_type": HEAD_TYPE,
+        "file_mounts": {},
+        "file_mounts_sync_continuously": False,
+        **{k: [] for k in EMPTY_KEYS},
+    }
 
 
 def progress_rows(experiment: Path) -> dict[str, list[dict]]:
@@ -71,8 +95,9 @@ def progress_rows(experiment: Path) -> dict[str, list[dict]]:
     rows = {}
     for f in experiment.glob("*/progress.csv"):
         with f.open() as text:
-            rows[f.parent.name] = [dict(r, round=int(r["round"]), pid=int(r["pid"]), gpus=float(r["gpus"]))
-                                   for r in csv.DictReader(text)]
+            rows[f.parent.name] = [
+                dict(r, round=int(r["round"]), pid=int(r["pid"]), gpus=float(r["gpus"])) for r in csv.DictReader(text)
+            ]
     return rows
 
 
@@ -107,6 +132,7 @@ def free_port() -> int:
 @dataclass
 class FakeCluster:
     """A running fake autoscaling cluster: its address, config file and the folder naming its processes."""
+
     folder: Path
     address: str
     config: Path
@@ -115,6 +141,7 @@ class FakeCluster:
     def nodes(self) -> list:
         """Every node the GCS knows (alive and dead), as GcsNodeInfo messages."""
         from ray._raylet import GcsClient
+
         return list(GcsClient(address=self.address).get_all_node_info().values())
 
     def workers_alive(self) -> list:
@@ -122,8 +149,9 @@ class FakeCluster:
 
     def processes(self) -> list[int]:
         """The PIDs whose command line names the cluster's private folder."""
-        return [pid for pid, (_, argv) in running().items()
-                if pid != os.getpid() and str(self.folder) in " ".join(argv)]
+        return [
+            pid for pid, (_, argv) in running().items() if pid != os.getpid() and str(self.folder) in " ".join(argv)
+        ]
 
     def kill_node(self, node_id: str) -> int:
         """Kill a worker node as a lost instance dies: its raylet and everything under it, at once (SIGKILL)."""
@@ -156,19 +184,44 @@ def fake_cluster():
     config = rehearsal_config(port)
     (folder / "cluster.yaml").write_text(yaml.safe_dump(config))
     head = config["available_node_types"][HEAD_TYPE]["resources"]
-    env = dict(os.environ, RAY_FAKE_CLUSTER="1", AUTOSCALER_UPDATE_INTERVAL_S="1",
-               # a killed node is declared dead within seconds, not after Ray's ~15 s default
-               RAY_health_check_period_ms="1000", RAY_health_check_failure_threshold="3")
-    cluster = FakeCluster(folder, f"127.0.0.1:{port}", folder / "cluster.yaml",
-                          {n: t["resources"]["GPU"] for n, t in config["available_node_types"].items()
-                           if n != HEAD_TYPE and t["resources"].get("GPU", 0) > 0})
+    env = dict(
+        os.environ,
+        RAY_FAKE_CLUSTER="1",
+        AUTOSCALER_UPDATE_INTERVAL_S="1",
+        # a killed node is declared dead within seconds, not after Ray's ~15 s default
+        RAY_health_check_period_ms="1000",
+        RAY_health_check_failure_threshold="3",
+    )
+    cluster = FakeCluster(
+        folder,
+        f"127.0.0.1:{port}",
+        folder / "cluster.yaml",
+        {
+            n: t["resources"]["GPU"]
+            for n, t in config["available_node_types"].items()
+            if n != HEAD_TYPE and t["resources"].get("GPU", 0) > 0
+        },
+    )
     try:
         started = subprocess.run(
-            [str(Path(PYTHON).parent / "ray"), "start", "--head", f"--port={port}", "--node-ip-address=127.0.0.1",
-             f"--num-cpus={head['CPU']}", f"--num-gpus={head.get('GPU', 0)}",
-             f"--autoscaling-config={folder / 'cluster.yaml'}", f"--temp-dir={folder / 'ray'}",
-             "--include-dashboard=false", "--dashboard-agent-listen-port=0"],
-            env=env, capture_output=True, text=True, timeout=120)
+            [
+                str(Path(PYTHON).parent / "ray"),
+                "start",
+                "--head",
+                f"--port={port}",
+                "--node-ip-address=127.0.0.1",
+                f"--num-cpus={head['CPU']}",
+                f"--num-gpus={head.get('GPU', 0)}",
+                f"--autoscaling-config={folder / 'cluster.yaml'}",
+                f"--temp-dir={folder / 'ray'}",
+                "--include-dashboard=false",
+                "--dashboard-agent-listen-port=0",
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert started.returncode == 0, started.stdout[-2000:] + started.stderr[-2000:]
         yield cluster
     finally:
@@ -189,19 +242,37 @@ def test_without_num_gpus_a_cluster_with_no_gpu_up_is_one_error(fake_cluster, ti
     assert fake_cluster.workers_alive() == []  # nothing was asked of the autoscaler
 
 
-def test_sweep_scales_the_cluster_up_survives_a_lost_node_and_lets_it_scale_down(fake_cluster, tiny_mnist,
-                                                                                 tmp_path):
+def test_sweep_scales_the_cluster_up_survives_a_lost_node_and_lets_it_scale_down(fake_cluster, tiny_mnist, tmp_path):
     markers = tmp_path / "faults"
     env = dict(os.environ, LTH_RAY_FAULT=f"block:1:100:{markers}")  # each trial waits at round 1, iteration 100
-    args = sweep_argv(tiny_mnist, tmp_path, "elastic", "--address", fake_cluster.address, "--num-gpus", "2",
-                      "--rounds", "1", "--seeds", "2", "--seeds-per-trial", "1", "--no-export", "--cluster-config",
-                      str(fake_cluster.config))
+    args = sweep_argv(
+        tiny_mnist,
+        tmp_path,
+        "elastic",
+        "--address",
+        fake_cluster.address,
+        "--num-gpus",
+        "2",
+        "--rounds",
+        "1",
+        "--seeds",
+        "2",
+        "--seeds-per-trial",
+        "1",
+        "--no-export",
+        "--cluster-config",
+        str(fake_cluster.config),
+    )
     log = tmp_path / "log"
-    proc = subprocess.Popen(sweep_cmd(*args), cwd=ROOT, env=env, stdout=open(log, "w"), stderr=subprocess.STDOUT,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        sweep_cmd(*args), cwd=ROOT, env=env, stdout=open(log, "w"), stderr=subprocess.STDOUT, start_new_session=True
+    )
     try:
-        marker = wait_for(lambda: next(markers.glob("*.block.json"), None) if markers.exists() else None, 180,
-                          f"a trial blocked mid-round 1 ({log.read_text()[-2000:] if log.exists() else ''})")
+        marker = wait_for(
+            lambda: next(markers.glob("*.block.json"), None) if markers.exists() else None,
+            180,
+            f"a trial blocked mid-round 1 ({log.read_text()[-2000:] if log.exists() else ''})",
+        )
         blocked = json.loads(marker.read_text())
         assert (blocked["round"], blocked["iteration"]) == (1, 100)
         launched = {n.node_id.hex(): n.node_type_name for n in fake_cluster.workers_alive()}
@@ -236,8 +307,18 @@ def test_sweep_scales_the_cluster_up_survives_a_lost_node_and_lets_it_scale_down
 def test_a_trial_assigned_a_gpu_it_cannot_see_fails_naming_its_node(tiny_mnist, ray_cluster, tmp_path):
     """The session's cluster declares logical GPUs: a trial given one without CUDA (`--device auto`) must stop
     with an error naming the node, never train on the CPU unnoticed."""
-    args = sweep_argv(tiny_mnist, tmp_path, "nocuda", "--address", ray_cluster.address, "--device", "auto",
-                      "--max-failures", "0", "--no-export")
+    args = sweep_argv(
+        tiny_mnist,
+        tmp_path,
+        "nocuda",
+        "--address",
+        ray_cluster.address,
+        "--device",
+        "auto",
+        "--max-failures",
+        "0",
+        "--no-export",
+    )
     out = subprocess.run(sweep_cmd(*args), cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert out.returncode == 1, out.stdout[-3000:] + out.stderr[-3000:]
     assert "unfinished" in out.stdout

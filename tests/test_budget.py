@@ -1,5 +1,6 @@
 """Evaluation under a memory budget (lth_ray.budget): chunks sized from the budget, not from the split, the same
 numbers whatever the chunk (float rounding only), and the peak memory of a Conv-2 evaluation bounded for real."""
+
 from __future__ import annotations
 
 import json
@@ -29,10 +30,12 @@ def test_the_chunk_comes_from_the_budget_and_the_members_not_the_split():
     for members in (1, 2, 8):
         chunk = eval_chunk(conv2(), (3, 32, 32), members, 4, budget, grouped=False)
         assert chunk * (transient + members * kept) <= budget < (chunk + 1) * (transient + members * kept)
-    assert eval_chunk(conv2(), (3, 32, 32), 2, 8, budget, grouped=False) < \
-        eval_chunk(conv2(), (3, 32, 32), 2, 4, budget, grouped=False)  # float64 halves it
-    assert eval_chunk(conv2(), (3, 32, 32), 4, 4, budget, grouped=True) < \
-        eval_chunk(conv2(), (3, 32, 32), 4, 4, budget, grouped=False)  # grouped convs hold every member at once
+    assert eval_chunk(conv2(), (3, 32, 32), 2, 8, budget, grouped=False) < eval_chunk(
+        conv2(), (3, 32, 32), 2, 4, budget, grouped=False
+    )  # float64 halves it
+    assert eval_chunk(conv2(), (3, 32, 32), 4, 4, budget, grouped=True) < eval_chunk(
+        conv2(), (3, 32, 32), 4, 4, budget, grouped=False
+    )  # grouped convs hold every member at once
     lenet = build_model((), (300, 100), (1, 28, 28), device="meta")
     assert eval_chunk(lenet, (1, 28, 28), 8, 4, budget, grouped=False) == MAX_CHUNK  # as before budgets
     assert eval_chunk(conv2(), (3, 32, 32), 2, 4, 1, grouped=False) == 1  # never zero
@@ -40,8 +43,16 @@ def test_the_chunk_comes_from_the_budget_and_the_members_not_the_split():
 
 def test_evaluation_gives_the_same_numbers_whatever_the_budget(cifar_split):
     """float64: a 16 MiB budget (many small chunks) and a large one agree within float rounding."""
-    ticket = from_preset("conv2", dataset="cifar10", plan_conv=(8, "M"), plan_fc=(16,), rounds=0, iterations=10,
-                         eval_every=10, precision="fp64")
+    ticket = from_preset(
+        "conv2",
+        dataset="cifar10",
+        plan_conv=(8, "M"),
+        plan_fc=(16,),
+        rounds=0,
+        iterations=10,
+        eval_every=10,
+        precision="fp64",
+    )
     members = cohort_members(ticket, [0, 1], [])
     small, large = (Cohort(members, cifar_split, eval_memory_mb=mb) for mb in (16, 4096))
     assert small.eval_chunk(2) < len(cifar_split.x_val) <= large.eval_chunk(2)
@@ -50,7 +61,7 @@ def test_evaluation_gives_the_same_numbers_whatever_the_budget(cifar_split):
     assert torch.allclose(a[0], b[0], rtol=1e-12) and torch.equal(a[1], b[1])
 
 
-PEAK = r'''
+PEAK = r"""
 import json, resource, sys
 import torch
 from lth_ray.core.engine.cohort import Cohort
@@ -66,7 +77,7 @@ before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 cohort._evaluate(stacked, cohort.split.x_val, cohort.split.y_val, 2)
 after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 print(json.dumps({"before": before, "after": after, "chunk": cohort.eval_chunk(2), "images": len(split.x_val)}))
-'''
+"""
 
 
 @pytest.mark.e2e
@@ -75,8 +86,7 @@ def test_a_conv2_evaluation_in_float64_stays_within_its_budget(tmp_path):
     evaluation's peak grows by less than the default budget and a margin, not with the split (the old chunks of
     2,500 images took about 12 GB in float64)."""
     root = make_cifar10_like(tmp_path, per_batch=1100, n_test=100)
-    out = subprocess.run([sys.executable, "-c", PEAK, str(root)], cwd=ROOT, capture_output=True, text=True,
-                         timeout=600)
+    out = subprocess.run([sys.executable, "-c", PEAK, str(root)], cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-2000:]
     got = json.loads(out.stdout.strip().splitlines()[-1])
     assert got["images"] == 5000 and got["chunk"] < 100

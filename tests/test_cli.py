@@ -1,5 +1,6 @@
 """The `lth-ray` console script, run as installed (`pip install -e .` puts it beside the venv's python): every
 subcommand's help, bad commands as one `error:` line with exit code 2, and the report on the session's sweep."""
+
 from __future__ import annotations
 
 import os
@@ -16,8 +17,14 @@ COMMANDS = ["sweep", "trajectory", "export", "report", "check-cluster"]
 
 def lth_ray(*args, cwd: Path) -> subprocess.CompletedProcess:
     assert SCRIPT.is_file(), f"{SCRIPT} is missing: run `pip install -e .` (make setup does)"
-    return subprocess.run([str(SCRIPT), *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=300,
-                          env={**os.environ, "MPLBACKEND": "Agg"})
+    return subprocess.run(
+        [str(SCRIPT), *map(str, args)],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=300,
+        env={**os.environ, "MPLBACKEND": "Agg"},
+    )
 
 
 def test_help_lists_every_subcommand_and_the_sweeps(tmp_path):
@@ -28,9 +35,18 @@ def test_help_lists_every_subcommand_and_the_sweeps(tmp_path):
     assert "sweeps: conv-cifar10, deep-cifar10, frankle2020, lenet-mnist" in done.stdout
 
 
-@pytest.mark.parametrize("args", [["sweep", "--help"], ["sweep", "lenet-mnist", "--help"],
-                                  ["sweep", "conv-cifar10", "--help"], ["trajectory", "--help"],
-                                  ["export", "--help"], ["report", "--help"], ["check-cluster", "--help"]])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["sweep", "--help"],
+        ["sweep", "lenet-mnist", "--help"],
+        ["sweep", "conv-cifar10", "--help"],
+        ["trajectory", "--help"],
+        ["export", "--help"],
+        ["report", "--help"],
+        ["check-cluster", "--help"],
+    ],
+)
 def test_every_subcommand_has_its_help(args, tmp_path):
     done = lth_ray(*args, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
@@ -41,12 +57,21 @@ def test_every_subcommand_has_its_help(args, tmp_path):
         assert "--num-gpus" in done.stdout and f"sweeps.{args[1].replace('-', '_')}" in done.stdout
 
 
-@pytest.mark.parametrize("args, expected", [
-    (["train"], "unknown command 'train'; known: sweep, trajectory, export, report, check-cluster"),
-    ([], "no command given; known: sweep, trajectory, export, report, check-cluster"),
-    (["sweep", "resnet-imagenet"], "unknown sweep 'resnet-imagenet'; known: conv-cifar10, deep-cifar10, frankle2020, lenet-mnist"),
-    (["sweep", "--seeds", "2"], "lth-ray sweep needs a sweep name first; known: conv-cifar10, deep-cifar10, frankle2020, lenet-mnist"),
-])
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        (["train"], "unknown command 'train'; known: sweep, trajectory, export, report, check-cluster"),
+        ([], "no command given; known: sweep, trajectory, export, report, check-cluster"),
+        (
+            ["sweep", "resnet-imagenet"],
+            "unknown sweep 'resnet-imagenet'; known: conv-cifar10, deep-cifar10, frankle2020, lenet-mnist",
+        ),
+        (
+            ["sweep", "--seeds", "2"],
+            "lth-ray sweep needs a sweep name first; known: conv-cifar10, deep-cifar10, frankle2020, lenet-mnist",
+        ),
+    ],
+)
 def test_a_bad_command_is_one_error_line_and_exit_2(args, expected, tmp_path):
     done = lth_ray(*args, cwd=tmp_path)
     assert done.returncode == 2 and done.stdout == ""
@@ -57,17 +82,27 @@ def test_a_bad_command_is_one_error_line_and_exit_2(args, expected, tmp_path):
 def test_check_cluster_is_the_cluster_config_checker(tmp_path):
     done = lth_ray("check-cluster", ROOT / "cluster.yaml", cwd=tmp_path)
     assert done.returncode == 0 and done.stdout.startswith("ok: "), done.stderr
-    module = subprocess.run([sys.executable, "-m", "lth_ray.cluster_config", str(ROOT / "cluster.yaml")],
-                            capture_output=True, text=True, cwd=ROOT, timeout=120)
+    module = subprocess.run(
+        [sys.executable, "-m", "lth_ray.cluster_config", str(ROOT / "cluster.yaml")],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+    )
     assert module.stdout == done.stdout
 
 
 def test_lth_ray_report_writes_what_the_module_writes(tiny_experiment, tmp_path):
     done = lth_ray("report", tiny_experiment, "--out", tmp_path / "script", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
-    module = subprocess.run([sys.executable, "-m", "lth_ray.report", str(tiny_experiment), "--out",
-                             str(tmp_path / "module")], capture_output=True, text=True, cwd=ROOT, timeout=300,
-                            env={**os.environ, "MPLBACKEND": "Agg"})
+    module = subprocess.run(
+        [sys.executable, "-m", "lth_ray.report", str(tiny_experiment), "--out", str(tmp_path / "module")],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
+        env={**os.environ, "MPLBACKEND": "Agg"},
+    )
     assert module.returncode == 0, module.stderr
     names = {p.name for p in (tmp_path / "script").iterdir()}
     assert names == {p.name for p in (tmp_path / "module").iterdir()}

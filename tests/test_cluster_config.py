@@ -1,5 +1,6 @@
 """cluster.yaml passes Ray's and our offline checks, and each kind of mistake is caught
 with a one-line message. No network, no running Ray."""
+
 import copy
 import os
 import subprocess
@@ -98,21 +99,33 @@ def test_setup_without_torch_pin(tmp_path, shipped):
 
 
 def test_setup_with_other_ray_version(tmp_path, shipped):
-    shipped["setup_commands"] = [c.replace("ray[default]==2.60.0", "ray[default]==2.9.0") for c in shipped["setup_commands"]]
+    shipped["setup_commands"] = [
+        c.replace("ray[default]==2.60.0", "ray[default]==2.9.0") for c in shipped["setup_commands"]
+    ]
     assert "installs ray==2.9.0" in _error(tmp_path, shipped)
 
 
 def test_start_commands_without_usage_stats_opt_out(tmp_path, shipped):
-    shipped["worker_start_ray_commands"] = [c.replace("export RAY_USAGE_STATS_ENABLED=0;", "") for c in shipped["worker_start_ray_commands"]]
-    assert "worker_start_ray_commands: the `ray start` command must set RAY_USAGE_STATS_ENABLED=0" in _error(tmp_path, shipped)
+    shipped["worker_start_ray_commands"] = [
+        c.replace("export RAY_USAGE_STATS_ENABLED=0;", "") for c in shipped["worker_start_ray_commands"]
+    ]
+    assert "worker_start_ray_commands: the `ray start` command must set RAY_USAGE_STATS_ENABLED=0" in _error(
+        tmp_path, shipped
+    )
 
 
 @pytest.mark.parametrize(
     "mutate, expected",
     [
-        (lambda c: c.update(max_worker=3), "schema: top level: Additional properties are not allowed ('max_worker' was unexpected)"),
+        (
+            lambda c: c.update(max_worker=3),
+            "schema: top level: Additional properties are not allowed ('max_worker' was unexpected)",
+        ),
         (lambda c: c.update(max_workers="nine"), "schema: max_workers: 'nine' is not of type 'integer'"),
-        (lambda c: c["available_node_types"]["gpu_8x"]["resources"].update(GPU=0.5), "schema: available_node_types.gpu_8x.resources.GPU: 0.5 is not of type 'integer'"),
+        (
+            lambda c: c["available_node_types"]["gpu_8x"]["resources"].update(GPU=0.5),
+            "schema: available_node_types.gpu_8x.resources.GPU: 0.5 is not of type 'integer'",
+        ),
         (lambda c: c["available_node_types"]["gpu_8x"].pop("node_config"), "'node_config' is a required property"),
     ],
 )
@@ -142,6 +155,7 @@ def test_not_a_mapping(tmp_path):
 
 # ------------------------------------------------------------------ security rules
 
+
 def _replace_in(config, key, old, new):
     assert any(old in c for c in config[key]), (key, old)
     config[key] = [c.replace(old, new) for c in config[key]]
@@ -163,14 +177,18 @@ def test_start_without_token_auth(tmp_path, shipped, key):
     assert f"{key}: the `ray start` command must set RAY_AUTH_MODE=token" in _error(tmp_path, shipped)
 
 
-@pytest.mark.parametrize("where", ["worker_start_ray_commands", "setup_commands", "initialization_commands",
-                                   "head_setup_commands", "docker"])
+@pytest.mark.parametrize(
+    "where", ["worker_start_ray_commands", "setup_commands", "initialization_commands", "head_setup_commands", "docker"]
+)
 def test_auth_disabled_anywhere(tmp_path, shipped, where):
     if where == "worker_start_ray_commands":  # token set, then switched off again in the same line
         _replace_in(shipped, where, "ulimit", "export RAY_AUTH_MODE=disabled; ulimit")
     elif where == "docker":
-        shipped["docker"] = {"image": "rayproject/ray:2.60.0-py311-gpu", "container_name": "lth_ray",
-                             "run_options": ["-e RAY_AUTH_MODE=disabled"]}
+        shipped["docker"] = {
+            "image": "rayproject/ray:2.60.0-py311-gpu",
+            "container_name": "lth_ray",
+            "run_options": ["-e RAY_AUTH_MODE=disabled"],
+        }
     else:
         shipped[where] = shipped.get(where, []) + ["echo 'export RAY_AUTH_MODE=disabled' >> ~/.bashrc"]
     message = _error(tmp_path, shipped)
@@ -190,20 +208,30 @@ def test_token_mounted_from_inside_the_project(tmp_path, shipped):
 def test_token_path_named_in_start_commands_counts_as_mount(tmp_path, shipped):
     shipped["file_mounts"] = {"/home/ubuntu/cluster-token": "~/.ray/auth_token"}
     for key in ("head_start_ray_commands", "worker_start_ray_commands"):
-        _replace_in(shipped, key, "export RAY_AUTH_MODE=token;",
-                    "export RAY_AUTH_MODE=token RAY_AUTH_TOKEN_PATH=/home/ubuntu/cluster-token;")
+        _replace_in(
+            shipped,
+            key,
+            "export RAY_AUTH_MODE=token;",
+            "export RAY_AUTH_MODE=token RAY_AUTH_TOKEN_PATH=/home/ubuntu/cluster-token;",
+        )
     assert validate_cluster_config(_write(tmp_path, shipped))
 
 
 def test_literal_token_in_the_config(tmp_path, shipped):
-    _replace_in(shipped, "head_start_ray_commands", "export RAY_AUTH_MODE=token;",
-                "export RAY_AUTH_MODE=token RAY_AUTH_TOKEN=0123456789abcdef;")
+    _replace_in(
+        shipped,
+        "head_start_ray_commands",
+        "export RAY_AUTH_MODE=token;",
+        "export RAY_AUTH_MODE=token RAY_AUTH_TOKEN=0123456789abcdef;",
+    )
     assert "writes a token into RAY_AUTH_TOKEN; keep the token out of the config" in _error(tmp_path, shipped)
 
 
 def test_credentials_in_a_repository_url(tmp_path, shipped):
-    shipped["setup_commands"] = [c.replace("https://github.com/YOUR-ORG", "https://me:ghp_secret123@github.com/YOUR-ORG")
-                                 for c in shipped["setup_commands"]]
+    shipped["setup_commands"] = [
+        c.replace("https://github.com/YOUR-ORG", "https://me:ghp_secret123@github.com/YOUR-ORG")
+        for c in shipped["setup_commands"]
+    ]
     assert "a URL carries a password or token (scheme://user:secret@host)" in _error(tmp_path, shipped)
 
 
@@ -216,33 +244,46 @@ def _ingress(port_from, port_to, cidr=None, cidr6=None, protocol="tcp"):
     return rule
 
 
-@pytest.mark.parametrize("rule, expected", [
-    (_ingress(8265, 8265, cidr="0.0.0.0/0"), "IpPermissions[0]: opens port 8265 to the world (0.0.0.0/0)"),
-    (_ingress(6379, 6379, cidr6="::/0"), "opens port 6379 to the world (::/0)"),
-    (_ingress(10001, 10001, cidr="0.0.0.0/0"), "opens port 10001 to the world"),
-    (_ingress(0, 65535, cidr="0.0.0.0/0"), "opens ports 0-65535 to the world"),
-    (_ingress(-1, -1, cidr="0.0.0.0/0", protocol="-1"), "opens all ports to the world"),
-    (_ingress(8000, 9000, cidr="203.0.113.0/24"), "opens Ray's dashboard port 8265 to the public network 203.0.113.0/24"),
-    (_ingress(6379, 6379, cidr="198.51.100.7/32"), "opens Ray's GCS port 6379 to the public network"),
-])
+@pytest.mark.parametrize(
+    "rule, expected",
+    [
+        (_ingress(8265, 8265, cidr="0.0.0.0/0"), "IpPermissions[0]: opens port 8265 to the world (0.0.0.0/0)"),
+        (_ingress(6379, 6379, cidr6="::/0"), "opens port 6379 to the world (::/0)"),
+        (_ingress(10001, 10001, cidr="0.0.0.0/0"), "opens port 10001 to the world"),
+        (_ingress(0, 65535, cidr="0.0.0.0/0"), "opens ports 0-65535 to the world"),
+        (_ingress(-1, -1, cidr="0.0.0.0/0", protocol="-1"), "opens all ports to the world"),
+        (
+            _ingress(8000, 9000, cidr="203.0.113.0/24"),
+            "opens Ray's dashboard port 8265 to the public network 203.0.113.0/24",
+        ),
+        (_ingress(6379, 6379, cidr="198.51.100.7/32"), "opens Ray's GCS port 6379 to the public network"),
+    ],
+)
 def test_security_group_opens_ray_to_the_world(tmp_path, shipped, rule, expected):
     shipped["provider"]["security_group"] = {"GroupName": "lth-ray", "IpPermissions": [rule]}
     assert expected in _error(tmp_path, shipped)
 
 
 def test_security_group_moved_dashboard_port_is_still_checked(tmp_path, shipped):
-    _replace_in(shipped, "head_start_ray_commands", "--dashboard-host=127.0.0.1",
-                "--dashboard-host=127.0.0.1 --dashboard-port=9999")
+    _replace_in(
+        shipped,
+        "head_start_ray_commands",
+        "--dashboard-host=127.0.0.1",
+        "--dashboard-host=127.0.0.1 --dashboard-port=9999",
+    )
     shipped["provider"]["security_group"] = {"IpPermissions": [_ingress(9999, 9999, cidr="192.0.2.0/24")]}
     assert "opens Ray's dashboard port 9999 to the public network 192.0.2.0/24" in _error(tmp_path, shipped)
 
 
 def test_security_group_ssh_to_the_world_and_ray_ports_inside_are_fine(tmp_path, shipped):
-    shipped["provider"]["security_group"] = {"GroupName": "lth-ray", "IpPermissions": [
-        _ingress(22, 22, cidr="0.0.0.0/0", cidr6="::/0"),
-        _ingress(8265, 8265, cidr="10.0.0.0/8"),
-        _ingress(443, 443, cidr="203.0.113.0/24"),
-    ]}
+    shipped["provider"]["security_group"] = {
+        "GroupName": "lth-ray",
+        "IpPermissions": [
+            _ingress(22, 22, cidr="0.0.0.0/0", cidr6="::/0"),
+            _ingress(8265, 8265, cidr="10.0.0.0/8"),
+            _ingress(443, 443, cidr="203.0.113.0/24"),
+        ],
+    }
     assert validate_cluster_config(_write(tmp_path, shipped))
 
 
@@ -250,7 +291,11 @@ def _cli(*args):
     env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0")
     return subprocess.run(
         [sys.executable, "-m", "lth_ray.cluster_config", *map(str, args)],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
 
 

@@ -1,6 +1,7 @@
 """Cohorts: members trained as one vectorized model equal the same trajectories trained alone (float64 within
 1e-9; float32 masks identical, accuracies within float noise), a diverging member leaves the others alone,
 and a cohort resumes bitwise from its state or its round files. Plain PyTorch, no Ray."""
+
 from __future__ import annotations
 
 import math
@@ -58,8 +59,13 @@ def lone_runs(members, split):
 def test_float64_members_equal_their_single_runs_within_1e_9(arch, split, cifar_split):
     """Over a few hundred iterations, for imp, reinit and random-prune, Lenet and a conv preset."""
     data = cifar_split if arch == "conv2" else split
-    iters = dict(iterations=200, eval_every=50) if arch == "lenet" else dict(  # Conv-2's shape, narrowed for CPU
-        iterations=30, eval_every=10, plan_conv=(8, 8, "M"), plan_fc=(32, 32))
+    iters = (
+        dict(iterations=200, eval_every=50)
+        if arch == "lenet"
+        else dict(  # Conv-2's shape, narrowed for CPU
+            iterations=30, eval_every=10, plan_conv=(8, 8, "M"), plan_fc=(32, 32)
+        )
+    )
     ticket = from_preset(arch, dataset=data.dataset, rounds=2, precision="fp64", **iters)
     members = cohort_members(ticket, [0, 1], ["reinit", "random-prune"])
     together = run(members, data)
@@ -72,10 +78,12 @@ def test_float64_members_equal_their_single_runs_within_1e_9(arch, split, cifar_
 def test_float64_at_init_and_ablation_members_equal_their_lone_runs(split):
     """Every pruning-at-init method, random pruning, re-init and every ablation of each and of the ticket (23
     members) in one cohort: each member within 1e-9 of its lone run, masks identical."""
-    ticket = from_preset("lenet", dataset="mnist", plan_fc=(32, 16), rounds=2, iterations=40, eval_every=20,
-                         precision="fp64")
-    members = cohort_members(ticket, [0], ["random-prune", "snip", "grasp", "synflow", "magnitude-init"],
-                             ["shuffle", "reinit", "invert"])
+    ticket = from_preset(
+        "lenet", dataset="mnist", plan_fc=(32, 16), rounds=2, iterations=40, eval_every=20, precision="fp64"
+    )
+    members = cohort_members(
+        ticket, [0], ["random-prune", "snip", "grasp", "synflow", "magnitude-init"], ["shuffle", "reinit", "invert"]
+    )
     assert len({m.label for m in members}) == len(members) == 23
     together = run(members, split)
     alone = lone_runs(members, split)
@@ -85,8 +93,17 @@ def test_float64_at_init_and_ablation_members_equal_their_lone_runs(split):
 
 def test_float64_equivalence_holds_under_late_rewinding_with_batchnorm(cifar_split):
     """Members whose rounds start at different iterations (ticket k -> T, re-init 0 -> T) and BatchNorm."""
-    ticket = from_preset("conv2", dataset="cifar10", plan_conv=("8B", "M"), plan_fc=(16,), rounds=1,
-                         iterations=30, eval_every=10, rewind_iteration=10, precision="fp64")
+    ticket = from_preset(
+        "conv2",
+        dataset="cifar10",
+        plan_conv=("8B", "M"),
+        plan_fc=(16,),
+        rounds=1,
+        iterations=30,
+        eval_every=10,
+        rewind_iteration=10,
+        precision="fp64",
+    )
     members = cohort_members(ticket, [0, 1], ["reinit", "random-prune"])
     together = run(members, cifar_split)
     alone = lone_runs(members, cifar_split)
@@ -187,12 +204,38 @@ def test_cohort_rules_are_one_line_errors(split):
 
 def test_trajectory_cli_runs_a_cohort(tiny_mnist, capsys, tmp_path):
     from lth_ray.cli.trajectory import main
-    code = main(["--dataset", "mnist", "--data-root", str(tiny_mnist), "--rounds", "1", "--iterations", "60",
-                 "--eval-every", "20", "--seeds", "2", "--baselines", "reinit", "--rounds-dir", str(tmp_path)])
+
+    code = main(
+        [
+            "--dataset",
+            "mnist",
+            "--data-root",
+            str(tiny_mnist),
+            "--rounds",
+            "1",
+            "--iterations",
+            "60",
+            "--eval-every",
+            "20",
+            "--seeds",
+            "2",
+            "--baselines",
+            "reinit",
+            "--rounds-dir",
+            str(tmp_path),
+        ]
+    )
     import json
+
     lines = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
     assert code == 0 and [(x["round"], x["method"], x["seed"]) for x in lines] == [
-        (0, "imp", 0), (0, "imp", 1), (1, "imp", 0), (1, "imp", 1), (1, "reinit", 0), (1, "reinit", 1)]
+        (0, "imp", 0),
+        (0, "imp", 1),
+        (1, "imp", 0),
+        (1, "imp", 1),
+        (1, "reinit", 0),
+        (1, "reinit", 1),
+    ]
     assert len(list(tmp_path.glob("*/round_001/record.json"))) == 4
 
 
@@ -202,19 +245,23 @@ def test_grouped_convolutions_equal_the_member_by_member_path(cifar_split):
     from lth_ray.core.engine.cohort import initial_weights
     from lth_ray.core.models.plan import build_model
     from lth_ray.core.models.stacked import StackedNet
+
     cfg = from_preset("conv2", dataset="cifar10", plan_conv=(4, "8B", "M"), plan_fc=(16,))
     net = StackedNet(build_model(cfg.plan_conv, cfg.plan_fc, (3, 32, 32), device="meta"))
     states = [initial_weights(cfg.replace(seed=s)) for s in range(3)]
     x = cifar_split.x_train[:30].double().view(3, 10, 3, 32, 32)
     out = {}
     for grouped in (True, False):
-        tensors = {k: torch.stack([s[k] for s in states]).double() if states[0][k].is_floating_point()
-                   else torch.stack([s[k] for s in states]) for k in states[0]}
+        tensors = {
+            k: torch.stack([s[k] for s in states]).double()
+            if states[0][k].is_floating_point()
+            else torch.stack([s[k] for s in states])
+            for k in states[0]
+        }
         params = [t.requires_grad_() for k, t in tensors.items() if k.endswith(("weight", "bias"))]
         logits = net.forward(tensors, x, 3, shared=False, training=True, grouped=grouped)
         grads = torch.autograd.grad(logits.square().sum(), params)
-        shared = net.forward(tensors, cifar_split.x_val[:7].double(), 3, shared=True, training=False,
-                             grouped=grouped)
+        shared = net.forward(tensors, cifar_split.x_val[:7].double(), 3, shared=True, training=False, grouped=grouped)
         out[grouped] = (logits, grads, tensors["conv.3.running_var"], tensors["conv.3.num_batches_tracked"], shared)
     (la, ga, va, na, sa), (lb, gb, vb, nb, sb) = out[True], out[False]
     assert torch.allclose(la, lb, atol=1e-12) and torch.allclose(sa, sb, atol=1e-12)

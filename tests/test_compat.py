@@ -4,6 +4,7 @@
 rounds 0..2) run by the 0.1.0 code (commit 6b71ed0) on Ray Tune. It must still export and analyse, and a
 `--resume` of it must be refused with one line naming the format, never continued in another format.
 """
+
 from __future__ import annotations
 
 import json
@@ -56,14 +57,30 @@ def test_an_old_experiment_analyses_and_reports(old, tmp_path):
     assert len(exp.trials) == 3 and exp.trials["complete"].all()
     assert exp.mask(exp.trials.trial_id.iloc[0], 2)["fc.0"].dtype == bool
     from lth_ray.results.report import main
+
     assert main([str(old), "--out", str(tmp_path / "report")]) == 0
     assert "## Winning tickets" in (tmp_path / "report" / "summary.md").read_text()
 
 
 def test_resuming_an_old_experiment_is_refused_in_one_line(old):
-    out = subprocess.run([PYTHON, "-m", "sweeps.lenet_mnist", "--storage", str(old.parent), "--name", old.name,
-                          "--resume", "--data-root", str(old)], cwd=ROOT, capture_output=True, text=True,
-                         timeout=120)
+    out = subprocess.run(
+        [
+            PYTHON,
+            "-m",
+            "sweeps.lenet_mnist",
+            "--storage",
+            str(old.parent),
+            "--name",
+            old.name,
+            "--resume",
+            "--data-root",
+            str(old),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 2, out.stderr
     assert len(out.stderr.strip().splitlines()) == 1
     assert "written by lth_ray 0.1.0 (state format 1)" in out.stderr and "finish it with lth_ray 0.1.0" in out.stderr
@@ -89,8 +106,10 @@ def split_free_new_trial(tmp_path, tiny_mnist) -> Path:
     from lth_ray.core.data.loading import load_split
     from lth_ray.core.store.rounds import RoundStore
     from lth_ray.core.engine.trajectory import Trajectory
-    cfg = TrajectoryConfig(arch="custom", plan_fc=(16,), dataset="mnist", iterations=20, eval_every=20,
-                           rounds=0).validate()
+
+    cfg = TrajectoryConfig(
+        arch="custom", plan_fc=(16,), dataset="mnist", iterations=20, eval_every=20, rounds=0
+    ).validate()
     folder = tmp_path / "new-trial"
     store = RoundStore.at(str(folder / "rounds"))
     for result in Trajectory(cfg, load_split("mnist", str(tiny_mnist))).run_results():
@@ -135,7 +154,10 @@ def test_a_v020_experiment_exports_in_the_current_layout(v020, tmp_path):
     for row in rounds.itertuples():
         record = next(r for r in by_key[(row.method, row.seed)].records if r["round"] == row.round)
         assert (row.sparsity, row.final_test_acc, row.early_stop_iteration) == (
-            record["sparsity"], record["final_test_acc"], record["early_stop_iteration"])
+            record["sparsity"],
+            record["final_test_acc"],
+            record["early_stop_iteration"],
+        )
     [specs_file] = thesis.get_relative_spec_file_paths(out)
     prefix = thesis.extract_experiment_path_prefix(specs_file)
     h = thesis.get_experiment_histories_from_file(prefix)
@@ -154,26 +176,51 @@ def test_a_v020_experiment_analyses_and_reports(v020, tmp_path):
     assert sorted(exp.trials.method.unique()) == V020_METHODS
     assert exp.mask(exp.trials.trial_id.iloc[0], 2)["fc.0"].dtype == bool
     from lth_ray.report import main
+
     assert main([str(v020), "--out", str(tmp_path / "report")]) == 0
     assert "## Winning tickets" in (tmp_path / "report" / "summary.md").read_text()
 
 
 def _files_by_digest(folder: Path) -> dict[str, str]:
     import hashlib
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 def test_a_v020_experiment_resumes_from_its_new_folder_as_finished(v020, ray_cluster):
     """`--resume` of the copied (finished) sweep: Tuner.restore from the folder it now lies in, not the absolute
     path Tune recorded; it succeeds and leaves every trial's files (rounds, checkpoints) exactly as they were."""
     import os
+
     before = {d.name: _files_by_digest(d) for d in v020.iterdir() if d.is_dir()}
     records = {t.trial_id: t.records for t in load_trials(str(v020))}
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
-    out = subprocess.run([PYTHON, "-m", "sweeps.lenet_mnist", "--storage", str(v020.parent), "--name", v020.name,
-                          "--resume", "--no-export", "--device", "cpu", "--address", ray_cluster.address],
-                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    out = subprocess.run(
+        [
+            PYTHON,
+            "-m",
+            "sweeps.lenet_mnist",
+            "--storage",
+            str(v020.parent),
+            "--name",
+            v020.name,
+            "--resume",
+            "--no-export",
+            "--device",
+            "cpu",
+            "--address",
+            ray_cluster.address,
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     assert "sweep v020: 6/6 trajectories complete" in out.stdout and f"results: {v020}" in out.stdout
     assert {d.name: _files_by_digest(d) for d in v020.iterdir() if d.is_dir()} == before  # no round rerun
@@ -189,6 +236,7 @@ def test_a_v020_experiments_numbers_are_todays(v020, tiny_mnist):
     import golden_cases as G
     from lth_ray.cohort import Cohort
     from lth_ray.data import load_split
+
     split = load_split("mnist", str(tiny_mnist))
     by_trial: dict[str, list] = {}
     for t in load_trials(str(v020)):
@@ -204,17 +252,19 @@ def test_a_v020_experiments_numbers_are_todays(v020, tiny_mnist):
                 assert [res.record["round"] for res in mine] == t.rounds_done
                 for res, stored in zip(mine, t.records):
                     r = res.record["round"]
-                    now = json.loads(json.dumps({k: v for k, v in res.record.items()
-                                                 if k not in ("seconds", "device_name")}))
+                    now = json.loads(
+                        json.dumps({k: v for k, v in res.record.items() if k not in ("seconds", "device_name")})
+                    )
                     then = {k: stored[k] for k in now}
                     assert G.same(now, then), (t.config.key, r, G.first_difference(now, then))
                     packed = t.rounds.store.packed_masks(r)
                     assert packed.keys() == res.masks.keys() and all(
-                        packed[n]["shape"] == res.masks[n]["shape"] and torch.equal(packed[n]["bits"], res.masks[n]["bits"])
-                        for n in packed), (t.config.key, r)
+                        packed[n]["shape"] == res.masks[n]["shape"]
+                        and torch.equal(packed[n]["bits"], res.masks[n]["bits"])
+                        for n in packed
+                    ), (t.config.key, r)
                     trained = t.rounds.store.compact_trained(r)
                     assert trained.keys() == res.trained.keys()
                     assert all(torch.equal(res.trained[k], trained[k]) for k in trained), (t.config.key, r)
     finally:
         torch.set_num_threads(threads)
-

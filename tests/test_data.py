@@ -105,7 +105,7 @@ from lth_ray.core.data.loading import fetch_dataset, locate  # noqa: E402
 # One process of the race: wait at a barrier, then load MNIST with --download through a fake download that
 # counts its calls and writes each IDX file in two halves with a pause between (a reader without the lock
 # would see truncated files); print what it loaded.
-_RACER = r'''
+_RACER = r"""
 import hashlib, json, os, sys, time
 from pathlib import Path
 import numpy as np
@@ -136,7 +136,7 @@ while len(list(barrier.iterdir())) < n and time.time() < deadline:
 (xtr, ytr), (xte, yte), source = load_raw("mnist", str(root), download=True, fetch=slow_fetch)
 digest = hashlib.sha256(b"".join(np.ascontiguousarray(v).tobytes() for v in (xtr, ytr, xte, yte))).hexdigest()
 print(json.dumps({"source": source, "digest": digest, "shapes": [list(xtr.shape), list(xte.shape)]}))
-'''
+"""
 
 
 def _quick_fetch(dataset, folder):
@@ -153,9 +153,17 @@ def test_concurrent_downloads_into_one_folder_fetch_once_and_agree(tmp_path):
     root, calls, barrier = tmp_path / "data", tmp_path / "calls", tmp_path / "barrier"
     barrier.mkdir()
     n = 4
-    procs = [subprocess.Popen([sys.executable, "-c", _RACER, str(root), str(calls), str(barrier), str(n)],
-                              cwd=ROOT, env=_env_without_data(tmp_path), stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True) for _ in range(n)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", _RACER, str(root), str(calls), str(barrier), str(n)],
+            cwd=ROOT,
+            env=_env_without_data(tmp_path),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(n)
+    ]
     outs = [p.communicate(timeout=120) for p in procs]
     assert all(p.returncode == 0 for p in procs), [err for _, err in outs]
     results = [json.loads(out.strip().splitlines()[-1]) for out, _ in outs]
@@ -164,7 +172,8 @@ def test_concurrent_downloads_into_one_folder_fetch_once_and_agree(tmp_path):
     assert {r["source"] for r in results} == {str(raw)}
     assert len({r["digest"] for r in results}) == 1 and results[0]["shapes"] == [[60, 1, 28, 28], [20, 1, 28, 28]]
     assert sorted(p.name for p in raw.iterdir()) == sorted(
-        f"{s}-{k}-ubyte" for s in ("train", "t10k") for k in ("images-idx3", "labels-idx1"))
+        f"{s}-{k}-ubyte" for s in ("train", "t10k") for k in ("images-idx3", "labels-idx1")
+    )
     assert sorted(p.name for p in root.iterdir()) == [".lth_ray-mnist.lock", "MNIST"]  # no staging folder left
     assert locate("mnist", str(root)) == raw
 
@@ -241,6 +250,7 @@ def test_missing_data_message_names_the_node_the_places_and_the_fix(tmp_path, mo
 def test_a_reader_without_download_waits_for_a_running_fetch(tmp_path, monkeypatch):
     import fcntl
     import threading
+
     monkeypatch.setenv("LTH_RAY_DATA", str(tmp_path / "cache"))
     root = tmp_path / "data"
     root.mkdir()
@@ -260,20 +270,24 @@ def test_a_reader_without_download_waits_for_a_running_fetch(tmp_path, monkeypat
 def _sweep_spec(tmp_path, download):
     from lth_ray.core.spec.config import from_preset
     from lth_ray.distributed.sweep import SweepSpec
-    t = from_preset("lenet", dataset="mnist", data_root=str(tmp_path / "data"), rounds=1, iterations=10,
-                    eval_every=5)
-    return SweepSpec(name="x", storage=str(tmp_path / "storage"), trajectories=(t, t.replace(seed=1)),
-                     download=download)
+
+    t = from_preset("lenet", dataset="mnist", data_root=str(tmp_path / "data"), rounds=1, iterations=10, eval_every=5)
+    return SweepSpec(
+        name="x", storage=str(tmp_path / "storage"), trajectories=(t, t.replace(seed=1)), download=download
+    )
 
 
 def test_the_driver_fetches_once_with_download_and_refuses_without(tmp_path, monkeypatch):
     from lth_ray.core.spec.config import ConfigError
     from lth_ray.distributed.sweep import check_data
+
     monkeypatch.setenv("LTH_RAY_DATA", str(tmp_path / "cache"))
     with pytest.raises(ConfigError, match="'mnist' not found on node"):
         check_data(_sweep_spec(tmp_path, download=False))
     calls = []
-    monkeypatch.setattr("lth_ray.core.data.loading._download", lambda d, folder: (calls.append(d), _quick_fetch(d, folder)))
+    monkeypatch.setattr(
+        "lth_ray.core.data.loading._download", lambda d, folder: (calls.append(d), _quick_fetch(d, folder))
+    )
     check_data(_sweep_spec(tmp_path, download=True))
     check_data(_sweep_spec(tmp_path, download=False))  # now found
     assert calls == ["mnist"] and locate("mnist", str(tmp_path / "data")) == tmp_path / "data" / "MNIST" / "raw"
@@ -282,9 +296,24 @@ def test_the_driver_fetches_once_with_download_and_refuses_without(tmp_path, mon
 def test_a_sweep_without_its_data_fails_before_launching_anything(tmp_path):
     storage, empty = tmp_path / "storage", tmp_path / "empty"
     empty.mkdir()
-    r = subprocess.run([sys.executable, "-m", "sweeps.lenet_mnist", "--data-root", str(empty), "--storage",
-                        str(storage), "--name", "x"], cwd=ROOT, env=_env_without_data(tmp_path),
-                       capture_output=True, text=True, timeout=120)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "sweeps.lenet_mnist",
+            "--data-root",
+            str(empty),
+            "--storage",
+            str(storage),
+            "--name",
+            "x",
+        ],
+        cwd=ROOT,
+        env=_env_without_data(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode == 2, r.stderr
     errors = [line for line in r.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "'mnist' not found on node" in errors[0] and str(empty) in errors[0]
@@ -308,10 +337,14 @@ def test_a_registered_entry_drives_the_search_its_debian_package_and_the_downloa
     """A data set's folder, format and Debian package come from its registry entry, nowhere else."""
     import lth_ray.core.data.registry as registry
     from lth_ray.core.data.formats import IDX
+
     monkeypatch.setattr(registry, "DATASETS", dict(registry.DATASETS))
     monkeypatch.setenv("LTH_RAY_DATA", str(tmp_path / "cache"))
-    registry.register_dataset(registry.DatasetEntry("toy", (1, 28, 28), 10, 60, 20, "Toy", IDX, validation_size=10,
-                                                    debian_package="dataset-toy"))
+    registry.register_dataset(
+        registry.DatasetEntry(
+            "toy", (1, 28, 28), 10, 60, 20, "Toy", IDX, validation_size=10, debian_package="dataset-toy"
+        )
+    )
     with pytest.raises(DataError) as err:
         load_raw("toy", str(tmp_path / "nowhere"))
     text = str(err.value)
@@ -319,7 +352,11 @@ def test_a_registered_entry_drives_the_search_its_debian_package_and_the_downloa
     assert "install Debian's package dataset-toy" in text
     with pytest.raises(DataError, match="download failed: DataError: dataset 'toy' names no torchvision class"):
         load_raw("toy", str(tmp_path / "data"), download=True)
-    (xtr, _), _, source = load_raw("toy", str(tmp_path / "data"), download=True, fetch=lambda d, folder:
-                                   make_mnist_like(folder, "Toy", n_train=60, n_test=20))
+    (xtr, _), _, source = load_raw(
+        "toy",
+        str(tmp_path / "data"),
+        download=True,
+        fetch=lambda d, folder: make_mnist_like(folder, "Toy", n_train=60, n_test=20),
+    )
     assert source == str(tmp_path / "data" / "Toy" / "raw") and xtr.shape == (60, 1, 28, 28)
     assert len(load_split("toy", str(tmp_path / "data")).x_val) == 10  # the entry's validation size

@@ -6,6 +6,7 @@ prunable weights ("Resnet-18" in Frankle & Carbin 2019, Figure 2), VGG-16 14.7M 
 small ResNet and a small VGG, registered here only, train as a real `Cohort` in float64: each member equals its
 lone run within 1e-9.
 """
+
 import pytest
 import torch
 from torch import nn
@@ -41,7 +42,7 @@ def resnet_counts(depth: int, width: int, channels: int = 3, classes: int = 10) 
     conv, bn = 9 * channels * width, 2 * width
     f_in = width
     for stage in range(3):
-        w = width * 2 ** stage
+        w = width * 2**stage
         for block in range(n):
             conv += 9 * f_in * w + 9 * w * w
             bn += 2 * 2 * w
@@ -81,8 +82,15 @@ def test_resnet_weight_counts_match_the_layer_list(depth, width):
     assert weight_counts(net(resnet_name(depth, width))) == resnet_counts(depth, width)
 
 
-@pytest.mark.parametrize("depth,counts", [(11, (9_231_114, 9_222_848)), (13, (9_416_010, 9_407_168)),
-                                          (16, (14_728_266, 14_715_584)), (19, (20_040_522, 20_024_000))])
+@pytest.mark.parametrize(
+    "depth,counts",
+    [
+        (11, (9_231_114, 9_222_848)),
+        (13, (9_416_010, 9_407_168)),
+        (16, (14_728_266, 14_715_584)),
+        (19, (20_040_522, 20_024_000)),
+    ],
+)
 def test_vgg_weight_counts_match_the_layer_list_and_the_papers(depth, counts):
     model = net(f"cifar_vgg_{depth}")
     assert weight_counts(model) == vgg_counts(PLANS[depth]) == counts  # papers: VGG-16 14.7M, VGG-19 20.0M
@@ -93,8 +101,9 @@ def test_vgg_weight_counts_match_the_layer_list_and_the_papers(depth, counts):
 
 def test_the_registered_names_are_openlths():
     names = [n for n in MODELS if n.startswith("cifar_")]
-    assert names == [f"cifar_resnet_{d}" for d in (20, 32, 44, 56, 110)] + \
-        [f"cifar_resnet_{d}_64" for d in (20, 32, 44, 56, 110)] + [f"cifar_vgg_{d}" for d in (11, 13, 16, 19)]
+    assert names == [f"cifar_resnet_{d}" for d in (20, 32, 44, 56, 110)] + [
+        f"cifar_resnet_{d}_64" for d in (20, 32, 44, 56, 110)
+    ] + [f"cifar_vgg_{d}" for d in (11, 13, 16, 19)]
 
 
 def test_bad_depths_and_widths_are_one_line_errors():
@@ -118,9 +127,14 @@ def test_openlth_init_from_the_seed_alone():
     bns = [m for m in a.modules() if isinstance(m, nn.BatchNorm2d)]  # OpenLTH's 'uniform' BatchNorm init
     weights = torch.cat([m.weight for m in bns])
     assert 0 <= weights.min() and weights.max() < 1 and 0.45 < weights.mean() < 0.55
-    assert all((m.bias == 0).all() and (m.running_mean == 0).all() and (m.running_var == 1).all()
-               and m.num_batches_tracked == 0 for m in bns)
-    bound = 1 / 64 ** 0.5  # fc's bias: PyTorch's default uniform
+    assert all(
+        (m.bias == 0).all()
+        and (m.running_mean == 0).all()
+        and (m.running_var == 1).all()
+        and m.num_batches_tracked == 0
+        for m in bns
+    )
+    bound = 1 / 64**0.5  # fc's bias: PyTorch's default uniform
     assert a.fc.bias.abs().max() <= bound and a.fc.bias.std() > 0
 
 
@@ -163,10 +177,26 @@ def small_nets(monkeypatch):
 def recipe(arch: str, **changes) -> TrajectoryConfig:
     """OpenLTH's recipe in miniature: SGD with momentum and weight decay, warmup, a milestone, flips and crops,
     global pruning of 20% per round; 2 rounds of 4 iterations in float64."""
-    return config(arch, **{"iterations": 4, "eval_every": 2, "batch_size": 20, "rounds": 2, "optimizer": "sgd",
-                           "learning_rate": 0.05, "momentum": 0.9, "weight_decay": 1e-4, "warmup": 2,
-                           "milestones": (3,), "augment": "flip-crop", "pruning": "global", "prune_rate_fc": 0.2,
-                           "precision": "fp64", **changes})
+    return config(
+        arch,
+        **{
+            "iterations": 4,
+            "eval_every": 2,
+            "batch_size": 20,
+            "rounds": 2,
+            "optimizer": "sgd",
+            "learning_rate": 0.05,
+            "momentum": 0.9,
+            "weight_decay": 1e-4,
+            "warmup": 2,
+            "milestones": (3,),
+            "augment": "flip-crop",
+            "pruning": "global",
+            "prune_rate_fc": 0.2,
+            "precision": "fp64",
+            **changes,
+        },
+    )
 
 
 @pytest.mark.parametrize("rewind", [0, 2])

@@ -9,6 +9,7 @@ tabulate it. Kept small: 4 iterations a round and 60 test images (the 5,000 vali
 registry holds out are what an evaluation costs). A first test, without Ray, exports hand-made trials: a
 ResNet beside a Conv-2 trained with SGD, and an export without the recipe's columns (older lth_ray).
 """
+
 from __future__ import annotations
 
 import json
@@ -28,12 +29,24 @@ from lth_ray.results.experiment import StoredRounds, TrialResult, load_trials
 from lth_ray.results.export import write_export
 from lth_ray.results.schema import RECIPE_DEFAULTS
 
-NOTE = ("the thesis' format is for the thesis' plan nets (Lenet, Conv-2/4/6); cifar_resnet_20 trials are in the "
-        "Parquet tables only")
+NOTE = (
+    "the thesis' format is for the thesis' plan nets (Lenet, Conv-2/4/6); cifar_resnet_20 trials are in the "
+    "Parquet tables only"
+)
 LABELS = {"imp", "imp-shuffle", "reinit", "random-prune", "random-prune-shuffle", "snip", "snip-shuffle"}
 PARQUET = {"histories.parquet", "rounds.parquet", "instability.parquet", "interpolation.parquet"}
-RECIPE = {"optimizer": "sgd", "momentum": 0.9, "nesterov": False, "weight_decay": 1e-4, "milestones": "",
-          "gamma": 0.1, "warmup": 0, "augment": "flip-crop", "prune_ignore": "", "instability_bn": "interpolate"}
+RECIPE = {
+    "optimizer": "sgd",
+    "momentum": 0.9,
+    "nesterov": False,
+    "weight_decay": 1e-4,
+    "milestones": "",
+    "gamma": 0.1,
+    "warmup": 0,
+    "augment": "flip-crop",
+    "prune_ignore": "",
+    "instability_bn": "interpolate",
+}
 
 
 def stored_trial(cfg, split, folder: Path, trial_id: str) -> TrialResult:
@@ -86,13 +99,46 @@ def deep(small_cifar10, ray_cluster, tmp_path_factory) -> tuple[Path, subprocess
     """The finished sweep (<storage>/deep, exported at its end) and its output. The session's cluster has logical
     GPUs, so the planner places the ticket's cohort and SNIP's apart, one trial per node (--device cpu)."""
     storage = tmp_path_factory.mktemp("storage-deep")
-    argv = ["--arch", "resnet20", "--dataset", "cifar10", "--data-root", str(small_cifar10), "--iterations", "4",
-            "--eval-every", "2", "--batch-size", "10", "--rounds", "2", "--milestones", "none",
-            "--rewind-iteration", "2", "--instability", "--instability-points", "3",
-            "--baselines", "reinit,random-prune,snip", "--ablations", "shuffle", "--seeds", "1",
-            "--device", "cpu", "--address", ray_cluster.address, "--storage", str(storage), "--name", "deep"]
-    out = subprocess.run([PYTHON, "-m", "sweeps.frankle2020", *argv], cwd=ROOT, capture_output=True, text=True,
-                         timeout=1800)
+    argv = [
+        "--arch",
+        "resnet20",
+        "--dataset",
+        "cifar10",
+        "--data-root",
+        str(small_cifar10),
+        "--iterations",
+        "4",
+        "--eval-every",
+        "2",
+        "--batch-size",
+        "10",
+        "--rounds",
+        "2",
+        "--milestones",
+        "none",
+        "--rewind-iteration",
+        "2",
+        "--instability",
+        "--instability-points",
+        "3",
+        "--baselines",
+        "reinit,random-prune,snip",
+        "--ablations",
+        "shuffle",
+        "--seeds",
+        "1",
+        "--device",
+        "cpu",
+        "--address",
+        ray_cluster.address,
+        "--storage",
+        str(storage),
+        "--name",
+        "deep",
+    ]
+    out = subprocess.run(
+        [PYTHON, "-m", "sweeps.frankle2020", *argv], cwd=ROOT, capture_output=True, text=True, timeout=1800
+    )
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     return storage / "deep", out
 
@@ -152,9 +198,16 @@ def test_the_parquet_numbers_are_the_round_files(deep):
     for row in rounds.itertuples(index=False):
         record = records[(row.method, row.round)]
         assert (row.sparsity, row.start_iteration, row.steps, row.early_stop_iteration) == (
-            record["sparsity"], record["start_iteration"], record["steps"], record["early_stop_iteration"])
+            record["sparsity"],
+            record["start_iteration"],
+            record["steps"],
+            record["early_stop_iteration"],
+        )
         assert (row.test_acc_at_early_stop, row.final_test_acc, row.final_val_loss) == (
-            record["test_acc_at_early_stop"], record["final_test_acc"], record["final_val_loss"])
+            record["test_acc_at_early_stop"],
+            record["final_test_acc"],
+            record["final_val_loss"],
+        )
     for (method, round_), record in records.items():
         mine = rounds[(rounds["method"] == method) & (rounds["round"] == round_)].iloc[0]
         assert {layer: mine[f"sparsity.{layer}"] for layer in record["layer_sparsity"]} == record["layer_sparsity"]
@@ -165,7 +218,10 @@ def test_the_parquet_numbers_are_the_round_files(deep):
     for row in instability.itertuples(index=False):
         measured = records[("imp", row.round)]["instability"]
         assert (row.error_barrier, row.loss_barrier, row.points) == (
-            measured["error_barrier"], measured["loss_barrier"], 3)
+            measured["error_barrier"],
+            measured["loss_barrier"],
+            3,
+        )
     interpolation = pd.read_parquet(export / "interpolation.parquet")
     assert len(interpolation) == 3 * 3 and sorted(set(interpolation["alpha"])) == [0.0, 0.5, 1.0]
     live = A.load_experiment(experiment).rounds.sort_values(["trial_id", "round"], ignore_index=True)
@@ -176,13 +232,24 @@ def test_the_parquet_numbers_are_the_round_files(deep):
 @pytest.mark.e2e
 def test_the_report_draws_and_tabulates_the_resnet(deep, tmp_path):
     experiment, _ = deep
-    out = subprocess.run([PYTHON, "-m", "lth_ray.report", str(experiment / "export"), "--out", str(tmp_path / "r")],
-                         cwd=ROOT, capture_output=True, text=True, timeout=600)
+    out = subprocess.run(
+        [PYTHON, "-m", "lth_ray.report", str(experiment / "export"), "--out", str(tmp_path / "r")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     names = {p.name for p in (tmp_path / "r").iterdir()}
-    for figure in ("accuracy_vs_sparsity", "early_stop_vs_sparsity", "instability_vs_sparsity",
-                   "interpolation-cifar-resnet-20", "methods-cifar-resnet-20", "history-cifar-resnet-20",
-                   "layer_sparsity-cifar-resnet-20"):
+    for figure in (
+        "accuracy_vs_sparsity",
+        "early_stop_vs_sparsity",
+        "instability_vs_sparsity",
+        "interpolation-cifar-resnet-20",
+        "methods-cifar-resnet-20",
+        "history-cifar-resnet-20",
+        "layer_sparsity-cifar-resnet-20",
+    ):
         assert {f"{figure}.{ext}" for ext in ("png", "pdf", "svg")} <= names, figure
     assert {"rounds.csv", "winning_tickets.csv", "instability.csv", "methods-cifar-resnet-20.csv"} <= names
     md = (tmp_path / "r" / "summary.md").read_text()
@@ -192,5 +259,6 @@ def test_the_report_draws_and_tabulates_the_resnet(deep, tmp_path):
     assert all(label in methods for label in LABELS)
     assert len(pd.read_csv(tmp_path / "r" / "rounds.csv")) == 3 + 2 * (len(LABELS) - 1)
     from lth_ray.results.report import report
+
     written = report(str(experiment), tmp_path / "live")  # the Tune folder: the masks figure too
     assert "masks-cifar-resnet-20.png" in {p.name for p in written}

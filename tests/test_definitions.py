@@ -2,6 +2,7 @@
 input, eval mode, float64, the exponential schedule after each of its 100 iterations), a re-initialized member
 drawn from the initializer's distribution, and the inversions of SNIP, GraSP and SynFlow keeping the lowest
 scores. Each reference is written out here from the papers, not taken from lth_ray."""
+
 from __future__ import annotations
 
 import math
@@ -49,8 +50,15 @@ def hand_synflow(model: torch.nn.Module, keep: int, invert: bool, iterations: in
     for k in range(1, iterations + 1):
         w = {n: (sd[f"{n}.weight"] * mask[n]).requires_grad_(True) for n in LAYERS}
         h = F.conv2d(torch.ones(1, 1, 4, 4, dtype=torch.float64), w["conv.0"], sd["conv.0.bias"], padding=1)
-        h = F.batch_norm(h, sd["conv.1.running_mean"], sd["conv.1.running_var"], sd["conv.1.weight"],
-                         sd["conv.1.bias"], training=False, eps=1e-5)
+        h = F.batch_norm(
+            h,
+            sd["conv.1.running_mean"],
+            sd["conv.1.running_var"],
+            sd["conv.1.weight"],
+            sd["conv.1.bias"],
+            training=False,
+            eps=1e-5,
+        )
         h = F.max_pool2d(F.relu(h), 2).flatten(1)
         h = F.relu(F.linear(h, w["fc.0"], sd["fc.0.bias"]))
         R = F.linear(h, w["out"], sd["out.bias"]).sum()
@@ -59,12 +67,12 @@ def hand_synflow(model: torch.nn.Module, keep: int, invert: bool, iterations: in
         alive = torch.cat([mask[n].flatten() for n in LAYERS]).tolist()
         target = max(keep, round(total * (keep / total) ** (k / iterations)))
         ranked = sorted((-s if invert else s, i) for i, (s, a) in enumerate(zip(scores, alive)) if a)
-        removed = {i for _, i in ranked[:len(ranked) - target]}
+        removed = {i for _, i in ranked[: len(ranked) - target]}
         flat = [a and i not in removed for i, a in enumerate(alive)]
         start = 0
         for n in LAYERS:
             size = mask[n].numel()
-            mask[n] = torch.tensor(flat[start:start + size]).view_as(mask[n])
+            mask[n] = torch.tensor(flat[start : start + size]).view_as(mask[n])
             start += size
         counts.append(target)
         steps.append({n: m.clone() for n, m in mask.items()})
@@ -82,6 +90,7 @@ def test_synflow_equals_the_hand_computation_iteration_by_iteration(invert, monk
         out = real_keep_top(scores, current, count, inverted)
         seen.append((count, {n: m.clone() for n, m in out.items()}))
         return out
+
     monkeypatch.setattr(synflow, "keep_top", recording)  # SynFlow's own choice of weights
     got = scoring.synflow_masks(model, LAYERS, (1, 4, 4), keep, invert=invert)
     expected, counts, steps = hand_synflow(model, keep, invert)
@@ -143,8 +152,10 @@ def test_the_inversions_of_snip_and_grasp_keep_the_lowest_scores(method, split):
     (scores,) = [v for k, v in cohort.planner.scores.items() if k[0] == method]
     flat = torch.cat([scores[n].flatten() for n in scores])
     for r in (1, 2):
-        kept = {label: torch.cat([masks(rounds[r][index[label]])[n].flatten() for n in scores])
-                for label in (method, f"{method}-invert")}
+        kept = {
+            label: torch.cat([masks(rounds[r][index[label]])[n].flatten() for n in scores])
+            for label in (method, f"{method}-invert")
+        }
         count = int(kept[method].sum())
         assert int(kept[f"{method}-invert"].sum()) == count
         assert float(flat[kept[method]].min()) >= float(flat[~kept[method]].max())

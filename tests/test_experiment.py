@@ -1,4 +1,5 @@
 """Reading a trial's checkpoints: the newest state wins by the round inside; torn files are skipped."""
+
 import json
 
 import torch
@@ -13,8 +14,9 @@ def checkpoint(trial, index, next_round, claim=True, torn=False):
     if torn:
         (folder / STATE_FILE).write_bytes(b"not a torch file")
     else:
-        torch.save({"next_round": next_round, "records": [{"round": r} for r in range(next_round)]},
-                   folder / STATE_FILE)
+        torch.save(
+            {"next_round": next_round, "records": [{"round": r} for r in range(next_round)]}, folder / STATE_FILE
+        )
     if claim:
         (folder / ROUND_FILE).write_text(json.dumps({"next_round": next_round}))
 

@@ -1,4 +1,5 @@
 """`--resume` without `--name`: the newest unfinished sweep of a storage folder, from Tune's snapshots."""
+
 from __future__ import annotations
 
 import json
@@ -11,16 +12,23 @@ from lth_ray.core.spec.config import ConfigError
 from lth_ray.distributed.experiments import Candidates, newest_unfinished, unfinished_sweeps
 
 
-def write_sweep(storage: Path, name: str, statuses: list[str], mtime: float, config: dict | None = None,
-                tuner: bool = True) -> Path:
+def write_sweep(
+    storage: Path, name: str, statuses: list[str], mtime: float, config: dict | None = None, tuner: bool = True
+) -> Path:
     """A Tune experiment folder as Tune leaves it: tuner.pkl and a snapshot listing the trials' statuses."""
     folder = storage / name
     folder.mkdir(parents=True)
     if tuner:
         (folder / "tuner.pkl").write_bytes(b"not read")
-    trials = [[json.dumps({"trial_id": f"t{i}", "status": s, "config": config or {"cohort": []},
-                           "relative_logdir": f"trial_{i}"}), json.dumps({"last_result": {}})]
-              for i, s in enumerate(statuses)]
+    trials = [
+        [
+            json.dumps(
+                {"trial_id": f"t{i}", "status": s, "config": config or {"cohort": []}, "relative_logdir": f"trial_{i}"}
+            ),
+            json.dumps({"last_result": {}}),
+        ]
+        for i, s in enumerate(statuses)
+    ]
     older = folder / "experiment_state-2026-01-01_00-00-00.json"  # Tune reads the newest by name, not this
     running = json.dumps({"trial_id": "t0", "status": "RUNNING", "config": {"cohort": []}, "relative_logdir": "x"})
     older.write_text(json.dumps({"trial_data": [[running, "{}"]]}))
@@ -37,10 +45,11 @@ def test_newest_unfinished_by_the_snapshots_time(tmp_path):
     write_sweep(tmp_path, "named", ["TERMINATED", "PAUSED"], 2000)
     write_sweep(tmp_path, "finished", ["TERMINATED", "TERMINATED"], 9000)
     found = unfinished_sweeps(str(tmp_path))
-    assert found == Candidates(str(tmp_path), "lenet_mnist-20260102-000000",
-                               ("named", "lenet_mnist-20260101-000000"))
-    assert found.note == (f"resuming lenet_mnist-20260102-000000 (newest unfinished sweep in {tmp_path}; "
-                          "others: named, lenet_mnist-20260101-000000)")
+    assert found == Candidates(str(tmp_path), "lenet_mnist-20260102-000000", ("named", "lenet_mnist-20260101-000000"))
+    assert found.note == (
+        f"resuming lenet_mnist-20260102-000000 (newest unfinished sweep in {tmp_path}; "
+        "others: named, lenet_mnist-20260101-000000)"
+    )
     assert newest_unfinished(str(tmp_path)) == "lenet_mnist-20260102-000000"
 
 

@@ -1,6 +1,7 @@
 """The exporter and the loaders: Parquet and the thesis' files, checked key by key against the spec
 (../shared/spec/thesis-format.md) and against the trajectory states they come from; partial experiments,
 refusals and the CLI. Uses the session's tiny sweep (`tiny_experiment`), which the sweep already exported."""
+
 from __future__ import annotations
 
 import hashlib
@@ -31,15 +32,33 @@ from lth_ray.core.engine.cohort import METRICS, evaluate, initial_weights
 
 ROOT = Path(__file__).resolve().parents[1]
 # The spec's 18 keys, in its order (written out here, not imported: this is the check).
-SPEC_KEYS = ["net", "plan_conv", "plan_fc", "net_count", "dataset", "epoch_count", "learning_rate", "plot_step",
-             "verbosity", "prune_method", "prune_count", "prune_rate_conv", "prune_rate_fc", "duration", "device",
-             "device_name", "save_early_stop", "experiment_name"]
+SPEC_KEYS = [
+    "net",
+    "plan_conv",
+    "plan_fc",
+    "net_count",
+    "dataset",
+    "epoch_count",
+    "learning_rate",
+    "plot_step",
+    "verbosity",
+    "prune_method",
+    "prune_count",
+    "prune_rate_conv",
+    "prune_rate_fc",
+    "duration",
+    "device",
+    "device_name",
+    "save_early_stop",
+    "experiment_name",
+]
 SPEC_TYPES = [str, list, list, int, str, int, float, int, int, str, int, float, float, str, str, str, bool, str]
 PREFIX_RE = re.compile(r"^\d{4}_\d{2}_\d{2}-\d{2}_\d{2}_\d{2}-(Lenet|Conv)-(MNIST|CIFAR-10|Fashion-MNIST)$")
 LENET_MODULES = ["fc.0", "fc.2", "out"]
 
 
 # ------------------------------------------------------------------ helpers
+
 
 @pytest.fixture(scope="module")
 def trials(tiny_experiment) -> list[TrialResult]:
@@ -90,6 +109,7 @@ def member_rounds(experiment: Path, t: TrialResult) -> Path:
 
 # ------------------------------------------------------------------ the thesis layout, key by key
 
+
 def test_export_lists_exactly_the_files_it_wrote(export_dir, prefix):
     manifest = json.loads((export_dir / "export.json").read_text())
     names = {p.name for p in export_dir.iterdir()}
@@ -97,10 +117,21 @@ def test_export_lists_exactly_the_files_it_wrote(export_dir, prefix):
     assert manifest["missing"] == []
     assert PREFIX_RE.match(os.path.basename(prefix))
     expected = {"histories.parquet", "rounds.parquet"} | {
-        f"{os.path.basename(prefix)}{suffix}" for suffix in
-        ["-specs.json", "-lth_ray.json", "-histories.npz", "-net0.pth", "-net1.pth", "-early-stop0.pth",
-         "-early-stop1.pth", "-random-histories0.npz", "-random-histories1.npz",
-         "-random-prune-histories0.npz", "-random-prune-histories1.npz"]}
+        f"{os.path.basename(prefix)}{suffix}"
+        for suffix in [
+            "-specs.json",
+            "-lth_ray.json",
+            "-histories.npz",
+            "-net0.pth",
+            "-net1.pth",
+            "-early-stop0.pth",
+            "-early-stop1.pth",
+            "-random-histories0.npz",
+            "-random-histories1.npz",
+            "-random-prune-histories0.npz",
+            "-random-prune-histories1.npz",
+        ]
+    }
     assert names == expected | {"export.json"}
 
 
@@ -117,8 +148,9 @@ def test_specs_json_has_the_18_keys_in_order_with_thesis_values(prefix, trials):
     assert raw["learning_rate"] == cfg.learning_rate and raw["prune_rate_fc"] == 0.2 and raw["prune_rate_conv"] == 0.0
     assert raw["prune_method"] == "IMP-per-layer" and raw["experiment_name"] == "imp" and raw["verbosity"] == 0
     seconds = sum(r["seconds"] for t in tickets(trials) for r in t.records)
-    assert raw["duration"] == thesis.format_duration(seconds) and re.fullmatch(r"\d+\.\d{4}sec|\d+:\d{2}min",
-                                                                               raw["duration"])
+    assert raw["duration"] == thesis.format_duration(seconds) and re.fullmatch(
+        r"\d+\.\d{4}sec|\d+:\d{2}min", raw["duration"]
+    )
     assert raw["device"] == "cpu" and raw["device_name"] == "cpu" and raw["save_early_stop"] is True
     specs = thesis.get_specs_from_file(f"{prefix}-specs.json")
     assert [getattr(specs, k) for k in SPEC_KEYS] == list(raw.values())
@@ -128,8 +160,9 @@ def test_histories_npz_layout_and_values(prefix, trials):
     path = f"{prefix}-histories.npz"
     with zipfile.ZipFile(path) as z:  # np.savez, not savez_compressed
         assert {i.compress_type for i in z.infolist()} == {zipfile.ZIP_STORED}
-        assert sorted(z.namelist()) == sorted(f"{k}.npy" for k in
-                                              ["train_loss", "val_loss", "val_acc", "test_acc", "sparsity"])
+        assert sorted(z.namelist()) == sorted(
+            f"{k}.npy" for k in ["train_loss", "val_loss", "val_acc", "test_acc", "sparsity"]
+        )
     h = thesis.get_experiment_histories_from_file(prefix)
     train_loss, val_loss, val_acc, test_acc, sparsity = h  # the tuple the brief promises
     for a in (train_loss, val_loss, val_acc, test_acc):
@@ -147,8 +180,9 @@ def test_histories_npz_layout_and_values(prefix, trials):
 def test_net_files_use_the_prune_layout_of_the_last_level(prefix, trials):
     for n, t in enumerate(tickets(trials)):
         saved = torch.load(f"{prefix}-net{n}.pth", map_location="cpu", weights_only=True)
-        assert list(saved) == [f"{m}.{leaf}" for m in LENET_MODULES
-                               for leaf in ("bias", "weight_orig", "weight_init", "weight_mask")]
+        assert list(saved) == [
+            f"{m}.{leaf}" for m in LENET_MODULES for leaf in ("bias", "weight_orig", "weight_init", "weight_mask")
+        ]
         masks = t.rounds.masks(t.config.rounds)
         trained, rewind = t.rounds.trained(t.config.rounds), initial_weights(t.config)
         for m in LENET_MODULES:
@@ -197,8 +231,13 @@ def test_early_stop_files_round_trip(prefix, trials):
         thesis.get_early_stop_history_from_file(prefix, specs, 2)
 
 
-@pytest.mark.parametrize("method,reader", [("reinit", thesis.get_random_experiment_histories_from_file),
-                                           ("random-prune", thesis.get_random_prune_histories_from_file)])
+@pytest.mark.parametrize(
+    "method,reader",
+    [
+        ("reinit", thesis.get_random_experiment_histories_from_file),
+        ("random-prune", thesis.get_random_prune_histories_from_file),
+    ],
+)
 def test_baseline_histories_round_trip(prefix, trials, method, reader):
     for n, seed in enumerate([0, 1]):
         h = reader(prefix, n)
@@ -216,16 +255,22 @@ def test_sidecar_records_what_the_thesis_keys_cannot(prefix, trials):
     ts = tickets(trials)
     assert side["seeds"] == [0, 1] and side["trial_ids"] == [t.trial_id for t in ts]
     assert (side["iterations"], side["eval_every"], side["rewind_iteration"]) == (200, 50, 0)
-    assert (side["activation"], side["method"], side["pruning"], side["dataset"]) == ("relu", "imp", "layerwise",
-                                                                                      "mnist")
-    assert [b["trial_id"] for b in side["baselines"]["reinit"]] == [baseline(trials, "reinit", s).trial_id
-                                                                     for s in (0, 1)]
+    assert (side["activation"], side["method"], side["pruning"], side["dataset"]) == (
+        "relu",
+        "imp",
+        "layerwise",
+        "mnist",
+    )
+    assert [b["trial_id"] for b in side["baselines"]["reinit"]] == [
+        baseline(trials, "reinit", s).trial_id for s in (0, 1)
+    ]
     assert [b["n"] for b in side["baselines"]["random-prune"]] == [0, 1]
     assert side["lth_ray_version"] and side["padded"] is False and side["missing"] == []
     assert any("relu" in note and "tanh" in note for note in side["notes"])  # old code would rebuild tanh
 
 
 # ------------------------------------------------------------------ Parquet
+
 
 def test_parquet_schema_is_the_fixed_one(export_dir, trials):
     assert pq.read_schema(export_dir / "histories.parquet").remove_metadata() == HISTORIES
@@ -249,17 +294,26 @@ def test_parquet_values_equal_the_trajectory_records(export_dir, trials, tiny_ex
                 assert rows[m].tolist() == rec[m]
             assert set(rows["sparsity"]) == {rec["sparsity"]} and set(rows["method"]) == {t.config.method}
             [row] = rounds[(rounds.trial_id == t.trial_id) & (rounds["round"] == rec["round"])].to_dict("records")
-            for key in ["early_stop_index", "early_stop_iteration", "seconds", "sparsity"] + \
-                       [f"{m}_at_early_stop" for m in METRICS] + [f"final_{m}" for m in METRICS]:
+            for key in (
+                ["early_stop_index", "early_stop_iteration", "seconds", "sparsity"]
+                + [f"{m}_at_early_stop" for m in METRICS]
+                + [f"final_{m}" for m in METRICS]
+            ):
                 assert row[key] == rec[key], key
             for layer, value in rec["layer_sparsity"].items():
                 assert row[f"sparsity.{layer}"] == value
-            assert (row["seed"], row["iterations"], row["eval_every"], row["complete"], row["status"]) == \
-                (t.config.seed, 200, 50, True, "TERMINATED")
+            assert (row["seed"], row["iterations"], row["eval_every"], row["complete"], row["status"]) == (
+                t.config.seed,
+                200,
+                50,
+                True,
+                "TERMINATED",
+            )
             assert row["trajectory"].endswith(f"-s{t.config.seed}") and t.config.method in row["trajectory"]
 
 
 # ------------------------------------------------------------------ partial experiments
+
 
 def test_partial_experiment_exports_what_finished_and_reports_the_rest(tiny_experiment, trials, tmp_path):
     exp = copy_experiment(tiny_experiment, tmp_path / "partial")
@@ -318,6 +372,7 @@ def test_a_torn_or_deleted_round_file_is_named_and_never_exported_as_complete(ti
 
 # ------------------------------------------------------------------ refusals, CLI, URIs
 
+
 def test_existing_export_is_not_touched_without_force(tiny_experiment, export_dir, capsys):
     before = snapshot(export_dir)
     with pytest.raises(ExportError, match="already exists"):
@@ -365,12 +420,24 @@ def test_foreign_and_corrupt_folders_are_clear_errors(tmp_path, tiny_experiment,
 
 def test_cli_exit_codes_in_a_fresh_process(tiny_experiment, tmp_path):
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
-    ok = subprocess.run([sys.executable, "-m", "lth_ray.export", str(tiny_experiment), "--out", str(tmp_path / "o")],
-                        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    ok = subprocess.run(
+        [sys.executable, "-m", "lth_ray.export", str(tiny_experiment), "--out", str(tmp_path / "o")],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert ok.returncode == 0, ok.stderr
     assert str(tmp_path / "o") in ok.stdout and (tmp_path / "o" / "export.json").exists()
-    bad = subprocess.run([sys.executable, "-m", "lth_ray.export", str(tmp_path)], cwd=ROOT, env=env,
-                         capture_output=True, text=True, timeout=300)
+    bad = subprocess.run(
+        [sys.executable, "-m", "lth_ray.export", str(tmp_path)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert bad.returncode == 2 and bad.stderr.startswith("error: ") and len(bad.stderr.strip().splitlines()) == 1
 
 
@@ -382,10 +449,21 @@ def test_experiment_given_as_a_file_uri(tiny_experiment, tmp_path):
 
 # ------------------------------------------------------------------ writers without Tune
 
+
 def test_groups_with_the_same_time_get_distinct_prefixes(trials, tmp_path):
-    other = [TrialResult(f"x{t.trial_id}", t.status, t.path.replace(t.trial_id, f"x{t.trial_id}"),
-                         t.config.replace(prune_rate_fc=0.3), t.rounds, None, f"x{t.tune_trial_id}",
-                         f"x{t.ticket_ref}") for t in trials]
+    other = [
+        TrialResult(
+            f"x{t.trial_id}",
+            t.status,
+            t.path.replace(t.trial_id, f"x{t.trial_id}"),
+            t.config.replace(prune_rate_fc=0.3),
+            t.rounds,
+            None,
+            f"x{t.tune_trial_id}",
+            f"x{t.ticket_ref}",
+        )
+        for t in trials
+    ]
     out = tmp_path / "two"
     out.mkdir()
     stamps = {t.tune_trial_id: {"timestamp": 1_700_000_000} for t in trials + other}
@@ -404,9 +482,16 @@ def test_duration_and_epoch_count_follow_the_thesis():
     assert thesis.format_duration(5.58634) == "5.5863sec"
     assert thesis.format_duration(138.2) == "2:18min"
     assert thesis.format_duration(119.6) == "2:00min"
-    assert [thesis.epoch_count(d, i, 60) for d, i in [("mnist", 50_000), ("cifar10", 20_000), ("cifar10", 25_000),
-                                                       ("cifar10", 30_000), ("fashion-mnist", 916)]] == [55, 27, 34,
-                                                                                                        40, 1]
+    assert [
+        thesis.epoch_count(d, i, 60)
+        for d, i in [
+            ("mnist", 50_000),
+            ("cifar10", 20_000),
+            ("cifar10", 25_000),
+            ("cifar10", 30_000),
+            ("fashion-mnist", 916),
+        ]
+    ] == [55, 27, 34, 40, 1]
 
 
 def test_specs_with_foreign_keys_are_refused(tmp_path, prefix):
@@ -421,10 +506,21 @@ def test_conv_with_batchnorm_one_shot_round_trips_without_tune(tiny_cifar10, tmp
     """Conv names, BatchNorm buffers, one-shot's experiment name: a trajectory run in-process, then written."""
     from lth_ray.core.spec.config import TrajectoryConfig
     from lth_ray.core.engine.trajectory import Trajectory
+
     split = load_split("cifar10", data_root=str(tiny_cifar10))
-    cfg = TrajectoryConfig(arch="custom", plan_conv=("8B", "M", 8), plan_fc=(16,), dataset="cifar10",
-                           iterations=20, eval_every=10, rounds=1, prune_rate_conv=0.1, method="one-shot",
-                           pruning="global", seed=3).validate()
+    cfg = TrajectoryConfig(
+        arch="custom",
+        plan_conv=("8B", "M", 8),
+        plan_fc=(16,),
+        dataset="cifar10",
+        iterations=20,
+        eval_every=10,
+        rounds=1,
+        prune_rate_conv=0.1,
+        method="one-shot",
+        pruning="global",
+        seed=3,
+    ).validate()
     trajectory = Trajectory(cfg, split)
     store = RoundStore.at(str(tmp_path / "trial" / "rounds"))
     for result in trajectory.run_results():
@@ -437,8 +533,12 @@ def test_conv_with_batchnorm_one_shot_round_trips_without_tune(tiny_cifar10, tmp
     prefix = str(out / group["prefix"])
     assert PREFIX_RE.match(group["prefix"]) and group["prefix"].endswith("-Conv-CIFAR-10")
     specs = thesis.get_specs_from_file(f"{prefix}-specs.json")
-    assert (specs.net, specs.experiment_name, specs.prune_method, specs.plan_conv) == ("Conv", "osp", "IMP-global",
-                                                                                       ["8B", "M", 8])
+    assert (specs.net, specs.experiment_name, specs.prune_method, specs.plan_conv) == (
+        "Conv",
+        "osp",
+        "IMP-global",
+        ["8B", "M", 8],
+    )
     saved = torch.load(f"{prefix}-net0.pth", weights_only=True)
     assert list(saved)[:4] == ["conv.0.bias", "conv.0.weight_orig", "conv.0.weight_init", "conv.0.weight_mask"]
     assert saved["conv.1.num_batches_tracked"].dtype == torch.int64 and "conv.1.running_var" in saved
@@ -447,7 +547,8 @@ def test_conv_with_batchnorm_one_shot_round_trips_without_tune(tiny_cifar10, tmp
     model = build_model(cfg.plan_conv, cfg.plan_fc, in_shape_of("cifar10"))
     model.load_state_dict(store.trained(1))
     model.eval()
-    assert [float(v) for v in evaluate(net, split.x_test, split.y_test)] == \
-        [float(v) for v in evaluate(model, split.x_test, split.y_test)]
+    assert [float(v) for v in evaluate(net, split.x_test, split.y_test)] == [
+        float(v) for v in evaluate(model, split.x_test, split.y_test)
+    ]
     h = thesis.get_experiment_histories_from_file(prefix)
     assert h.train_loss.shape == (1, 2, 2) and h.sparsity[0] == 1.0 and h.sparsity[1] < 1.0

@@ -5,6 +5,7 @@ What must hold for them is what holds for the built-ins: every member keeps the 
 each round (the sparsity ladder), the toy method keeps exactly its top-scored weights, pruned weights stay
 zero after training, and a cohort member equals its lone run in fp64.
 """
+
 import pytest
 import torch
 
@@ -23,8 +24,11 @@ from test_registry import make_toy_digits, registries  # noqa: F401  (the toy mo
 def row_scores(model, layers, batches=()):
     """A toy scorer: each weight scored by the magnitude of its output unit's mean incoming weight."""
     modules = dict(model.named_modules())
-    return {n: modules[n].weight.detach().mean(1, keepdim=True).abs().expand_as(modules[n].weight).clone()
-            + 1e-6 * modules[n].weight.detach().abs() for n in layers}
+    return {
+        n: modules[n].weight.detach().mean(1, keepdim=True).abs().expand_as(modules[n].weight).clone()
+        + 1e-6 * modules[n].weight.detach().abs()
+        for n in layers
+    }
 
 
 @pytest.fixture
@@ -34,8 +38,18 @@ def toy(registries, monkeypatch, tmp_path):  # noqa: F811
     register_scorer(Scorer("row-mean", row_scores))
     register_method(PruneAtInit("row-mean"))
     split = load_split("toy-digits", str(make_toy_digits(tmp_path)))
-    return TrajectoryConfig(arch="tiny-mlp", plan_conv=(), plan_fc=(), dataset="toy-digits", iterations=40,
-                            batch_size=20, eval_every=20, learning_rate=1e-2, rounds=2, prune_rate_fc=0.3), split
+    return TrajectoryConfig(
+        arch="tiny-mlp",
+        plan_conv=(),
+        plan_fc=(),
+        dataset="toy-digits",
+        iterations=40,
+        batch_size=20,
+        eval_every=20,
+        learning_rate=1e-2,
+        rounds=2,
+        prune_rate_fc=0.3,
+    ), split
 
 
 def test_a_toy_model_data_set_and_scorer_train_a_cohort_with_a_ticket(toy):
@@ -79,7 +93,9 @@ def test_unknown_names_list_the_registered_ones(toy):
         ticket.replace(method="nope")
     with pytest.raises(ConfigError, match=r"arch='nope' is unknown; allowed: .*tiny-mlp"):
         ticket.replace(arch="nope")
-    with pytest.raises(ConfigError, match="scorer 'nope' is unknown; known: snip, grasp, synflow, magnitude-init, row-mean"):
+    with pytest.raises(
+        ConfigError, match="scorer 'nope' is unknown; known: snip, grasp, synflow, magnitude-init, row-mean"
+    ):
         scoring.scorer("nope")
     with pytest.raises(ConfigError, match="already registered"):
         register_scorer(Scorer("row-mean", row_scores))

@@ -1,5 +1,6 @@
 """The test-only fault hook (lth_ray.faults): it fires at its (round, iteration) and nowhere else, once per
 trial, says where it landed, kills for real, blocks until released; and a cohort calls it at evaluation points."""
+
 from __future__ import annotations
 
 import json
@@ -49,8 +50,10 @@ def test_a_block_fires_once_at_its_point_and_waits_for_the_release(tmp_path):
 
 
 def test_a_kill_is_a_real_sigkill_once_and_the_marker_says_where(tmp_path):
-    code = ("import sys; from lth_ray.core.faults import FaultHook; h = FaultHook(sys.argv[1], 'w'); "
-            "h(1, 100); print('survived', flush=True); h(1, 200); print('not reached')")
+    code = (
+        "import sys; from lth_ray.core.faults import FaultHook; h = FaultHook(sys.argv[1], 'w'); "
+        "h(1, 100); print('survived', flush=True); h(1, 200); print('not reached')"
+    )
     spec = f"kill:1:200:{tmp_path}"
     first = subprocess.run([sys.executable, "-c", code, spec], cwd=ROOT, capture_output=True, text=True)
     assert first.returncode == -signal.SIGKILL and first.stdout == "survived\n"

@@ -1,5 +1,6 @@
 """Every mode as right as the default one: baseline densities, late rewinding, diverged rounds, GPU numerics,
 the whole recipe on the command line. Trajectories run in-process, without Ray."""
+
 from __future__ import annotations
 
 import json
@@ -46,6 +47,7 @@ def stored_trial(cfg, results: dict, folder, trial_id="t_00000") -> TrialResult:
 
 # ------------------------------------------------------------------ 1. baselines at the ticket's density
 
+
 @pytest.mark.parametrize("pruning", ["layerwise", "global"])
 @pytest.mark.parametrize("arch", ["lenet", "conv2"])
 def test_every_baseline_has_the_tickets_density_at_every_round(arch, pruning, split, cifar_split, tmp_path):
@@ -74,10 +76,11 @@ def test_global_random_pruning_is_uniform_over_all_prunable_weights(split):
     """Each layer keeps about the global density: the survivors are drawn over all weights at once."""
     rec = Trajectory(small(method="random-prune", pruning="global", rounds=3, iterations=40), split).run()[-1]
     assert rec["layer_sparsity"]["fc.0"] == pytest.approx(rec["sparsity"], abs=0.01)
-    assert rec["layer_sparsity"]["out"] != pytest.approx(0.9 ** 3, abs=1e-9)  # not the layer-wise out rate
+    assert rec["layer_sparsity"]["out"] != pytest.approx(0.9**3, abs=1e-9)  # not the layer-wise out rate
 
 
 # ------------------------------------------------------------------ 2. late rewinding
+
 
 def test_rewound_rounds_train_from_k_to_t_on_the_absolute_axis(split):
     cfg = small(rewind_iteration=40, rounds=2)
@@ -125,8 +128,7 @@ def test_baselines_under_late_rewinding(split):
         assert pruned[0].record[key] == pytest.approx(alone[1][key], rel=1e-5, abs=1e-6)
 
 
-@pytest.mark.parametrize("k, why", [(50, "multiple of eval_every=40"), (120, "[0, iterations=120)"),
-                                    (-40, "multiple")])
+@pytest.mark.parametrize("k, why", [(50, "multiple of eval_every=40"), (120, "[0, iterations=120)"), (-40, "multiple")])
 def test_rewind_iteration_must_be_a_multiple_of_eval_every_below_t(k, why):
     with pytest.raises(ConfigError, match=r"rewind_iteration=.*" + why.replace("[", r"\[").replace(")", r"\)")):
         small(rewind_iteration=k)
@@ -155,6 +157,7 @@ def test_rewound_rounds_sit_at_their_iterations_in_the_thesis_arrays(split, tmp_
 
 
 # ------------------------------------------------------------------ 3. diverged rounds
+
 
 def test_a_diverging_learning_rate_is_marked_and_stops_the_trajectory(split, tmp_path):
     cfg = small(learning_rate=1e11, rounds=3)
@@ -185,6 +188,7 @@ def test_non_finite_evaluations_are_never_the_early_stop_point(split, monkeypatc
         if x is split.x_val and sum(calls) == 2:
             loss = loss * float("nan")
         return loss, acc
+
     monkeypatch.setattr(Cohort, "_evaluate", nan_at_second_validation)
     t = Trajectory(small(rounds=0, iterations=200), split)
     result = t.run_round()
@@ -200,6 +204,7 @@ def test_non_finite_evaluations_are_never_the_early_stop_point(split, monkeypatc
 
 # ------------------------------------------------------------------ 4. numerics
 
+
 def test_precision_and_determinism_reach_torch(split):
     Trajectory(small(precision="tf32"), split)
     assert torch.backends.cuda.matmul.fp32_precision == "tf32"
@@ -207,7 +212,7 @@ def test_precision_and_determinism_reach_torch(split):
     assert not torch.are_deterministic_algorithms_enabled()
     t = Trajectory(small(deterministic=True), split)
     assert torch.backends.cuda.matmul.fp32_precision == "ieee"  # fp32: TF32 off for matmuls ...
-    assert torch.backends.cudnn.conv.fp32_precision == "ieee"   # ... and for convolutions
+    assert torch.backends.cudnn.conv.fp32_precision == "ieee"  # ... and for convolutions
     assert torch.are_deterministic_algorithms_enabled() and torch.backends.cudnn.deterministic
     assert t.cohort.numerics["cublas_workspace_config"] == numerics.CUBLAS_WORKSPACE
     Trajectory(small(), split)  # the next trajectory in a reused worker gets its own settings back
@@ -240,13 +245,15 @@ def test_specs_device_name_comes_from_the_round_records(split, tmp_path):
         res.record["device"], res.record["device_name"] = "cuda:0", "NVIDIA H100 80GB HBM3"
     out = tmp_path / "export"
     out.mkdir()
-    manifest = write_export([stored_trial(cfg, results, tmp_path)], str(out), "/x",
-                            last_results={"t_00000": {"device": "cpu"}})
+    manifest = write_export(
+        [stored_trial(cfg, results, tmp_path)], str(out), "/x", last_results={"t_00000": {"device": "cpu"}}
+    )
     specs = json.loads((out / f"{manifest['groups'][0]['prefix']}-specs.json").read_text())
     assert (specs["device"], specs["device_name"]) == ("cuda:0", "NVIDIA H100 80GB HBM3")
 
 
 # ------------------------------------------------------------------ 6. the whole recipe on the command line
+
 
 def run_cli(capsys, *argv):
     code = trajectory_main(list(argv))
@@ -255,24 +262,54 @@ def run_cli(capsys, *argv):
 
 
 def test_trajectory_cli_takes_the_whole_recipe(tiny_mnist, capsys):
-    code, lines, _ = run_cli(capsys, "--dataset", "mnist", "--data-root", str(tiny_mnist), "--rounds", "1",
-                             "--iterations", "60", "--eval-every", "20", "--learning-rate", "0.002",
-                             "--batch-size", "30", "--plan-fc", "50,20", "--rewind-iteration", "20")
+    code, lines, _ = run_cli(
+        capsys,
+        "--dataset",
+        "mnist",
+        "--data-root",
+        str(tiny_mnist),
+        "--rounds",
+        "1",
+        "--iterations",
+        "60",
+        "--eval-every",
+        "20",
+        "--learning-rate",
+        "0.002",
+        "--batch-size",
+        "30",
+        "--plan-fc",
+        "50,20",
+        "--rewind-iteration",
+        "20",
+    )
     assert code == 0 and [x["round"] for x in lines] == [0, 1]
-    cfg = from_preset("lenet", dataset="mnist", rounds=1, iterations=60, eval_every=20, learning_rate=0.002,
-                      batch_size=30, plan_fc=(50, 20), rewind_iteration=20)
+    cfg = from_preset(
+        "lenet",
+        dataset="mnist",
+        rounds=1,
+        iterations=60,
+        eval_every=20,
+        learning_rate=0.002,
+        batch_size=30,
+        plan_fc=(50, 20),
+        rewind_iteration=20,
+    )
     assert cfg.arch == "fc50-20" and cfg.key == "fc50-20-mnist-imp-layerwise-fc0.2-rw20-lr0.002-b30-s0"
     assert from_preset("conv2", plan_conv=("64", "M")).arch == "conv64-M_fc256-256"
 
 
-@pytest.mark.parametrize("argv, needle", [
-    (["--learning-rate", "-1"], "learning_rate=-1.0"),
-    (["--batch-size", "0"], "batch_size=0"),
-    (["--plan-fc", "300,x"], "--plan-fc='300,x'"),
-    (["--plan-conv", "64,Q"], "plan token 'Q'"),
-    (["--precision", "fp16"], "precision='fp16'"),
-    (["--rewind-iteration", "30"], "rewind_iteration=30"),
-])
+@pytest.mark.parametrize(
+    "argv, needle",
+    [
+        (["--learning-rate", "-1"], "learning_rate=-1.0"),
+        (["--batch-size", "0"], "batch_size=0"),
+        (["--plan-fc", "300,x"], "--plan-fc='300,x'"),
+        (["--plan-conv", "64,Q"], "plan token 'Q'"),
+        (["--precision", "fp16"], "precision='fp16'"),
+        (["--rewind-iteration", "30"], "rewind_iteration=30"),
+    ],
+)
 def test_bad_recipe_values_are_one_error_line(argv, needle, tiny_mnist, capsys):
     code, _, err = run_cli(capsys, "--dataset", "mnist", "--data-root", str(tiny_mnist), *argv)
     assert code == 2 and err.count("\n") == 1 and err.startswith("error: ") and needle in err
@@ -287,30 +324,59 @@ def sweep_spec(*argv, module="lenet_mnist"):
     from importlib import import_module
 
     from lth_ray.distributed.sweep import build_parser, spec_from_args
+
     defaults = import_module(f"sweeps.{module}").DEFAULTS
-    return spec_from_args(build_parser(defaults).parse_args(["--storage", "/tmp/x", "--name", "n", *argv]),
-                          defaults)
+    return spec_from_args(build_parser(defaults).parse_args(["--storage", "/tmp/x", "--name", "n", *argv]), defaults)
 
 
 def test_sweep_lists_of_learning_rates_batch_sizes_and_rewind_points_are_grid_axes():
-    spec = sweep_spec("--seeds", "2", "--learning-rate", "1e-3,2e-3", "--batch-size", "60,128",
-                      "--rewind-iteration", "0,500", "--iterations", "1000", "--baselines", "reinit",
-                      "--precision", "tf32", "--deterministic")
+    spec = sweep_spec(
+        "--seeds",
+        "2",
+        "--learning-rate",
+        "1e-3,2e-3",
+        "--batch-size",
+        "60,128",
+        "--rewind-iteration",
+        "0,500",
+        "--iterations",
+        "1000",
+        "--baselines",
+        "reinit",
+        "--precision",
+        "tf32",
+        "--deterministic",
+    )
     tickets = [t for t in spec.trajectories if t.method == "imp"]
     assert len(tickets) == 2 * 2 * 2 * 2 and len(spec.trajectories) == 2 * len(tickets)
     assert {(t.learning_rate, t.batch_size, t.rewind_iteration) for t in tickets} == {
-        (lr, b, k) for lr in (1e-3, 2e-3) for b in (60, 128) for k in (0, 500)}
+        (lr, b, k) for lr in (1e-3, 2e-3) for b in (60, 128) for k in (0, 500)
+    }
     assert all(t.precision == "tf32" and t.deterministic for t in spec.trajectories)
     assert len({t.key for t in spec.trajectories}) == len(spec.trajectories)
     trials = cohorts(spec, 1)  # on CPUs one seed per trial: the ticket and its re-init ride together
     assert len(trials) == len(tickets) and all(
-        [m.method for m in c] == ["imp", "reinit"] and c[0].seed == c[1].seed for c in trials)
+        [m.method for m in c] == ["imp", "reinit"] and c[0].seed == c[1].seed for c in trials
+    )
     assert len(cohorts(spec, 2)) == len(tickets) // 2
 
 
 def test_sweep_custom_plan_gets_its_own_arch_label():
-    spec = sweep_spec("--archs", "conv2", "--plan-conv", "32,M", "--plan-fc", "64", "--rounds", "1",
-                      "--seeds", "1", "--baselines", "none", module="conv_cifar10")
+    spec = sweep_spec(
+        "--archs",
+        "conv2",
+        "--plan-conv",
+        "32,M",
+        "--plan-fc",
+        "64",
+        "--rounds",
+        "1",
+        "--seeds",
+        "1",
+        "--baselines",
+        "none",
+        module="conv_cifar10",
+    )
     (t,) = spec.trajectories
     assert (t.arch, t.plan_conv, t.plan_fc) == ("conv32-M_fc64", (32, "M"), (64,))
     with pytest.raises(ConfigError, match="give exactly one --archs"):

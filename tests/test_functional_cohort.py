@@ -5,6 +5,7 @@ the members' losses and the BatchNorm running statistics after each training ste
 `nn.Module` run within 1e-9, vectorized (`vmap`) and member by member; and for the plan nets they equal the
 hand-written `StackedNet`.
 """
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -23,8 +24,14 @@ def mlp() -> nn.Module:
 
 
 def conv_bn() -> nn.Module:
-    return nn.Sequential(nn.Conv2d(2, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.MaxPool2d(2),
-                         nn.Flatten(), nn.Linear(4 * 3 * 3, CLASSES))
+    return nn.Sequential(
+        nn.Conv2d(2, 4, 3, padding=1),
+        nn.BatchNorm2d(4),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(4 * 3 * 3, CLASSES),
+    )
 
 
 TOYS = {"mlp": (mlp, (12,)), "conv-bn": (conv_bn, (2, 6, 6))}
@@ -134,13 +141,17 @@ def test_functional_equals_stacked_net_on_plan_nets(plan, vectorize):
         member_losses(a, y).sum().backward()
         member_losses(b, y).sum().backward()
         for k in ours:
-            assert_close(ours[k].grad if ours[k].requires_grad else ours[k],
-                         theirs[k].grad if theirs[k].requires_grad else theirs[k])
+            assert_close(
+                ours[k].grad if ours[k].requires_grad else ours[k],
+                theirs[k].grad if theirs[k].requires_grad else theirs[k],
+            )
         sgd_step(ours.values()), sgd_step(theirs.values())
     x = torch.randn(N, *in_shape, generator=g, dtype=torch.float64)
     with torch.no_grad():
-        assert_close(functional.forward(ours, x, P, shared=True, training=False),
-                     hand_written.forward(theirs, x, P, shared=True, training=False))
+        assert_close(
+            functional.forward(ours, x, P, shared=True, training=False),
+            hand_written.forward(theirs, x, P, shared=True, training=False),
+        )
 
 
 def test_a_missing_tensor_and_a_random_layer_are_refused():

@@ -1,5 +1,6 @@
 """Instability (linear mode connectivity, Frankle et al. 2020): barriers on the path between two copies, masks
 all along it, the copy's own reproducible data order, export rows that survive a resume, bad values."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -21,8 +22,11 @@ from rounds_helpers import masks as result_masks
 
 
 def small(**kw):
-    return from_preset("lenet", dataset="mnist", **{**dict(iterations=40, eval_every=20, rounds=2,
-                                                          instability=True, instability_points=5), **kw})
+    return from_preset(
+        "lenet",
+        dataset="mnist",
+        **{**dict(iterations=40, eval_every=20, rounds=2, instability=True, instability_points=5), **kw},
+    )
 
 
 def test_two_identical_copies_have_a_barrier_of_exactly_zero(split):
@@ -58,8 +62,9 @@ def test_masks_hold_all_along_the_path():
     mask = torch.rand(4, 5, generator=g) > 0.5
     for alpha in np.linspace(0, 1, 11):
         w = path_weights(a, b, float(alpha), {"fc.0": mask})["fc.0.weight"]
-        assert (w[~mask] == 0).all() and torch.allclose(w[mask], ((1 - alpha) * a["fc.0.weight"]
-                                                               + alpha * b["fc.0.weight"])[mask])
+        assert (w[~mask] == 0).all() and torch.allclose(
+            w[mask], ((1 - alpha) * a["fc.0.weight"] + alpha * b["fc.0.weight"])[mask]
+        )
 
 
 def test_the_copy_has_its_own_reproducible_data_order(split):
@@ -75,10 +80,13 @@ def test_every_round_records_its_path_and_the_ticket_is_unchanged(split):
     plain = Trajectory(small(instability=False), split).run()
     measured = Trajectory(small(), split).run()
     for p, m in zip(plain, measured):  # the copy, a member of the round, never touches the ticket's numbers
-        assert (p["sparsity"], p["layer_sparsity"], p["iterations"]) == (m["sparsity"], m["layer_sparsity"],
-                                                                           m["iterations"])
+        assert (p["sparsity"], p["layer_sparsity"], p["iterations"]) == (
+            m["sparsity"],
+            m["layer_sparsity"],
+            m["iterations"],
+        )
         for key in ("train_loss", "val_loss", "val_acc", "test_loss", "test_acc"):  # the batched kernels'
-            assert m[key] == pytest.approx(p[key], abs=1e-5)                        # rounding only
+            assert m[key] == pytest.approx(p[key], abs=1e-5)  # rounding only
         inst = m["instability"]
         assert inst["alphas"] == [0.0, 0.25, 0.5, 0.75, 1.0] and len(inst["test_error"]) == 5
         assert inst["test_error"][0] == pytest.approx(1 - m["final_test_acc"], abs=1e-6)  # theta_1 is the ticket
@@ -99,21 +107,36 @@ def test_instability_rows_survive_a_resume(split, tmp_path):
         store.write_round(result)
     out = tmp_path / "export"
     out.mkdir()
-    manifest = write_export([TrialResult("t_00000", "TERMINATED", str(tmp_path / "t"), cfg, StoredRounds(store))],
-                            str(out), "/x")
+    manifest = write_export(
+        [TrialResult("t_00000", "TERMINATED", str(tmp_path / "t"), cfg, StoredRounds(store))], str(out), "/x"
+    )
     assert "instability.parquet" in manifest["files"] and "interpolation.parquet" in manifest["files"]
     inst = pq.read_table(out / "instability.parquet").to_pandas()
     assert sorted(inst["round"]) == [0, 1, 2] and (inst["points"] == 5).all()
     assert len(pq.read_table(out / "interpolation.parquet").to_pandas()) == 3 * 5
-    assert set(inst.columns) >= {"trajectory", "seed", "rewind_iteration", "error_barrier", "loss_barrier",
-                                 "error_start", "error_end"}
+    assert set(inst.columns) >= {
+        "trajectory",
+        "seed",
+        "rewind_iteration",
+        "error_barrier",
+        "loss_barrier",
+        "error_start",
+        "error_end",
+    }
 
 
-@pytest.mark.parametrize("argv, needle", [(["--instability", "--instability-points", "1"], "instability_points=1"),
-                                          (["--instability", "--rounds", "2", "--instability-rounds", "3"],
-                                           "instability round 3 is outside the trajectory"),
-                                          (["--instability", "--instability-rounds", "x"], "--instability-rounds='x'"),
-                                          (["--instability", "--method", "random-prune"], "measured on tickets")])
+@pytest.mark.parametrize(
+    "argv, needle",
+    [
+        (["--instability", "--instability-points", "1"], "instability_points=1"),
+        (
+            ["--instability", "--rounds", "2", "--instability-rounds", "3"],
+            "instability round 3 is outside the trajectory",
+        ),
+        (["--instability", "--instability-rounds", "x"], "--instability-rounds='x'"),
+        (["--instability", "--method", "random-prune"], "measured on tickets"),
+    ],
+)
 def test_bad_instability_values_are_one_error_line(argv, needle, tiny_mnist, capsys):
     code = main(["--dataset", "mnist", "--data-root", str(tiny_mnist), *argv])
     err = capsys.readouterr().err
@@ -123,9 +146,24 @@ def test_bad_instability_values_are_one_error_line(argv, needle, tiny_mnist, cap
 def test_sweep_measures_tickets_only():
     from lth_ray.distributed.sweep import build_parser, spec_from_args
     from sweeps.lenet_mnist import DEFAULTS
-    a = build_parser(DEFAULTS).parse_args(["--storage", "/tmp/x", "--name", "n", "--instability", "--baselines",
-                                           "reinit,random-prune", "--rewind-iteration", "0,500",
-                                           "--instability-rounds", "0,3", "--instability-points", "11"])
+
+    a = build_parser(DEFAULTS).parse_args(
+        [
+            "--storage",
+            "/tmp/x",
+            "--name",
+            "n",
+            "--instability",
+            "--baselines",
+            "reinit,random-prune",
+            "--rewind-iteration",
+            "0,500",
+            "--instability-rounds",
+            "0,3",
+            "--instability-points",
+            "11",
+        ]
+    )
     spec = spec_from_args(a, DEFAULTS)
     for t in spec.trajectories:
         assert t.instability == (t.method == "imp")
@@ -142,12 +180,14 @@ def test_both_ends_of_every_pair_start_from_the_right_weights(k, split, monkeypa
     The dense round's pair starts at W_k (the dense net at iteration k, k > 0), not at the initialization: the
     ticket's round 0 runs 0 -> T through W_k, its copy from W_k at k; rounds >= 1 both from the masked W_k."""
     from lth_ray.core.engine.training import Lockstep
+
     trained = []
     real = Lockstep.train
 
     def spy(self, r, parts):
         real(self, r, parts)
         trained.extend((r, p.stream, p.start_iteration, {n: v.clone() for n, v in p.start.items()}) for p in parts)
+
     monkeypatch.setattr(Lockstep, "train", spy)
     cfg = small(rewind_iteration=k, iterations=60, eval_every=20, rounds=1)
     t = Trajectory(cfg, split)
@@ -165,14 +205,17 @@ def test_both_ends_of_every_pair_start_from_the_right_weights(k, split, monkeypa
         assert not torch.equal(w_k["fc.0.weight"], init["fc.0.weight"])
         # the dense pair's end theta_1 is the ticket's round 0; theta_2 trained k -> T from W_k
         assert results[0].record["instability"]["test_error"][0] == pytest.approx(
-            1 - results[0].record["final_test_acc"], abs=1e-6)
+            1 - results[0].record["final_test_acc"], abs=1e-6
+        )
 
 
 def test_the_dense_rounds_barrier_depends_on_the_rewind_point(split):
     """Round 0's pair differs with k (it starts at W_k), so its barrier does too; the ticket's own round 0 does
     not depend on k (it trains 0 -> T either way; float32 rounding only, as its company in the batch differs)."""
-    runs = {k: Trajectory(small(rewind_iteration=k, iterations=60, eval_every=20, rounds=0), split).run()[0]
-            for k in (0, 20)}
+    runs = {
+        k: Trajectory(small(rewind_iteration=k, iterations=60, eval_every=20, rounds=0), split).run()[0]
+        for k in (0, 20)
+    }
     assert runs[0]["test_loss"] == pytest.approx(runs[20]["test_loss"], abs=1e-5)
     paths = [np.asarray(runs[k]["instability"]["test_loss"]) for k in (0, 20)]
     assert np.abs(paths[0] - paths[1]).max() > 1e-3

@@ -9,6 +9,7 @@ The import rules parse every module (ast), so a forbidden import is found even i
 module nothing imports yet. One test also imports the core (and the results) in a fresh interpreter and looks
 for `ray` in sys.modules, which catches what parsing cannot: an allowed library that pulls in Ray itself.
 """
+
 from __future__ import annotations
 
 import ast
@@ -28,7 +29,7 @@ MAX_CLASS_LINES = 200
 
 @dataclass(frozen=True)
 class Module:
-    name: str   # dotted, e.g. lth_ray.core.engine.cohort (a package is its __init__)
+    name: str  # dotted, e.g. lth_ray.core.engine.cohort (a package is its __init__)
     path: Path
 
     @property
@@ -53,7 +54,7 @@ def _from_base(module: Module, node: ast.ImportFrom) -> str:
     if not node.level:
         return node.module
     package = module.name.split(".") if module.path.name == "__init__.py" else module.name.split(".")[:-1]
-    base = package[:len(package) - (node.level - 1)]
+    base = package[: len(package) - (node.level - 1)]
     return ".".join(base + ([node.module] if node.module else []))
 
 
@@ -69,9 +70,13 @@ def imports_in(source: str, module: Module) -> list[tuple[int, str]]:
             base = _from_base(module, node)
             submodules = [f"{base}.{a.name}" for a in node.names if f"{base}.{a.name}" in MODULE_NAMES]
             found += [(node.lineno, name) for name in submodules or [base]]
-        elif (isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Constant)
-              and isinstance(node.args[0].value, str)
-              and getattr(node.func, "attr", getattr(node.func, "id", None)) in ("import_module", "__import__")):
+        elif (
+            isinstance(node, ast.Call)
+            and node.args
+            and isinstance(node.args[0], ast.Constant)
+            and isinstance(node.args[0].value, str)
+            and getattr(node.func, "attr", getattr(node.func, "id", None)) in ("import_module", "__import__")
+        ):
             found.append((node.lineno, node.args[0].value))
     return sorted(found)
 
@@ -90,10 +95,14 @@ SHIMS = tuple(m.name for m in MODULES if m.name.count(".") == 1 and m.path.paren
 
 # layer -> (what it must not import, why)
 RULES = {
-    "lth_ray.core": (("ray", "lth_ray.distributed", "lth_ray.results", "lth_ray.cli", "sweeps") + SHIMS,
-                     "the core is plain PyTorch and below every other layer"),
-    "lth_ray.results": (("lth_ray.distributed.trainable", "lth_ray.trainable", "lth_ray.cli", "sweeps"),
-                        "results read the files trials wrote; they never run or import the trainable"),
+    "lth_ray.core": (
+        ("ray", "lth_ray.distributed", "lth_ray.results", "lth_ray.cli", "sweeps") + SHIMS,
+        "the core is plain PyTorch and below every other layer",
+    ),
+    "lth_ray.results": (
+        ("lth_ray.distributed.trainable", "lth_ray.trainable", "lth_ray.cli", "sweeps"),
+        "results read the files trials wrote; they never run or import the trainable",
+    ),
     "lth_ray.distributed": (("lth_ray.cli", "sweeps"), "the distributed layer is below the command lines"),
 }
 
@@ -117,14 +126,21 @@ def test_a_layer_never_imports_what_its_rule_forbids(layer):
 
 def test_the_scan_sees_every_kind_of_import():
     """Imports inside functions, relative ones, `from package import module` and import_module all count."""
-    source = ("def f():\n    import ray.tune\n"
-              "from ...distributed import trainable\n"
-              "from .. import engine\n"
-              "importlib.import_module('lth_ray.cli')\n"
-              "from lth_ray import __version__\n")
+    source = (
+        "def f():\n    import ray.tune\n"
+        "from ...distributed import trainable\n"
+        "from .. import engine\n"
+        "importlib.import_module('lth_ray.cli')\n"
+        "from lth_ray import __version__\n"
+    )
     module = Module("lth_ray.core.store.example", PACKAGE / "core" / "store" / "example.py")  # never written
-    assert imports_in(source, module) == [(2, "ray.tune"), (3, "lth_ray.distributed.trainable"),
-                                          (4, "lth_ray.core.engine"), (5, "lth_ray.cli"), (6, "lth_ray")]
+    assert imports_in(source, module) == [
+        (2, "ray.tune"),
+        (3, "lth_ray.distributed.trainable"),
+        (4, "lth_ray.core.engine"),
+        (5, "lth_ray.cli"),
+        (6, "lth_ray"),
+    ]
     assert within("ray.tune", "ray") and not within("rayleigh", "ray")
 
 
@@ -132,13 +148,15 @@ def test_the_scan_sees_every_kind_of_import():
 def test_importing_a_layer_does_not_load_ray(layer):
     """Import every module of the layer in a fresh interpreter: nothing it pulls in, directly or not, loads Ray."""
     names = [m.name for m in MODULES if within(m.name, layer) and not m.name.endswith("__main__")]
-    code = ("import importlib, json, sys\n"
-            "first = None\n"
-            f"for name in {names!r}:\n"
-            "    importlib.import_module(name)\n"
-            "    if first is None and 'ray' in sys.modules:\n"
-            "        first = name\n"
-            "print(json.dumps(first))")
+    code = (
+        "import importlib, json, sys\n"
+        "first = None\n"
+        f"for name in {names!r}:\n"
+        "    importlib.import_module(name)\n"
+        "    if first is None and 'ray' in sys.modules:\n"
+        "        first = name\n"
+        "print(json.dumps(first))"
+    )
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
     first = json.loads(out.stdout.strip().splitlines()[-1])
@@ -146,8 +164,11 @@ def test_importing_a_layer_does_not_load_ray(layer):
 
 
 def test_no_module_over_450_lines():
-    long = [f"{m.where}: {n} lines (at most {MAX_MODULE_LINES})" for m in MODULES
-            if (n := len(m.path.read_text().splitlines())) > MAX_MODULE_LINES]
+    long = [
+        f"{m.where}: {n} lines (at most {MAX_MODULE_LINES})"
+        for m in MODULES
+        if (n := len(m.path.read_text().splitlines())) > MAX_MODULE_LINES
+    ]
     assert long == [], "\n".join(long)
 
 
@@ -165,26 +186,87 @@ def test_no_class_over_200_lines():
 # re-export the public ones).
 OLD_NAMES = {
     "lth_ray.results.export": [
-        "MANIFEST", "EXPORT_FORMAT", "THESIS_METRICS", "ExportError", "export_experiment", "export_files",
-        "write_export", "trajectory_name", "trial_identity", "histories_table", "instability_table",
-        "interpolation_table", "layer_names", "rounds_table", "Group", "group_trials", "write_thesis_groups",
-        "history_arrays", "thesis_state", "write_group", "thesis_specs", "build_parser", "main", "_upload"],
+        "MANIFEST",
+        "EXPORT_FORMAT",
+        "THESIS_METRICS",
+        "ExportError",
+        "export_experiment",
+        "export_files",
+        "write_export",
+        "trajectory_name",
+        "trial_identity",
+        "histories_table",
+        "instability_table",
+        "interpolation_table",
+        "layer_names",
+        "rounds_table",
+        "Group",
+        "group_trials",
+        "write_thesis_groups",
+        "history_arrays",
+        "thesis_state",
+        "write_group",
+        "thesis_specs",
+        "build_parser",
+        "main",
+        "_upload",
+    ],
     "lth_ray.results.analysis": [
-        "CONFIG", "GROUP", "BASELINES", "OWN_DENSE_ROUND", "FAMILIES", "SUMMARY_METRICS", "RUNNING",
-        "TRIAL_IDENTITY", "TRIAL_COLUMNS", "Experiment", "load_experiment", "tune_analysis", "load_export",
-        "OLD_EXPORT_DEFAULTS", "early_stop_indices", "values_at", "early_stop", "summarise", "winning_ticket",
-        "missing", "config_labels", "matching", "by_configuration", "STABLE_BARRIER", "stable_and_matching",
-        "plot_instability_vs_sparsity", "plot_interpolation", "ticket_method", "ladder_ticks", "sparsity_axis",
-        "plot_vs_sparsity", "ABLATION_STYLES", "split_label", "has_other_methods", "method_order",
-        "methods_table", "plot_methods_vs_sparsity", "plot_accuracy_vs_sparsity", "plot_early_stop_vs_sparsity",
-        "select_rounds", "plot_history", "plot_layer_sparsity", "mask_image", "plot_mask", "TICKETS", "METRICS",
-        "_fmt_percent"],
+        "CONFIG",
+        "GROUP",
+        "BASELINES",
+        "OWN_DENSE_ROUND",
+        "FAMILIES",
+        "SUMMARY_METRICS",
+        "RUNNING",
+        "TRIAL_IDENTITY",
+        "TRIAL_COLUMNS",
+        "Experiment",
+        "load_experiment",
+        "tune_analysis",
+        "load_export",
+        "OLD_EXPORT_DEFAULTS",
+        "early_stop_indices",
+        "values_at",
+        "early_stop",
+        "summarise",
+        "winning_ticket",
+        "missing",
+        "config_labels",
+        "matching",
+        "by_configuration",
+        "STABLE_BARRIER",
+        "stable_and_matching",
+        "plot_instability_vs_sparsity",
+        "plot_interpolation",
+        "ticket_method",
+        "ladder_ticks",
+        "sparsity_axis",
+        "plot_vs_sparsity",
+        "ABLATION_STYLES",
+        "split_label",
+        "has_other_methods",
+        "method_order",
+        "methods_table",
+        "plot_methods_vs_sparsity",
+        "plot_accuracy_vs_sparsity",
+        "plot_early_stop_vs_sparsity",
+        "select_rounds",
+        "plot_history",
+        "plot_layer_sparsity",
+        "mask_image",
+        "plot_mask",
+        "TICKETS",
+        "METRICS",
+        "_fmt_percent",
+    ],
 }
 
 
 @pytest.mark.parametrize("module", list(OLD_NAMES))
 def test_split_modules_keep_their_names_at_the_old_paths(module):
     import importlib
+
     new = importlib.import_module(module)
     shim = importlib.import_module(module.replace("lth_ray.results.", "lth_ray."))
     lost = [f"{module}.{n}" for n in OLD_NAMES[module] if not hasattr(new, n)]
@@ -194,7 +276,8 @@ def test_split_modules_keep_their_names_at_the_old_paths(module):
 
 @pytest.mark.parametrize("command", ["lth_ray.export", "lth_ray.results.export"])
 def test_the_export_command_runs_under_both_module_names(command):
-    out = subprocess.run([sys.executable, "-m", command, "--help"], cwd=ROOT, capture_output=True, text=True,
-                         timeout=600)
+    out = subprocess.run(
+        [sys.executable, "-m", command, "--help"], cwd=ROOT, capture_output=True, text=True, timeout=600
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     assert out.stdout.startswith("usage: python -m lth_ray.export"), out.stdout

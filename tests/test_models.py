@@ -1,4 +1,5 @@
 """Models: the paper's weight counts, the thesis' module names, seeded Glorot init."""
+
 import pytest
 import torch
 from torch import nn
@@ -17,8 +18,9 @@ NAMES = {
 
 def preset_model(arch, seed=0, **kw):
     p = PRESETS[arch]
-    return build_model(p.plan_conv, p.plan_fc, in_shape_of(p.dataset), generator=torch.Generator().manual_seed(seed),
-                       **kw)
+    return build_model(
+        p.plan_conv, p.plan_fc, in_shape_of(p.dataset), generator=torch.Generator().manual_seed(seed), **kw
+    )
 
 
 @pytest.mark.parametrize("arch", sorted(WEIGHTS))
@@ -69,6 +71,7 @@ def test_bad_plan_token_is_a_clear_error():
 def test_the_registry_builds_the_plan_nets_bitwise_as_before(arch):
     from lth_ray.core.models.registry import build_model as build_entry, model_entry, model_of
     from lth_ray.core.spec.config import from_preset
+
     config = from_preset(arch)
     assert model_of(config) == "plan"
     ours = build_entry(config, in_shape_of(config.dataset), generator=torch.Generator().manual_seed(7))

@@ -12,6 +12,7 @@ A failure is a changed number: explain it, never re-record it to make this pass.
 torch build on one kind of CPU kernels (the environment recorded with them; the cases run on one thread): where
 the environment differs, the comparison says nothing about the code and the case is skipped with the reason.
 """
+
 from __future__ import annotations
 
 import json
@@ -42,6 +43,7 @@ def test_case_reproduces_the_recorded_numbers(name):
 
 def test_the_comparison_sees_a_one_ulp_change():
     import math
+
     golden = recorded("lenet_fp32")["output"]
     changed = json.loads(json.dumps(golden))
     loss = changed["rounds"][1]["members"][2]["val_loss"]

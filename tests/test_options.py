@@ -4,6 +4,7 @@ The same setting has the same spelling in both; every option has help, its choic
 a bad choice is one `error:` line; the spellings of lth_ray 0.2 still parse to the same configs; the sweep's
 comma lists are its grid's axes. Nothing here trains or starts Ray.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -36,12 +37,19 @@ def sweep_spec(*argv: str, defaults=LENET):
 
 def visible(parser: argparse.ArgumentParser) -> dict[str, argparse.Action]:
     """The options --help shows, by flag (hidden aliases and -h left out)."""
-    return {flag: a for a in parser._actions if a.help != argparse.SUPPRESS and a.dest != "help"
-            for flag in a.option_strings}
+    return {
+        flag: a
+        for a in parser._actions
+        if a.help != argparse.SUPPRESS and a.dest != "help"
+        for flag in a.option_strings
+    }
 
 
-PARSERS = {"trajectory": trajectory_cli.build_parser(), "lenet_mnist": sweep_cli.build_parser(LENET),
-           "conv_cifar10": sweep_cli.build_parser(CONV)}
+PARSERS = {
+    "trajectory": trajectory_cli.build_parser(),
+    "lenet_mnist": sweep_cli.build_parser(LENET),
+    "conv_cifar10": sweep_cli.build_parser(CONV),
+}
 
 
 def test_every_setting_of_the_recipe_has_one_option_and_both_clis_spell_it_alike():
@@ -86,34 +94,48 @@ def test_a_sweep_module_shows_its_own_archs_data_sets_and_defaults():
     assert "lenet 0.0012" in lenet["--learning-rate"].help
 
 
-@pytest.mark.parametrize("argv, line", [
-    (["--device", "tpu"], "error: --device='tpu' is unknown; allowed: auto, cpu, cuda"),
-    (["--pruning", "random"], "error: --pruning='random' is unknown; allowed: layerwise, global"),
-    (["--activation", "gelu"], "error: --activation='gelu' is unknown; allowed: relu, tanh"),
-    (["--precision", "fp16"], "error: --precision='fp16' is unknown; allowed: fp32, tf32, bf16, fp64"),
-    (["--arch", "conv9"], "error: --arch='conv9' is unknown; allowed: lenet, conv2, conv4, conv6, resnet20, "
-                          "resnet20-lth, resnet20-lth-warmup, vgg16, vgg19, vgg19-lth, vgg19-lth-warmup, "
-                          + ", ".join(registered_models())),  # the presets, then every registered model
-    # the cohort's lists are checked where its members are made (lth_ray.core.engine.trajectory.cohort_members)
-    (["--ablations", "shuffle,flip"], "error: ablation 'flip' is unknown; allowed: shuffle, reinit, invert"),
-    (["--baselines", "snip,lottery"], "error: baseline 'lottery' is unknown; allowed: reinit, random-prune, snip, "
-                                      "grasp, synflow, magnitude-init"),
-])
+@pytest.mark.parametrize(
+    "argv, line",
+    [
+        (["--device", "tpu"], "error: --device='tpu' is unknown; allowed: auto, cpu, cuda"),
+        (["--pruning", "random"], "error: --pruning='random' is unknown; allowed: layerwise, global"),
+        (["--activation", "gelu"], "error: --activation='gelu' is unknown; allowed: relu, tanh"),
+        (["--precision", "fp16"], "error: --precision='fp16' is unknown; allowed: fp32, tf32, bf16, fp64"),
+        (
+            ["--arch", "conv9"],
+            "error: --arch='conv9' is unknown; allowed: lenet, conv2, conv4, conv6, resnet20, "
+            "resnet20-lth, resnet20-lth-warmup, vgg16, vgg19, vgg19-lth, vgg19-lth-warmup, "
+            + ", ".join(registered_models()),
+        ),  # the presets, then every registered model
+        # the cohort's lists are checked where its members are made (lth_ray.core.engine.trajectory.cohort_members)
+        (["--ablations", "shuffle,flip"], "error: ablation 'flip' is unknown; allowed: shuffle, reinit, invert"),
+        (
+            ["--baselines", "snip,lottery"],
+            "error: baseline 'lottery' is unknown; allowed: reinit, random-prune, snip, grasp, synflow, magnitude-init",
+        ),
+    ],
+)
 def test_a_bad_choice_is_one_error_line_in_the_trajectory_cli(argv, line, capsys):
     assert trajectory_cli.main(argv) == 2
     captured = capsys.readouterr()
     assert captured.out == "" and captured.err.splitlines() == [line]
 
 
-@pytest.mark.parametrize("argv, line", [
-    (["--device", "tpu"], "error: --device='tpu' is unknown; allowed: auto, cpu, cuda"),
-    (["--archs", "conv2,lenet"], "error: --arch: 'lenet' is not allowed here; allowed: conv2, conv4, conv6"),
-    (["--dataset", "mnist"], "error: --dataset='mnist' is not allowed here; allowed: cifar10"),
-    (["--method", "snip"], "error: --method='snip' is not allowed here; allowed: imp, one-shot"),
-    (["--baselines", "lottery"], "error: --baselines: 'lottery' is unknown; allowed: reinit, random-prune, snip, "
-                                 "grasp, synflow, magnitude-init, none"),
-    (["--track", "neptune"], "error: --track='neptune' is unknown; allowed: none, wandb, mlflow"),
-])
+@pytest.mark.parametrize(
+    "argv, line",
+    [
+        (["--device", "tpu"], "error: --device='tpu' is unknown; allowed: auto, cpu, cuda"),
+        (["--archs", "conv2,lenet"], "error: --arch: 'lenet' is not allowed here; allowed: conv2, conv4, conv6"),
+        (["--dataset", "mnist"], "error: --dataset='mnist' is not allowed here; allowed: cifar10"),
+        (["--method", "snip"], "error: --method='snip' is not allowed here; allowed: imp, one-shot"),
+        (
+            ["--baselines", "lottery"],
+            "error: --baselines: 'lottery' is unknown; allowed: reinit, random-prune, snip, "
+            "grasp, synflow, magnitude-init, none",
+        ),
+        (["--track", "neptune"], "error: --track='neptune' is unknown; allowed: none, wandb, mlflow"),
+    ],
+)
 def test_a_bad_choice_is_one_error_line_in_the_sweep_cli(argv, line, capsys, tmp_path):
     assert sweep_cli.main(CONV, ["--storage", str(tmp_path), "--name", "n", "--dry-run", *argv]) == 2
     captured = capsys.readouterr()
@@ -121,11 +143,14 @@ def test_a_bad_choice_is_one_error_line_in_the_sweep_cli(argv, line, capsys, tmp
     assert not list(tmp_path.iterdir())
 
 
-@pytest.mark.parametrize("argv, fragment", [
-    (["--eval-every", "many"], "error: argument --eval-every: invalid int value: 'many'"),
-    (["--learning-rate", "1e-3,2e-3"], "error: argument --learning-rate: invalid float value: '1e-3,2e-3'"),
-    (["--no-such-option"], "error: unrecognized arguments: --no-such-option"),
-])
+@pytest.mark.parametrize(
+    "argv, fragment",
+    [
+        (["--eval-every", "many"], "error: argument --eval-every: invalid int value: 'many'"),
+        (["--learning-rate", "1e-3,2e-3"], "error: argument --learning-rate: invalid float value: '1e-3,2e-3'"),
+        (["--no-such-option"], "error: unrecognized arguments: --no-such-option"),
+    ],
+)
 def test_argparse_errors_are_one_line_too(argv, fragment, capsys):
     with pytest.raises(SystemExit) as exit_:
         trajectory_cli.build_parser().parse_args(argv)
@@ -134,26 +159,81 @@ def test_argparse_errors_are_one_line_too(argv, fragment, capsys):
 
 def test_the_old_spellings_parse_to_the_same_configs():
     old = trajectory_members("--preset", "conv2", "--one-shot", "--prune-rates", "0.3", "--conv-prune-rates", "0.2")
-    new = trajectory_members("--arch", "conv2", "--method", "one-shot", "--prune-rate-fc", "0.3",
-                             "--prune-rate-conv", "0.2")
+    new = trajectory_members(
+        "--arch", "conv2", "--method", "one-shot", "--prune-rate-fc", "0.3", "--prune-rate-conv", "0.2"
+    )
     assert [m.to_dict() for m in old] == [m.to_dict() for m in new]
-    assert (new[0].arch, new[0].method, new[0].prune_rate_fc, new[0].prune_rate_conv) == ("conv2", "one-shot", 0.3,
-                                                                                           0.2)
-    old_sweep = sweep_spec("--archs", "conv2,conv4", "--prune-rates", "0.1,0.2", "--conv-prune-rates", "0.1,0.15",
-                           "--one-shot", defaults=CONV)
-    new_sweep = sweep_spec("--arch", "conv2,conv4", "--prune-rate-fc", "0.1,0.2", "--prune-rate-conv", "0.1,0.15",
-                           "--method", "one-shot", defaults=CONV)
-    assert old_sweep == new_sweep and {t.method for t in new_sweep.trajectories} == {"one-shot", "reinit",
-                                                                                    "random-prune"}
+    assert (new[0].arch, new[0].method, new[0].prune_rate_fc, new[0].prune_rate_conv) == ("conv2", "one-shot", 0.3, 0.2)
+    old_sweep = sweep_spec(
+        "--archs",
+        "conv2,conv4",
+        "--prune-rates",
+        "0.1,0.2",
+        "--conv-prune-rates",
+        "0.1,0.15",
+        "--one-shot",
+        defaults=CONV,
+    )
+    new_sweep = sweep_spec(
+        "--arch",
+        "conv2,conv4",
+        "--prune-rate-fc",
+        "0.1,0.2",
+        "--prune-rate-conv",
+        "0.1,0.15",
+        "--method",
+        "one-shot",
+        defaults=CONV,
+    )
+    assert old_sweep == new_sweep and {t.method for t in new_sweep.trajectories} == {
+        "one-shot",
+        "reinit",
+        "random-prune",
+    }
 
 
 def test_the_same_command_line_gives_the_same_recipe_in_both_clis():
-    argv = ["--arch", "lenet", "--dataset", "fashion-mnist", "--iterations", "1000", "--eval-every", "50",
-            "--rounds", "3", "--learning-rate", "0.002", "--batch-size", "30", "--prune-rate-fc", "0.3",
-            "--pruning", "global", "--rewind-iteration", "100", "--activation", "tanh", "--precision", "fp64",
-            "--deterministic", "--instability", "--instability-rounds", "0,2", "--instability-points", "5",
-            "--device", "cpu", "--no-early-stop-weights", "--plan-fc", "50,20", "--seeds", "2",
-            "--data-root", "/data"]
+    argv = [
+        "--arch",
+        "lenet",
+        "--dataset",
+        "fashion-mnist",
+        "--iterations",
+        "1000",
+        "--eval-every",
+        "50",
+        "--rounds",
+        "3",
+        "--learning-rate",
+        "0.002",
+        "--batch-size",
+        "30",
+        "--prune-rate-fc",
+        "0.3",
+        "--pruning",
+        "global",
+        "--rewind-iteration",
+        "100",
+        "--activation",
+        "tanh",
+        "--precision",
+        "fp64",
+        "--deterministic",
+        "--instability",
+        "--instability-rounds",
+        "0,2",
+        "--instability-points",
+        "5",
+        "--device",
+        "cpu",
+        "--no-early-stop-weights",
+        "--plan-fc",
+        "50,20",
+        "--seeds",
+        "2",
+        "--data-root",
+        "/data",
+    ]
     (ticket0, ticket1) = trajectory_members(*argv)
     spec = sweep_spec(*argv, "--baselines", "none")
     assert [t.to_dict() for t in spec.trajectories] == [ticket0.to_dict(), ticket1.to_dict()]
@@ -163,8 +243,9 @@ def test_the_same_command_line_gives_the_same_recipe_in_both_clis():
 def test_the_recorded_recipe_is_the_presets_with_what_the_command_line_set():
     (default,) = trajectory_members()
     # the modern recipe's settings are recorded only where they differ from their defaults (0.2's configs)
-    assert default == from_preset("lenet") and list(default.to_dict()) == [s for s in SETTINGS
-                                                                           if s not in ADDED_DEFAULTS]
+    assert default == from_preset("lenet") and list(default.to_dict()) == [
+        s for s in SETTINGS if s not in ADDED_DEFAULTS
+    ]
     (conv,) = trajectory_members("--arch", "conv4", "--seed", "3", "--rounds", "5", "--method", "snip")
     assert conv.to_dict() == from_preset("conv4", seed=3, rounds=5, method="snip").to_dict()
     (ticket,) = sweep_spec("--seeds", "1").trajectories
@@ -172,13 +253,28 @@ def test_the_recorded_recipe_is_the_presets_with_what_the_command_line_set():
 
 
 def test_the_sweeps_comma_lists_are_the_grids_axes():
-    spec = sweep_spec("--prune-rate-fc", "0.1,0.2,0.3", "--learning-rate", "1e-3,2e-3", "--seeds", "2",
-                      "--prune-rate-conv", "0.1,0.5")  # Lenet has no conv layers: no conv axis
+    spec = sweep_spec(
+        "--prune-rate-fc", "0.1,0.2,0.3", "--learning-rate", "1e-3,2e-3", "--seeds", "2", "--prune-rate-conv", "0.1,0.5"
+    )  # Lenet has no conv layers: no conv axis
     assert len(spec.trajectories) == 3 * 2 * 2
     assert {(t.prune_rate_fc, t.learning_rate, t.seed) for t in spec.trajectories} == {
-        (p, lr, s) for p in (0.1, 0.2, 0.3) for lr in (1e-3, 2e-3) for s in (0, 1)}
-    conv = sweep_spec("--arch", "conv2,conv6", "--prune-rate-conv", "0.1,0.2", "--batch-size", "60,120",
-                      "--rewind-iteration", "0,500", "--seeds", "1", "--baselines", "reinit", defaults=CONV)
+        (p, lr, s) for p in (0.1, 0.2, 0.3) for lr in (1e-3, 2e-3) for s in (0, 1)
+    }
+    conv = sweep_spec(
+        "--arch",
+        "conv2,conv6",
+        "--prune-rate-conv",
+        "0.1,0.2",
+        "--batch-size",
+        "60,120",
+        "--rewind-iteration",
+        "0,500",
+        "--seeds",
+        "1",
+        "--baselines",
+        "reinit",
+        defaults=CONV,
+    )
     tickets = [t for t in conv.trajectories if t.is_ticket]
     assert len(tickets) == 2 * 2 * 2 * 2 and len(conv.trajectories) == 2 * len(tickets)
     assert {t.arch for t in tickets} == {"conv2", "conv6"} and {t.rewind_iteration for t in tickets} == {0, 500}

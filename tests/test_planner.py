@@ -1,6 +1,7 @@
 """The placement planner: FLOPs and memory from the plans' layer shapes (a registered model's from its module
 on 'meta'), cohorts split by seeds so the GPUs are busy from the start and finish together, memory respected,
 one-line refusals. Pure Python: no Ray, and no torch but for the registered models' shapes."""
+
 from __future__ import annotations
 
 import subprocess
@@ -10,16 +11,17 @@ import pytest
 
 from conftest import ROOT
 from lth_ray.core.spec.config import PRESETS, ConfigError, from_preset
-from lth_ray.distributed.planner import (GIB, GPUModel, configuration, net_shape, plan_sweep, shape_of,
-                                         split_seeds)
+from lth_ray.distributed.planner import GIB, GPUModel, configuration, net_shape, plan_sweep, shape_of, split_seeds
 from lth_ray.core.engine.trajectory import cohort_members
 
 BOTH = ("reinit", "random-prune")
 
 
 def conv_grid(seeds: int, baselines=BOTH, rounds: int = 20, archs=("conv2", "conv4", "conv6"), **kw):
-    return [configuration(a, cohort_members(from_preset(a, rounds=rounds), list(range(seeds)), list(baselines)),
-                          **kw) for a in archs]
+    return [
+        configuration(a, cohort_members(from_preset(a, rounds=rounds), list(range(seeds)), list(baselines)), **kw)
+        for a in archs
+    ]
 
 
 def test_flops_and_parameters_from_the_layer_shapes():
@@ -39,8 +41,9 @@ def test_registered_models_are_counted_from_their_modules():
     assert resnet.params == 272_474 and 40e6 < resnet.macs < 42e6  # ResNet-20: 41M multiply-adds per image
     vgg = shape_of(from_preset("vgg16"), (3, 32, 32))
     assert 14.7e6 < vgg.params < 14.8e6 and 313e6 < vgg.macs < 314e6  # VGG-16 (CIFAR): 313M
-    assert shape_of(from_preset("conv2"), (3, 32, 32)) == net_shape(PRESETS["conv2"].plan_conv,
-                                                                    PRESETS["conv2"].plan_fc, (3, 32, 32))
+    assert shape_of(from_preset("conv2"), (3, 32, 32)) == net_shape(
+        PRESETS["conv2"].plan_conv, PRESETS["conv2"].plan_fc, (3, 32, 32)
+    )
     # a ResNet-20 seed (ticket, copy for instability) costs what its FLOPs say, at the batch size
     ticket = from_preset("resnet20", rounds=1, iterations=1000, eval_every=100, milestones=(), instability=True)
     cost = configuration("r", [ticket])
@@ -51,8 +54,8 @@ def test_cost_counts_rounds_members_and_evaluation():
     ticket = from_preset("conv2", rounds=2, iterations=1000, eval_every=100)
     alone = configuration("c", [ticket])
     shape = net_shape(ticket.plan_conv, ticket.plan_fc, (3, 32, 32))
-    train = 3 * 2 * shape.macs * 60 * 1000 * 3          # 3 rounds of 1000 steps at batch 60
-    evaluate = 2 * shape.macs * 15_000 * 10 * 3          # validation + test, 10 times a round
+    train = 3 * 2 * shape.macs * 60 * 1000 * 3  # 3 rounds of 1000 steps at batch 60
+    evaluate = 2 * shape.macs * 15_000 * 10 * 3  # validation + test, 10 times a round
     assert alone.seed_flops == pytest.approx(train + evaluate)
     with_baselines = configuration("c", cohort_members(ticket, [0], list(BOTH)))
     assert with_baselines.seed_flops == pytest.approx(alone.seed_flops * 7 / 3)  # baselines: rounds 1..2 only
@@ -105,8 +108,10 @@ def test_the_schedule_never_overfills_a_slot_and_starts_longest_first():
 
 
 def test_small_cohorts_share_a_gpu_and_keep_their_seeds_together():
-    lenet = [configuration(f"lenet-fc{r}", cohort_members(from_preset("lenet", prune_rate_fc=r), [0, 1, 2],
-                                                          list(BOTH))) for r in (0.1, 0.2, 0.3, 0.4)]
+    lenet = [
+        configuration(f"lenet-fc{r}", cohort_members(from_preset("lenet", prune_rate_fc=r), [0, 1, 2], list(BOTH)))
+        for r in (0.1, 0.2, 0.3, 0.4)
+    ]
     plan = plan_sweep(lenet, 1)
     assert plan.gpu_per_trial < 1 and plan.slots >= 4
     assert len(plan.trials) == 4 and all(len(t.seeds) == 3 for t in plan.trials)  # launch-bound: batching is free
@@ -134,12 +139,17 @@ def test_users_choices_are_kept():
     assert len(plan.trials) == 3 and plan.gpu_per_trial == 0.5 and plan.slots == 16
 
 
-@pytest.mark.parametrize("kwargs, fragment", [
-    (dict(gpu=GPUModel(memory_bytes=GIB)), "one seed of conv2 (3 members) needs"),
-    (dict(seeds_per_trial=400), "--seeds-per-trial=400: a cohort of conv2 with 400 seeds needs"),
-    (dict(gpu_per_trial=0.125, gpu=GPUModel(memory_bytes=8 * GIB)), "more than 0.125 of a 8 GiB GPU; give a trial "
-                                                                    "a bigger share (--gpus-per-trial 0.5)"),
-])
+@pytest.mark.parametrize(
+    "kwargs, fragment",
+    [
+        (dict(gpu=GPUModel(memory_bytes=GIB)), "one seed of conv2 (3 members) needs"),
+        (dict(seeds_per_trial=400), "--seeds-per-trial=400: a cohort of conv2 with 400 seeds needs"),
+        (
+            dict(gpu_per_trial=0.125, gpu=GPUModel(memory_bytes=8 * GIB)),
+            "more than 0.125 of a 8 GiB GPU; give a trial a bigger share (--gpus-per-trial 0.5)",
+        ),
+    ],
+)
 def test_a_plan_that_cannot_fit_is_one_line_naming_what_would(kwargs, fragment):
     gpu = kwargs.get("gpu", GPUModel())
     with pytest.raises(ConfigError) as info:

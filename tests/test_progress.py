@@ -1,11 +1,11 @@
 """The sweep's progress line, from counts and a fake clock: no Ray running, no sleeping."""
+
 from __future__ import annotations
 
 from types import SimpleNamespace
 
 from lth_ray.core.spec.config import from_preset
-from lth_ray.distributed.progress import (ProgressCallback, Tally, cohort_work, duration, progress_line,
-                                          trial_tally)
+from lth_ray.distributed.progress import ProgressCallback, Tally, cohort_work, duration, progress_line, trial_tally
 
 
 def test_line_counts_rounds_rate_and_eta():
@@ -19,17 +19,26 @@ def test_line_counts_rounds_rate_and_eta():
 
 def test_line_before_the_first_round_and_when_done():
     start = Tally(0, 60, 0, 60_000)
-    assert progress_line(start, 0, 0.0) == \
-        "progress: 0/60 rounds (0%), rate and ETA after the first round (elapsed 0 s)"
+    assert (
+        progress_line(start, 0, 0.0) == "progress: 0/60 rounds (0%), rate and ETA after the first round (elapsed 0 s)"
+    )
     resumed = Tally(30, 60, 30_000, 60_000)  # an earlier driver's rounds are done, not fast
     assert "after the first round" in progress_line(resumed, 30_000, 40.0)
-    assert progress_line(Tally(60, 60, 60_000, 60_000), 0, 7200.0) == \
-        "progress: 60/60 rounds (100%), done (elapsed 2.0 h)"
+    assert (
+        progress_line(Tally(60, 60, 60_000, 60_000), 0, 7200.0) == "progress: 60/60 rounds (100%), done (elapsed 2.0 h)"
+    )
 
 
 def test_duration():
-    assert [duration(s) for s in (0, 89, 90, 3600, 5399, 5400, 36000)] == \
-        ["0 s", "89 s", "2 min", "60 min", "90 min", "1.5 h", "10.0 h"]
+    assert [duration(s) for s in (0, 89, 90, 3600, 5399, 5400, 36000)] == [
+        "0 s",
+        "89 s",
+        "2 min",
+        "60 min",
+        "90 min",
+        "1.5 h",
+        "10.0 h",
+    ]
 
 
 def test_cohort_work_counts_baselines_from_round_one_and_late_rewinding_from_k():
@@ -47,8 +56,9 @@ def test_trial_tally_is_pro_rata_and_capped():
 
 def fake_trial(trial_id, cohort, status="RUNNING", rounds_done=None):
     result = {} if rounds_done is None else {"rounds_done": rounds_done}
-    return SimpleNamespace(trial_id=trial_id, config={"cohort": [c.to_dict() for c in cohort]}, status=status,
-                           last_result=result)
+    return SimpleNamespace(
+        trial_id=trial_id, config={"cohort": [c.to_dict() for c in cohort]}, status=status, last_result=result
+    )
 
 
 def test_callback_prints_at_first_step_then_every_30_s_of_its_clock():

@@ -1,11 +1,22 @@
 """Pruning: the paper's sparsity ladder, exact masks on hand-made layers, rates per layer kind, packing."""
+
 import pytest
 import torch
 
 from lth_ray.core.spec.config import PRESETS
 from lth_ray.core.models.plan import build_model, in_shape_of, prunable_layers
-from lth_ray.core.pruning.masks import (alive_after, density, global_magnitude_prune, layer_rates, magnitude_prune,
-                             magnitude_prune_to, pack_masks, random_prune, removal_count, unpack_masks)
+from lth_ray.core.pruning.masks import (
+    alive_after,
+    density,
+    global_magnitude_prune,
+    layer_rates,
+    magnitude_prune,
+    magnitude_prune_to,
+    pack_masks,
+    random_prune,
+    removal_count,
+    unpack_masks,
+)
 
 # protocol.md: percent of weights remaining after k rounds
 LADDER_K = (0, 3, 5, 7, 9, 11, 12, 14, 15, 18, 20)
@@ -30,8 +41,9 @@ def preset_layers(arch):
 def test_sparsity_ladder_matches_the_paper(arch):
     weights, rates = preset_layers(arch)
     total = sum(w.numel() for w in weights.values())
-    got = [round(100 * sum(alive_after(w.numel(), rates[n], k) for n, w in weights.items()) / total, 1)
-           for k in LADDER_K]
+    got = [
+        round(100 * sum(alive_after(w.numel(), rates[n], k) for n, w in weights.items()) / total, 1) for k in LADDER_K
+    ]
     assert got == list(LADDER[arch])
 
 

@@ -6,6 +6,7 @@ sweeps are read from `lth_ray.cli`. argparse's own `-h/--help` is left out. `pyt
 the reference tables, generated from the same parsers, to paste into the README's reference section. An
 option is listed when a table row starts with it (hidden aliases: once, as `--alias` = `--option`).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -18,8 +19,8 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 REFERENCE = "## Reference: every option"
 HELP = {"-h", "--help"}
 OPTION = re.compile(r"(?<![\w-])--[a-z][a-z0-9-]*")
-ROW = re.compile(r"^\| `(--[a-z][a-z0-9-]*)", re.M)   # an option's own line: a table row that starts with it
-ALIAS = re.compile(r"`(--[a-z][a-z0-9-]*)` = `--")      # a hidden alias, listed once: `--preset` = `--arch`
+ROW = re.compile(r"^\| `(--[a-z][a-z0-9-]*)", re.M)  # an option's own line: a table row that starts with it
+ALIAS = re.compile(r"`(--[a-z][a-z0-9-]*)` = `--")  # a hidden alias, listed once: `--preset` = `--arch`
 
 
 class _Built(Exception):
@@ -28,8 +29,10 @@ class _Built(Exception):
 
 def parser_of(main) -> argparse.ArgumentParser:
     """The parser a command's `main(argv)` builds, caught before it parses (for mains with no build function)."""
+
     def grab(self, *args, **kwargs):
         raise _Built(self)
+
     with mock.patch.object(argparse.ArgumentParser, "parse_args", grab):
         try:
             main([])
@@ -41,6 +44,7 @@ def parser_of(main) -> argparse.ArgumentParser:
 def sweep_modules() -> dict[str, object]:
     """Every runnable sweep module, by its `python -m` name."""
     from lth_ray.cli import sweep_names
+
     return {module: importlib.import_module(module) for module in sweep_names().values()}
 
 
@@ -51,6 +55,7 @@ def parsers() -> dict[str, argparse.ArgumentParser]:
     from lth_ray.distributed.sweep import build_parser as sweep_parser
     from lth_ray.results import report
     from lth_ray.results.export.command import build_parser as export_parser
+
     found = {"python -m lth_ray.trajectory": trajectory_parser()}
     found.update({f"python -m {name}": sweep_parser(module.DEFAULTS) for name, module in sweep_modules().items()})
     found["python -m lth_ray.export"] = export_parser()
@@ -88,6 +93,7 @@ def test_every_option_named_in_the_reference_exists():
 
 def test_every_console_command_and_sweep_is_in_the_reference():
     from lth_ray.cli import COMMANDS, sweep_names
+
     section = reference_section()
     missing = [f"lth-ray {c}" for c in COMMANDS if f"lth-ray {c}" not in section]
     missing += [f"sweep {s} ({m})" for s, m in sweep_names().items() if s not in section or m not in section]
@@ -133,40 +139,65 @@ def _table(groups: list[tuple[str | None, list[argparse.Action]]], grid: frozens
 
 
 def _visible(parser: argparse.ArgumentParser, keep) -> list[tuple[str, list[argparse.Action]]]:
-    return [(g.title, [a for a in g._group_actions if a.help != argparse.SUPPRESS and a.option_strings
-                       and not set(a.option_strings) & HELP and keep(a)]) for g in parser._action_groups]
+    return [
+        (
+            g.title,
+            [
+                a
+                for a in g._group_actions
+                if a.help != argparse.SUPPRESS and a.option_strings and not set(a.option_strings) & HELP and keep(a)
+            ],
+        )
+        for g in parser._action_groups
+    ]
 
 
 def reference_markdown() -> str:
     """The reference tables, generated from the parsers (what `python tests/test_readme.py` prints)."""
     from lth_ray.core.spec.options import RECIPE
+
     every = parsers()
     trajectory = every["python -m lth_ray.trajectory"]
     sweep = every["python -m sweeps.lenet_mnist"]
     recipe = {o.flag for o in RECIPE if "sweep" in o.scopes}
     grid = frozenset(a.option_strings[0] for a in sweep._actions if str(a.metavar).endswith("[,...]"))
-    out = ["### Recipe options: `python -m lth_ray.trajectory` and every `python -m sweeps.<name>`", "",
-           "The defaults are the trajectory command's; a sweep module's own are in the next table. Options "
-           "marked *grid* take a comma list in a sweep, and each list is an axis of its grid.", ""]
+    out = [
+        "### Recipe options: `python -m lth_ray.trajectory` and every `python -m sweeps.<name>`",
+        "",
+        "The defaults are the trajectory command's; a sweep module's own are in the next table. Options "
+        "marked *grid* take a comma list in a sweep, and each list is an axis of its grid.",
+        "",
+    ]
     out += _table(_visible(trajectory, lambda a: a.option_strings[0] in recipe), grid)
     out += ["", "### Only `python -m lth_ray.trajectory`", ""]
     out += _table(_visible(trajectory, lambda a: a.option_strings[0] not in recipe))
     out += ["", "### Only the sweeps (`python -m sweeps.<name>`, `lth-ray sweep <name>`)", ""]
     out += _table(_visible(sweep, lambda a: a.option_strings[0] not in recipe))
-    out += ["", "Each sweep module narrows `--arch` and `--dataset` to its own, `--method` to the tickets "
-            "(imp, one-shot), and sets these defaults:", "",
-            "| sweep module | `--arch` allowed (default: all of them, unless under other defaults) | "
-            "`--dataset` allowed (default: the first) | `--seeds` | `--baselines` | other defaults |",
-            "|---|---|---|---|---|---|"]
+    out += [
+        "",
+        "Each sweep module narrows `--arch` and `--dataset` to its own, `--method` to the tickets "
+        "(imp, one-shot), and sets these defaults:",
+        "",
+        "| sweep module | `--arch` allowed (default: all of them, unless under other defaults) | "
+        "`--dataset` allowed (default: the first) | `--seeds` | `--baselines` | other defaults |",
+        "|---|---|---|---|---|---|",
+    ]
     for name, module in sweep_modules().items():
         d = module.DEFAULTS
         other = ", ".join(f"`--{k.replace('_', '-')}`" + ("" if v is True else f" {v}") for k, v in d.recipe)
-        out.append(f"| `{name}` | {', '.join(d.archs)} | {', '.join(d.datasets)} | {d.seeds} | {d.baselines} | "
-                   f"{other} |")
+        out.append(
+            f"| `{name}` | {', '.join(d.archs)} | {', '.join(d.datasets)} | {d.seeds} | {d.baselines} | {other} |"
+        )
     hidden = [a for a in sweep._actions if a.help == argparse.SUPPRESS and a.option_strings]
     shown = {a.dest: a.option_strings[0] for a in sweep._actions if a.help != argparse.SUPPRESS}
-    out += ["", "Hidden aliases (0.2's spellings, not in `--help`): " + "; ".join(
-        f"`{a.option_strings[0]}` = `{shown[a.dest]}" + (f" {a.const}`" if a.const else "`") for a in hidden) + "."]
+    out += [
+        "",
+        "Hidden aliases (0.2's spellings, not in `--help`): "
+        + "; ".join(
+            f"`{a.option_strings[0]}` = `{shown[a.dest]}" + (f" {a.const}`" if a.const else "`") for a in hidden
+        )
+        + ".",
+    ]
     for command in ("python -m lth_ray.export", "python -m lth_ray.report", "python -m lth_ray.cluster_config"):
         p = every[command]
         args = " ".join(a.dest for a in p._actions if not a.option_strings)
@@ -176,10 +207,13 @@ def reference_markdown() -> str:
         if any(actions for _, actions in visible):
             out += [""] + _table([(None, [a for _, actions in visible for a in actions])])
     from lth_ray.cli import COMMANDS, sweep_names
+
     out += ["", "### `lth-ray <command>` (the console script)", "", "| command | what it does |", "|---|---|"]
     out += [f"| `lth-ray {c}` | {_cell(what)} |" for c, (_, what) in COMMANDS.items()]
-    out += ["", "Sweeps: " + ", ".join(f"`lth-ray sweep {s}` (`python -m {m}`)" for s, m in sweep_names().items())
-            + "."]
+    out += [
+        "",
+        "Sweeps: " + ", ".join(f"`lth-ray sweep {s}` (`python -m {m}`)" for s, m in sweep_names().items()) + ".",
+    ]
     return "\n".join(out) + "\n"
 
 

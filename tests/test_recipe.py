@@ -5,6 +5,7 @@ global pruning, and BatchNorm statistics re-estimated along the instability path
 Each is checked against a plain PyTorch reference or a hand computation, and for cohorts, member by member
 against lone runs in fp64.
 """
+
 import math
 
 import pytest
@@ -21,8 +22,9 @@ from lth_ray.core.pruning.masks import alive_after, expand, unpack_masks
 from lth_ray.core.spec.config import ConfigError, from_preset
 from lth_ray.core.spec.training import learning_rate_at
 
-SGD = dict(optimizer="sgd", momentum=0.9, weight_decay=1e-3, learning_rate=0.05, milestones=(30, 50), gamma=0.1,
-           warmup=20)
+SGD = dict(
+    optimizer="sgd", momentum=0.9, weight_decay=1e-3, learning_rate=0.05, milestones=(30, 50), gamma=0.1, warmup=20
+)
 
 
 def small(**kw):
@@ -118,8 +120,18 @@ def test_recompute_gives_each_point_its_own_batchnorm_statistics(cifar_split):
 
 @pytest.mark.parametrize("mode", ["interpolate", "recompute"])
 def test_instability_runs_in_both_batchnorm_modes(mode, cifar_split):
-    cfg = from_preset("conv2", plan_conv=("4B", "M"), plan_fc=(8,), iterations=4, eval_every=2, batch_size=10,
-                      rounds=1, instability=True, instability_points=3, instability_bn=mode)
+    cfg = from_preset(
+        "conv2",
+        plan_conv=("4B", "M"),
+        plan_fc=(8,),
+        iterations=4,
+        eval_every=2,
+        batch_size=10,
+        rounds=1,
+        instability=True,
+        instability_points=3,
+        instability_bn=mode,
+    )
     result = Trajectory(cfg, cifar_split).run_round()
     path = result.record["instability"]
     assert len(path["test_error"]) == 3 and math.isfinite(path["error_barrier"])

@@ -2,6 +2,7 @@
 the data set's iterations, bad recipes are one `error:` line, the deeper nets' presets carry OpenLTH's and the LTH
 paper's numbers, the registries give the choices, and the Frankle et al. 2020 sweep plans its grid. Nothing here
 trains or starts Ray."""
+
 from __future__ import annotations
 
 import argparse
@@ -30,8 +31,9 @@ def trajectory_config(*argv: str) -> TrajectoryConfig:
 
 
 def sweep_tickets(*argv: str, defaults=DEEP) -> list[TrajectoryConfig]:
-    args = sweep_cli.build_parser(defaults).parse_args(["--storage", "/tmp/lth-recipe", "--name", "n",
-                                                        "--baselines", "none", "--seeds", "1", *argv])
+    args = sweep_cli.build_parser(defaults).parse_args(
+        ["--storage", "/tmp/lth-recipe", "--name", "n", "--baselines", "none", "--seeds", "1", *argv]
+    )
     return [t for t in sweep_cli.spec_from_args(args, defaults).trajectories if t.is_ticket]
 
 
@@ -67,22 +69,49 @@ def test_every_recipe_option_reaches_its_field_in_both_clis(argv, field, value):
 
 
 def test_the_thesis_nets_take_the_recipe_too():
-    argv = ["--arch", "lenet", "--optimizer", "sgd", "--momentum", "0.9", "--nesterov", "--weight-decay", "1e-4",
-            "--milestones", "20000,30000", "--gamma", "0.5", "--warmup", "1000", "--iterations", "40000"]
+    argv = [
+        "--arch",
+        "lenet",
+        "--optimizer",
+        "sgd",
+        "--momentum",
+        "0.9",
+        "--nesterov",
+        "--weight-decay",
+        "1e-4",
+        "--milestones",
+        "20000,30000",
+        "--gamma",
+        "0.5",
+        "--warmup",
+        "1000",
+        "--iterations",
+        "40000",
+    ]
     one = trajectory_config(*argv)
     (ticket,) = sweep_tickets(*argv, defaults=LENET)
     assert one.to_dict() == ticket.to_dict()
     assert (one.optimizer, one.momentum, one.nesterov, one.weight_decay, one.milestones, one.gamma, one.warmup) == (
-        "sgd", 0.9, True, 1e-4, (20_000, 30_000), 0.5, 1000)
+        "sgd",
+        0.9,
+        True,
+        1e-4,
+        (20_000, 30_000),
+        0.5,
+        1000,
+    )
 
 
-@pytest.mark.parametrize("argv, dataset, batch", [
-    (["--arch", "lenet"], "mnist", 60),
-    (["--arch", "lenet", "--dataset", "fashion-mnist", "--batch-size", "100"], "fashion-mnist", 100),
-    (["--arch", "conv2"], "cifar10", 60),
-    (["--arch", "resnet20", "--milestones", "none"], "cifar10", 128),
-    (["--arch", "resnet20", "--batch-size", "64", "--milestones", "none"], "cifar10", 64),
-])
+@pytest.mark.parametrize(
+    "argv, dataset, batch",
+    [
+        (["--arch", "lenet"], "mnist", 60),
+        (["--arch", "lenet", "--dataset", "fashion-mnist", "--batch-size", "100"], "fashion-mnist", 100),
+        (["--arch", "conv2"], "cifar10", 60),
+        (["--arch", "resnet20", "--milestones", "none"], "cifar10", 128),
+        (["--arch", "resnet20", "--batch-size", "64", "--milestones", "none"], "cifar10", 64),
+    ],
+)
 def test_an_epoch_is_the_data_sets_training_examples_after_the_validation_split_per_batch(argv, dataset, batch):
     entry = dataset_entry(dataset)
     per_epoch = (entry.train_size - entry.validation_size) // batch
@@ -131,10 +160,14 @@ def test_openlths_defaults():
     for name, model in (("resnet20", "cifar_resnet_20"), ("vgg16", "cifar_vgg_16")):
         c = from_preset(name)
         assert c.arch == model and c.dataset == "cifar10" and (c.plan_conv, c.plan_fc) == ((), ())
-        assert (c.optimizer, c.learning_rate, c.momentum, c.nesterov, c.weight_decay) == ("sgd", 0.1, 0.9, False,
-                                                                                          1e-4)
+        assert (c.optimizer, c.learning_rate, c.momentum, c.nesterov, c.weight_decay) == ("sgd", 0.1, 0.9, False, 1e-4)
         assert (c.batch_size, c.iterations, c.milestones, c.gamma, c.warmup) == (
-            128, 160 * CIFAR_EPOCH, (80 * CIFAR_EPOCH, 120 * CIFAR_EPOCH), 0.1, 0)
+            128,
+            160 * CIFAR_EPOCH,
+            (80 * CIFAR_EPOCH, 120 * CIFAR_EPOCH),
+            0.1,
+            0,
+        )
         assert (c.pruning, c.prune_rate_fc, c.augment) == ("global", 0.2, "flip-crop")
         assert from_preset(model) == c  # OpenLTH's own name gives its defaults
     assert from_preset("resnet20").prune_ignore == ()  # OpenLTH's ResNets prune every layer
@@ -148,10 +181,18 @@ def test_openlths_defaults():
 
 def test_the_lth_papers_section_5_variants():
     resnet, warm = from_preset("resnet20-lth"), from_preset("resnet20-lth-warmup")
-    assert (resnet.iterations, resnet.milestones, resnet.learning_rate, resnet.warmup) == (30_000, (20_000, 25_000),
-                                                                                           0.1, 0)
-    assert (warm.iterations, warm.milestones, warm.learning_rate, warm.warmup) == (30_000, (20_000, 25_000), 0.03,
-                                                                                   20_000)
+    assert (resnet.iterations, resnet.milestones, resnet.learning_rate, resnet.warmup) == (
+        30_000,
+        (20_000, 25_000),
+        0.1,
+        0,
+    )
+    assert (warm.iterations, warm.milestones, warm.learning_rate, warm.warmup) == (
+        30_000,
+        (20_000, 25_000),
+        0.03,
+        20_000,
+    )
     assert resnet.prune_ignore == ("fc", "blocks.3.shortcut.0", "blocks.6.shortcut.0")
     with torch.device("meta"):  # the two 1x1 downsampling shortcuts of ResNet-20 are those layers
         net = model_entry("cifar_resnet_20").build(resnet, (3, 32, 32), 10)
@@ -164,12 +205,20 @@ def test_the_lth_papers_section_5_variants():
     assert vgg_warm.warmup == 10_000 and vgg_warm.learning_rate == 0.1 and vgg_warm.prune_ignore == ("fc",)
     for c in (resnet, warm, vgg, vgg_warm):
         assert (c.optimizer, c.momentum, c.weight_decay, c.augment, c.pruning, c.prune_rate_fc) == (
-            "sgd", 0.9, 1e-4, "flip-crop", "global", 0.2)
+            "sgd",
+            0.9,
+            1e-4,
+            "flip-crop",
+            "global",
+            0.2,
+        )
 
 
 def test_a_preset_switched_to_adam_drops_its_momentum_unless_asked():
-    assert (from_preset("resnet20", optimizer="adam").momentum, trajectory_config("--arch", "vgg16", "--optimizer",
-                                                                                  "adam").momentum) == (0.0, 0.0)
+    assert (
+        from_preset("resnet20", optimizer="adam").momentum,
+        trajectory_config("--arch", "vgg16", "--optimizer", "adam").momentum,
+    ) == (0.0, 0.0)
     with pytest.raises(ConfigError, match="momentum=0.9 is not allowed with optimizer='adam'"):
         from_preset("resnet20", optimizer="adam", momentum=0.9)
 
@@ -177,10 +226,17 @@ def test_a_preset_switched_to_adam_drops_its_momentum_unless_asked():
 def test_the_thesis_presets_are_unchanged():
     for name, p in PRESETS.items():
         config = from_preset(name)
-        assert config == TrajectoryConfig(arch=p.name, plan_conv=p.plan_conv, plan_fc=p.plan_fc, dataset=p.dataset,
-                                          iterations=p.iterations, batch_size=p.batch_size,
-                                          learning_rate=p.learning_rate, prune_rate_conv=p.prune_rate_conv,
-                                          prune_rate_fc=p.prune_rate_fc)
+        assert config == TrajectoryConfig(
+            arch=p.name,
+            plan_conv=p.plan_conv,
+            plan_fc=p.plan_fc,
+            dataset=p.dataset,
+            iterations=p.iterations,
+            batch_size=p.batch_size,
+            learning_rate=p.learning_rate,
+            prune_rate_conv=p.prune_rate_conv,
+            prune_rate_fc=p.prune_rate_fc,
+        )
         assert (config.optimizer, config.augment, config.milestones, config.warmup) == ("adam", "none", (), 0)
         assert not {"optimizer", "augment", "milestones", "warmup", "momentum"} & set(config.to_dict())
     assert not set(PRESETS) & set(RECIPES)
@@ -201,35 +257,60 @@ def test_the_choices_are_the_registries_when_the_parser_is_built(monkeypatch):
     assert action(parser, "--dataset").metavar == "{mnist,fashion-mnist,cifar10,tiny-set}"
     assert "tiny-method}" in action(parser, "--method").metavar
     assert "magnitude-init, tiny-method, none" in action(parser, "--baselines").help
-    check_choices(parser.parse_args(["--dataset", "tiny-set", "--arch", "tiny-net", "--baselines", "tiny-method"]),
-                  RECIPE, "trajectory")  # known now: no error
+    check_choices(
+        parser.parse_args(["--dataset", "tiny-set", "--arch", "tiny-net", "--baselines", "tiny-method"]),
+        RECIPE,
+        "trajectory",
+    )  # known now: no error
 
 
 def test_the_recipes_grid_axes():
-    tickets = sweep_tickets("--arch", "lenet", "--optimizer", "adam,sgd", "--weight-decay", "0,1e-4", "--warmup",
-                            "0,1ep", "--eval-every", "4", "--rewind-iteration", "0,1ep", defaults=LENET)
+    tickets = sweep_tickets(
+        "--arch",
+        "lenet",
+        "--optimizer",
+        "adam,sgd",
+        "--weight-decay",
+        "0,1e-4",
+        "--warmup",
+        "0,1ep",
+        "--eval-every",
+        "4",
+        "--rewind-iteration",
+        "0,1ep",
+        defaults=LENET,
+    )
     epoch = 55_000 // 60
     assert len(tickets) == 2 * 2 * 2 * 2
     assert {(t.optimizer, t.weight_decay, t.warmup, t.rewind_iteration) for t in tickets} == {
-        (o, wd, w, k) for o in ("adam", "sgd") for wd in (0.0, 1e-4) for w in (0, epoch) for k in (0, epoch)}
+        (o, wd, w, k) for o in ("adam", "sgd") for wd in (0.0, 1e-4) for w in (0, epoch) for k in (0, epoch)
+    }
     archs = sweep_tickets("--arch", "resnet20,vgg16,resnet20-lth", "--augment", "none,flip-crop")
-    assert {(t.arch, t.augment) for t in archs} == {(a, aug) for a in ("cifar_resnet_20", "cifar_vgg_16")
-                                                    for aug in ("none", "flip-crop")}
+    assert {(t.arch, t.augment) for t in archs} == {
+        (a, aug) for a in ("cifar_resnet_20", "cifar_vgg_16") for aug in ("none", "flip-crop")
+    }
     assert len(archs) == 6
 
 
 def test_frankle2020_plans_resnet20_and_vgg16_at_four_rewind_points_with_instability(capsys, tmp_path):
     argv = ["--num-gpus", "8", "--dry-run", "--storage", str(tmp_path), "--name", "f"]
-    spec = sweep_cli.spec_from_args(sweep_cli.build_parser(frankle2020.DEFAULTS).parse_args(argv),
-                                    frankle2020.DEFAULTS)
+    spec = sweep_cli.spec_from_args(sweep_cli.build_parser(frankle2020.DEFAULTS).parse_args(argv), frankle2020.DEFAULTS)
     tickets = [t for t in spec.trajectories if t.is_ticket]
-    assert {(t.arch, t.rewind_iteration) for t in tickets} == {(a, k) for a in ("cifar_resnet_20", "cifar_vgg_16")
-                                                              for k in (0, 100, 500, 2000)}
+    assert {(t.arch, t.rewind_iteration) for t in tickets} == {
+        (a, k) for a in ("cifar_resnet_20", "cifar_vgg_16") for k in (0, 100, 500, 2000)
+    }
     assert all(t.instability for t in tickets) and {t.seed for t in tickets} == {0, 1, 2}
     assert {t.label for t in spec.trajectories} == {"imp", "reinit", "random-prune"}
-    assert all(t == from_preset({"cifar_resnet_20": "resnet20", "cifar_vgg_16": "vgg16"}[t.arch],
-                                rewind_iteration=t.rewind_iteration, instability=True, seed=t.seed)
-               for t in tickets)
+    assert all(
+        t
+        == from_preset(
+            {"cifar_resnet_20": "resnet20", "cifar_vgg_16": "vgg16"}[t.arch],
+            rewind_iteration=t.rewind_iteration,
+            instability=True,
+            seed=t.seed,
+        )
+        for t in tickets
+    )
     assert sweep_cli.main(frankle2020.DEFAULTS, argv) == 0
     out = capsys.readouterr().out
     trials = [line for line in out.splitlines() if line.startswith("  ")]

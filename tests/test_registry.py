@@ -5,6 +5,7 @@ is IDX files in torchvision's layout, read by the ordinary loader. A cohort of P
 with them (`train_cohort` below, written in the engine's terms: stacked leaves, per-member data order, one Adam),
 and each member equals its lone run. Unknown names are one line listing the known ones; duplicates are refused.
 """
+
 import dataclasses
 import math
 
@@ -41,15 +42,28 @@ class TinyMLP(nn.Module):
 @torch.no_grad()
 def init_tiny(model: TinyMLP, generator: torch.Generator) -> TinyMLP:
     for layer in (model.hidden, model.head):
-        layer.weight.normal_(0.0, layer.in_features ** -0.5, generator=generator)
+        layer.weight.normal_(0.0, layer.in_features**-0.5, generator=generator)
         layer.bias.zero_()
     return model
 
 
-TINY = ModelEntry("tiny-mlp", build=lambda config, in_shape, num_classes: TinyMLP(in_shape, 16, num_classes),
-                  init=init_tiny, stacked=FunctionalStacked, prunable=lambda model: {"hidden": "fc", "head": "out"})
-TOY_DIGITS = DatasetEntry("toy-digits", in_shape=(1, 8, 8), num_classes=4, train_size=240, test_size=40,
-                          folder="ToyDigits", format=IDX, validation_size=40)
+TINY = ModelEntry(
+    "tiny-mlp",
+    build=lambda config, in_shape, num_classes: TinyMLP(in_shape, 16, num_classes),
+    init=init_tiny,
+    stacked=FunctionalStacked,
+    prunable=lambda model: {"hidden": "fc", "head": "out"},
+)
+TOY_DIGITS = DatasetEntry(
+    "toy-digits",
+    in_shape=(1, 8, 8),
+    num_classes=4,
+    train_size=240,
+    test_size=40,
+    folder="ToyDigits",
+    format=IDX,
+    validation_size=40,
+)
 
 
 @pytest.fixture
@@ -68,7 +82,7 @@ def make_toy_digits(root):
         y = rng.integers(0, 4, n)
         x = rng.integers(0, 120, (n, 8, 8))
         for i, c in enumerate(y):
-            x[i, 2 * c: 2 * c + 2] += 120
+            x[i, 2 * c : 2 * c + 2] += 120
         write_idx(root / "ToyDigits" / "raw" / f"{prefix}-images-idx3-ubyte", x)
         write_idx(root / "ToyDigits" / "raw" / f"{prefix}-labels-idx1-ubyte", y)
     return root
@@ -78,8 +92,12 @@ def train_cohort(configs: list[TrajectoryConfig], split, steps: int) -> tuple[di
     """P members of one registered model in lockstep: stacked tensors, one Adam, each member's own data order.
     (The engine's `Cohort` does this for real; this helper keeps its shape so the test can switch to it.)"""
     entry = model_entry(model_of(configs[0]))
-    nets = [build_model(c, split.in_shape, dataset_entry(c.dataset).num_classes,
-                        torch.Generator().manual_seed(c.seed)).double() for c in configs]
+    nets = [
+        build_model(
+            c, split.in_shape, dataset_entry(c.dataset).num_classes, torch.Generator().manual_seed(c.seed)
+        ).double()
+        for c in configs
+    ]
     template = build_model(configs[0], split.in_shape, device="meta")
     params = {k for k, _ in template.named_parameters()}
     tensors = {k: torch.stack([n.state_dict()[k] for n in nets]) for k in template.state_dict()}
@@ -87,8 +105,9 @@ def train_cohort(configs: list[TrajectoryConfig], split, steps: int) -> tuple[di
         tensors[k].requires_grad_(True)
     stacked = entry.stacked(template)
     optimizer = torch.optim.Adam([tensors[k] for k in params], lr=configs[0].learning_rate, foreach=False)
-    orders = [epoch_batches(len(split.x_train), c.batch_size, torch.Generator().manual_seed(c.seed), "cpu")
-              for c in configs]
+    orders = [
+        epoch_batches(len(split.x_train), c.batch_size, torch.Generator().manual_seed(c.seed), "cpu") for c in configs
+    ]
     losses = []
     for it in range(steps):
         idx = torch.stack([order[it] for order in orders])  # (P, batch)
@@ -119,8 +138,10 @@ def test_a_toy_model_and_data_set_from_outside_train_as_a_cohort(registries, tmp
     assert (len(split.x_train), len(split.x_val), len(split.x_test)) == (200, 40, 40)
     assert abs(split.x_train.mean().item()) < 1e-5  # normalisation computed from the training images
     split = dataclasses.replace(split, x_train=split.x_train.double())  # float64: members vs lone runs to 1e-9
-    configs = [TrajectoryConfig(arch="tiny-mlp", dataset="toy-digits", batch_size=20, learning_rate=1e-2, seed=s)
-               for s in (0, 1)]
+    configs = [
+        TrajectoryConfig(arch="tiny-mlp", dataset="toy-digits", batch_size=20, learning_rate=1e-2, seed=s)
+        for s in (0, 1)
+    ]
     tensors, losses = train_cohort(configs, split, steps=10)
     assert all(math.isfinite(v) for row in losses for v in row)
     assert all(losses[-1][p] < losses[0][p] for p in range(2))  # both members learn
@@ -159,8 +180,10 @@ def test_duplicates_are_refused(registries):
 def test_the_builtin_data_sets_are_the_configs_and_their_entries_are_todays_numbers():
     assert tuple(data_registry.DATASETS) == DATASETS  # what TrajectoryConfig.validate allows
     assert [in_shape_of(d) for d in DATASETS] == [(1, 28, 28), (1, 28, 28), (3, 32, 32)]
-    assert [(e.train_size - e.validation_size, e.validation_size, e.test_size, e.num_classes)
-            for e in map(dataset_entry, DATASETS)] == [(55_000, 5_000, 10_000, 10)] * 2 + [(45_000, 5_000, 10_000, 10)]
+    assert [
+        (e.train_size - e.validation_size, e.validation_size, e.test_size, e.num_classes)
+        for e in map(dataset_entry, DATASETS)
+    ] == [(55_000, 5_000, 10_000, 10)] * 2 + [(45_000, 5_000, 10_000, 10)]
     assert dataset_entry("mnist").mean == (0.1307,) and dataset_entry("fashion-mnist").std == (0.3530,)
     assert dataset_entry("cifar10").mean is None  # computed from the 45,000 training images
 

@@ -1,5 +1,6 @@
 """Round files and small checkpoints, without Ray: each round written once, a checkpoint that does not grow,
 and resuming after a torn, deleted or unregistered round, bitwise on the CPU."""
+
 from __future__ import annotations
 
 import io
@@ -38,19 +39,35 @@ def write_all(trajectory, store):
     return out
 
 
-@pytest.mark.parametrize("arch, kw", [("lenet", {}), ("lenet", dict(rewind_iteration=20)),
-                                      ("lenet", dict(method="one-shot")), ("conv2", dict(rewind_iteration=1))])
+@pytest.mark.parametrize(
+    "arch, kw",
+    [
+        ("lenet", {}),
+        ("lenet", dict(rewind_iteration=20)),
+        ("lenet", dict(method="one-shot")),
+        ("conv2", dict(rewind_iteration=1)),
+    ],
+)
 def test_checkpoint_size_does_not_grow_with_the_round(arch, kw, split, cifar_split):
     data = cifar_split if arch == "conv2" else split
     extra = dict(iterations=2, eval_every=1) if arch == "conv2" else {}
-    t = Trajectory(from_preset(arch, dataset=data.dataset, rounds=6, **{**dict(iterations=40, eval_every=20),
-                                                                        **extra, **kw}), data)
+    t = Trajectory(
+        from_preset(arch, dataset=data.dataset, rounds=6, **{**dict(iterations=40, eval_every=20), **extra, **kw}), data
+    )
     sizes = []
     for _ in t.run_results():
         sizes.append(nbytes(t.state))
     assert sizes[-1] <= 1.25 * sizes[1], sizes  # round 6's checkpoint vs round 1's
-    assert set(t.state) == {"format", "config", "next_round", "diverged_round", "rewind", "masks", "trained",
-                            "dense_trained"}
+    assert set(t.state) == {
+        "format",
+        "config",
+        "next_round",
+        "diverged_round",
+        "rewind",
+        "masks",
+        "trained",
+        "dense_trained",
+    }
 
 
 def test_a_round_is_written_once_and_read_back_exactly(split, tmp_path):
@@ -97,6 +114,7 @@ def test_a_round_torn_by_a_crash_is_recomputed_bitwise(split, tmp_path, monkeypa
         real_put(self, path, data)
         if path.endswith("masks.pt"):
             raise KeyboardInterrupt("worker killed while writing round 2")
+
     monkeypatch.setattr(RoundStore, "_put", crash_after_the_masks)
     with pytest.raises(KeyboardInterrupt):
         store.write_round(t.run_round())

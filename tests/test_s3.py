@@ -1,6 +1,7 @@
 """Cloud storage, for real: a sweep on an S3-compatible server (moto's server mode on 127.0.0.1, reached
 through AWS_ENDPOINT_URL, as boto3 and pyarrow read it), with a killed worker, a killed driver and `--resume`,
 then the export (visible all at once, through its manifest) and the report."""
+
 from __future__ import annotations
 
 import json
@@ -21,8 +22,13 @@ from lth_ray.core.engine.trajectory import Trajectory
 
 pytestmark = pytest.mark.e2e
 BUCKET = "lth-ray-test"
-CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
-               "AWS_REGION": "us-east-1", "AWS_EC2_METADATA_DISABLED": "true"}
+CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_REGION": "us-east-1",
+    "AWS_EC2_METADATA_DISABLED": "true",
+}
 
 
 def free_port() -> int:
@@ -36,8 +42,9 @@ def s3(tmp_path_factory):
     """A local S3 server with one bucket; yields the environment that reaches it."""
     port = free_port()
     log = open(tmp_path_factory.mktemp("moto") / "server.log", "w")
-    server = subprocess.Popen([PYTHON, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)], stdout=log,
-                              stderr=subprocess.STDOUT)
+    server = subprocess.Popen(
+        [PYTHON, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)], stdout=log, stderr=subprocess.STDOUT
+    )
     deadline = time.monotonic() + 60
     while True:
         try:
@@ -52,6 +59,7 @@ def s3(tmp_path_factory):
         for k, v in env.items():
             mp.setenv(k, v)
         import boto3
+
         boto3.client("s3").create_bucket(Bucket=BUCKET)
         yield env
     server.terminate()
@@ -60,8 +68,11 @@ def s3(tmp_path_factory):
 
 def s3_files(prefix: str) -> list[str]:
     fs, path = pafs.FileSystem.from_uri(f"s3://{BUCKET}/{prefix}")
-    return [i.path for i in fs.get_file_info(pafs.FileSelector(path, recursive=True, allow_not_found=True))
-            if i.type == pafs.FileType.File]
+    return [
+        i.path
+        for i in fs.get_file_info(pafs.FileSelector(path, recursive=True, allow_not_found=True))
+        if i.type == pafs.FileType.File
+    ]
 
 
 def wait_for(predicate, timeout: float, what: str):
@@ -79,14 +90,30 @@ def test_sweep_kill_resume_export_report_on_s3(s3, tiny_mnist, tmp_path):
     faults = tmp_path / "faults"
     env = {**os.environ, **s3, "LTH_RAY_FAULT": f"kill:1:200:{faults};block:2:200:{faults}"}
     storage, name = f"s3://{BUCKET}/sweeps", "cloud"
-    args = sweep_argv(tiny_mnist, storage, name, "--rounds", "3", "--iterations", "400", "--eval-every", "100",
-                      "--num-gpus", "0", "--cpus-per-trial", "1")
+    args = sweep_argv(
+        tiny_mnist,
+        storage,
+        name,
+        "--rounds",
+        "3",
+        "--iterations",
+        "400",
+        "--eval-every",
+        "100",
+        "--num-gpus",
+        "0",
+        "--cpus-per-trial",
+        "1",
+    )
     cmd = [PYTHON, "-m", "sweeps.lenet_mnist", *args]
     log = open(tmp_path / "driver.log", "w")
     driver = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        wait_for(lambda: list(faults.glob("*.block.json")) or driver.poll() is not None, FAULT_TIMEOUT_S,
-                 "the restarted trial held at round 2")
+        wait_for(
+            lambda: list(faults.glob("*.block.json")) or driver.poll() is not None,
+            FAULT_TIMEOUT_S,
+            "the restarted trial held at round 2",
+        )
         assert driver.poll() is None, (tmp_path / "driver.log").read_text()[-3000:]
     finally:
         os.killpg(driver.pid, signal.SIGKILL)  # the driver (and its embedded Ray) dies mid-round 2
@@ -96,13 +123,16 @@ def test_sweep_kill_resume_export_report_on_s3(s3, tiny_mnist, tmp_path):
     assert (killed["round"], killed["iteration"], held["round"]) == (1, 200, 2) and killed["pid"] != held["pid"]
     in_bucket = s3_files(f"sweeps/{name}")
     assert [r for r in range(4) if any(p.endswith(f"/round_{r:03d}/record.json") for p in in_bucket)] == [0, 1]
-    resumed = subprocess.run(cmd + ["--resume"], cwd=ROOT, env=env, capture_output=True, text=True,
-                             timeout=FAULT_TIMEOUT_S)
-    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:] + \
-        (tmp_path / "driver.log").read_text()[-2000:]
+    resumed = subprocess.run(
+        cmd + ["--resume"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=FAULT_TIMEOUT_S
+    )
+    assert resumed.returncode == 0, (
+        resumed.stdout[-3000:] + resumed.stderr[-3000:] + (tmp_path / "driver.log").read_text()[-2000:]
+    )
 
     from lth_ray.results import analysis as A
     from lth_ray.results.experiment import load_trials
+
     (trial,) = load_trials(f"{storage}/{name}")
     assert trial.complete and trial.rounds_done == [0, 1, 2, 3]
     torch.set_num_threads(1)
@@ -116,12 +146,19 @@ def test_sweep_kill_resume_export_report_on_s3(s3, tiny_mnist, tmp_path):
     fs, _ = pafs.FileSystem.from_uri(f"s3://{manifest_path}")
     with fs.open_input_stream(manifest_path) as f:
         manifest = json.loads(f.read())
-    assert {f"{BUCKET}/sweeps/{name}/export/{manifest['version']}/{n}" for n in manifest["files"]} == \
-        set(files) - {manifest_path}
+    assert {f"{BUCKET}/sweeps/{name}/export/{manifest['version']}/{n}" for n in manifest["files"]} == set(files) - {
+        manifest_path
+    }
     exp = A.load_export(f"{storage}/{name}/export")
     assert sorted(exp.rounds["round"]) == [0, 1, 2, 3]
-    report = subprocess.run([PYTHON, "-m", "lth_ray.report", f"{storage}/{name}", "--out", str(tmp_path / "rep")],
-                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    report = subprocess.run(
+        [PYTHON, "-m", "lth_ray.report", f"{storage}/{name}", "--out", str(tmp_path / "rep")],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert report.returncode == 0, report.stderr
     assert (tmp_path / "rep" / "accuracy_vs_sparsity.png").is_file()
 
@@ -130,9 +167,11 @@ def test_an_export_cut_short_is_never_read_and_the_old_one_stays(s3, tmp_path, m
     """A crash while uploading a new export leaves the previous manifest, and so the previous export."""
     from lth_ray.results import export as E
     from lth_ray.results.analysis import load_export
+
     out = f"s3://{BUCKET}/exports/e1"
-    built = E.export_experiment(str(ROOT / "tests" / "data" / "v010-experiment"), str(tmp_path / "local"),
-                                report=lambda line: None)
+    built = E.export_experiment(
+        str(ROOT / "tests" / "data" / "v010-experiment"), str(tmp_path / "local"), report=lambda line: None
+    )
     fs, path = pafs.FileSystem.from_uri(out)
     E._upload(built, fs, path, force=False)
     first = load_export(out)
@@ -142,6 +181,7 @@ def test_an_export_cut_short_is_never_read_and_the_old_one_stays(s3, tmp_path, m
         if dst.endswith("rounds.parquet"):
             raise ConnectionError("network lost while uploading")
         return real_copy(src, dst, **kw)
+
     monkeypatch.setattr(pafs, "copy_files", crash_midway)
     with pytest.raises(ConnectionError):
         E._upload(built, fs, path, force=True)

@@ -1,5 +1,6 @@
 """Pruning at initialization (lth_ray.scoring): SNIP's scores by hand, SynFlow data-free and never emptying a
 layer, every method at the ticket's density each round in both pruning modes, bad methods refused."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -29,6 +30,7 @@ def test_snip_scores_equal_the_hand_computed_ones():
     def grad(x, y):
         p = torch.softmax(x.flatten(1) @ w.T + b, 1)
         return (p - F.one_hot(y, 10).float()).T @ x.flatten(1) / len(y)
+
     expected = ((grad(x1, y1) + grad(x2, y2)) / 2 * w).abs()
     assert torch.allclose(scores["out"], expected, atol=1e-7)
     assert model.out.weight.grad is None  # the model is left without gradients
@@ -84,6 +86,7 @@ def test_synflow_masks_do_not_depend_on_the_data(split):
 
 def test_unknown_methods_and_bad_score_batches_are_one_line_errors(tiny_mnist, capsys):
     from lth_ray.cli.trajectory import main
+
     with pytest.raises(ConfigError, match="method='grasp2' is unknown"):
         from_preset("lenet", method="grasp2")
     with pytest.raises(ConfigError, match="score_batches=0"):
@@ -98,6 +101,7 @@ def test_grasp_scores_equal_the_hand_computed_ones():
     H v = sum_n [(diag p_n - p_n p_n^T)(v x_n)] x_n^T / (T^2 B); the kept score is W * (H g), GraSP's
     S = -W * (H g) negated (GraSP removes the highest S). Mean over two batches."""
     from lth_ray.core.pruning.scoring import grasp_scores
+
     T = 200.0  # Wang et al.'s temperature, written as the paper's number (not imported: a wrong one must fail)
     g = torch.Generator().manual_seed(3)
     model = build_model((), (), (1, 2, 2), generator=g).double()
@@ -112,7 +116,7 @@ def test_grasp_scores_equal_the_hand_computed_ones():
     for n in range(len(y)):
         jac = torch.diag(p[n]) - torch.outer(p[n], p[n])
         hg += torch.outer(jac @ (grad @ x[n]), x[n])
-    hg /= T ** 2 * len(y)
+    hg /= T**2 * len(y)
     assert torch.allclose(scores["out"], w * hg, rtol=1e-9, atol=1e-18)
     assert scores["out"].abs().max() > 0 and model.out.weight.grad is None
 
@@ -128,7 +132,8 @@ def test_grasp_keeps_the_lowest_grasp_score_and_inverting_keeps_the_highest():
 
 def test_score_batches_beyond_one_epoch_are_refused(split):
     per_epoch = len(split.x_train) // 60
-    cfg = from_preset("lenet", dataset="mnist", iterations=10, eval_every=10, rounds=1, method="grasp",
-                      score_batches=per_epoch + 1)
+    cfg = from_preset(
+        "lenet", dataset="mnist", iterations=10, eval_every=10, rounds=1, method="grasp", score_batches=per_epoch + 1
+    )
     with pytest.raises(ConfigError, match=f"score_batches={per_epoch + 1} exceeds one epoch of {per_epoch} "):
         Cohort([cfg], split)

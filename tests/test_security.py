@@ -5,6 +5,7 @@ passed through the environment in anything lth_ray writes.
 A "client" here is one GCS call made the way `ray.init` makes its first one (`InnerGcsClient`), with a given
 auth environment, in a subprocess of its own: the refusal is the server's, not a client-side check.
 """
+
 from __future__ import annotations
 
 import json
@@ -63,15 +64,22 @@ def user_env(home: Path, **extra: str) -> dict:
 
 
 def clients(token_path: Path) -> dict:
-    return {"no token (auth disabled)": {"RAY_AUTH_MODE": "disabled"},
-            "wrong token": {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": WRONG_TOKEN},
-            "the cluster's token": {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token_path)}}
+    return {
+        "no token (auth disabled)": {"RAY_AUTH_MODE": "disabled"},
+        "wrong token": {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": WRONG_TOKEN},
+        "the cluster's token": {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token_path)},
+    }
 
 
 def probe(address: str, token_path: Path, home: Path) -> dict:
     home.mkdir(exist_ok=True)
-    out = subprocess.run([PYTHON, "-c", PROBE, address, json.dumps(clients(token_path))], env=user_env(home),
-                         capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [PYTHON, "-c", PROBE, address, json.dumps(clients(token_path))],
+        env=user_env(home),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -85,6 +93,7 @@ def mode(path: Path) -> int:
 
 # ------------------------------------------------------------------ Ray refuses clients without the token
 
+
 @pytest.mark.e2e
 def test_test_cluster_refuses_a_client_without_the_token(ray_cluster, tmp_path):
     token = Path(os.environ["RAY_AUTH_TOKEN_PATH"])
@@ -96,8 +105,14 @@ def test_test_cluster_refuses_a_client_without_the_token(ray_cluster, tmp_path):
 def test_sweep_without_the_token_is_refused_by_the_cluster_in_one_line(ray_cluster, tiny_mnist, tmp_path):
     (tmp_path / "home").mkdir()
     args = sweep_argv(tiny_mnist, tmp_path, "refused", "--address", ray_cluster.address)
-    out = subprocess.run([PYTHON, "-m", "sweeps.lenet_mnist", *args], cwd=ROOT, env=user_env(tmp_path / "home"),
-                         capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [PYTHON, "-m", "sweeps.lenet_mnist", *args],
+        cwd=ROOT,
+        env=user_env(tmp_path / "home"),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 2, out.stdout[-2000:] + out.stderr[-2000:]
     (line,) = [x for x in out.stderr.splitlines() if x.startswith("error:")]
     assert f"--address {ray_cluster.address}: that Ray cluster uses token authentication and refused" in line
@@ -110,8 +125,15 @@ def test_embedded_ray_has_a_private_token_and_refuses_clients_without_it(tmp_pat
     home = tmp_path / "home"
     home.mkdir()
     log = tmp_path / "stderr"
-    proc = subprocess.Popen([PYTHON, "-c", EMBEDDED, str(tmp_path)], cwd=ROOT, env=user_env(home),
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=open(log, "w"), text=True)
+    proc = subprocess.Popen(
+        [PYTHON, "-c", EMBEDDED, str(tmp_path)],
+        cwd=ROOT,
+        env=user_env(home),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=open(log, "w"),
+        text=True,
+    )
     try:
         line = proc.stdout.readline()
         assert line, log.read_text()[-3000:]
@@ -126,6 +148,7 @@ def test_embedded_ray_has_a_private_token_and_refuses_clients_without_it(tmp_pat
 
 
 # ------------------------------------------------------------------ the token file (no Ray started)
+
 
 @pytest.fixture
 def user_home(tmp_path, monkeypatch):
@@ -203,11 +226,13 @@ def test_address_uses_a_token_given_for_it_and_no_other(user_home, monkeypatch):
 
 # ------------------------------------------------------------------ results are data, never code
 
+
 def test_reading_an_experiment_never_unpickles_tunes_blobs(tiny_experiment, tmp_path):
     """Tune's snapshot embeds cloudpickle blobs (Tune's own reader runs them); lth_ray reads it as JSON only."""
     import shutil
 
     from lth_ray.results.experiment import load_trials, open_analysis
+
     copy = tmp_path / "tiny"
     shutil.copytree(tiny_experiment, copy, ignore=shutil.ignore_patterns("export", "report"))
     (snapshot,) = copy.glob("experiment_state-*.json")
@@ -230,6 +255,7 @@ def test_reading_an_experiment_never_unpickles_tunes_blobs(tiny_experiment, tmp_
     assert len(trials) == 6 and all(t.complete for t in trials)
     assert not marker.exists()
     from ray.tune import ExperimentAnalysis
+
     try:  # the same folder through Tune's reader: the payload runs (which is why lth_ray does not use it)
         ExperimentAnalysis(str(copy))
     except Exception:  # noqa: BLE001 (what the payload returned is no Trial storage)
@@ -238,6 +264,7 @@ def test_reading_an_experiment_never_unpickles_tunes_blobs(tiny_experiment, tmp_
 
 
 # ------------------------------------------------------------------ no credential in anything lth_ray writes
+
 
 def _contents(path: Path) -> list[bytes]:
     """The bytes of a file as written, and where it packs others (zip: .pt, .npz) or compresses (Parquet),
@@ -248,6 +275,7 @@ def _contents(path: Path) -> list[bytes]:
             parts += [z.read(n) for n in z.namelist()]
     if path.suffix == ".parquet":
         import pyarrow.parquet as pq
+
         table = pq.read_table(path)
         parts.append(json.dumps(table.to_pylist(), default=str).encode())
         parts.append(str(table.schema.metadata).encode())
@@ -259,8 +287,14 @@ def test_no_credential_from_the_environment_in_results_exports_reports_or_logs(t
     """A sweep on an embedded Ray (its workers inherit the environment), its export and report, the logs of
     both commands and Ray's session logs."""
     gcp = tmp_path / "gcp.json"
-    gcp.write_text(json.dumps({"type": "service_account", "private_key": "-----BEGIN PRIVATE KEY-----"
-                               "LTHRAYFAKEGCPKEY0042-----END PRIVATE KEY-----"}))
+    gcp.write_text(
+        json.dumps(
+            {
+                "type": "service_account",
+                "private_key": "-----BEGIN PRIVATE KEY-----LTHRAYFAKEGCPKEY0042-----END PRIVATE KEY-----",
+            }
+        )
+    )
     secrets_by_name = {
         "AWS_ACCESS_KEY_ID": "AKIALTHRAYFAKE000042",
         "AWS_SECRET_ACCESS_KEY": "lthrayFakeSecretAccessKey/0042+" + secrets.token_hex(8),
@@ -273,13 +307,14 @@ def test_no_credential_from_the_environment_in_results_exports_reports_or_logs(t
     ray_tmp = tempfile.mkdtemp(prefix="r", dir="/tmp")  # short: Ray's socket paths live under it
     env = user_env(home, **secrets_by_name, GOOGLE_APPLICATION_CREDENTIALS=str(gcp), RAY_TMPDIR=ray_tmp)
     storage = tmp_path / "results"
-    args = sweep_argv(tiny_mnist, storage, "secrets", "--rounds", "1", "--iterations", "100",
-                      "--baselines", "reinit")
+    args = sweep_argv(tiny_mnist, storage, "secrets", "--rounds", "1", "--iterations", "100", "--baselines", "reinit")
     logs = tmp_path / "logs"
     logs.mkdir()
     try:
-        for name, cmd in [("sweep", [PYTHON, "-m", "sweeps.lenet_mnist", *args]),
-                          ("report", [PYTHON, "-m", "lth_ray.report", str(storage / "secrets")])]:
+        for name, cmd in [
+            ("sweep", [PYTHON, "-m", "sweeps.lenet_mnist", *args]),
+            ("report", [PYTHON, "-m", "lth_ray.report", str(storage / "secrets")]),
+        ]:
             out = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, timeout=300)
             (logs / f"{name}.out").write_bytes(out.stdout)
             (logs / f"{name}.err").write_bytes(out.stderr)
@@ -293,12 +328,14 @@ def test_no_credential_from_the_environment_in_results_exports_reports_or_logs(t
         assert any(p.suffix == ".npz" for p in files) and any(p.suffix == ".pt" for p in files)
         values = {k: v.encode() for k, v in secrets_by_name.items()}
         values["GOOGLE_APPLICATION_CREDENTIALS (content)"] = b"LTHRAYFAKEGCPKEY0042"
-        leaks = [f"{name} in {p}" for p in files for part in _contents(p)
-                 for name, value in values.items() if value in part]
+        leaks = [
+            f"{name} in {p}" for p in files for part in _contents(p) for name, value in values.items() if value in part
+        ]
         assert not leaks
         assert not (home / ".ray").exists()  # RAY_AUTH_TOKEN given: no token file written
     finally:
         import shutil
+
         shutil.rmtree(ray_tmp, ignore_errors=True)
 
 
@@ -307,6 +344,7 @@ def test_a_storage_uri_carrying_credentials_is_refused(uri):
     from lth_ray.core.spec.config import ConfigError
     from lth_ray.distributed.sweep import build_parser, spec_from_args
     from sweeps.lenet_mnist import DEFAULTS
+
     with pytest.raises(ConfigError, match="carries credentials") as err:
         spec_from_args(build_parser(DEFAULTS).parse_args(["--storage", uri, "--name", "x"]), DEFAULTS)
     assert "s3cr3t" not in str(err.value)
@@ -317,6 +355,7 @@ def test_a_cifar10_batch_cannot_run_code(tmp_path, tiny_cifar10):
     import shutil
 
     from lth_ray.core.data.loading import DataError, load_raw
+
     folder = tmp_path / "cifar-10-batches-py"
     shutil.copytree(tiny_cifar10 / "cifar-10-batches-py", folder)
     marker = tmp_path / "pwned"
@@ -324,6 +363,7 @@ def test_a_cifar10_batch_cannot_run_code(tmp_path, tiny_cifar10):
     class Evil:
         def __reduce__(self):
             return (os.system, (f"touch {marker}",))
+
     with open(folder / "data_batch_3", "wb") as f:
         pickle.dump({"data": Evil(), "labels": [0]}, f)
     with pytest.raises(DataError, match="data_batch_3 is not a readable CIFAR-10 batch.*is not allowed"):

@@ -3,6 +3,7 @@
 Each sweep runs the real CLI (`python -m sweeps.lenet_mnist`) in a subprocess against the session's local
 two-node cluster, and its histories are compared with the same trajectories run without Ray.
 """
+
 from __future__ import annotations
 
 import json
@@ -34,8 +35,9 @@ def sweep_cmd(*args: str) -> list[str]:
 
 
 def start(args: list[str], log: Path) -> subprocess.Popen:
-    return subprocess.Popen(sweep_cmd(*args), cwd=ROOT, stdout=open(log, "w"), stderr=subprocess.STDOUT,
-                            start_new_session=True)
+    return subprocess.Popen(
+        sweep_cmd(*args), cwd=ROOT, stdout=open(log, "w"), stderr=subprocess.STDOUT, start_new_session=True
+    )
 
 
 def wait_for(predicate, timeout: float, what: str):
@@ -95,11 +97,34 @@ def test_killed_worker_resumes_its_cohort_from_the_last_round_checkpoint(tiny_mn
     """One trial = a cohort of 2 seeds x (ticket, re-init); its worker dies (SIGKILL) at round 1's iteration
     200 of 400, and the whole cohort resumes bitwise."""
     faults = tmp_path / "faults"
-    args = sweep_argv(tiny_mnist, tmp_path, "crash", "--address", ray_cluster.address, "--rounds", "3",
-                      "--iterations", "400", "--eval-every", "100", "--no-export", "--seeds", "2",
-                      "--seeds-per-trial", "2", "--baselines", "reinit")
-    out = subprocess.run(sweep_cmd(*args), cwd=ROOT, env=with_fault(f"kill:1:200:{faults}"), capture_output=True,
-                         text=True, timeout=FAULT_TIMEOUT_S)
+    args = sweep_argv(
+        tiny_mnist,
+        tmp_path,
+        "crash",
+        "--address",
+        ray_cluster.address,
+        "--rounds",
+        "3",
+        "--iterations",
+        "400",
+        "--eval-every",
+        "100",
+        "--no-export",
+        "--seeds",
+        "2",
+        "--seeds-per-trial",
+        "2",
+        "--baselines",
+        "reinit",
+    )
+    out = subprocess.run(
+        sweep_cmd(*args),
+        cwd=ROOT,
+        env=with_fault(f"kill:1:200:{faults}"),
+        capture_output=True,
+        text=True,
+        timeout=FAULT_TIMEOUT_S,
+    )
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     experiment = tmp_path / "crash"
     ((name, rows),) = result_rows(experiment).items()
@@ -110,8 +135,12 @@ def test_killed_worker_resumes_its_cohort_from_the_last_round_checkpoint(tiny_mn
     assert rows[0]["pid"] == landed["pid"] and {r["pid"] for r in rows[1:]} != {landed["pid"]}  # a new worker
     assert all(r["members"] == 4 for r in rows) and [r["members_in_round"] for r in rows] == [2, 4, 4, 4]
     trials = load_trials(str(experiment))
-    assert sorted((t.config.method, t.config.seed) for t in trials) == [("imp", 0), ("imp", 1), ("reinit", 0),
-                                                                        ("reinit", 1)]
+    assert sorted((t.config.method, t.config.seed) for t in trials) == [
+        ("imp", 0),
+        ("imp", 1),
+        ("reinit", 0),
+        ("reinit", 1),
+    ]
     assert_same_as_without_ray(trials, tiny_mnist)
 
 
@@ -119,15 +148,39 @@ def test_killed_driver_resumes_without_recomputing_finished_rounds(tiny_mnist, r
     """Both trials are held at round 1's iteration 200 (round 0 done, round 1 half way); the driver is killed
     there, and the resumed sweep keeps every round-0 file (the same seconds) and recomputes round 1 on."""
     faults = tmp_path / "faults"
-    args = sweep_argv(tiny_mnist, tmp_path, "driver", "--address", ray_cluster.address, "--rounds", "3",
-                      "--iterations", "400", "--eval-every", "100", "--seeds", "2", "--seeds-per-trial", "1",
-                      "--no-export")
+    args = sweep_argv(
+        tiny_mnist,
+        tmp_path,
+        "driver",
+        "--address",
+        ray_cluster.address,
+        "--rounds",
+        "3",
+        "--iterations",
+        "400",
+        "--eval-every",
+        "100",
+        "--seeds",
+        "2",
+        "--seeds-per-trial",
+        "1",
+        "--no-export",
+    )
     log = tmp_path / "log1"
-    proc = subprocess.Popen(sweep_cmd(*args), cwd=ROOT, env=with_fault(f"block:1:200:{faults}"), stdout=open(log, "w"),
-                            stderr=subprocess.STDOUT, start_new_session=True)
+    proc = subprocess.Popen(
+        sweep_cmd(*args),
+        cwd=ROOT,
+        env=with_fault(f"block:1:200:{faults}"),
+        stdout=open(log, "w"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     try:
-        held = wait_for(lambda: len(markers(faults, "block")) == 2 or proc.poll() is not None, FAULT_TIMEOUT_S,
-                        "both trials held at round 1")
+        held = wait_for(
+            lambda: len(markers(faults, "block")) == 2 or proc.poll() is not None,
+            FAULT_TIMEOUT_S,
+            "both trials held at round 1",
+        )
         assert held and proc.poll() is None, log.read_text()[-3000:]
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
@@ -136,8 +189,9 @@ def test_killed_driver_resumes_without_recomputing_finished_rounds(tiny_mnist, r
     before = {key: recs for d in experiment.glob("lenet-*") for key, recs in round_records_local(d).items()}
     assert sorted(before) == sorted(f"lenet-mnist-imp-layerwise-fc0.2-s{s}" for s in (0, 1))
     assert all([r["round"] for r in records] == [0] for records in before.values())  # exactly where held
-    resumed = subprocess.run(sweep_cmd(*args, "--resume"), cwd=ROOT, capture_output=True, text=True,
-                             timeout=FAULT_TIMEOUT_S)
+    resumed = subprocess.run(
+        sweep_cmd(*args, "--resume"), cwd=ROOT, capture_output=True, text=True, timeout=FAULT_TIMEOUT_S
+    )
     (faults / "release").touch()  # (a worker of the killed driver, if any were left, would go on and exit)
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
     trials = load_trials(str(experiment))
@@ -159,16 +213,31 @@ def round_records_local(folder: Path) -> dict[str, list[dict]]:
 
 def test_trials_spread_over_two_nodes_with_fractional_gpus(tiny_mnist, ray_cluster, tmp_path):
     # sweep_argv gives --device cpu: the GPUs are logical, and a trial assigned one trains on the CPU on purpose
-    args = sweep_argv(tiny_mnist, tmp_path, "spread", "--address", ray_cluster.address, "--seeds", "4",
-                      "--seeds-per-trial", "1", "--rounds", "1", "--gpus-per-trial", "0.25", "--num-gpus", "8",
-                      "--no-export")
+    args = sweep_argv(
+        tiny_mnist,
+        tmp_path,
+        "spread",
+        "--address",
+        ray_cluster.address,
+        "--seeds",
+        "4",
+        "--seeds-per-trial",
+        "1",
+        "--rounds",
+        "1",
+        "--gpus-per-trial",
+        "0.25",
+        "--num-gpus",
+        "8",
+        "--no-export",
+    )
     out = subprocess.run(sweep_cmd(*args), cwd=ROOT, capture_output=True, text=True, timeout=400)
     assert out.returncode == 0, out.stdout[-3000:]
     rows = [r for rs in result_rows(tmp_path / "spread").values() for r in rs]
     assert len({r["node_id"] for r in rows}) == 2
     assert all(r["gpus"] == 0.25 for r in rows)
     assert all(r["cuda_visible_devices"] != "" for r in rows)  # Ray handed each trial a (logical) GPU
-    assert all(r["device"] == "cpu" for r in rows)             # and the trial fell back to the CPU
+    assert all(r["device"] == "cpu" for r in rows)  # and the trial fell back to the CPU
 
 
 def test_embedded_local_ray_sweep_with_export(tiny_mnist, tmp_path):
@@ -183,8 +252,13 @@ def test_embedded_local_ray_sweep_with_export(tiny_mnist, tmp_path):
 
 
 def dry_run(tmp_path, *args: str) -> str:
-    out = subprocess.run([PYTHON, "-m", "sweeps.conv_cifar10", "--storage", str(tmp_path), "--name", "dry",
-                          "--dry-run", *args], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [PYTHON, "-m", "sweeps.conv_cifar10", "--storage", str(tmp_path), "--name", "dry", "--dry-run", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr
     assert not (tmp_path / "dry").exists()
     return out.stdout
@@ -201,8 +275,11 @@ def test_dry_run_prints_the_grid_and_runs_nothing(tmp_path):
     assert "conv6-cifar10-imp-layerwise-fc0.2-conv0.15-s0: 2 members (imp, reinit), 1 CPU, 1 GPU" in out
     assert "conv6-cifar10-random-prune-layerwise-fc0.2-conv0.15-s0: 1 members (random-prune), 1 CPU, 1 GPU" in out
     assert "GPUs: 8 of 8 busy at start" in out
-    used = re.search(r"estimate: [\d.]+ h wall time; [\d.]+ GPU-hours held, [\d.]+ busy: (\d+)% utilisation over "
-                     r"the sweep \([\d.]+ GPU-hours, (\d+)%, on 1-GPU nodes", out)
+    used = re.search(
+        r"estimate: [\d.]+ h wall time; [\d.]+ GPU-hours held, [\d.]+ busy: (\d+)% utilisation over "
+        r"the sweep \([\d.]+ GPU-hours, (\d+)%, on 1-GPU nodes",
+        out,
+    )
     assert used and int(used[1]) >= 90 and int(used[2]) >= 90, out
     assert re.search(r"memory per GPU: up to [\d.]+ GiB of 24 GiB", out)
     assert "auto" not in out
@@ -213,34 +290,55 @@ def test_dry_run_prints_the_grid_and_runs_nothing(tmp_path):
         here = dry_run(tmp_path)
         assert "plan: 9 trials on CPUs (this machine's 0 CUDA devices (--num-gpus not given))" in here
         assert "GPUs: none" in here
-        shared = subprocess.run([PYTHON, "-m", "sweeps.conv_cifar10", "--gpus-per-trial", "0.25", "--dry-run"],
-                                cwd=ROOT, capture_output=True, text=True, timeout=120)
+        shared = subprocess.run(
+            [PYTHON, "-m", "sweeps.conv_cifar10", "--gpus-per-trial", "0.25", "--dry-run"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert shared.returncode == 2 and shared.stderr.strip().splitlines() == [
             "error: --gpus-per-trial=0.25 exceeds the sweep's 0 GPUs (this machine's 0 CUDA devices (--num-gpus not "
-            "given)); give --num-gpus, or --gpus-per-trial 0 for CPU trials"]
+            "given)); give --num-gpus, or --gpus-per-trial 0 for CPU trials"
+        ]
 
 
-@pytest.mark.parametrize("extra, fragment", [
-    (["--archs", "lenet5"], "'lenet5' is not allowed here"),
-    (["--seeds", ","], "--seeds=',' is empty"),
-    (["--seeds", "0"], "--seeds='0' must be at least 1"),
-    (["--num-gpus", "-1"], "--num-gpus=-1 must be >= 0"),
-    (["--gpus-per-trial", "1.5"], "--gpus-per-trial=1.5 is not allowed: a trial trains its cohort on one GPU"),
-    (["--device", "tpu"], "--device='tpu' is unknown; allowed: auto, cpu, cuda"),
-    (["--num-gpus", "64"], "--num-gpus=64: this machine has"),
-    (["--cpus-per-trial", "512"], "--cpus-per-trial=512 exceeds every node of this machine"),
-    (["--num-gpus", "1", "--gpu-memory", "0.5", "--dry-run"],
-     "one seed of lenet-mnist-imp-layerwise-fc0.2 (1 member) needs 1.2 GiB, more than 1 of a 0.5 GiB GPU"),
-    (["--address", "127.0.0.1:1", "--dry-run"], "--address 127.0.0.1:1 without --num-gpus: a dry run does not ask"),
-    (["--address", "127.0.0.1:1", "--num-gpus", "32", "--cluster-config", str(ROOT / "cluster.yaml"), "--dry-run"],
-     "--num-gpus=32 exceeds what"),
-    (["--baselines", "lottery"], "'lottery' is unknown"),
-    (["--ablations", "shuffle,flip"], "--ablations: 'flip' is unknown; allowed: shuffle, reinit, invert"),
-    (["--prune-rates", "1.2"], "prune_rate_fc=1.2"),
-    (["--address", "127.0.0.1:1"], "--address 127.0.0.1:1 is unreachable"),
-    (["--storage", "/proc/lth_ray_cannot_write"], "is not writable"),
-    (["--resume", "--name", "nothing"], "is not a Tune experiment to continue"),
-])
+@pytest.mark.parametrize(
+    "extra, fragment",
+    [
+        (["--archs", "lenet5"], "'lenet5' is not allowed here"),
+        (["--seeds", ","], "--seeds=',' is empty"),
+        (["--seeds", "0"], "--seeds='0' must be at least 1"),
+        (["--num-gpus", "-1"], "--num-gpus=-1 must be >= 0"),
+        (["--gpus-per-trial", "1.5"], "--gpus-per-trial=1.5 is not allowed: a trial trains its cohort on one GPU"),
+        (["--device", "tpu"], "--device='tpu' is unknown; allowed: auto, cpu, cuda"),
+        (["--num-gpus", "64"], "--num-gpus=64: this machine has"),
+        (["--cpus-per-trial", "512"], "--cpus-per-trial=512 exceeds every node of this machine"),
+        (
+            ["--num-gpus", "1", "--gpu-memory", "0.5", "--dry-run"],
+            "one seed of lenet-mnist-imp-layerwise-fc0.2 (1 member) needs 1.2 GiB, more than 1 of a 0.5 GiB GPU",
+        ),
+        (["--address", "127.0.0.1:1", "--dry-run"], "--address 127.0.0.1:1 without --num-gpus: a dry run does not ask"),
+        (
+            [
+                "--address",
+                "127.0.0.1:1",
+                "--num-gpus",
+                "32",
+                "--cluster-config",
+                str(ROOT / "cluster.yaml"),
+                "--dry-run",
+            ],
+            "--num-gpus=32 exceeds what",
+        ),
+        (["--baselines", "lottery"], "'lottery' is unknown"),
+        (["--ablations", "shuffle,flip"], "--ablations: 'flip' is unknown; allowed: shuffle, reinit, invert"),
+        (["--prune-rates", "1.2"], "prune_rate_fc=1.2"),
+        (["--address", "127.0.0.1:1"], "--address 127.0.0.1:1 is unreachable"),
+        (["--storage", "/proc/lth_ray_cannot_write"], "is not writable"),
+        (["--resume", "--name", "nothing"], "is not a Tune experiment to continue"),
+    ],
+)
 def test_bad_input_is_one_clear_line(extra, fragment, tmp_path, tiny_mnist):
     args = ["--data-root", str(tiny_mnist), "--storage", str(tmp_path), "--name", "x", *extra]
     out = subprocess.run(sweep_cmd(*args), cwd=ROOT, capture_output=True, text=True, timeout=120)
@@ -272,8 +370,20 @@ def test_reinit_trials_use_their_tickets_masks(tiny_experiment):
 def test_global_pruning_late_rewinding_baselines_through_ray(tiny_mnist, ray_cluster, tmp_path):
     """A non-default mode end to end: every trial bitwise its run without Ray, baselines at the ticket's
     density each round, rewound rounds on the absolute axis."""
-    args = sweep_argv(tiny_mnist, tmp_path, "modes", "--address", ray_cluster.address, "--pruning", "global",
-                      "--rewind-iteration", "50", "--baselines", "reinit,random-prune", "--no-export")
+    args = sweep_argv(
+        tiny_mnist,
+        tmp_path,
+        "modes",
+        "--address",
+        ray_cluster.address,
+        "--pruning",
+        "global",
+        "--rewind-iteration",
+        "50",
+        "--baselines",
+        "reinit,random-prune",
+        "--no-export",
+    )
     out = subprocess.run(sweep_cmd(*args), cwd=ROOT, capture_output=True, text=True, timeout=400)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     trials = load_trials(str(tmp_path / "modes"))
@@ -288,15 +398,17 @@ def test_global_pruning_late_rewinding_baselines_through_ray(tiny_mnist, ray_clu
 
 
 def test_a_diverging_sweep_finishes_and_says_which_rounds_diverged(tiny_mnist, ray_cluster, tmp_path):
-    args = sweep_argv(tiny_mnist, tmp_path, "nan", "--address", ray_cluster.address, "--learning-rate", "1e11",
-                      "--rounds", "3")
+    args = sweep_argv(
+        tiny_mnist, tmp_path, "nan", "--address", ray_cluster.address, "--learning-rate", "1e11", "--rounds", "3"
+    )
     out = subprocess.run(sweep_cmd(*args), cwd=ROOT, capture_output=True, text=True, timeout=400)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]  # finished, not unfinished work
     assert "diverged (stopped there)" in out.stdout and "(round 0)" in out.stdout
     (t,) = load_trials(str(tmp_path / "nan"))
     assert t.finished and not t.complete and t.diverged_round == 0
-    report = subprocess.run([PYTHON, "-m", "lth_ray.report", str(tmp_path / "nan")], cwd=ROOT,
-                            capture_output=True, text=True, timeout=300)
+    report = subprocess.run(
+        [PYTHON, "-m", "lth_ray.report", str(tmp_path / "nan")], cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
     assert report.returncode == 0, report.stderr
     summary = (tmp_path / "nan" / "report" / "summary.md").read_text()
     diverged = summary.split("## Diverged rounds")[1].split("##")[0]
@@ -307,10 +419,24 @@ def test_cohort_trials_export_the_same_shape_as_one_seed_per_trial(tiny_mnist, r
     """One cohort of 2 seeds x (ticket, re-init) or one trial per seed: the same trajectories, Parquet rows and
     columns, thesis files; the numbers equal within float rounding (the company only changes batched kernels)."""
     import pyarrow.parquet as pq
+
     exports = {}
     for per_trial in ("1", "2"):
-        args = sweep_argv(tiny_mnist, tmp_path, f"s{per_trial}", "--address", ray_cluster.address, "--rounds", "1",
-                          "--seeds", "2", "--baselines", "reinit", "--seeds-per-trial", per_trial)
+        args = sweep_argv(
+            tiny_mnist,
+            tmp_path,
+            f"s{per_trial}",
+            "--address",
+            ray_cluster.address,
+            "--rounds",
+            "1",
+            "--seeds",
+            "2",
+            "--baselines",
+            "reinit",
+            "--seeds-per-trial",
+            per_trial,
+        )
         out = subprocess.run(sweep_cmd(*args), cwd=ROOT, capture_output=True, text=True, timeout=400)
         assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
         assert len(list((tmp_path / f"s{per_trial}").glob("lenet-*"))) == {"1": 2, "2": 1}[per_trial]
@@ -319,10 +445,13 @@ def test_cohort_trials_export_the_same_shape_as_one_seed_per_trial(tiny_mnist, r
     assert one.schema.names == two.schema.names and [f.type for f in one.schema] == [f.type for f in two.schema]
     a, b = (t.to_pandas().sort_values(["trajectory", "round"], ignore_index=True) for t in (one, two))
     assert a[["trajectory", "round", "sparsity", "start_iteration", "steps"]].equals(
-        b[["trajectory", "round", "sparsity", "start_iteration", "steps"]])
+        b[["trajectory", "round", "sparsity", "start_iteration", "steps"]]
+    )
     assert (a["final_test_loss"] - b["final_test_loss"]).abs().max() < 1e-3  # accuracies could flip a sample
-    names = [sorted(p.name.split("-", 2)[-1] if p.name[:4].isdigit() else p.name for p in exports[k].iterdir())
-             for k in ("1", "2")]
+    names = [
+        sorted(p.name.split("-", 2)[-1] if p.name[:4].isdigit() else p.name for p in exports[k].iterdir())
+        for k in ("1", "2")
+    ]
     assert names[0] == names[1]
 
 
@@ -332,6 +461,7 @@ def test_pruning_at_init_and_ablations_through_ray_export_and_report(pai_experim
     sidecar lists the extra methods; the report draws and tabulates every method per density."""
     import pandas as pd
     from lth_ray.results.report import report
+
     trials = load_trials(str(pai_experiment))
     labels = {"imp", "grasp", "random-prune", "imp-shuffle", "grasp-shuffle", "random-prune-shuffle"}
     assert {t.config.label for t in trials} == labels

@@ -4,6 +4,7 @@ W&B runs in offline mode (its files under WANDB_DIR in tmp_path, read back from 
 MLflow against a local SQLite store set by MLFLOW_TRACKING_URI. The callbacks' logic is checked first on
 fake trials without Ray, then a real tiny sweep per tracker runs through `lth_ray.distributed.sweep.main`.
 """
+
 from __future__ import annotations
 
 import json
@@ -27,9 +28,18 @@ FAKE_KEY = "fake-wandb-key-3f9c1e7a0b"  # must appear in no file the sweep or th
 
 
 def record(r: int, acc: float, diverged: bool = False) -> dict:
-    return {"round": r, "method": "imp", "sparsity": 1 - 0.8 ** r, "early_stop_iteration": 100,
-            "val_acc_at_early_stop": acc, "test_acc_at_early_stop": acc, "final_val_acc": acc,
-            "final_test_acc": float("nan") if diverged else acc, "diverged": diverged, "seconds": 1.5}
+    return {
+        "round": r,
+        "method": "imp",
+        "sparsity": 1 - 0.8**r,
+        "early_stop_iteration": 100,
+        "val_acc_at_early_stop": acc,
+        "test_acc_at_early_stop": acc,
+        "final_val_acc": acc,
+        "final_test_acc": float("nan") if diverged else acc,
+        "diverged": diverged,
+        "seconds": 1.5,
+    }
 
 
 def fake_trial(tmp_path: Path, rounds: dict[int, list[int]]):
@@ -42,8 +52,12 @@ def fake_trial(tmp_path: Path, rounds: dict[int, list[int]]):
         store = RoundStore(pafs.LocalFileSystem(), member_rounds_path(path, members[i].key))
         for r in done:
             store.write_round(RoundResult(record(r, 0.5 + r / 10 + i / 100), {}, {}, None))
-    return SimpleNamespace(trial_id="abc_00000", config={"cohort": [m.to_dict() for m in members]}, path=path,
-                           storage=SimpleNamespace(storage_filesystem=pafs.LocalFileSystem()))
+    return SimpleNamespace(
+        trial_id="abc_00000",
+        config={"cohort": [m.to_dict() for m in members]},
+        path=path,
+        storage=SimpleNamespace(storage_filesystem=pafs.LocalFileSystem()),
+    )
 
 
 def test_round_metrics_are_numbers_only():
@@ -78,6 +92,7 @@ def test_wandb_online_without_a_key_is_one_line(monkeypatch, tmp_path):
     monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.netrc login
     monkeypatch.setenv("WANDB_CONFIG_DIR", str(tmp_path / "wandb-config"))
     import wandb
+
     try:
         with pytest.raises(ConfigError, match="^--track wandb: no W&B API key; set WANDB_API_KEY"):
             tracking.check_track("wandb")
@@ -108,11 +123,15 @@ def mlflow_store(monkeypatch, tmp_path) -> str:
 def mlflow_rows(uri: str, experiment: str) -> dict[str, list[tuple[int, float]]]:
     """{run name: [(step, test accuracy at early stop)]} of the MLflow experiment."""
     from mlflow.tracking import MlflowClient
+
     client = MlflowClient(uri)
     runs = client.search_runs([client.get_experiment_by_name(experiment).experiment_id])
-    return {run.info.run_name: sorted((m.step, m.value) for m in
-                                      client.get_metric_history(run.info.run_id, "test_acc_at_early_stop"))
-            for run in runs}
+    return {
+        run.info.run_name: sorted(
+            (m.step, m.value) for m in client.get_metric_history(run.info.run_id, "test_acc_at_early_stop")
+        )
+        for run in runs
+    }
 
 
 def test_mlflow_callback_on_fake_trials_continues_its_runs(tmp_path, mlflow_store):
@@ -144,6 +163,7 @@ class ListQueue:
 def wandb_records(run_file: Path):
     """The records of a W&B run's transaction log (`run-<id>.wandb`): a LevelDB-style log of protobufs."""
     from wandb.proto import wandb_internal_pb2
+
     data = run_file.read_bytes()
     assert data[:4] == b":W&B"
     pos, pending = 7, b""
@@ -151,8 +171,8 @@ def wandb_records(run_file: Path):
         if 32768 - pos % 32768 < 7:  # a block's tail too short for a header is padding
             pos += 32768 - pos % 32768
             continue
-        _, length, kind = struct.unpack("<IHB", data[pos:pos + 7])
-        chunk, pos = data[pos + 7:pos + 7 + length], pos + 7 + length
+        _, length, kind = struct.unpack("<IHB", data[pos : pos + 7])
+        chunk, pos = data[pos + 7 : pos + 7 + length], pos + 7 + length
         pending = chunk if kind in (1, 2) else pending + chunk  # full, first | middle, last
         if kind in (1, 4):
             rec = wandb_internal_pb2.Record()
@@ -169,7 +189,7 @@ def wandb_rows(wandb_dir: Path) -> dict[str, list[dict]]:
                 rows.setdefault(rec.run.run_id, [])
             if rec.WhichOneof("record_type") == "history":
                 row = {i.key or "/".join(i.nested_key): json.loads(i.value_json) for i in rec.history.item}
-                rows.setdefault(run_file.stem[len("run-"):], []).append(row)
+                rows.setdefault(run_file.stem[len("run-") :], []).append(row)
     return rows
 
 
@@ -181,11 +201,14 @@ def test_wandb_logger_process_one_run_per_member(tmp_path, monkeypatch):
     (tmp_path / "wandb-dir").mkdir()
     trial = fake_trial(tmp_path, {0: [0, 1], 1: [1], 2: [0, 1]})
     logged = set()
-    items = [(tracking._QueueItem.RESULT, row) for r in (0, 1) for row in tracking.member_rounds(trial, {"round": r},
-                                                                                                   logged)]
-    actor = tracking.MemberRunsActor(str(tmp_path), ListQueue(items + [(tracking._QueueItem.END, None)]), [], [],
-                                     project="p", group="sweep-x")
+    items = [
+        (tracking._QueueItem.RESULT, row) for r in (0, 1) for row in tracking.member_rounds(trial, {"round": r}, logged)
+    ]
+    actor = tracking.MemberRunsActor(
+        str(tmp_path), ListQueue(items + [(tracking._QueueItem.END, None)]), [], [], project="p", group="sweep-x"
+    )
     import wandb
+
     try:
         actor.run()
     finally:
@@ -198,6 +221,7 @@ def test_wandb_logger_process_one_run_per_member(tmp_path, monkeypatch):
 
 # ------------------------------------------------------------------ real sweeps
 
+
 def files_holding(text: str, *folders: Path) -> list[str]:
     needle = text.encode()
     return [str(f) for folder in folders for f in Path(folder).rglob("*") if f.is_file() and needle in f.read_bytes()]
@@ -209,9 +233,20 @@ def tracked_sweep(tmp_path: Path, tiny_mnist, ray_cluster, track: str):
     from lth_ray.distributed.sweep import main
     from lth_ray.results.experiment import load_trials
     from sweeps.lenet_mnist import DEFAULTS
+
     storage = tmp_path / "storage"
-    argv = sweep_argv(tiny_mnist, storage, f"tracked-{track}", "--baselines", "reinit", "--no-export",
-                      "--address", ray_cluster.address, "--track", track)
+    argv = sweep_argv(
+        tiny_mnist,
+        storage,
+        f"tracked-{track}",
+        "--baselines",
+        "reinit",
+        "--no-export",
+        "--address",
+        ray_cluster.address,
+        "--track",
+        track,
+    )
     assert main(DEFAULTS, argv) == 0
     trials = load_trials(str(storage / f"tracked-{track}"), weights=False)
     assert sorted(len(t.rounds_done) for t in trials) == [2, 3]
@@ -242,6 +277,7 @@ def test_sweep_tracked_in_wandb_offline(tmp_path, monkeypatch, tiny_mnist, ray_c
     rows = wandb_rows(tmp_path / "wandb-dir")
     assert sorted(rows) == sorted(t.trial_id for t in trials)  # one run per member: <trial id>-m<index>
     for t in trials:
-        assert [(r["_step"], r["test_acc_at_early_stop"]) for r in rows[t.trial_id]] == \
-            [(rec["round"], rec["test_acc_at_early_stop"]) for rec in t.records]
+        assert [(r["_step"], r["test_acc_at_early_stop"]) for r in rows[t.trial_id]] == [
+            (rec["round"], rec["test_acc_at_early_stop"]) for rec in t.records
+        ]
     assert files_holding(FAKE_KEY, tmp_path, Path(ray_cluster.head_node.get_session_dir_path())) == []

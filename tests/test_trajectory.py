@@ -1,4 +1,5 @@
 """The IMP trajectory without Ray: masks stay zero, rewinding, reproducibility, resume, baselines, real data."""
+
 import json
 import subprocess
 import sys
@@ -176,14 +177,29 @@ def test_global_pruning_reaches_the_global_density(split):
 
 
 def test_cli_prints_one_json_line_per_round_and_resumes(tiny_mnist, tmp_path):
-    cmd = [sys.executable, "-m", "lth_ray.trajectory", "--preset", "lenet", "--dataset", "mnist", "--data-root",
-           str(tiny_mnist), "--iterations", "60", "--eval-every", "20", "--threads", "1"]
-    out = subprocess.run(cmd + ["--rounds", "1", "--save-state", str(tmp_path / "s.pt")], capture_output=True,
-                         text=True, check=True)
+    cmd = [
+        sys.executable,
+        "-m",
+        "lth_ray.trajectory",
+        "--preset",
+        "lenet",
+        "--dataset",
+        "mnist",
+        "--data-root",
+        str(tiny_mnist),
+        "--iterations",
+        "60",
+        "--eval-every",
+        "20",
+        "--threads",
+        "1",
+    ]
+    out = subprocess.run(
+        cmd + ["--rounds", "1", "--save-state", str(tmp_path / "s.pt")], capture_output=True, text=True, check=True
+    )
     lines = [json.loads(x) for x in out.stdout.splitlines()]
     assert [x["round"] for x in lines] == [0, 1] and lines[1]["sparsity"] == pytest.approx(0.800376, abs=1e-6)
-    more = subprocess.run(cmd + ["--rounds", "2", "--resume", str(tmp_path / "s.pt")], capture_output=True,
-                          text=True)
+    more = subprocess.run(cmd + ["--rounds", "2", "--resume", str(tmp_path / "s.pt")], capture_output=True, text=True)
     assert more.returncode == 2 and "another config" in more.stderr  # rounds differ: a different trajectory
 
 

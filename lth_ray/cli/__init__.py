@@ -5,6 +5,7 @@ the module by name and hands it the rest of the command line, so options, output
 module's own (its usage line names the module). Sweeps are the modules of the `sweeps` package, by name with
 dashes: `lth-ray sweep lenet-mnist` is `python -m sweeps.lenet_mnist`.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -16,7 +17,10 @@ COMMANDS = {
     "sweep": ("sweeps.<name>", "run a sweep on Ray Tune: lth-ray sweep <name> [options] (see lth-ray sweep --help)"),
     "trajectory": ("lth_ray.cli.trajectory", "one IMP trajectory (or one cohort) without Ray, a JSON line per round"),
     "export": ("lth_ray.results.export", "a Tune experiment -> Parquet and the thesis' files"),
-    "report": ("lth_ray.results.report", "an experiment or export -> figures (PNG, PDF, SVG), summary.md, tables (CSV, TeX)"),
+    "report": (
+        "lth_ray.results.report",
+        "an experiment or export -> figures (PNG, PDF, SVG), summary.md, tables (CSV, TeX)",
+    ),
     "check-cluster": ("lth_ray.distributed.cluster_config", "check a Ray cluster-launcher YAML (cluster.yaml) offline"),
 }
 
@@ -24,14 +28,23 @@ COMMANDS = {
 def sweep_names() -> dict[str, str]:
     """The sweeps a user can name: `lenet-mnist` -> `sweeps.lenet_mnist`, one per module of `sweeps`."""
     import sweeps
-    return {m.name.replace("_", "-"): f"sweeps.{m.name}" for m in pkgutil.iter_modules(sweeps.__path__)
-            if not m.name.startswith("_")}
+
+    return {
+        m.name.replace("_", "-"): f"sweeps.{m.name}"
+        for m in pkgutil.iter_modules(sweeps.__path__)
+        if not m.name.startswith("_")
+    }
 
 
 def usage() -> str:
     width = max(map(len, COMMANDS))
-    lines = ["usage: lth-ray <command> [options]   (lth-ray <command> --help for its options)", "",
-             "Iterative Magnitude Pruning (Lottery Ticket) sweeps on Ray Tune.", "", "commands:"]
+    lines = [
+        "usage: lth-ray <command> [options]   (lth-ray <command> --help for its options)",
+        "",
+        "Iterative Magnitude Pruning (Lottery Ticket) sweeps on Ray Tune.",
+        "",
+        "commands:",
+    ]
     lines += [f"  {name:<{width}}  {what}" for name, (_, what) in COMMANDS.items()]
     lines += ["", f"sweeps: {', '.join(sweep_names())}"]
     return "\n".join(lines)
@@ -62,6 +75,7 @@ def run_sweep(argv: list[str]) -> int:
     if name not in known:
         return error(f"unknown sweep {argv[0]!r}; known: {', '.join(known)}")
     from lth_ray.distributed.sweep import main as sweep_main
+
     return sweep_main(importlib.import_module(known[name]).DEFAULTS, argv[1:])
 
 

@@ -2,6 +2,7 @@
 
 One JSON line per member and round on stdout; a bad option is one `error:` line and exit status 2.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -16,8 +17,17 @@ from lth_ray.core.engine.budget import MIN_EVAL_MEMORY_MB
 from lth_ray.core.engine.cohort import Cohort
 from lth_ray.core.engine.trajectory import cohort_members, resolve_device, summary
 from lth_ray.core.spec.config import ConfigError, TrajectoryConfig, from_preset
-from lth_ray.core.spec.options import (RECIPE, SETTINGS, Option, OptionParser, add_options, check_choices, option,
-                                       recipe_settings, value_of)
+from lth_ray.core.spec.options import (
+    RECIPE,
+    SETTINGS,
+    Option,
+    OptionParser,
+    add_options,
+    check_choices,
+    option,
+    recipe_settings,
+    value_of,
+)
 from lth_ray.core.store.resume import load_state, member_states, save_state
 from lth_ray.core.store.rounds import RoundStore
 
@@ -26,8 +36,13 @@ FILES = "running and files"
 # What only a trajectory run has: the recipe's options come from lth_ray.core.spec.options.
 RUN: tuple[Option, ...] = (
     Option("--threads", "torch CPU threads", FILES, type=int, metavar="T", shown="torch's"),
-    Option("--rounds-dir", "write every finished round's files here (folder or URI; see lth_ray.rounds); a cohort "
-           "of several members writes one subfolder per member key", FILES, metavar="DIR"),
+    Option(
+        "--rounds-dir",
+        "write every finished round's files here (folder or URI; see lth_ray.rounds); a cohort "
+        "of several members writes one subfolder per member key",
+        FILES,
+        metavar="DIR",
+    ),
     Option("--save-state", "write the cohort's state here after every round", FILES, metavar="FILE"),
     Option("--resume", "continue from a state file written by --save-state", FILES, metavar="FILE"),
 )
@@ -35,10 +50,12 @@ OPTIONS = RECIPE + RUN
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = OptionParser(prog="python -m lth_ray.trajectory",
-                     description="Run an IMP trajectory (or a cohort: several seeds, with baselines) without Ray; "
-                                 "one JSON line per member and round. The options are the sweep's "
-                                 "(python -m sweeps.<name>), one value each.")
+    p = OptionParser(
+        prog="python -m lth_ray.trajectory",
+        description="Run an IMP trajectory (or a cohort: several seeds, with baselines) without Ray; "
+        "one JSON line per member and round. The options are the sweep's "
+        "(python -m sweeps.<name>), one value each.",
+    )
     add_options(p, OPTIONS, SCOPE)
     return p
 
@@ -69,16 +86,19 @@ def _progress_bar(config: TrajectoryConfig):
     if not sys.stderr.isatty():
         return None
     from tqdm import tqdm
+
     bars: dict[int, tqdm] = {}
 
     def update(round_: int, iteration: int) -> None:
         if round_ not in bars:  # one bar per round (not one per call, as setdefault's argument would make)
-            bars[round_] = tqdm(total=config.iterations, desc=f"round {round_}", unit="it", file=sys.stderr,
-                                leave=False)
+            bars[round_] = tqdm(
+                total=config.iterations, desc=f"round {round_}", unit="it", file=sys.stderr, leave=False
+            )
         bar = bars[round_]
         bar.update(iteration - bar.n)
         if iteration >= config.iterations:
             bar.close()
+
     return update
 
 
@@ -101,8 +121,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     stores = None
     if a.rounds_dir:
-        stores = [RoundStore.at(a.rounds_dir if len(members) == 1 else f"{a.rounds_dir.rstrip('/')}/{m.key}")
-                  for m in members]
+        stores = [
+            RoundStore.at(a.rounds_dir if len(members) == 1 else f"{a.rounds_dir.rstrip('/')}/{m.key}") for m in members
+        ]
     while not cohort.done:
         results = cohort.run_round()
         for i, result in results.items():
@@ -114,8 +135,11 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps(summary(result.record, members[i].seed)), flush=True)
     for c, s in zip(members, cohort.states):
         if s["diverged_round"] is not None:
-            print(f"note: {c.key}: round {s['diverged_round']} diverged (a loss went NaN or infinite); the "
-                  "trajectory stops there: later rounds would prune non-finite weights", file=sys.stderr)
+            print(
+                f"note: {c.key}: round {s['diverged_round']} diverged (a loss went NaN or infinite); the "
+                "trajectory stops there: later rounds would prune non-finite weights",
+                file=sys.stderr,
+            )
     return 0
 
 

@@ -16,6 +16,7 @@ a restarted trial that reaches the point again finds it and goes on. The marker 
 be an evaluation point (a multiple of eval_every after the round's start): that is where the engine calls
 its progress callback. Plain Python, no Ray; inert unless a spec is given.
 """
+
 from __future__ import annotations
 
 import json
@@ -88,8 +89,18 @@ class FaultHook:
             return False
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.{os.getpid()}")
-        tmp.write_text(json.dumps({"who": self.who, "action": fault.action, "round": fault.round,
-                                   "iteration": fault.iteration, "pid": os.getpid(), **self.where}))
+        tmp.write_text(
+            json.dumps(
+                {
+                    "who": self.who,
+                    "action": fault.action,
+                    "round": fault.round,
+                    "iteration": fault.iteration,
+                    "pid": os.getpid(),
+                    **self.where,
+                }
+            )
+        )
         try:
             os.link(tmp, path)
         except FileExistsError:

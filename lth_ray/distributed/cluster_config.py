@@ -20,6 +20,7 @@ yaml and jsonschema are dependencies of Ray itself; all imports are lazy (no tor
 
     python -m lth_ray.cluster_config cluster.yaml
 """
+
 from __future__ import annotations
 
 import argparse
@@ -38,8 +39,20 @@ SSH_PORT = 22
 # Ray's ports that run code for whoever reaches them: GCS, dashboard/jobs API, Ray client server.
 RAY_PORT_FLAGS = {"--port": 6379, "--dashboard-port": 8265, "--ray-client-server-port": 10001}
 # Address ranges that stay inside a VPC or host (RFC 1918, shared/CGNAT, loopback, link-local, IPv6 ULA/link-local).
-INTERNAL_NETS = [ipaddress.ip_network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10",
-                                                   "127.0.0.0/8", "169.254.0.0/16", "fc00::/7", "fe80::/10", "::1/128")]
+INTERNAL_NETS = [
+    ipaddress.ip_network(n)
+    for n in (
+        "10.0.0.0/8",
+        "172.16.0.0/12",
+        "192.168.0.0/16",
+        "100.64.0.0/10",
+        "127.0.0.0/8",
+        "169.254.0.0/16",
+        "fc00::/7",
+        "fe80::/10",
+        "::1/128",
+    )
+]
 
 
 def validate_cluster_config(path: str | os.PathLike) -> dict:
@@ -165,8 +178,7 @@ def _pip_install_args(commands: list[str]):
 
 def _installs_project(args: list[str]) -> bool:
     return any(
-        a in (".", "./") or a.startswith((".[", "./[")) or re.search(r"lth[_-]ray", a, re.IGNORECASE)
-        for a in args
+        a in (".", "./") or a.startswith((".[", "./[")) or re.search(r"lth[_-]ray", a, re.IGNORECASE) for a in args
     )
 
 
@@ -260,7 +272,8 @@ def _check_security(config: dict) -> None:
 
 def _check_token_mount(file_mounts: dict, token_paths: set[str]) -> None:
     mounts = {
-        remote: local for remote, local in file_mounts.items()
+        remote: local
+        for remote, local in file_mounts.items()
         if remote in token_paths or PurePosixPath(remote).parts[-2:] == (".ray", "auth_token")
     }
     if not mounts:
@@ -292,7 +305,9 @@ def _check_ingress(config: dict) -> None:
         where = f"provider.security_group.IpPermissions[{i}]"
         if not isinstance(rule, dict):
             raise ValueError(f"{where}: must be a mapping (boto3's IpPermissions shape)")
-        cidrs = [r.get("CidrIp") for r in rule.get("IpRanges", [])] + [r.get("CidrIpv6") for r in rule.get("Ipv6Ranges", [])]
+        cidrs = [r.get("CidrIp") for r in rule.get("IpRanges", [])] + [
+            r.get("CidrIpv6") for r in rule.get("Ipv6Ranges", [])
+        ]
         protocol = str(rule.get("IpProtocol", "-1")).lower()
         every_port = protocol in ("-1", "all")
         low, high = (0, 65535) if every_port else (rule.get("FromPort", 0), rule.get("ToPort", 65535))

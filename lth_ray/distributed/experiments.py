@@ -7,6 +7,7 @@ snapshot lists a trial that is not TERMINATED, or no trial yet. Tune writes a sn
 with the trials it stopped still RUNNING, and a killed driver leaves its last one as it was. Newest means
 the newest snapshot's modification time. Snapshots are read as JSON only (see `lth_ray.results.experiment`).
 """
+
 from __future__ import annotations
 
 import json
@@ -24,6 +25,7 @@ TUNER_FILE = "tuner.pkl"
 @dataclass(frozen=True)
 class Candidates:
     """The unfinished sweeps of a storage: the one `--resume` continues, and the others, newest first."""
+
     storage: str
     chosen: str
     others: tuple[str, ...] = ()
@@ -37,8 +39,11 @@ class Candidates:
 
 def _newest_snapshot(fs: pafs.FileSystem, folder: str) -> pafs.FileInfo | None:
     """The snapshot Tune would restore from (the newest by name), if the folder can be restored at all."""
-    files = {PurePosixPath(i.path).name: i for i in fs.get_file_info(pafs.FileSelector(folder))
-             if i.type == pafs.FileType.File}
+    files = {
+        PurePosixPath(i.path).name: i
+        for i in fs.get_file_info(pafs.FileSelector(folder))
+        if i.type == pafs.FileType.File
+    }
     snapshots = sorted(n for n in files if SNAPSHOT_RE.match(n))
     return files[snapshots[-1]] if snapshots and TUNER_FILE in files else None
 

@@ -27,6 +27,7 @@ The cost model (estimates, not measurements):
   per trial the data set on the device, the evaluation budget and a CUDA context. Trials sharing a GPU must
   fit in their fraction of its memory.
 """
+
 from __future__ import annotations
 
 import heapq
@@ -41,30 +42,35 @@ GIB = 1 << 30
 MIB = 1 << 20
 FRACTIONS = (1.0, 0.5, 0.25, 0.125)  # dyadic shares of one GPU: any mix of them packs onto whole GPUs
 PARAM_COPIES = 8
-EVAL_RESERVE_MB = 512  # a GPU trial's evaluation budget in the plan unless --eval-memory says (trials sharing a GPU get it)
+EVAL_RESERVE_MB = (
+    512  # a GPU trial's evaluation budget in the plan unless --eval-memory says (trials sharing a GPU get it)
+)
 
 
 @dataclass(frozen=True)
 class GPUModel:
     """One GPU as the cost model sees it. Defaults: an NVIDIA A10G (cluster.yaml's GPUs), 24 GiB; fp32 peak
     31 TFLOP/s, of which small convolutions get about a third (assumed: not measured, no GPU was lent)."""
+
     flops: float = 10e12
     saturating_step_flops: float = 10e9  # a step that keeps the GPU busy for about a millisecond at `flops`
     memory_bytes: int = 24 * GIB
-    context_bytes: int = GIB // 2        # CUDA context and allocator slack of one trial process
+    context_bytes: int = GIB // 2  # CUDA context and allocator slack of one trial process
 
 
 @dataclass(frozen=True)
 class NetShape:
     """One member's net, counted from its plan: forward multiply-adds, parameters and the activations kept for
     the backward pass, per example."""
+
     macs: int
     params: int
     activations: int
 
 
-def net_shape(plan_conv: Sequence, plan_fc: Sequence[int], in_shape: tuple[int, int, int],
-              classes: int = 10) -> NetShape:
+def net_shape(
+    plan_conv: Sequence, plan_fc: Sequence[int], in_shape: tuple[int, int, int], classes: int = 10
+) -> NetShape:
     """3x3 convolutions (padding 1, with bias; `<n>B` adds BatchNorm), 2x2 pools, fc layers, a 10-way output."""
     channels, side = in_shape[0], in_shape[1]
     macs = params = 0
@@ -103,6 +109,7 @@ def model_shape(config: TrajectoryConfig, in_shape: tuple[int, int, int], classe
     from torch import nn
 
     from lth_ray.core.models.registry import model_entry, model_of
+
     counts = {"macs": 0, "activations": math.prod(in_shape)}
 
     def count(module: nn.Module, inputs, output) -> None:
@@ -128,6 +135,7 @@ def shape_of(config: TrajectoryConfig, in_shape: tuple[int, int, int], classes: 
     """The net of `config`: a thesis preset or custom plan from its plan, a registered model from its module."""
     if config.arch not in PRESETS:
         from lth_ray.core.models.registry import model_of  # (torch: only for nets beyond the thesis' presets)
+
         if model_of(config) != "plan":
             return model_shape(config, in_shape, classes)
     return net_shape(config.plan_conv, config.plan_fc, in_shape, classes)
@@ -136,17 +144,19 @@ def shape_of(config: TrajectoryConfig, in_shape: tuple[int, int, int], classes: 
 @dataclass(frozen=True)
 class Configuration:
     """One cohort recipe and its seeds, costed per seed (a seed's ticket with the members that need it: never split)."""
-    name: str                  # the cohort name without seeds, e.g. conv6-cifar10-imp-layerwise-fc0.2-conv0.15
+
+    name: str  # the cohort name without seeds, e.g. conv6-cifar10-imp-layerwise-fc0.2-conv0.15
     seeds: tuple[int, ...]
     members_per_seed: int
-    seed_flops: float          # one seed's members over the whole trajectory
-    seed_step_flops: float     # one training step of one seed's members together
-    seed_bytes: int            # GPU memory of one seed's members
-    trial_bytes: int           # GPU memory of a trial besides its members: data set, evaluation, CUDA context
+    seed_flops: float  # one seed's members over the whole trajectory
+    seed_step_flops: float  # one training step of one seed's members together
+    seed_bytes: int  # GPU memory of one seed's members
+    trial_bytes: int  # GPU memory of a trial besides its members: data set, evaluation, CUDA context
 
 
-def configuration(name: str, members: Sequence[TrajectoryConfig], gpu: GPUModel = GPUModel(),
-                  eval_memory_mb: int | None = None) -> Configuration:
+def configuration(
+    name: str, members: Sequence[TrajectoryConfig], gpu: GPUModel = GPUModel(), eval_memory_mb: int | None = None
+) -> Configuration:
     """The cost of one configuration's members (tickets, baselines and ablations of every seed)."""
     seeds = tuple(dict.fromkeys(m.seed for m in members))
     recipe = members[0]
@@ -169,15 +179,21 @@ def configuration(name: str, members: Sequence[TrajectoryConfig], gpu: GPUModel 
     examples = data.train_size + data.test_size  # the training files (validation split included) and the test set
     data_bytes = examples * (math.prod(in_shape) * element + 8)
     eval_bytes = (eval_memory_mb if eval_memory_mb is not None else EVAL_RESERVE_MB) * MIB
-    return Configuration(name=name, seeds=seeds, members_per_seed=len(members) // len(seeds),
-                         seed_flops=flops / len(seeds), seed_step_flops=step * copies_per_seed,
-                         seed_bytes=int(member_bytes * copies_per_seed),
-                         trial_bytes=int(data_bytes + eval_bytes + gpu.context_bytes))
+    return Configuration(
+        name=name,
+        seeds=seeds,
+        members_per_seed=len(members) // len(seeds),
+        seed_flops=flops / len(seeds),
+        seed_step_flops=step * copies_per_seed,
+        seed_bytes=int(member_bytes * copies_per_seed),
+        trial_bytes=int(data_bytes + eval_bytes + gpu.context_bytes),
+    )
 
 
 @dataclass(frozen=True)
 class PlannedTrial:
     """One trial of the plan: a configuration's seeds as one cohort, where and when it runs in the simulation."""
+
     configuration: str
     seeds: tuple[int, ...]
     members: int
@@ -185,9 +201,9 @@ class PlannedTrial:
     cpu: float
     flops: float
     memory_bytes: int
-    seconds: float             # estimated run time in its slot
-    busy: float = 0.0          # the part of a GPU its steps keep busy (<= gpu)
-    start: float = 0.0         # simulated start and end (seconds from the sweep's start), and its slot
+    seconds: float  # estimated run time in its slot
+    busy: float = 0.0  # the part of a GPU its steps keep busy (<= gpu)
+    start: float = 0.0  # simulated start and end (seconds from the sweep's start), and its slot
     end: float = 0.0
     slot: int = 0
 
@@ -195,6 +211,7 @@ class PlannedTrial:
 @dataclass(frozen=True)
 class Alternative:
     """The same grid planned on fewer GPUs."""
+
     gpus: int
     seconds: float
     utilisation: float
@@ -203,12 +220,13 @@ class Alternative:
 @dataclass(frozen=True)
 class Plan:
     """Trials in launch order and the simulated schedule's numbers. `gpus` 0 is a CPU plan (no estimates)."""
+
     gpus: float
     gpu_per_trial: float
     cpu_per_trial: float
     trials: tuple[PlannedTrial, ...]
-    slots: int = 0             # trials that run at once (max_concurrent_trials); 0: no limit (CPU)
-    seconds: float = 0.0       # the simulated sweep's wall time
+    slots: int = 0  # trials that run at once (max_concurrent_trials); 0: no limit (CPU)
+    seconds: float = 0.0  # the simulated sweep's wall time
     busy_seconds: float = 0.0  # GPU-seconds of work
     gpu_memory_bytes: int = 0
     idle_timeout_s: float = 600.0
@@ -263,9 +281,15 @@ class Plan:
         return max(self.trials, key=lambda t: t.seconds) if self.trials else None
 
 
-def plan_sweep(configurations: Sequence[Configuration], gpus: float, gpu: GPUModel = GPUModel(),
-               seeds_per_trial: int | None = None, gpu_per_trial: float | None = None,
-               cpu_per_trial: float = 1.0, alternatives: bool = True) -> Plan:
+def plan_sweep(
+    configurations: Sequence[Configuration],
+    gpus: float,
+    gpu: GPUModel = GPUModel(),
+    seeds_per_trial: int | None = None,
+    gpu_per_trial: float | None = None,
+    cpu_per_trial: float = 1.0,
+    alternatives: bool = True,
+) -> Plan:
     """The plan with the shortest simulated wall time (ties: fewer trials, then bigger GPU shares).
 
     `gpus` 0 plans CPU trials (one seed each unless `seeds_per_trial`). `seeds_per_trial` and `gpu_per_trial`,
@@ -273,9 +297,13 @@ def plan_sweep(configurations: Sequence[Configuration], gpus: float, gpu: GPUMod
     if not configurations:
         raise ConfigError("the sweep has no trajectories")
     if gpus <= 0:
-        trials = [PlannedTrial(c.name, group, len(group) * c.members_per_seed, 0.0, cpu_per_trial,
-                               c.seed_flops * len(group), 0, 0.0)
-                  for c in configurations for group in split_seeds(c.seeds, seeds_per_trial or 1)]
+        trials = [
+            PlannedTrial(
+                c.name, group, len(group) * c.members_per_seed, 0.0, cpu_per_trial, c.seed_flops * len(group), 0, 0.0
+            )
+            for c in configurations
+            for group in split_seeds(c.seeds, seeds_per_trial or 1)
+        ]
         return Plan(0.0, 0.0, cpu_per_trial, tuple(trials))
     shares = [gpu_per_trial] if gpu_per_trial else [f for f in FRACTIONS if f <= gpus] or [gpus]
     best, refusal = None, None
@@ -292,8 +320,15 @@ def plan_sweep(configurations: Sequence[Configuration], gpus: float, gpu: GPUMod
     if alternatives and gpus == int(gpus) and gpus <= 64:
         others = []
         for n in range(1, int(gpus)):
-            fewer = plan_sweep(configurations, n, gpu, seeds_per_trial, gpu_per_trial if gpu_per_trial and
-                               gpu_per_trial <= n else None, cpu_per_trial, alternatives=False)
+            fewer = plan_sweep(
+                configurations,
+                n,
+                gpu,
+                seeds_per_trial,
+                gpu_per_trial if gpu_per_trial and gpu_per_trial <= n else None,
+                cpu_per_trial,
+                alternatives=False,
+            )
             others.append(Alternative(n, fewer.seconds, fewer.utilisation))
         best = replace(best, alternatives=tuple(others))
     return best
@@ -306,7 +341,7 @@ def split_seeds(seeds: Sequence[int], per_trial: int) -> list[tuple[int, ...]]:
     out, start = [], 0
     for g in range(groups):
         n = size + (g < extra)
-        out.append(tuple(seeds[start:start + n]))
+        out.append(tuple(seeds[start : start + n]))
         start += n
     return out
 
@@ -322,21 +357,32 @@ def _best_for_share(configurations, gpus, gpu, share, seeds_per_trial, cpu_per_t
             raise ConfigError(
                 f"one seed of {c.name} ({c.members_per_seed} member{'s' * (c.members_per_seed != 1)}) needs {need:.1f} GiB, more than "
                 f"{share:g} of a {gpu.memory_bytes / GIB:g} GiB GPU; give a trial a bigger share (--gpus-per-trial "
-                f"{_share_for(need * GIB, gpu)}) or a GPU with more memory (--gpu-memory)")
+                f"{_share_for(need * GIB, gpu)}) or a GPU with more memory (--gpu-memory)"
+            )
         if seeds_per_trial is not None and seeds_per_trial > fits and seeds_per_trial > 1:
             need = (c.trial_bytes + seeds_per_trial * c.seed_bytes) / GIB
             per = min(fits, len(c.seeds))
             raise ConfigError(
                 f"--seeds-per-trial={seeds_per_trial}: a cohort of {c.name} with {seeds_per_trial} seeds needs "
                 f"{need:.1f} GiB, more than {share:g} of a {gpu.memory_bytes / GIB:g} GiB GPU; at most {per} "
-                f"seed(s) per trial fit")
+                f"seed(s) per trial fit"
+            )
         most[c.name] = min(fits, len(c.seeds)) if seeds_per_trial is None else min(seeds_per_trial, len(c.seeds))
 
     def trial(c: Configuration, group) -> PlannedTrial:
         n = len(group)
         busy = min(share, 1.0, n * c.seed_step_flops / gpu.saturating_step_flops)
-        return PlannedTrial(c.name, group, n * c.members_per_seed, share, cpu_per_trial, n * c.seed_flops,
-                            c.trial_bytes + n * c.seed_bytes, n * c.seed_flops / (gpu.flops * busy), busy)
+        return PlannedTrial(
+            c.name,
+            group,
+            n * c.members_per_seed,
+            share,
+            cpu_per_trial,
+            n * c.seed_flops,
+            c.trial_bytes + n * c.seed_bytes,
+            n * c.seed_flops / (gpu.flops * busy),
+            busy,
+        )
 
     def trials_with(per: dict[str, int]) -> list[PlannedTrial]:
         return [trial(c, g) for c in configurations for g in split_seeds(c.seeds, per[c.name])]
@@ -345,12 +391,16 @@ def _best_for_share(configurations, gpus, gpu, share, seeds_per_trial, cpu_per_t
         return _schedule(trials_with(most), gpus, share, slots, cpu_per_trial, gpu)
     # Candidate finish times: every trial length some grouping of some configuration gives. For each, every
     # configuration takes the biggest cohorts that still finish by then.
-    lengths = {c.name: {s: trial(c, split_seeds(c.seeds, s)[0]).seconds for s in range(1, most[c.name] + 1)}
-               for c in configurations}
+    lengths = {
+        c.name: {s: trial(c, split_seeds(c.seeds, s)[0]).seconds for s in range(1, most[c.name] + 1)}
+        for c in configurations
+    }
     best = None
     for target in sorted({t for per in lengths.values() for t in per.values()}):
-        per = {name: max([s for s, t in options.items() if t <= target * (1 + 1e-9)], default=1)
-               for name, options in lengths.items()}
+        per = {
+            name: max([s for s, t in options.items() if t <= target * (1 + 1e-9)], default=1)
+            for name, options in lengths.items()
+        }
         plan = _schedule(trials_with(per), gpus, share, slots, cpu_per_trial, gpu)
         if best is None or _better(plan, best):
             best = plan
@@ -384,8 +434,6 @@ def _better(a: Plan, b: Plan) -> bool:
 def _share_for(need_bytes: float, gpu: GPUModel) -> str:
     fits = [f for f in sorted(FRACTIONS) if f * gpu.memory_bytes >= need_bytes]
     return f"{fits[0]:g}" if fits else "1"
-
-
 
 
 def shared_eval_memory_mb(plan: Plan, reserve_mb: int = EVAL_RESERVE_MB) -> int | None:

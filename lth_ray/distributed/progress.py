@@ -8,6 +8,7 @@ so the counts move round by round: between two results the line still comes, its
 growing with the time since the last one. The rate counts only what this driver ran (after `--resume`, the
 rounds of earlier drivers are done, not fast).
 """
+
 from __future__ import annotations
 
 import time
@@ -24,6 +25,7 @@ EVERY_S = 30.0  # the longest silence between two progress lines
 @dataclass(frozen=True)
 class Tally:
     """Work done and planned, in rounds and in trajectory-iterations."""
+
     rounds_done: int
     rounds_total: int
     iterations_done: int
@@ -46,8 +48,12 @@ def trial_tally(rounds_total: int, iterations_total: int, rounds_done: int) -> T
 
 
 def add(tallies: list[Tally]) -> Tally:
-    return Tally(*(sum(getattr(t, f) for t in tallies)
-                   for f in ("rounds_done", "rounds_total", "iterations_done", "iterations_total")))
+    return Tally(
+        *(
+            sum(getattr(t, f) for t in tallies)
+            for f in ("rounds_done", "rounds_total", "iterations_done", "iterations_total")
+        )
+    )
 
 
 def duration(seconds: float) -> str:
@@ -78,8 +84,12 @@ class ProgressCallback(Callback):
     `clock`, and once at the end. The trials' plans come from their configs, their counts from their last
     result (a TERMINATED trial has nothing left: a member that diverged stops early)."""
 
-    def __init__(self, every_s: float = EVERY_S, clock: Callable[[], float] = time.monotonic,
-                 out: Callable[[str], None] | None = None):
+    def __init__(
+        self,
+        every_s: float = EVERY_S,
+        clock: Callable[[], float] = time.monotonic,
+        out: Callable[[str], None] | None = None,
+    ):
         self.every_s, self.clock, self.out = every_s, clock, out
         self._work: dict[str, tuple[int, int]] = {}  # trial id -> (rounds, trajectory-iterations) planned
         self._start: tuple[float, int] | None = None  # (clock, iterations done) at the first line

@@ -10,6 +10,7 @@ Nothing here switches authentication off: `RAY_AUTH_MODE=disabled` set by the us
 warning. Ray's private `Config`/`AuthenticationTokenLoader` are refreshed after the environment changes
 (as Ray's own `enable_token_auth_by_default` does); Ray is pinned to 2.60.0.
 """
+
 from __future__ import annotations
 
 import os
@@ -67,8 +68,10 @@ def make_private(path: Path) -> str | None:
     if not st.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
         return None
     if st.st_uid != os.getuid():
-        raise AuthSetupError(f"Ray's token file {path} is readable by other users and not yours to fix "
-                             f"(mode {stat.S_IMODE(st.st_mode):o}); ask its owner to `chmod 600` it")
+        raise AuthSetupError(
+            f"Ray's token file {path} is readable by other users and not yours to fix "
+            f"(mode {stat.S_IMODE(st.st_mode):o}); ask its owner to `chmod 600` it"
+        )
     os.chmod(path, 0o600)
     return f"note: {path} was readable by other users (mode {stat.S_IMODE(st.st_mode):o}); made it 0600"
 
@@ -85,6 +88,7 @@ def _check_readable(path: Path) -> None:
 def _refresh_ray(reload_token: bool) -> None:
     """Make this process' Ray see the new environment (its config and token are cached at first use)."""
     from ray._raylet import AuthenticationTokenLoader, Config
+
     Config.initialize("")
     if reload_token:
         AuthenticationTokenLoader.instance().reset_cache()
@@ -102,8 +106,10 @@ def prepare_auth(address: str | None) -> list[str]:
     mode = os.environ.get(MODE_ENV)
     if mode is not None and mode.strip().lower() != "token":
         user = os.environ.get("USER") or str(os.getuid())
-        return [f"warning: {MODE_ENV}={mode}: Ray's token authentication is off, so anyone who can reach this "
-                f"Ray's ports can run code as {user}; unset it to keep authentication on"]
+        return [
+            f"warning: {MODE_ENV}={mode}: Ray's token authentication is off, so anyone who can reach this "
+            f"Ray's ports can run code as {user}; unset it to keep authentication on"
+        ]
     changed = created = False
     if mode is None and (address is None or os.environ.get(TOKEN_ENV) or os.environ.get(TOKEN_PATH_ENV)):
         os.environ[MODE_ENV] = "token"
@@ -132,4 +138,5 @@ def keep_credentials_out_of_runtime_env() -> None:
     For the embedded Ray only: its workers inherit the driver's environment anyway, credentials included,
     so nothing is lost. (On a cluster the nodes use their own credentials, e.g. an instance profile.)"""
     from ray.tune.execution import class_cache  # private (Ray is pinned); `get` reads this global per call
+
     class_cache.ENV_VARS_TO_PROPAGATE = set(class_cache.ENV_VARS_TO_PROPAGATE) - CREDENTIAL_VARS

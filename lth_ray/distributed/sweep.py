@@ -7,6 +7,7 @@ and what share of a GPU each trial asks for, is the placement plan's choice (`lt
 the GPUs the sweep may use. Every trial checkpoints after every round and resumes from it after a crash;
 `--resume` continues a killed sweep.
 """
+
 from __future__ import annotations
 
 import math
@@ -18,35 +19,56 @@ from dataclasses import replace
 
 from lth_ray.core import faults
 from lth_ray.core.spec.config import ConfigError, TrajectoryConfig
+
 # (cohort_of, cohorts, ticket_parts, spec_from_args, CREDENTIAL_QUERY: imported from here by tests and 0.2 code)
-from lth_ray.distributed.grid import (CREDENTIAL_QUERY, Placement, SweepDefaults, SweepSpec,  # noqa: F401
-                                      build_parser, cohort_name, cohort_of, cohorts, configurations, gpu_model,
-                                      place, spec_from_args, sweep_gpus, ticket_parts)
+from lth_ray.distributed.grid import (
+    CREDENTIAL_QUERY,
+    Placement,
+    SweepDefaults,
+    SweepSpec,  # noqa: F401
+    build_parser,
+    cohort_name,
+    cohort_of,
+    cohorts,
+    configurations,
+    gpu_model,
+    place,
+    spec_from_args,
+    sweep_gpus,
+    ticket_parts,
+)
 from lth_ray.distributed.planner import GIB, Plan, shared_eval_memory_mb
 
 
 # ------------------------------------------------------------------ checks that touch the outside world
+
 
 def check_storage(spec: SweepSpec) -> None:
     """The experiment folder must be new (or, with --resume, an experiment), and the storage writable."""
     from pyarrow import fs as pafs
 
     from lth_ray.results.experiment import filesystem_and_path
+
     fs, path = filesystem_and_path(spec.experiment)
     exists = fs.get_file_info(path).type != pafs.FileType.NotFound
     if spec.resume:
         from ray.tune import Tuner
+
         if not exists or not Tuner.can_restore(spec.experiment):
             raise ConfigError(f"--resume: {spec.experiment} is not a Tune experiment to continue")
         from lth_ray.results.experiment import experiment_format, load_trials
+
         if experiment_format(load_trials(spec.experiment, weights=False)) == 1:  # never mix formats
-            raise ConfigError(f"--resume: {spec.experiment} was written by lth_ray 0.1.0 (state format 1), which "
-                              "this version does not continue; finish it with lth_ray 0.1.0, or export and "
-                              "analyse it as it is (python -m lth_ray.export / lth_ray.report read it)")
+            raise ConfigError(
+                f"--resume: {spec.experiment} was written by lth_ray 0.1.0 (state format 1), which "
+                "this version does not continue; finish it with lth_ray 0.1.0, or export and "
+                "analyse it as it is (python -m lth_ray.export / lth_ray.report read it)"
+            )
         return
     if exists:
-        raise ConfigError(f"experiment {spec.experiment} already exists; pass --resume to continue it "
-                          "or choose another --name")
+        raise ConfigError(
+            f"experiment {spec.experiment} already exists; pass --resume to continue it or choose another --name"
+        )
     if "://" not in spec.storage:
         try:
             os.makedirs(spec.storage, exist_ok=True)
@@ -71,6 +93,7 @@ def check_address(address: str) -> None:
         raise ConfigError(f"--address {address} is unreachable (no Ray head answers there)") from None
     from ray._raylet import InnerGcsClient  # private (Ray is pinned): one GCS call with the token ray.init sends
     from ray.exceptions import AuthenticationError
+
     try:
         InnerGcsClient.standalone(f"{host or '127.0.0.1'}:{port}", None, 5000)
     except AuthenticationError:
@@ -78,7 +101,8 @@ def check_address(address: str) -> None:
         raise ConfigError(
             f"--address {address}: that Ray cluster uses token authentication and refused this client's token "
             f"(RAY_AUTH_MODE={mode}); give the cluster's token with RAY_AUTH_MODE=token and ~/.ray/auth_token, "
-            "RAY_AUTH_TOKEN_PATH=<file> or RAY_AUTH_TOKEN (see README, Security)") from None
+            "RAY_AUTH_TOKEN_PATH=<file> or RAY_AUTH_TOKEN (see README, Security)"
+        ) from None
     except Exception:  # noqa: BLE001 (not a GCS, or slow to answer: ray.init says what it finds)
         pass
 
@@ -88,6 +112,7 @@ def start_ray(spec: SweepSpec) -> None:
     import ray
 
     from lth_ray.distributed.security import AuthSetupError, keep_credentials_out_of_runtime_env, prepare_auth
+
     try:
         for note in prepare_auth(spec.address):
             print(note, file=sys.stderr)
@@ -114,16 +139,20 @@ def max_concurrent(spec: SweepSpec, gpt: float) -> int:
 
 # ------------------------------------------------------------------ running
 
+
 def make_tuner(spec: SweepSpec, gpt: float, trials):
     """The Tuner of `trials` (cohorts, in launch order), each asking for `gpt` of a GPU."""
     from ray import tune
 
     from lth_ray.distributed.trainable import run_trial
+
     trainable = tune.with_resources(run_trial, {"cpu": spec.cpus_per_trial, "gpu": gpt})
     from lth_ray.distributed.progress import ProgressCallback
+
     callbacks, track = [ProgressCallback()], spec.track
     if track != "none":  # (the trackers' module imports wandb and mlflow)
         from lth_ray.distributed.tracking import tracking_callbacks
+
         callbacks += tracking_callbacks(track, spec.name)
     if spec.resume:
         tuner = tune.Tuner.restore(spec.experiment, trainable=trainable, resume_errored=True, resume_unfinished=True)
@@ -131,27 +160,49 @@ def make_tuner(spec: SweepSpec, gpt: float, trials):
         tuner._local_tuner.get_run_config().callbacks = callbacks  # private (Ray is pinned)
         return tuner
     from ray.tune import CLIReporter
+
     threads = max(1, int(spec.cpus_per_trial))
-    param_space = {"cohort": tune.grid_search([[t.to_dict() for t in c] for c in trials]),
-                   "threads": threads, "download": spec.download}
+    param_space = {
+        "cohort": tune.grid_search([[t.to_dict() for t in c] for c in trials]),
+        "threads": threads,
+        "download": spec.download,
+    }
     if spec.eval_memory_mb is not None:
         param_space["eval_memory_mb"] = spec.eval_memory_mb
     if faults.from_environment():  # test-only fault injection (lth_ray.faults), for workers on any node
         param_space["fault"] = faults.from_environment()
     reporter = CLIReporter(  # the trial name carries the configuration and seeds
         parameter_columns=[],
-        metric_columns={"round": "round", "sparsity": "sparsity", "test_acc_at_early_stop": "test_acc@es",
-                        "early_stop_iteration": "es_iter", "members": "members", "rounds_done": "done",
-                        "rounds_total": "of"},
-        max_report_frequency=30)
+        metric_columns={
+            "round": "round",
+            "sparsity": "sparsity",
+            "test_acc_at_early_stop": "test_acc@es",
+            "early_stop_iteration": "es_iter",
+            "members": "members",
+            "rounds_done": "done",
+            "rounds_total": "of",
+        },
+        max_report_frequency=30,
+    )
     return tune.Tuner(
-        trainable, param_space=param_space,
-        tune_config=tune.TuneConfig(reuse_actors=spec.reuse_actors, max_concurrent_trials=max_concurrent(spec, gpt),
-                                    trial_name_creator=_trial_name, trial_dirname_creator=_trial_dirname),
+        trainable,
+        param_space=param_space,
+        tune_config=tune.TuneConfig(
+            reuse_actors=spec.reuse_actors,
+            max_concurrent_trials=max_concurrent(spec, gpt),
+            trial_name_creator=_trial_name,
+            trial_dirname_creator=_trial_dirname,
+        ),
         run_config=tune.RunConfig(
-            name=spec.name, storage_path=spec.storage, progress_reporter=reporter, verbose=1, callbacks=callbacks,
+            name=spec.name,
+            storage_path=spec.storage,
+            progress_reporter=reporter,
+            verbose=1,
+            callbacks=callbacks,
             checkpoint_config=tune.CheckpointConfig(num_to_keep=spec.keep_checkpoints),
-            failure_config=tune.FailureConfig(max_failures=spec.max_failures)))
+            failure_config=tune.FailureConfig(max_failures=spec.max_failures),
+        ),
+    )
 
 
 def _trial_name(trial) -> str:
@@ -170,28 +221,39 @@ def describe(spec: SweepSpec, placement: Placement | None = None) -> str:
     restored experiment keeps its own grid)."""
     where = f"ray: {spec.address or 'local (embedded)'}"
     if spec.resume or placement is None:
-        return (f"experiment: {spec.experiment} (resume: errored and unfinished trials continue from their "
-                f"newest round checkpoint); {where}")
+        return (
+            f"experiment: {spec.experiment} (resume: errored and unfinished trials continue from their "
+            f"newest round checkpoint); {where}"
+        )
     plan = placement.plan
     labels = ", ".join(sorted({t.label for t in spec.trajectories}))
     seeds = sorted({t.seed for t in spec.trajectories})
-    lines = [f"experiment: {spec.experiment}",
-             f"grid: {len(spec.trajectories)} trajectories: {len(configurations(spec))} configurations x "
-             f"{len(seeds)} seed(s) x ({labels})"]
+    lines = [
+        f"experiment: {spec.experiment}",
+        f"grid: {len(spec.trajectories)} trajectories: {len(configurations(spec))} configurations x "
+        f"{len(seeds)} seed(s) x ({labels})",
+    ]
     if plan.gpus:
-        lines.append(f"plan: {len(plan.trials)} trials for {_gpus(plan.gpus)} ({placement.gpus_from}): per trial "
-                     f"{plan.cpu_per_trial:g} CPU and {plan.gpu_per_trial:g} GPU, {plan.slots} at once; {where}")
+        lines.append(
+            f"plan: {len(plan.trials)} trials for {_gpus(plan.gpus)} ({placement.gpus_from}): per trial "
+            f"{plan.cpu_per_trial:g} CPU and {plan.gpu_per_trial:g} GPU, {plan.slots} at once; {where}"
+        )
     else:
-        lines.append(f"plan: {len(plan.trials)} trials on CPUs ({placement.gpus_from}): per trial "
-                     f"{plan.cpu_per_trial:g} CPU; {where}")
+        lines.append(
+            f"plan: {len(plan.trials)} trials on CPUs ({placement.gpus_from}): per trial "
+            f"{plan.cpu_per_trial:g} CPU; {where}"
+        )
     for members, t in zip(placement.trials, plan.trials):
         m = members[0]
         head = f"  {cohort_name(members)}: {len(members)} members ({', '.join(sorted({x.label for x in members}))})"
         if plan.gpus:
-            head += (f", {t.cpu:g} CPU, {t.gpu:g} GPU, {t.memory_bytes / GIB:.1f} GiB, est. {_duration(t.seconds)}"
-                     f" from {_duration(t.start)}")
-        lines.append(f"{head}; rounds {m.first_round}..{m.rounds}, {m.iterations} iterations/round, "
-                     f"eval every {m.eval_every}")
+            head += (
+                f", {t.cpu:g} CPU, {t.gpu:g} GPU, {t.memory_bytes / GIB:.1f} GiB, est. {_duration(t.seconds)}"
+                f" from {_duration(t.start)}"
+            )
+        lines.append(
+            f"{head}; rounds {m.first_round}..{m.rounds}, {m.iterations} iterations/round, eval every {m.eval_every}"
+        )
     if not plan.gpus:
         lines.append("GPUs: none")
         return "\n".join(lines)
@@ -202,11 +264,14 @@ def describe(spec: SweepSpec, placement: Placement | None = None) -> str:
         f"({plan.elastic_gpu_hours:.1f} GPU-hours, {plan.elastic_utilisation:.0%}, on 1-GPU nodes released "
         f"{plan.idle_timeout_s / 60:g} min after their last trial)",
         f"memory per GPU: up to {plan.memory_per_gpu / GIB:.1f} GiB of {placement.gpu.memory_bytes / GIB:g} GiB "
-        f"({max(1, round(1 / plan.gpu_per_trial))} trial(s) per GPU)"]
+        f"({max(1, round(1 / plan.gpu_per_trial))} trial(s) per GPU)",
+    ]
     if plan.utilisation < 0.9:
         lines.append(f"note: {_why_idle(plan)}")
-    lines.append(f"cost model: FLOPs of the nets' layers at {placement.gpu.flops / 1e12:g} TFLOP/s per GPU "
-                 "(assumed, not measured; lth_ray/distributed/planner.py)")
+    lines.append(
+        f"cost model: FLOPs of the nets' layers at {placement.gpu.flops / 1e12:g} TFLOP/s per GPU "
+        "(assumed, not measured; lth_ray/distributed/planner.py)"
+    )
     return "\n".join(lines)
 
 
@@ -217,8 +282,10 @@ def _why_idle(plan: Plan) -> str:
         why = "the trials' steps are too small to keep their GPU shares busy (launch-bound)"
     elif math.isclose(longest.seconds, plan.seconds, rel_tol=1e-3):
         seeds = "one seed" if len(longest.seeds) == 1 else f"{len(longest.seeds)} seeds"
-        why = (f"the longest trial, {seeds} of {longest.configuration}, takes the whole wall time on "
-               f"{_gpus(longest.gpu)} (a seed's ticket and the members taking its masks are never split)")
+        why = (
+            f"the longest trial, {seeds} of {longest.configuration}, takes the whole wall time on "
+            f"{_gpus(longest.gpu)} (a seed's ticket and the members taking its masks are never split)"
+        )
     else:
         why = f"{len(plan.trials)} trials do not divide evenly onto {plan.slots} slots"
     same = [a for a in plan.alternatives if math.isclose(a.seconds, plan.seconds, rel_tol=1e-3)]
@@ -227,7 +294,9 @@ def _why_idle(plan: Plan) -> str:
         why += f"; {_gpus(same[0].gpus)} finish as soon ({same[0].utilisation:.0%} busy)"
     if busy:
         b = busy[-1]
-        why += f"; {_gpus(b.gpus)} {'reaches' if b.gpus == 1 else 'reach'} {b.utilisation:.0%} in {_duration(b.seconds)}"
+        why += (
+            f"; {_gpus(b.gpus)} {'reaches' if b.gpus == 1 else 'reach'} {b.utilisation:.0%} in {_duration(b.seconds)}"
+        )
     return why
 
 
@@ -245,6 +314,7 @@ def plan_here(spec: SweepSpec, cluster_gpus: float | None = None) -> Placement:
     """The placement plan for this command: the GPUs it may use (`sweep_gpus`), the GPU's memory, and, without
     `--address`, checked against this machine (with `--cluster-config`, against that cluster's node types)."""
     from lth_ray.distributed.capacity import check_fits, from_cluster_config, local_cuda, this_machine
+
     devices, memory = local_cuda() if not spec.address else (0, None)
     gpus, gpus_from = sweep_gpus(spec, cluster_gpus, devices)
     placement = place(spec, gpus, gpus_from, gpu_model(spec, memory))
@@ -261,10 +331,13 @@ def check_cuda_here(spec: SweepSpec, plan: Plan) -> None:
     if spec.address or not plan.gpus or spec.trajectories[0].device == "cpu":
         return
     from lth_ray.distributed.capacity import local_cuda
+
     devices, _ = local_cuda()
     if devices < plan.gpus:
-        raise ConfigError(f"--num-gpus={plan.gpus:g}: this machine has {devices} CUDA device(s); give --num-gpus "
-                          f"{devices} or fewer, or --device cpu to rehearse on logical GPUs with CPU training")
+        raise ConfigError(
+            f"--num-gpus={plan.gpus:g}: this machine has {devices} CUDA device(s); give --num-gpus "
+            f"{devices} or fewer, or --device cpu to rehearse on logical GPUs with CPU training"
+        )
 
 
 def check_data(spec: SweepSpec) -> None:
@@ -277,6 +350,7 @@ def check_data(spec: SweepSpec) -> None:
     if spec.resume:
         return
     from lth_ray.core.data.loading import DataError, fetch_dataset, require
+
     for dataset, data_root in dict.fromkeys((t.dataset, t.data_root) for t in spec.trajectories):
         try:
             if spec.download:
@@ -291,10 +365,12 @@ def run(spec: SweepSpec, defaults=None) -> int:
     """Run (or resume) the sweep; returns the exit code (0 when every trial finished). (`defaults`, the sweep
     module's, is not needed any more: the spec holds everything; the argument stays for old callers.)"""
     import ray
+
     check_storage(spec)
     check_data(spec)
     if spec.track != "none":  # the tracker's package and key, before anything starts
         from lth_ray.distributed.tracking import check_track
+
         check_track(spec.track)
     placement = None if spec.address else plan_here(spec)  # before Ray: the embedded Ray declares its GPUs
     if placement:
@@ -303,6 +379,7 @@ def run(spec: SweepSpec, defaults=None) -> int:
     try:
         if placement is None:  # a cluster: planned for --num-gpus (what it may scale to), else the GPUs up now
             from lth_ray.distributed.capacity import check_fits, cluster_node_types
+
             placement = plan_here(spec, ray.cluster_resources().get("GPU", 0.0))
             if not spec.cluster_config:  # (plan_here checked that one) the head's bootstrap config, or the nodes up
                 plan = placement.plan
@@ -317,25 +394,33 @@ def run(spec: SweepSpec, defaults=None) -> int:
     finally:
         ray.shutdown()
     from lth_ray.results.experiment import load_trials
+
     trials = load_trials(spec.experiment, weights=False)
     unfinished = [t.trial_id for t in trials if not t.finished]
     diverged = [f"{t.trial_id} (round {t.diverged_round})" for t in trials if t.diverged_round is not None]
-    print(f"sweep {spec.name}: {sum(t.complete for t in trials)}/{len(trials)} trajectories complete"
-          + (f"; diverged (stopped there): {', '.join(diverged)}" if diverged else "")
-          + (f"; unfinished: {', '.join(unfinished)} (continue with --resume)" if unfinished else ""))
+    print(
+        f"sweep {spec.name}: {sum(t.complete for t in trials)}/{len(trials)} trajectories complete"
+        + (f"; diverged (stopped there): {', '.join(diverged)}" if diverged else "")
+        + (f"; unfinished: {', '.join(unfinished)} (continue with --resume)" if unfinished else "")
+    )
     if spec.export:
         from lth_ray.results.export import export_experiment
+
         try:
             print(f"exported to {export_experiment(spec.experiment, force=True)}")
         except Exception as err:  # the sweep's results are safe; say why the export failed and how to retry
-            print(f"error: export failed ({type(err).__name__}: {err}); retry with "
-                  f"python -m lth_ray.export {spec.experiment} --force", file=sys.stderr)
+            print(
+                f"error: export failed ({type(err).__name__}: {err}); retry with "
+                f"python -m lth_ray.export {spec.experiment} --force",
+                file=sys.stderr,
+            )
             return 1
-    print(f"results: {spec.experiment}\n"
-          f"analyse: python -m lth_ray.report {spec.experiment}   (or notebooks/ExperimentEvaluation.ipynb "
-          f"with LTH_EXPERIMENT={spec.experiment})")
+    print(
+        f"results: {spec.experiment}\n"
+        f"analyse: python -m lth_ray.report {spec.experiment}   (or notebooks/ExperimentEvaluation.ipynb "
+        f"with LTH_EXPERIMENT={spec.experiment})"
+    )
     return 0 if not unfinished else 1
-
 
 
 def main(defaults: SweepDefaults, argv: list[str] | None = None) -> int:

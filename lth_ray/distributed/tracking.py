@@ -13,6 +13,7 @@ settings (WANDB_MODE, WANDB_DIR, ...) as a constructor argument instead, and nev
 configs logged are the members' trajectory settings, never the environment. MLflow logs from the driver
 itself; its credentials stay in MLflow's own environment variables.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -39,9 +40,10 @@ DEFAULT_PROJECT = "lth_ray"
 @dataclass(frozen=True)
 class MemberRound:
     """One member's finished round: one row of its run."""
-    run_id: str    # <trial id>-m<index>, the same after a restart
-    name: str      # the member's key
-    config: dict   # the member's trajectory settings, its trial and index
+
+    run_id: str  # <trial id>-m<index>, the same after a restart
+    name: str  # the member's key
+    config: dict  # the member's trajectory settings, its trial and index
     round: int
     metrics: dict  # numbers only
 
@@ -86,6 +88,7 @@ def member_rounds(trial, result: dict, logged: set) -> list[MemberRound]:
 
 # ------------------------------------------------------------------ MLflow
 
+
 class MemberMLflowCallback(MLflowLoggerCallback):
     """Tune's MLflow logger with one run per member (params: its settings; step: the round)."""
 
@@ -101,8 +104,10 @@ class MemberMLflowCallback(MLflowLoggerCallback):
     def _mlflow_run(self, trial, row: MemberRound) -> str:
         if row.run_id not in self._member_runs:
             from mlflow.tracking import MlflowClient  # on the tracking URI `setup` set
-            found = MlflowClient().search_runs([self.mlflow_util.experiment_id], max_results=1,
-                                               filter_string=f"tags.{RUN_TAG} = '{row.run_id}'")
+
+            found = MlflowClient().search_runs(
+                [self.mlflow_util.experiment_id], max_results=1, filter_string=f"tags.{RUN_TAG} = '{row.run_id}'"
+            )
             if found:  # a driver before this one started it
                 run_id = found[0].info.run_id
             else:
@@ -115,8 +120,9 @@ class MemberMLflowCallback(MLflowLoggerCallback):
 
     def log_trial_result(self, iteration: int, trial, result: dict):
         for row in member_rounds(trial, result, self._logged):
-            self.mlflow_util.log_metrics(run_id=self._mlflow_run(trial, row), metrics_to_log=row.metrics,
-                                         step=row.round)
+            self.mlflow_util.log_metrics(
+                run_id=self._mlflow_run(trial, row), metrics_to_log=row.metrics, step=row.round
+            )
 
     def log_trial_end(self, trial, failed: bool = False):
         for run_id in self._of_trial.get(trial.trial_id, []):
@@ -124,6 +130,7 @@ class MemberMLflowCallback(MLflowLoggerCallback):
 
 
 # ------------------------------------------------------------------ W&B
+
 
 def logger_environment() -> dict[str, str]:
     """The driver's W&B settings (WANDB_*) for the logging process, which runs in a Ray worker with the
@@ -140,8 +147,16 @@ def logger_environment() -> dict[str, str]:
 class MemberRunsActor(_WandbLoggingActor):
     """Tune's W&B logging process for one trial, holding one W&B run per member (wandb's reinit="create_new")."""
 
-    def __init__(self, logdir: str, queue: Queue, exclude: list, to_config: list, *args,
-                 env: dict[str, str] | None = None, **kwargs):
+    def __init__(
+        self,
+        logdir: str,
+        queue: Queue,
+        exclude: list,
+        to_config: list,
+        *args,
+        env: dict[str, str] | None = None,
+        **kwargs,
+    ):
         super().__init__(logdir, queue, exclude, to_config, *args, **kwargs)
         os.environ.update(env or {})
 
@@ -155,8 +170,15 @@ class MemberRunsActor(_WandbLoggingActor):
             if kind != _QueueItem.RESULT:
                 continue
             if row.run_id not in runs:
-                runs[row.run_id] = self._wandb.init(*self.args, **self.kwargs, id=row.run_id, name=row.name,
-                                                    config=row.config, reinit="create_new", resume="allow")
+                runs[row.run_id] = self._wandb.init(
+                    *self.args,
+                    **self.kwargs,
+                    id=row.run_id,
+                    name=row.name,
+                    config=row.config,
+                    reinit="create_new",
+                    resume="allow",
+                )
             runs[row.run_id].log(row.metrics, step=row.round)
         for run in runs.values():
             run.finish()
@@ -165,6 +187,7 @@ class MemberRunsActor(_WandbLoggingActor):
 
 class MemberWandbCallback(WandbLoggerCallback):
     """Tune's W&B logger with one run per member (config: its settings; step: the round)."""
+
     _logger_actor_cls = MemberRunsActor
 
     def setup(self, *args, **kwargs):
@@ -183,9 +206,14 @@ class MemberWandbCallback(WandbLoggerCallback):
         if not self._remote_logger_class:
             self._remote_logger_class = ray.remote(**here)(self._logger_actor_cls)
         self._trial_queues[trial] = Queue(actor_options=here)
-        actor = self._remote_logger_class.remote(logdir=trial.local_path, queue=self._trial_queues[trial],
-                                                 exclude=exclude_results, to_config=[],
-                                                 env=logger_environment(), **init_kwargs)
+        actor = self._remote_logger_class.remote(
+            logdir=trial.local_path,
+            queue=self._trial_queues[trial],
+            exclude=exclude_results,
+            to_config=[],
+            env=logger_environment(),
+            **init_kwargs,
+        )
         self._trial_logging_actors[trial] = actor
         future = actor.run.remote()
         self._trial_logging_futures[trial] = future
@@ -200,6 +228,7 @@ class MemberWandbCallback(WandbLoggerCallback):
 
 # ------------------------------------------------------------------ choosing
 
+
 def check_track(track: str) -> None:
     """`--track` names a tracker whose package is installed (and, for W&B online, a key or login is there)."""
     if track not in TRACKS:
@@ -210,11 +239,14 @@ def check_track(track: str) -> None:
         raise ConfigError(f"--track {track} needs the {track} package; install it with pip install 'lth_ray[track]'")
     if track == "wandb":
         from ray.air.integrations.wandb import _set_api_key  # Tune's own check (private: Ray is pinned)
+
         try:
             _set_api_key()
         except ValueError:
-            raise ConfigError("--track wandb: no W&B API key; set WANDB_API_KEY or run `wandb login` "
-                              "(or WANDB_MODE=offline to log locally)") from None
+            raise ConfigError(
+                "--track wandb: no W&B API key; set WANDB_API_KEY or run `wandb login` "
+                "(or WANDB_MODE=offline to log locally)"
+            ) from None
 
 
 def tracking_callbacks(track: str, experiment: str) -> list:

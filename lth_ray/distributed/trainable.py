@@ -8,6 +8,7 @@ member continues after the longest run of its complete round files; a round whos
 is recomputed, never silently dropped. A trial of one trajectory written before cohorts (config key
 "trajectory", files under `<trial>/rounds/`) continues as a cohort of one.
 """
+
 from __future__ import annotations
 
 import functools
@@ -25,7 +26,14 @@ from lth_ray.core.engine.cohort import Cohort
 from lth_ray.core.faults import FaultHook
 from lth_ray.core.spec.config import TrajectoryConfig
 from lth_ray.core.data.loading import load_split
-from lth_ray.results.experiment import ROUND_FILE, ROUNDS_DIR, STATE_FILE, member_rounds_path, progress, read_newest_state
+from lth_ray.results.experiment import (
+    ROUND_FILE,
+    ROUNDS_DIR,
+    STATE_FILE,
+    member_rounds_path,
+    progress,
+    read_newest_state,
+)
 from lth_ray.core.store.rounds import RoundStore
 from lth_ray.core.engine.trajectory import resolve_device, summary
 from lth_ray.core.store.resume import resume_cohort, save_state
@@ -43,8 +51,13 @@ def _cached_split(dataset: str, data_root: str | None, device: str, download: bo
 def _require_usable_gpu(requested: str, device: torch.device) -> None:
     context = ray.get_runtime_context()
     node = f"{context.get_node_id()} ({ray.util.get_node_ip_address()})"
-    require_usable_gpu(requested, context.get_assigned_resources().get("GPU", 0.0), device.type, node,
-                       os.environ.get("CUDA_VISIBLE_DEVICES", ""))
+    require_usable_gpu(
+        requested,
+        context.get_assigned_resources().get("GPU", 0.0),
+        device.type,
+        node,
+        os.environ.get("CUDA_VISIBLE_DEVICES", ""),
+    )
 
 
 def trial_members(config: dict) -> tuple[list[TrajectoryConfig], bool]:
@@ -62,19 +75,26 @@ def run_trial(config: dict) -> None:
     _require_usable_gpu(members[0].device, device)  # ... unless Ray assigned a GPU: then never the CPU unnoticed
     storage = tune.get_context().get_storage()
     fs, trial_path = storage.storage_filesystem, storage.trial_fs_path
-    stores = [RoundStore(fs, f"{trial_path}/{ROUNDS_DIR}" if single else member_rounds_path(trial_path, m.key))
-              for m in members]
+    stores = [
+        RoundStore(fs, f"{trial_path}/{ROUNDS_DIR}" if single else member_rounds_path(trial_path, m.key))
+        for m in members
+    ]
     checkpoint, _ = read_newest_state(fs, trial_path)
     states = resume_cohort(members, stores, checkpoint)
     split = _cached_split(members[0].dataset, members[0].data_root, str(device), bool(config.get("download", False)))
     context = ray.get_runtime_context()
-    where = {"device": str(device), "pid": os.getpid(), "node_id": context.get_node_id(),
-             "gpus": context.get_assigned_resources().get("GPU", 0.0),
-             "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES", "")}
+    where = {
+        "device": str(device),
+        "pid": os.getpid(),
+        "node_id": context.get_node_id(),
+        "gpus": context.get_assigned_resources().get("GPU", 0.0),
+        "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES", ""),
+    }
     # test-only: kill or block at a fixed (round, iteration), once per trial (lth_ray.faults)
     fault = FaultHook(config.get("fault"), tune.get_context().get_trial_name(), where)
-    cohort = Cohort(members, split, states, progress=fault if fault else None,
-                    eval_memory_mb=config.get("eval_memory_mb"))
+    cohort = Cohort(
+        members, split, states, progress=fault if fault else None, eval_memory_mb=config.get("eval_memory_mb")
+    )
     total = sum(m.rounds + 1 - m.first_round for m in members)
     while not cohort.done:
         results = cohort.run_round()
@@ -83,12 +103,16 @@ def run_trial(config: dict) -> None:
         state = cohort.states[0] if single else cohort.state
         lead = results[min(results)].record  # the first member that ran (a ticket when one ran)
         done = sum(s["next_round"] - m.first_round for s, m in zip(cohort.states, members))
-        metrics = {**summary(lead, members[min(results)].seed), "members": len(members),
-                   "members_in_round": len(results),
-                   "diverged_members": sum(s["diverged_round"] is not None for s in cohort.states),
-                   "rounds_done": done, "rounds_total": total, **where}
+        metrics = {
+            **summary(lead, members[min(results)].seed),
+            "members": len(members),
+            "members_in_round": len(results),
+            "diverged_members": sum(s["diverged_round"] is not None for s in cohort.states),
+            "rounds_done": done,
+            "rounds_total": total,
+            **where,
+        }
         with tempfile.TemporaryDirectory(prefix="lth_ray-ckpt-") as folder:
             save_state(state, Path(folder) / STATE_FILE)
-            (Path(folder) / ROUND_FILE).write_text(json.dumps({"next_round": progress(state),
-                                                               "rounds": ROUNDS_DIR}))
+            (Path(folder) / ROUND_FILE).write_text(json.dumps({"next_round": progress(state), "rounds": ROUNDS_DIR}))
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))

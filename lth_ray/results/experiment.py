@@ -8,6 +8,7 @@ A trial's round files (`<trial>/rounds/`, see `lth_ray.rounds`) are the source o
 (Tune's result rows can repeat a round after a restart; the files cannot). Trials written by lth_ray 0.1.0
 kept everything in their newest checkpoint state instead: they are read from there (`LegacyRounds`).
 """
+
 from __future__ import annotations
 
 import io
@@ -39,6 +40,7 @@ class LegacyRounds:
     """The rounds of a trial written by lth_ray 0.1.0 (state format 1): all of them in one checkpoint state.
 
     Read-only: such trials export and analyse, but are never continued by this version."""
+
     format = 1
 
     def __init__(self, state: dict):
@@ -68,6 +70,7 @@ class LegacyRounds:
 class StoredRounds:
     """The rounds of a trial written by this version (format 2): one folder of files per round, read lazily,
     round by round (reading one round's mask or weights loads nothing else)."""
+
     format = 2
 
     def __init__(self, store: RoundStore):
@@ -112,12 +115,12 @@ class StoredRounds:
 @dataclass
 class TrialResult:
     trial_id: str
-    status: str              # Tune's: TERMINATED, ERROR, RUNNING, PENDING, PAUSED
-    path: str                # the trial folder on `filesystem`
+    status: str  # Tune's: TERMINATED, ERROR, RUNNING, PENDING, PAUSED
+    path: str  # the trial folder on `filesystem`
     config: TrajectoryConfig
     rounds: LegacyRounds | StoredRounds | None  # None when nothing was written yet (or could not be read)
     error: str | None = None  # why the trial could not be read, if it could not
-    tune_trial_id: str = ""   # the Tune trial that ran it (a cohort's members share one); default: trial_id
+    tune_trial_id: str = ""  # the Tune trial that ran it (a cohort's members share one); default: trial_id
     ticket_ref: str | None = None  # names the ticket a re-init baseline took its masks from (same on the ticket)
 
     def __post_init__(self):
@@ -161,16 +164,18 @@ def filesystem_and_path(uri: str) -> tuple[pafs.FileSystem, str]:
     if "://" in str(uri):
         return pafs.FileSystem.from_uri(str(uri))
     from pathlib import Path
+
     return pafs.LocalFileSystem(), str(Path(uri).expanduser().resolve())
 
 
 @dataclass
 class TuneTrial:
     """One trial as Tune's experiment snapshot lists it: the plain fields lth_ray uses."""
+
     trial_id: str
     status: str
     config: dict
-    path: str                # the trial folder, inside the experiment folder
+    path: str  # the trial folder, inside the experiment folder
     last_result: dict
 
 
@@ -192,8 +197,9 @@ def open_analysis(experiment: str) -> TuneExperiment:
     fs, path = filesystem_and_path(experiment)
     if fs.get_file_info(path).type != pafs.FileType.Directory:
         raise ExperimentError(f"{experiment} is not a folder")
-    names = [PurePosixPath(i.path).name for i in fs.get_file_info(pafs.FileSelector(path))
-             if i.type == pafs.FileType.File]
+    names = [
+        PurePosixPath(i.path).name for i in fs.get_file_info(pafs.FileSelector(path)) if i.type == pafs.FileType.File
+    ]
     snapshots = sorted(n for n in names if SNAPSHOT_RE.match(n))  # Tune's choice: the newest by name
     if not snapshots:
         raise ExperimentError(f"{experiment} is not a Tune experiment folder (no experiment_state-*.json in it)")
@@ -212,9 +218,13 @@ def _snapshot_trial(root: str, trial: dict, run: dict) -> TuneTrial:
     config, last_result = trial["config"], run.get("last_result") or {}
     if not isinstance(config, dict) or not isinstance(last_result, dict):
         raise TypeError(f"trial {trial['trial_id']}: config and last result must be JSON objects")
-    return TuneTrial(trial_id=str(trial["trial_id"]), status="PENDING" if status == "RUNNING" else status,
-                     config=config, path=f"{root}/{PurePosixPath(str(trial['relative_logdir'])).name}",
-                     last_result=last_result)
+    return TuneTrial(
+        trial_id=str(trial["trial_id"]),
+        status="PENDING" if status == "RUNNING" else status,
+        config=config,
+        path=f"{root}/{PurePosixPath(str(trial['relative_logdir'])).name}",
+        last_result=last_result,
+    )
 
 
 def _claimed_round(fs: pafs.FileSystem, folder: str) -> int | None:
@@ -240,8 +250,11 @@ def read_newest_state(fs: pafs.FileSystem, trial_path: str) -> tuple[dict | None
     checkpoint is skipped (and named in the error) in favour of the next best.
     """
     selector = pafs.FileSelector(trial_path, allow_not_found=True)
-    names = [PurePosixPath(i.path).name for i in fs.get_file_info(selector)
-             if i.type == pafs.FileType.Directory and CHECKPOINT_RE.match(PurePosixPath(i.path).name)]
+    names = [
+        PurePosixPath(i.path).name
+        for i in fs.get_file_info(selector)
+        if i.type == pafs.FileType.Directory and CHECKPOINT_RE.match(PurePosixPath(i.path).name)
+    ]
     claims = {n: _claimed_round(fs, f"{trial_path}/{n}") for n in names}
     best, error = None, None
     for name in sorted(names, key=lambda n: (-1 if claims[n] is None else claims[n], n), reverse=True):
@@ -298,21 +311,43 @@ def load_trials(experiment: str, analysis=None, weights: bool = True) -> list[Tr
             for i, raw in enumerate(trial.config["cohort"]):
                 config = TrajectoryConfig.from_dict(raw)
                 store = RoundStore(fs, member_rounds_path(trial_path, config.key))
-                trials.append(TrialResult(f"{trial.trial_id}-m{i:03d}", str(trial.status), trial_path, config,
-                                          StoredRounds(store) if store.round_numbers() else None, None,
-                                          trial.trial_id, f"{trial.trial_id}/seed{config.seed}"))
+                trials.append(
+                    TrialResult(
+                        f"{trial.trial_id}-m{i:03d}",
+                        str(trial.status),
+                        trial_path,
+                        config,
+                        StoredRounds(store) if store.round_numbers() else None,
+                        None,
+                        trial.trial_id,
+                        f"{trial.trial_id}/seed{config.seed}",
+                    )
+                )
             continue
         if "trajectory" not in trial.config:
-            raise ExperimentError(f"{experiment}: trial {trial.trial_id} was not made by lth_ray "
-                                  "(no 'cohort' or 'trajectory' in its config)")
+            raise ExperimentError(
+                f"{experiment}: trial {trial.trial_id} was not made by lth_ray "
+                "(no 'cohort' or 'trajectory' in its config)"
+            )
         config = TrajectoryConfig.from_dict(trial.config["trajectory"])
         rounds, error = trial_rounds(fs, trial_path, weights)
-        trials.append(TrialResult(trial.trial_id, str(trial.status), trial_path, config, rounds, error,
-                                  ticket_ref=trial.config["trajectory"].get("mask_store")))
+        trials.append(
+            TrialResult(
+                trial.trial_id,
+                str(trial.status),
+                trial_path,
+                config,
+                rounds,
+                error,
+                ticket_ref=trial.config["trajectory"].get("mask_store"),
+            )
+        )
     formats = {t.rounds.format for t in trials if t.rounds is not None}
     if len(formats) > 1:
-        raise ExperimentError(f"{experiment} mixes trials of lth_ray 0.1.0 (state format 1) and of format 2; "
-                              "export its trials separately or rerun the sweep")
+        raise ExperimentError(
+            f"{experiment} mixes trials of lth_ray 0.1.0 (state format 1) and of format 2; "
+            "export its trials separately or rerun the sweep"
+        )
     return sorted(trials, key=lambda t: t.trial_id)  # ids end in the trial's index in the sweep's grid
 
 

@@ -4,6 +4,7 @@ Each figure is written as PNG (for the Markdown) and as PDF and SVG beside it (v
 summary's main tables also go to CSV and LaTeX (`lth_ray.tables`). Works on a finished or partial Tune experiment folder (read as data: the snapshot as JSON) and on an export
 folder holding `rounds.parquet`; what is missing is listed rather than failing the report.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -24,6 +25,7 @@ def load(source: str) -> A.Experiment:
     if "://" not in source:
         return A.load_export(source) if (Path(source) / "rounds.parquet").is_file() else A.load_experiment(source)
     from lth_ray.results.export import export_files
+
     _, _, manifest = export_files(source)
     return A.load_export(source) if manifest is not None else A.load_experiment(source)
 
@@ -53,8 +55,10 @@ def write_figures(exp: A.Experiment, out: Path) -> list[Path]:
     if exp.rounds.empty:
         return written
     summary = A.summarise(exp.rounds)
-    for name, draw in (("accuracy_vs_sparsity.png", A.plot_accuracy_vs_sparsity),
-                       ("early_stop_vs_sparsity.png", A.plot_early_stop_vs_sparsity)):
+    for name, draw in (
+        ("accuracy_vs_sparsity.png", A.plot_accuracy_vs_sparsity),
+        ("early_stop_vs_sparsity.png", A.plot_early_stop_vs_sparsity),
+    ):
         fig, ax = subplots(figsize=(7, 4.5))
         draw(ax, summary)
         save(fig, name)
@@ -100,7 +104,7 @@ def write_figures(exp: A.Experiment, out: Path) -> list[Path]:
             fig, axes = subplots(rows, cols, figsize=(5 * cols, 3.8 * rows))
             for ax, (layer, mask) in zip(axes.ravel(), masks.items()):
                 A.plot_mask(ax, mask, layer)
-            for ax in axes.ravel()[len(masks):]:
+            for ax in axes.ravel()[len(masks) :]:
                 ax.axis("off")
             fig.suptitle(f"{label}: masks of {ticket} seed {last['seed']}, round {last['round']}")
             save(fig, f"masks-{slug}.png")
@@ -108,6 +112,7 @@ def write_figures(exp: A.Experiment, out: Path) -> list[Path]:
 
 
 # ------------------------------------------------------------------ Markdown
+
 
 def _table(header: list[str], rows: list[list]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
@@ -129,14 +134,22 @@ def _spread(row, metric: str, percent: bool) -> str:
 def summary_markdown(exp: A.Experiment, source: str, figures: list[Path]) -> str:
     trials = exp.trials
     name = trials["experiment"].iloc[0] if not trials.empty else Path(source).name
-    parts = [f"# Experiment `{name}`", "",
-             f"Source: `{source}`. Trials: {len(trials)}, complete: {int(trials['complete'].sum()) if len(trials) else 0}. "
-             "Accuracies in percent; spreads are [min, max] over seeds; sparsity = percent of weights remaining.", ""]
-    parts += ["## Winning tickets", "",
-              "Winning ticket: the sparsest pruned round whose mean test accuracy at early stop is at least the "
-              "dense round's; speed-up = dense early-stop iteration / ticket early-stop iteration; gaps in "
-              "points (ticket minus baseline at the same round). The last two columns are the paper's "
-              "\"up to\" numbers over all pruned rounds.", ""]
+    parts = [
+        f"# Experiment `{name}`",
+        "",
+        f"Source: `{source}`. Trials: {len(trials)}, complete: {int(trials['complete'].sum()) if len(trials) else 0}. "
+        "Accuracies in percent; spreads are [min, max] over seeds; sparsity = percent of weights remaining.",
+        "",
+    ]
+    parts += [
+        "## Winning tickets",
+        "",
+        "Winning ticket: the sparsest pruned round whose mean test accuracy at early stop is at least the "
+        "dense round's; speed-up = dense early-stop iteration / ticket early-stop iteration; gaps in "
+        "points (ticket minus baseline at the same round). The last two columns are the paper's "
+        '"up to" numbers over all pruned rounds.',
+        "",
+    ]
     if exp.rounds.empty:
         parts += ["No round has finished yet.", ""]
         summary = None
@@ -149,75 +162,165 @@ def summary_markdown(exp: A.Experiment, source: str, figures: list[Path]) -> str
             found = not pd.isna(w["ticket_round"])
             level = f"round {int(w['ticket_round'])} ({100 * w['ticket_sparsity']:.1f}%)" if found else "none"
             pruned = not pd.isna(w["best_round"])
-            rows.append([label, w["method"], _pct(w["dense_test_acc_at_early_stop"]), level,
-                         _pct(w["ticket_test_acc_at_early_stop"]),
-                         f"{w['speedup']:.2f}x" if found else "n/a",
-                         *(f"{100 * w[f'gap_{b}']:+.2f}" if not pd.isna(w[f"gap_{b}"]) else "n/a"
-                           for b in A.BASELINES),
-                         f"{100 * w['best_gain']:+.2f} at {100 * w['best_sparsity']:.1f}%" if pruned else "n/a",
-                         f"{w['max_speedup']:.2f}x at {100 * w['fastest_sparsity']:.1f}%" if pruned else "n/a"])
-        parts += [_table(["configuration", "ticket", "dense test acc", "winning ticket", "ticket test acc",
-                          "early-stop speed-up", "gap to reinit", "gap to random-prune", "best accuracy gain",
-                          "best speed-up"], rows), ""]
+            rows.append(
+                [
+                    label,
+                    w["method"],
+                    _pct(w["dense_test_acc_at_early_stop"]),
+                    level,
+                    _pct(w["ticket_test_acc_at_early_stop"]),
+                    f"{w['speedup']:.2f}x" if found else "n/a",
+                    *(f"{100 * w[f'gap_{b}']:+.2f}" if not pd.isna(w[f"gap_{b}"]) else "n/a" for b in A.BASELINES),
+                    f"{100 * w['best_gain']:+.2f} at {100 * w['best_sparsity']:.1f}%" if pruned else "n/a",
+                    f"{w['max_speedup']:.2f}x at {100 * w['fastest_sparsity']:.1f}%" if pruned else "n/a",
+                ]
+            )
+        parts += [
+            _table(
+                [
+                    "configuration",
+                    "ticket",
+                    "dense test acc",
+                    "winning ticket",
+                    "ticket test acc",
+                    "early-stop speed-up",
+                    "gap to reinit",
+                    "gap to random-prune",
+                    "best accuracy gain",
+                    "best speed-up",
+                ],
+                rows,
+            ),
+            "",
+        ]
     parts += ["## Rounds", ""]
     if summary is not None:
         for key, label in labels.items():
             mine = A.matching(summary, key)
-            rows = [[r["method"], int(r["round"]), f"{100 * r['sparsity']:.1f}", int(r["seeds"]),
-                     _spread(r, "test_acc_at_early_stop", True), _spread(r, "early_stop_iteration", False),
-                     _spread(r, "final_test_acc", True)]
-                    for _, r in mine.sort_values(["method", "round"]).iterrows()]
-            parts += [f"### {label}", "",
-                      _table(["method", "round", "% remaining", "seeds", "test acc at early stop",
-                              "early-stop iteration", "final test acc"], rows), ""]
+            rows = [
+                [
+                    r["method"],
+                    int(r["round"]),
+                    f"{100 * r['sparsity']:.1f}",
+                    int(r["seeds"]),
+                    _spread(r, "test_acc_at_early_stop", True),
+                    _spread(r, "early_stop_iteration", False),
+                    _spread(r, "final_test_acc", True),
+                ]
+                for _, r in mine.sort_values(["method", "round"]).iterrows()
+            ]
+            parts += [
+                f"### {label}",
+                "",
+                _table(
+                    [
+                        "method",
+                        "round",
+                        "% remaining",
+                        "seeds",
+                        "test acc at early stop",
+                        "early-stop iteration",
+                        "final test acc",
+                    ],
+                    rows,
+                ),
+                "",
+            ]
     if summary is not None and A.has_other_methods(summary):
-        parts += ["## Every method per density", "",
-                  "Test accuracy at early stop (mean over seeds, percent) of every method at each round's density "
-                  "(every member keeps exactly the ticket's count of weights). `<m>-shuffle`: the mask shuffled "
-                  "within each layer; `<m>-reinit` (the ticket's: `reinit`): the mask on a fresh init; "
-                  "`<m>-invert`: the lowest scores kept (Frankle et al. 2021's sanity checks).", ""]
+        parts += [
+            "## Every method per density",
+            "",
+            "Test accuracy at early stop (mean over seeds, percent) of every method at each round's density "
+            "(every member keeps exactly the ticket's count of weights). `<m>-shuffle`: the mask shuffled "
+            "within each layer; `<m>-reinit` (the ticket's: `reinit`): the mask on a fresh init; "
+            "`<m>-invert`: the lowest scores kept (Frankle et al. 2021's sanity checks).",
+            "",
+        ]
         for key, label in labels.items():
             wide = A.methods_table(summary, key)
-            rows = [[int(r), f"{w['percent_remaining']:.1f}", *(_pct(w[m]) for m in wide.columns[1:])]
-                    for r, w in wide.iterrows()]
+            rows = [
+                [int(r), f"{w['percent_remaining']:.1f}", *(_pct(w[m]) for m in wide.columns[1:])]
+                for r, w in wide.iterrows()
+            ]
             parts += [f"### {label}", "", _table(["round", "% remaining", *wide.columns[1:]], rows), ""]
     if exp.instability is not None and not exp.instability.empty and summary is not None:
-        parts += ["## Instability", "",
-                  f"Error barrier on the test set along the linear path between two copies of the round's "
-                  f"subnetwork trained with different data orders (Frankle et al. 2020), mean over seeds. Stable "
-                  f"and matching: the sparsest round whose barrier is below {100 * A.STABLE_BARRIER:g}% and whose "
-                  "test accuracy at early stop is at least the dense round's.", ""]
+        parts += [
+            "## Instability",
+            "",
+            f"Error barrier on the test set along the linear path between two copies of the round's "
+            f"subnetwork trained with different data orders (Frankle et al. 2020), mean over seeds. Stable "
+            f"and matching: the sparsest round whose barrier is below {100 * A.STABLE_BARRIER:g}% and whose "
+            "test accuracy at early stop is at least the dense round's.",
+            "",
+        ]
         best = A.stable_and_matching(summary, exp.instability)
         ilabels = A.config_labels(exp.instability)
-        rows = [[ilabels.get(tuple(b[A.CONFIG]), b["arch"]), b["method"],
-                 "none" if pd.isna(b["round"]) else f"round {int(b['round'])} ({100 * b['sparsity']:.1f}%)",
-                 _pct(b["error_barrier"]), _pct(b["test_acc_at_early_stop"])] for _, b in best.iterrows()]
-        parts += [_table(["configuration", "ticket", "sparsest stable and matching", "error barrier",
-                          "test acc"], rows), ""]
+        rows = [
+            [
+                ilabels.get(tuple(b[A.CONFIG]), b["arch"]),
+                b["method"],
+                "none" if pd.isna(b["round"]) else f"round {int(b['round'])} ({100 * b['sparsity']:.1f}%)",
+                _pct(b["error_barrier"]),
+                _pct(b["test_acc_at_early_stop"]),
+            ]
+            for _, b in best.iterrows()
+        ]
+        parts += [
+            _table(["configuration", "ticket", "sparsest stable and matching", "error barrier", "test acc"], rows),
+            "",
+        ]
         inst = A.summarise(exp.instability, metrics=["error_barrier", "loss_barrier"])
-        rows = [[ilabels.get(tuple(r[A.CONFIG]), r["arch"]), int(r["round"]), f"{100 * r['sparsity']:.1f}",
-                 int(r["seeds"]), _spread(r, "error_barrier", True), f"{r['loss_barrier_mean']:.3f}"]
-                for _, r in inst.sort_values(A.CONFIG + ["round"]).iterrows()]
-        parts += [_table(["configuration", "round", "% remaining", "seeds", "error barrier", "loss barrier"],
-                         rows), ""]
+        rows = [
+            [
+                ilabels.get(tuple(r[A.CONFIG]), r["arch"]),
+                int(r["round"]),
+                f"{100 * r['sparsity']:.1f}",
+                int(r["seeds"]),
+                _spread(r, "error_barrier", True),
+                f"{r['loss_barrier_mean']:.3f}",
+            ]
+            for _, r in inst.sort_values(A.CONFIG + ["round"]).iterrows()
+        ]
+        parts += [_table(["configuration", "round", "% remaining", "seeds", "error barrier", "loss barrier"], rows), ""]
     parts += ["## Diverged rounds", ""]
     bad = exp.rounds[exp.rounds["diverged"]] if "diverged" in exp.rounds.columns else exp.rounds.iloc[:0]
     if bad.empty:
         parts += ["None: every loss stayed finite.", ""]
     else:
-        rows = [[r["trajectory"], r["trial_id"], r["method"], int(r["seed"]), int(r["round"]),
-                 "none" if pd.isna(r["early_stop_iteration"]) else int(r["early_stop_iteration"])]
-                for _, r in bad.sort_values(["trajectory", "round"]).iterrows()]
-        parts += ["A loss went NaN or infinite in these rounds; early stop uses only finite evaluations, and "
-                  "each trajectory stopped after its diverged round.", "",
-                  _table(["trajectory", "trial", "method", "seed", "round", "early-stop iteration"], rows), ""]
+        rows = [
+            [
+                r["trajectory"],
+                r["trial_id"],
+                r["method"],
+                int(r["seed"]),
+                int(r["round"]),
+                "none" if pd.isna(r["early_stop_iteration"]) else int(r["early_stop_iteration"]),
+            ]
+            for _, r in bad.sort_values(["trajectory", "round"]).iterrows()
+        ]
+        parts += [
+            "A loss went NaN or infinite in these rounds; early stop uses only finite evaluations, and "
+            "each trajectory stopped after its diverged round.",
+            "",
+            _table(["trajectory", "trial", "method", "seed", "round", "early-stop iteration"], rows),
+            "",
+        ]
     parts += ["## Missing", ""]
     gone = A.missing(exp)
     if gone.empty:
         parts += ["Nothing: every trial finished every round.", ""]
     else:
-        rows = [[r["trajectory"], r["trial_id"], r["status"], ", ".join(map(str, r["rounds_done"])) or "-",
-                 ", ".join(map(str, r["rounds_missing"])) or "-", r["reason"]] for _, r in gone.iterrows()]
+        rows = [
+            [
+                r["trajectory"],
+                r["trial_id"],
+                r["status"],
+                ", ".join(map(str, r["rounds_done"])) or "-",
+                ", ".join(map(str, r["rounds_missing"])) or "-",
+                r["reason"],
+            ]
+            for _, r in gone.iterrows()
+        ]
         parts += [_table(["trajectory", "trial", "status", "rounds done", "rounds missing", "reason"], rows), ""]
     if figures:
         parts += ["## Figures", ""] + [f"![{p.stem}]({p.name})" for p in figures] + [""]
@@ -236,9 +339,10 @@ def report(source: str, out: Path) -> list[Path]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m lth_ray.report",
-                                description="Figures (PNG, PDF, SVG), summary.md and its tables (CSV, LaTeX) "
-                                            "of an lth_ray experiment.")
+    p = argparse.ArgumentParser(
+        prog="python -m lth_ray.report",
+        description="Figures (PNG, PDF, SVG), summary.md and its tables (CSV, LaTeX) of an lth_ray experiment.",
+    )
     p.add_argument("experiment", help="a Tune experiment folder (or URI), or its export folder")
     p.add_argument("--out", help="output folder (default: <experiment>/report)")
     a = p.parse_args(argv)
@@ -246,6 +350,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from lth_ray.core.spec.config import ConfigError
     from lth_ray.results.experiment import ExperimentError
+
     if a.out is None and "://" in a.experiment:
         print(f"error: {a.experiment} is remote; pass --out with a local folder", file=sys.stderr)
         return 2
@@ -254,8 +359,9 @@ def main(argv: list[str] | None = None) -> int:
         written = report(a.experiment, out)
     except (ExperimentError, ConfigError, OSError, ArrowException) as err:
         line = (str(err).splitlines() or [type(err).__name__])[0]
-        print(f"error: {line if a.experiment in line or str(out) in line else f'{a.experiment}: {line}'}",
-              file=sys.stderr)
+        print(
+            f"error: {line if a.experiment in line or str(out) in line else f'{a.experiment}: {line}'}", file=sys.stderr
+        )
         return 2
     print(f"wrote {len(written)} files to {out}")
     return 0

@@ -8,6 +8,7 @@ A diverged round (`diverged`) has no early-stop point when no evaluation was fin
 The recipe's settings (`RECIPE`: optimizer, schedule, augmentation, layers left dense, BatchNorm on the
 instability path) are columns too, so rows can be grouped by them; lists are comma strings ("" for none).
 """
+
 from __future__ import annotations
 
 import pyarrow as pa
@@ -18,10 +19,18 @@ from lth_ray.core.spec.training import ADDED_DEFAULTS
 # The modern recipe's settings (`TrajectoryConfig`'s, spec/training.py), in that order. Experiments written
 # before they existed trained at `RECIPE_DEFAULTS` (Adam, a constant rate, no augmentation), which
 # `analysis.load_export` fills in for exports that lack the columns.
-RECIPE = [("optimizer", pa.string()), ("momentum", pa.float64()), ("nesterov", pa.bool_()),
-          ("weight_decay", pa.float64()), ("milestones", pa.string()), ("gamma", pa.float64()),
-          ("warmup", pa.int64()), ("augment", pa.string()), ("prune_ignore", pa.string()),
-          ("instability_bn", pa.string())]
+RECIPE = [
+    ("optimizer", pa.string()),
+    ("momentum", pa.float64()),
+    ("nesterov", pa.bool_()),
+    ("weight_decay", pa.float64()),
+    ("milestones", pa.string()),
+    ("gamma", pa.float64()),
+    ("warmup", pa.int64()),
+    ("augment", pa.string()),
+    ("prune_ignore", pa.string()),
+    ("instability_bn", pa.string()),
+]
 
 
 def recipe_cell(value):
@@ -33,24 +42,46 @@ RECIPE_DEFAULTS = {name: recipe_cell(ADDED_DEFAULTS[name]) for name, _ in RECIPE
 
 # Every row carries its trajectory's whole recipe, so two recipes can never be averaged together.
 IDENTITY = [
-    ("experiment", pa.string()), ("trial_id", pa.string()), ("trajectory", pa.string()),
-    ("arch", pa.string()), ("plan_conv", pa.string()), ("plan_fc", pa.string()), ("dataset", pa.string()),
-    ("seed", pa.int64()), ("method", pa.string()), ("pruning", pa.string()), ("prune_rate_fc", pa.float64()),
-    ("prune_rate_conv", pa.float64()), ("rewind_iteration", pa.int64()), ("activation", pa.string()),
-    ("iterations", pa.int64()), ("eval_every", pa.int64()), ("batch_size", pa.int64()),
-    ("learning_rate", pa.float64()), ("precision", pa.string()), ("deterministic", pa.bool_()),
-    *RECIPE, ("round", pa.int64()), ("sparsity", pa.float64()),
+    ("experiment", pa.string()),
+    ("trial_id", pa.string()),
+    ("trajectory", pa.string()),
+    ("arch", pa.string()),
+    ("plan_conv", pa.string()),
+    ("plan_fc", pa.string()),
+    ("dataset", pa.string()),
+    ("seed", pa.int64()),
+    ("method", pa.string()),
+    ("pruning", pa.string()),
+    ("prune_rate_fc", pa.float64()),
+    ("prune_rate_conv", pa.float64()),
+    ("rewind_iteration", pa.int64()),
+    ("activation", pa.string()),
+    ("iterations", pa.int64()),
+    ("eval_every", pa.int64()),
+    ("batch_size", pa.int64()),
+    ("learning_rate", pa.float64()),
+    ("precision", pa.string()),
+    ("deterministic", pa.bool_()),
+    *RECIPE,
+    ("round", pa.int64()),
+    ("sparsity", pa.float64()),
 ]
 
 HISTORIES = pa.schema(IDENTITY + [("iteration", pa.int64())] + [(m, pa.float64()) for m in METRICS])
 
 ROUNDS_FIXED = pa.schema(
     IDENTITY
-    + [("start_iteration", pa.int64()), ("steps", pa.int64()), ("diverged", pa.bool_()),
-       ("early_stop_index", pa.int64()), ("early_stop_iteration", pa.int64())]
+    + [
+        ("start_iteration", pa.int64()),
+        ("steps", pa.int64()),
+        ("diverged", pa.bool_()),
+        ("early_stop_index", pa.int64()),
+        ("early_stop_iteration", pa.int64()),
+    ]
     + [(f"{m}_at_early_stop", pa.float64()) for m in METRICS]
     + [(f"final_{m}", pa.float64()) for m in METRICS]
-    + [("seconds", pa.float64()), ("status", pa.string()), ("complete", pa.bool_())])
+    + [("seconds", pa.float64()), ("status", pa.string()), ("complete", pa.bool_())]
+)
 
 LAYER_PREFIX = "sparsity."
 
@@ -63,11 +94,26 @@ def rounds_schema(layers: list[str]) -> pa.Schema:
 # `instability.parquet`: one row per (trajectory, round) that measured instability (Frankle et al. 2020):
 # barriers on the linear path between two copies of the round's subnetwork, on the test set (`error_barrier`,
 # the paper's instability) and the validation set, and the test errors of the two ends.
-INSTABILITY = pa.schema(IDENTITY + [("error_barrier", pa.float64()), ("loss_barrier", pa.float64()),
-                                    ("val_error_barrier", pa.float64()), ("val_loss_barrier", pa.float64()),
-                                    ("error_start", pa.float64()), ("error_end", pa.float64()),
-                                    ("points", pa.int64())])
+INSTABILITY = pa.schema(
+    IDENTITY
+    + [
+        ("error_barrier", pa.float64()),
+        ("loss_barrier", pa.float64()),
+        ("val_error_barrier", pa.float64()),
+        ("val_loss_barrier", pa.float64()),
+        ("error_start", pa.float64()),
+        ("error_end", pa.float64()),
+        ("points", pa.int64()),
+    ]
+)
 # `interpolation.parquet`: one row per (trajectory, round, alpha) on that path.
-INTERPOLATION = pa.schema(IDENTITY + [("alpha", pa.float64()), ("val_error", pa.float64()),
-                                      ("val_loss", pa.float64()), ("test_error", pa.float64()),
-                                      ("test_loss", pa.float64())])
+INTERPOLATION = pa.schema(
+    IDENTITY
+    + [
+        ("alpha", pa.float64()),
+        ("val_error", pa.float64()),
+        ("val_loss", pa.float64()),
+        ("test_error", pa.float64()),
+        ("test_loss", pa.float64()),
+    ]
+)

@@ -6,6 +6,7 @@ counts) so a CSV cell rounded to the Markdown's digits is the Markdown's cell. T
 digits and the CSV's column names with spaces for underscores (booktabs rules: `\\usepackage{booktabs}`);
 missing values are "n/a", as in the Markdown.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -25,8 +26,13 @@ def rounds_table(summary: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for key, label in A.config_labels(summary).items():
         for _, r in A.matching(summary, key).sort_values(["method", "round"]).iterrows():
-            row = {"configuration": label, "method": r["method"], "round": int(r["round"]),
-                   "percent_remaining": 100 * r["sparsity"], "seeds": int(r["seeds"])}
+            row = {
+                "configuration": label,
+                "method": r["method"],
+                "round": int(r["round"]),
+                "percent_remaining": 100 * r["sparsity"],
+                "seeds": int(r["seeds"]),
+            }
             for m in ROUND_METRICS:
                 k = 1 if m == "early_stop_iteration" else 100
                 row.update({f"{m}_{s}": k * r[f"{m}_{s}"] for s in SPREAD})
@@ -39,13 +45,22 @@ def winning_tickets_table(summary: pd.DataFrame) -> pd.DataFrame:
     labels = A.config_labels(summary)
     rows = []
     for _, w in A.winning_ticket(summary).iterrows():
-        rows.append({"configuration": labels[tuple(w[A.CONFIG])], "ticket": w["method"],
-                     "dense_test_acc": 100 * w["dense_test_acc_at_early_stop"],
-                     "ticket_round": w["ticket_round"], "ticket_percent_remaining": 100 * w["ticket_sparsity"],
-                     "ticket_test_acc": 100 * w["ticket_test_acc_at_early_stop"], "speedup": w["speedup"],
-                     **{f"gap_{b}": 100 * w[f"gap_{b}"] for b in A.BASELINES},
-                     "best_gain": 100 * w["best_gain"], "best_percent_remaining": 100 * w["best_sparsity"],
-                     "max_speedup": w["max_speedup"], "fastest_percent_remaining": 100 * w["fastest_sparsity"]})
+        rows.append(
+            {
+                "configuration": labels[tuple(w[A.CONFIG])],
+                "ticket": w["method"],
+                "dense_test_acc": 100 * w["dense_test_acc_at_early_stop"],
+                "ticket_round": w["ticket_round"],
+                "ticket_percent_remaining": 100 * w["ticket_sparsity"],
+                "ticket_test_acc": 100 * w["ticket_test_acc_at_early_stop"],
+                "speedup": w["speedup"],
+                **{f"gap_{b}": 100 * w[f"gap_{b}"] for b in A.BASELINES},
+                "best_gain": 100 * w["best_gain"],
+                "best_percent_remaining": 100 * w["best_sparsity"],
+                "max_speedup": w["max_speedup"],
+                "fastest_percent_remaining": 100 * w["fastest_sparsity"],
+            }
+        )
     frame = pd.DataFrame(rows)
     if not frame.empty:
         frame["ticket_round"] = frame["ticket_round"].astype("Int64")
@@ -66,18 +81,33 @@ def instability_tables(summary: pd.DataFrame, instability: pd.DataFrame) -> dict
     error barrier (mean/min/max over seeds, percent) and mean loss barrier per round."""
     labels = A.config_labels(instability)
     best = A.stable_and_matching(summary, instability)
-    stable = pd.DataFrame([{"configuration": labels.get(tuple(b[A.CONFIG]), b["arch"]), "ticket": b["method"],
-                            "round": b["round"], "percent_remaining": 100 * b["sparsity"],
-                            "error_barrier": 100 * b["error_barrier"],
-                            "test_acc": 100 * b["test_acc_at_early_stop"]} for _, b in best.iterrows()])
+    stable = pd.DataFrame(
+        [
+            {
+                "configuration": labels.get(tuple(b[A.CONFIG]), b["arch"]),
+                "ticket": b["method"],
+                "round": b["round"],
+                "percent_remaining": 100 * b["sparsity"],
+                "error_barrier": 100 * b["error_barrier"],
+                "test_acc": 100 * b["test_acc_at_early_stop"],
+            }
+            for _, b in best.iterrows()
+        ]
+    )
     if not stable.empty:
         stable["round"] = stable["round"].astype("Int64")
     inst = A.summarise(instability, metrics=["error_barrier", "loss_barrier"])
-    rows = [{"configuration": labels.get(tuple(r[A.CONFIG]), r["arch"]), "round": int(r["round"]),
-             "percent_remaining": 100 * r["sparsity"], "seeds": int(r["seeds"]),
-             **{f"error_barrier_{s}": 100 * r[f"error_barrier_{s}"] for s in SPREAD},
-             "loss_barrier_mean": r["loss_barrier_mean"]}
-            for _, r in inst.sort_values(A.CONFIG + ["round"]).iterrows()]
+    rows = [
+        {
+            "configuration": labels.get(tuple(r[A.CONFIG]), r["arch"]),
+            "round": int(r["round"]),
+            "percent_remaining": 100 * r["sparsity"],
+            "seeds": int(r["seeds"]),
+            **{f"error_barrier_{s}": 100 * r[f"error_barrier_{s}"] for s in SPREAD},
+            "loss_barrier_mean": r["loss_barrier_mean"],
+        }
+        for _, r in inst.sort_values(A.CONFIG + ["round"]).iterrows()
+    ]
     return {"instability_stable_matching": stable, "instability": pd.DataFrame(rows)}
 
 
@@ -107,15 +137,19 @@ def _digits(column: str) -> int:
 def latex(frame: pd.DataFrame) -> str:
     """`frame` as a booktabs tabular with the Markdown's digits, "n/a" for missing values, headers with spaces
     for underscores, everything else escaped for LaTeX."""
+
     def formatter(column):
         def fmt(v):
             if v is None or v is pd.NA or (isinstance(v, float) and np.isnan(v)):
                 return "n/a"
             return f"{v:.{_digits(column)}f}" if isinstance(v, (float, np.floating)) else str(v)
+
         return fmt
+
     named = frame.rename(columns=lambda c: c.replace("_", " "))  # "percent remaining": readable headers
-    return named.to_latex(index=False, escape=True, na_rep="n/a",
-                          formatters={c.replace("_", " "): formatter(c) for c in frame.columns})
+    return named.to_latex(
+        index=False, escape=True, na_rep="n/a", formatters={c.replace("_", " "): formatter(c) for c in frame.columns}
+    )
 
 
 def write_tables(tables: dict[str, pd.DataFrame], out: Path) -> list[Path]:

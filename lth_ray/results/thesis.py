@@ -6,6 +6,7 @@ returns plain objects with the attributes the notebooks use. `lth_ray.export` wr
 thesis' plan nets only (Lenet, Conv-2/4/6, custom plans); other registered nets (CIFAR ResNets, VGGs) are in the
 Parquet tables alone, which `load_parquet` reads.
 """
+
 from __future__ import annotations
 
 import glob
@@ -28,8 +29,11 @@ NET_NAMES = ("Lenet", "Conv")
 DATASET_NAMES = {"mnist": "MNIST", "cifar10": "CIFAR-10", "fashion-mnist": "Fashion-MNIST"}
 EXPERIMENT_NAMES = {"imp": "imp", "one-shot": "osp"}
 PRUNE_METHODS = {"layerwise": "IMP-per-layer", "global": "IMP-global"}
-TRAINING_EXAMPLES = {"mnist": 60_000 - VALIDATION_SIZE, "fashion-mnist": 60_000 - VALIDATION_SIZE,
-                     "cifar10": 50_000 - VALIDATION_SIZE}
+TRAINING_EXAMPLES = {
+    "mnist": 60_000 - VALIDATION_SIZE,
+    "fashion-mnist": 60_000 - VALIDATION_SIZE,
+    "cifar10": 50_000 - VALIDATION_SIZE,
+}
 HISTORY_KEYS = ("train_loss", "val_loss", "val_acc", "test_acc", "sparsity")
 # What the thesis rebuilt when it knew nothing else (old files have no sidecar).
 THESIS_ACTIVATION = {"Lenet": "tanh", "Conv": "relu"}
@@ -38,6 +42,7 @@ THESIS_ACTIVATION = {"Lenet": "tanh", "Conv": "relu"}
 @dataclass
 class ThesisSpecs:
     """The 18 keys of `-specs.json`, in file order (the thesis' ExperimentSettings)."""
+
     net: str
     plan_conv: list
     plan_fc: list
@@ -63,6 +68,7 @@ SPEC_KEYS = tuple(f.name for f in fields(ThesisSpecs))
 
 class ExperimentHistories(NamedTuple):
     """`-histories.npz` arrays; unpacks as the tuple (train_loss, val_loss, val_acc, test_acc, sparsity)."""
+
     train_loss: np.ndarray
     val_loss: np.ndarray
     val_acc: np.ndarray
@@ -73,11 +79,13 @@ class ExperimentHistories(NamedTuple):
 @dataclass
 class EarlyStopHistory:
     """Per level: the state_dict at minimum validation loss (None where unset) and its 0-based iteration (-1)."""
+
     state_dicts: list
     indices: np.ndarray
 
 
 # ------------------------------------------------------------------ names and formats
+
 
 def specs_path(prefix: str) -> str:
     return f"{prefix}-specs.json"
@@ -111,7 +119,7 @@ def random_prune_histories_path(prefix: str, n: int) -> str:
 def extract_experiment_path_prefix(specs_file: str) -> str:
     if not str(specs_file).endswith("-specs.json"):
         raise ValueError(f"{specs_file} is not a -specs.json file")
-    return str(specs_file)[:-len("-specs.json")]
+    return str(specs_file)[: -len("-specs.json")]
 
 
 def format_duration(seconds: float) -> str:
@@ -128,6 +136,7 @@ def epoch_count(dataset: str, iterations: int, batch_size: int) -> int:
 
 
 # ------------------------------------------------------------------ the loader (thesis names)
+
 
 def get_relative_spec_file_paths(folder: str) -> list[str]:
     """Every `*-specs.json` in `folder`, sorted (oldest first: names start with the time)."""
@@ -198,7 +207,7 @@ def effective_state(saved: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         if key.endswith((".weight_init", ".weight_mask")):
             continue
         if key.endswith(".weight_orig"):
-            module = key[:-len(".weight_orig")]
+            module = key[: -len(".weight_orig")]
             plain[f"{module}.weight"] = value * saved[f"{module}.weight_mask"]
         else:
             plain[key] = value
@@ -223,5 +232,7 @@ def get_models_from_files(prefix: str, specs: ThesisSpecs) -> list[nn.Module]:
 
 def load_parquet(export_dir: str):
     """(histories, rounds) of an export as pandas DataFrames."""
-    return (pq.read_table(os.path.join(export_dir, "histories.parquet")).to_pandas(),
-            pq.read_table(os.path.join(export_dir, "rounds.parquet")).to_pandas())
+    return (
+        pq.read_table(os.path.join(export_dir, "histories.parquet")).to_pandas(),
+        pq.read_table(os.path.join(export_dir, "rounds.parquet")).to_pandas(),
+    )

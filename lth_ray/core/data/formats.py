@@ -5,6 +5,7 @@ the loader's search); it reads one folder into ((x_train, y_train), (x_test, y_t
 or says None when the folder lacks its files. The cheap check (`files`, `damage`) reads headers and sizes only,
 so a sweep's driver can look for the data without reading the images. No torch import here.
 """
+
 from __future__ import annotations
 
 import gzip
@@ -26,14 +27,16 @@ class DataError(RuntimeError):
 class FileFormat:
     """How one kind of data folder is read. `subfolder`: where torchvision keeps these files below the data
     set's own folder ('raw' for IDX files, '' for CIFAR-10's batches), which is also where a download lands."""
+
     name: str
-    read: Callable[[Path], Arrays | None]          # the whole folder, or None when some file is missing
-    files: Callable[[Path], list[Path] | None]     # the files `read` would read, or None when some are missing
-    damage: Callable[[Path], str | None]           # what is wrong with one file (headers and sizes only)
+    read: Callable[[Path], Arrays | None]  # the whole folder, or None when some file is missing
+    files: Callable[[Path], list[Path] | None]  # the files `read` would read, or None when some are missing
+    damage: Callable[[Path], str | None]  # what is wrong with one file (headers and sizes only)
     subfolder: str
 
 
 # ---------------------------------------------------------------- IDX (MNIST, Fashion-MNIST)
+
 
 def read_idx(path: Path) -> np.ndarray:
     """An IDX file (MNIST's format), plain or gzipped."""
@@ -43,7 +46,7 @@ def read_idx(path: Path) -> np.ndarray:
     if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != 0x08:
         raise DataError(f"{path} is not an unsigned-byte IDX file")
     ndim = data[3]
-    dims = [int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
+    dims = [int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
     body = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
     if body.size != int(np.prod(dims)):
         raise DataError(f"{path} is truncated: header says {dims}, found {body.size} bytes")
@@ -85,18 +88,21 @@ def idx_damage(path: Path) -> str | None:
     try:
         size = path.stat().st_size
         gz = path.name.endswith(".gz")
-        with (gzip.open(path, "rb") if gz else open(path, "rb")) as f:
+        with gzip.open(path, "rb") if gz else open(path, "rb") as f:
             head = f.read(4)
             if len(head) < 4 or head[:3] != b"\x00\x00\x08":
                 return f"{path} is not an unsigned-byte IDX file"
             dims = f.read(4 * head[3])
-        expected = 4 + len(dims) + int(np.prod([int.from_bytes(dims[i:i + 4], "big")
-                                                 for i in range(0, len(dims), 4)], dtype=np.int64))
+        expected = (
+            4
+            + len(dims)
+            + int(np.prod([int.from_bytes(dims[i : i + 4], "big") for i in range(0, len(dims), 4)], dtype=np.int64))
+        )
         if gz:
             with open(path, "rb") as f:
                 f.seek(max(size - 4, 0))
                 actual = int.from_bytes(f.read(4), "little")  # ISIZE: uncompressed size mod 2**32
-            expected %= 2 ** 32
+            expected %= 2**32
         else:
             actual = size
         return None if actual == expected else f"{path} is truncated: its header promises {expected} bytes"
@@ -108,9 +114,14 @@ def idx_damage(path: Path) -> str | None:
 
 # What CIFAR-10's python batches need to unpickle: numpy arrays (any other global is refused, so a tampered
 # batch cannot run code; torchvision's own loader uses plain pickle).
-CIFAR_GLOBALS = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-                 ("numpy", "ndarray"), ("numpy", "dtype"), ("numpy.core.multiarray", "scalar"),
-                 ("numpy._core.multiarray", "scalar")}
+CIFAR_GLOBALS = {
+    ("numpy.core.multiarray", "_reconstruct"),
+    ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy", "ndarray"),
+    ("numpy", "dtype"),
+    ("numpy.core.multiarray", "scalar"),
+    ("numpy._core.multiarray", "scalar"),
+}
 CIFAR_BATCHES = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
 
 
@@ -128,8 +139,10 @@ def _cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
         x = np.asarray(entry["data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
         return x, np.asarray(entry.get("labels", entry.get("fine_labels")), dtype=np.int64)
     except (pickle.UnpicklingError, EOFError, KeyError, TypeError, ValueError) as err:
-        raise DataError(f"{path} is not a readable CIFAR-10 batch ({type(err).__name__}: "
-                        f"{str(err).splitlines()[0] if str(err) else ''})") from None
+        raise DataError(
+            f"{path} is not a readable CIFAR-10 batch ({type(err).__name__}: "
+            f"{str(err).splitlines()[0] if str(err) else ''})"
+        ) from None
 
 
 def read_cifar10(folder: Path) -> Arrays | None:

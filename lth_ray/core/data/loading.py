@@ -15,6 +15,7 @@ or interrupted download leaves nothing that a reader takes for the data set.
 
 torch is imported where tensors are made, so the raw-file search (`locate`, used by a sweep's driver) is cheap.
 """
+
 from __future__ import annotations
 
 import fcntl
@@ -63,6 +64,7 @@ def _entry(dataset: str) -> DatasetEntry:
 @dataclass
 class Split:
     """Normalised float images (N, C, H, W) and int64 labels for train / val / test, on one device."""
+
     x_train: torch.Tensor
     y_train: torch.Tensor
     x_val: torch.Tensor
@@ -77,8 +79,7 @@ class Split:
         return tuple(self.x_train.shape[1:])
 
     def to(self, device) -> "Split":
-        moved = {k: getattr(self, k).to(device) for k in ("x_train", "y_train", "x_val", "y_val", "x_test",
-                                                          "y_test")}
+        moved = {k: getattr(self, k).to(device) for k in ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test")}
         return Split(**moved, dataset=self.dataset, source=self.source)
 
 
@@ -106,6 +107,7 @@ def download_root(data_root: str | None) -> Path:
 
 
 # ---------------------------------------------------------------- the cheap search (no full read)
+
 
 def _whole(dataset: str, folder: Path) -> tuple[bool, str | None]:
     """(files present, what is damaged among them or None)."""
@@ -147,6 +149,7 @@ Fetch = Callable[[str, Path], None]
 def _download(dataset: str, root: Path) -> None:
     """torchvision's real download (with its md5 checks) of both splits into `root`, in its own layout."""
     from torchvision import datasets
+
     name = _entry(dataset).torchvision
     if not name:
         raise DataError(f"dataset {dataset!r} names no torchvision class to download it with")
@@ -196,8 +199,9 @@ def fetch_dataset(dataset: str, data_root: str | None = None, fetch: Fetch | Non
         root.mkdir(parents=True, exist_ok=True)
         fd = os.open(_lock_path(dataset, root), os.O_RDWR | os.O_CREAT, 0o666)
     except OSError as err:
-        raise DataError(_missing_message(dataset, searched, f"cannot write the download folder {root} "
-                                                            f"({err.strerror or err})")) from None
+        raise DataError(
+            _missing_message(dataset, searched, f"cannot write the download folder {root} ({err.strerror or err})")
+        ) from None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)  # waits while another process on this node fetches; freed if it dies
         found = locate(dataset, data_root, strict=False)  # fetched by that process while we waited?
@@ -215,8 +219,9 @@ def _fetch_locked(dataset: str, root: Path, fetch: Fetch, searched: list[Path]) 
         try:
             fetch(dataset, staging)
         except Exception as err:  # noqa: BLE001 (no internet, a mirror down, a full disk: say which)
-            raise DataError(_missing_message(dataset, searched, f"download failed: {type(err).__name__}: "
-                                                                f"{_one_line(err)}")) from None
+            raise DataError(
+                _missing_message(dataset, searched, f"download failed: {type(err).__name__}: {_one_line(err)}")
+            ) from None
         checks = [(folder, *_whole(dataset, folder)) for folder in _folders_in(dataset, staging)]
         got = next((folder for folder, present, damage in checks if present and damage is None), None)
         reader = _entry(dataset).format.read
@@ -279,15 +284,20 @@ def _with_channels(found):
 def _missing_message(dataset: str, searched: list[Path], why: str = "") -> str:
     """One line: the data set, this node, the places searched, why the download failed (if tried), the fix."""
     package = _entry(dataset).debian_package
-    fix = ("pass --download (needs internet; fetched once per node into --data-root, else $LTH_RAY_DATA), "
-           "or point --data-root at a folder holding it in torchvision's layout on every node"
-           + (f", or install Debian's package {package}" if package else ""))
+    fix = (
+        "pass --download (needs internet; fetched once per node into --data-root, else $LTH_RAY_DATA), "
+        "or point --data-root at a folder holding it in torchvision's layout on every node"
+        + (f", or install Debian's package {package}" if package else "")
+    )
     places = ", ".join(str(p) for p in searched)
-    return (f"dataset {dataset!r} not found on node {socket.gethostname()} (searched: {places})"
-            f"{'; ' + why if why else ''}; fix: {fix}")
+    return (
+        f"dataset {dataset!r} not found on node {socket.gethostname()} (searched: {places})"
+        f"{'; ' + why if why else ''}; fix: {fix}"
+    )
 
 
 # ---------------------------------------------------------------- splits and batches
+
 
 def validation_split(n: int, size: int = VALIDATION_SIZE, seed: int = SPLIT_SEED) -> tuple[np.ndarray, np.ndarray]:
     """Seeded (train indices, validation indices) of a training set of n examples."""
@@ -307,11 +317,18 @@ def normalisation(dataset: str, x_train: np.ndarray) -> tuple[np.ndarray, np.nda
     return scaled.mean(axis=(0, 2, 3)), scaled.std(axis=(0, 2, 3))
 
 
-def load_split(dataset: str, data_root: str | None = None, device: str | torch.device = "cpu",
-               download: bool = False, validation_size: int | None = None, fetch: Fetch | None = None) -> Split:
+def load_split(
+    dataset: str,
+    data_root: str | None = None,
+    device: str | torch.device = "cpu",
+    download: bool = False,
+    validation_size: int | None = None,
+    fetch: Fetch | None = None,
+) -> Split:
     """The whole data set as normalised float32 tensors on `device`, the entry's validation size (5,000)
     of the training examples held out."""
     import torch
+
     (xtr, ytr), (xte, yte), source = load_raw(dataset, data_root, download, fetch)
     size = _entry(dataset).validation_size if validation_size is None else validation_size
     train_idx, val_idx = validation_split(len(xtr), size)
@@ -326,13 +343,22 @@ def load_split(dataset: str, data_root: str | None = None, device: str | torch.d
     def labels(y):
         return torch.from_numpy(np.ascontiguousarray(y)).to(device)
 
-    return Split(prepare(xtr[train_idx]), labels(ytr[train_idx]), prepare(xtr[val_idx]), labels(ytr[val_idx]),
-                 prepare(xte), labels(yte), dataset=dataset, source=source)
+    return Split(
+        prepare(xtr[train_idx]),
+        labels(ytr[train_idx]),
+        prepare(xtr[val_idx]),
+        labels(ytr[val_idx]),
+        prepare(xte),
+        labels(yte),
+        dataset=dataset,
+        source=source,
+    )
 
 
 def epoch_batches(n: int, batch_size: int, generator: torch.Generator, device) -> torch.Tensor:
     """One epoch's shuffled batch indices (num_batches, batch_size) on `device`; the partial batch is dropped."""
     import torch
+
     perm = torch.randperm(n, generator=generator)
     usable = (n // batch_size) * batch_size
     return perm[:usable].view(-1, batch_size).to(device, non_blocking=True)

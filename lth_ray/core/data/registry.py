@@ -5,6 +5,7 @@ sizes, and where and how its files are found: torchvision's folder name under a 
 torchvision class that downloads it, and a Debian package that installs it. Adding a data set is one entry
 (`register_dataset`); an unknown name is an error listing the known ones. No torch import here.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -22,18 +23,19 @@ class DatasetEntry:
     images left after the validation split (never from the validation images). `train_size` and `test_size`
     are the examples in the full files (tests use smaller copies); `validation_size` of the training
     examples are held out, leaving train_size - validation_size to train on."""
+
     name: str
     in_shape: tuple[int, int, int]
     num_classes: int
     train_size: int
     test_size: int
-    folder: str                            # torchvision's folder under a root, e.g. "MNIST"
+    folder: str  # torchvision's folder under a root, e.g. "MNIST"
     format: FileFormat
     validation_size: int = VALIDATION_SIZE
     mean: tuple[float, ...] | None = None
     std: tuple[float, ...] | None = None
-    torchvision: str = ""                  # the torchvision.datasets class that downloads it ("" = none)
-    debian_package: str = ""               # a Debian package that installs its files ("" = none)
+    torchvision: str = ""  # the torchvision.datasets class that downloads it ("" = none)
+    debian_package: str = ""  # a Debian package that installs its files ("" = none)
 
 
 DATASETS: dict[str, DatasetEntry] = {}
@@ -45,8 +47,9 @@ def register_dataset(entry: DatasetEntry) -> DatasetEntry:
     if (entry.mean is None) != (entry.std is None):
         raise ConfigError(f"dataset {entry.name!r}: give both mean and std, or neither (computed)")
     if not 0 < entry.validation_size < entry.train_size:
-        raise ConfigError(f"dataset {entry.name!r}: validation_size={entry.validation_size} must lie in "
-                          f"(0, {entry.train_size})")
+        raise ConfigError(
+            f"dataset {entry.name!r}: validation_size={entry.validation_size} must lie in (0, {entry.train_size})"
+        )
     DATASETS[entry.name] = entry
     return entry
 
@@ -56,10 +59,26 @@ def dataset_entry(name: str) -> DatasetEntry:
     return registered(DATASETS, name, "dataset")
 
 
-register_dataset(DatasetEntry("mnist", (1, 28, 28), 10, 60_000, 10_000, "MNIST", IDX,
-                              mean=(0.1307,), std=(0.3081,), torchvision="MNIST"))
-register_dataset(DatasetEntry("fashion-mnist", (1, 28, 28), 10, 60_000, 10_000, "FashionMNIST", IDX,
-                              mean=(0.2860,), std=(0.3530,), torchvision="FashionMNIST",
-                              debian_package="dataset-fashion-mnist"))
-register_dataset(DatasetEntry("cifar10", (3, 32, 32), 10, 50_000, 10_000, "cifar-10-batches-py", CIFAR_PICKLE,
-                              torchvision="CIFAR10"))
+register_dataset(
+    DatasetEntry(
+        "mnist", (1, 28, 28), 10, 60_000, 10_000, "MNIST", IDX, mean=(0.1307,), std=(0.3081,), torchvision="MNIST"
+    )
+)
+register_dataset(
+    DatasetEntry(
+        "fashion-mnist",
+        (1, 28, 28),
+        10,
+        60_000,
+        10_000,
+        "FashionMNIST",
+        IDX,
+        mean=(0.2860,),
+        std=(0.3530,),
+        torchvision="FashionMNIST",
+        debian_package="dataset-fashion-mnist",
+    )
+)
+register_dataset(
+    DatasetEntry("cifar10", (3, 32, 32), 10, 50_000, 10_000, "cifar-10-batches-py", CIFAR_PICKLE, torchvision="CIFAR10")
+)

@@ -13,6 +13,7 @@ killed). The chunk is the largest that keeps that estimate within the budget:
 The chunk only changes float rounding of the summed losses, never which examples are seen. Evaluation of
 the cohort, the instability paths and scoring at initialization all use it. Plain PyTorch, no Ray.
 """
+
 from __future__ import annotations
 
 import copy
@@ -67,6 +68,7 @@ def _traced_example_bytes(template: nn.Module, in_shape, element_size: int) -> t
     def record(module, inputs, output):
         k = module.kernel_size[0] * module.kernel_size[1]
         sizes.append((inputs[0][0].numel(), inputs[0][0].numel() * k, output[0].numel()))  # in, im2col, out
+
     hooks = [m.register_forward_hook(record) for m in template.modules() if isinstance(m, nn.Conv2d)]
     try:
         with torch.no_grad():
@@ -83,8 +85,7 @@ def _traced_example_bytes(template: nn.Module, in_shape, element_size: int) -> t
     return transient * element_size, kept * element_size
 
 
-def eval_chunk(template: nn.Module, in_shape, members: int, element_size: int, budget: int,
-               grouped: bool) -> int:
+def eval_chunk(template: nn.Module, in_shape, members: int, element_size: int, budget: int, grouped: bool) -> int:
     """Examples per evaluation chunk for `members` stacked members within `budget` bytes. `grouped`: the
     members' convolutions run at once (CUDA); otherwise one member at a time (CPU)."""
     transient, kept = example_bytes(template, in_shape, element_size)

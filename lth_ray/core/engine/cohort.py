@@ -14,6 +14,7 @@ round too, with their own data order (`instability`).
 The cohort's state is a list of member states (`state.MemberState`); a cohort rebuilt from it continues
 exactly where it stopped, bitwise on the CPU.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -43,22 +44,36 @@ from lth_ray.core.store.rounds import RoundResult
 from lth_ray.core.engine.evaluation import diverged, early_stop_index, evaluate  # noqa: E402,F401
 from lth_ray.core.engine.records import METRICS, device_name  # noqa: E402,F401
 from lth_ray.core.engine.state import COHORT_FORMAT, MEMBER_FIELDS, STATE_FORMAT, needs_ticket, recipe_of  # noqa: E402,F401
-from lth_ray.core.engine.streams import (STREAM_COPY_DATA, STREAM_DATA, STREAM_INIT, STREAM_RANDOM_PRUNE,  # noqa: E402,F401
-                                         STREAM_REINIT, STREAM_SCORE, STREAM_SHUFFLE)
+from lth_ray.core.engine.streams import (
+    STREAM_COPY_DATA,
+    STREAM_DATA,
+    STREAM_INIT,
+    STREAM_RANDOM_PRUNE,  # noqa: E402,F401
+    STREAM_REINIT,
+    STREAM_SCORE,
+    STREAM_SHUFFLE,
+)
 from lth_ray.core.engine.weights import cpu_state  # noqa: E402,F401
 
 
 class Cohort:
     """Drives the rounds of a cohort; `states` is what continuing needs, and nothing more."""
 
-    def __init__(self, members: Sequence[TrajectoryConfig], split: Split, states: Sequence[dict | None] | None = None,
-                 progress: Callable[[int, int], None] | None = None, eval_memory_mb: int | None = None):
+    def __init__(
+        self,
+        members: Sequence[TrajectoryConfig],
+        split: Split,
+        states: Sequence[dict | None] | None = None,
+        progress: Callable[[int, int], None] | None = None,
+        eval_memory_mb: int | None = None,
+    ):
         self.configs = check_cohort(members)
         self.recipe = cfg = self.configs[0]
         self.dtype = numerics.dtype(cfg.precision)
         if split.x_train.dtype != self.dtype:  # fp64: the data in float64 too (a copy; the caller's is shared)
-            split = dataclasses.replace(split, **{k: getattr(split, k).to(self.dtype)
-                                                  for k in ("x_train", "x_val", "x_test")})
+            split = dataclasses.replace(
+                split, **{k: getattr(split, k).to(self.dtype) for k in ("x_train", "x_val", "x_test")}
+            )
         self.split, self.device = split, split.x_train.device
         self.numerics = numerics.configure(cfg.precision, cfg.deterministic)
         self.budget = budget_bytes(self.device, eval_memory_mb)  # evaluation, scoring and instability paths
@@ -67,10 +82,18 @@ class Cohort:
         self.kinds = pruned_layers(model.prunable(self.template), cfg)
         self.rates = layer_rates(self.kinds, cfg.prune_rate_conv, cfg.prune_rate_fc)
         param_keys = [k for k, _ in self.template.named_parameters()]
-        self.lockstep = Lockstep(model.stacked(self.template), split, cfg, self.dtype, param_keys,
-                                 list(self.template.state_dict()), list(self.kinds),
-                                 lambda *a: self._evaluate(*a), progress,
-                                 split.x_train.amin(dim=(0, 2, 3)) if cfg.augment != "none" else None)
+        self.lockstep = Lockstep(
+            model.stacked(self.template),
+            split,
+            cfg,
+            self.dtype,
+            param_keys,
+            list(self.template.state_dict()),
+            list(self.kinds),
+            lambda *a: self._evaluate(*a),
+            progress,
+            split.x_train.amin(dim=(0, 2, 3)) if cfg.augment != "none" else None,
+        )
         self.inits = [self._cast(initial_weights(c, split.in_shape)) for c in self.configs]  # from the seeds
         states = list(states) if states is not None else [None] * len(self.configs)
         if len(states) != len(self.configs):
@@ -79,15 +102,26 @@ class Cohort:
         for s, c in zip(states, self.configs):
             check_state(s, c)
         self.members = [MemberState.from_dict(s) for s in states]
-        self.planner = RoundPlanner(self.configs, self.members, self.inits, self.kinds, self.rates, split,
-                                    self.dtype, self.eval_chunk, self._cast)
+        self.planner = RoundPlanner(
+            self.configs,
+            self.members,
+            self.inits,
+            self.kinds,
+            self.rates,
+            split,
+            self.dtype,
+            self.eval_chunk,
+            self._cast,
+        )
         self._single = None
         self.last_trained: dict[int, dict] = {}
         per_epoch = len(split.x_train) // cfg.batch_size
         for c in self.configs:
             if method_of(c.method).scores_from_data and c.score_batches > per_epoch:
-                raise ConfigError(f"score_batches={c.score_batches} exceeds one epoch of {per_epoch} batches of "
-                                  f"{cfg.batch_size}; allowed: 1..{per_epoch}")
+                raise ConfigError(
+                    f"score_batches={c.score_batches} exceeds one epoch of {per_epoch} batches of "
+                    f"{cfg.batch_size}; allowed: 1..{per_epoch}"
+                )
 
     def _cast(self, weights: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Floating tensors in the cohort's dtype (float64 under precision fp64; integer buffers as they are)."""
@@ -113,8 +147,10 @@ class Cohort:
     @property
     def next_round(self) -> int:
         """The round the next `run_round` runs: the lowest next round of an unfinished member."""
-        return min((m.next_round for i, m in enumerate(self.members) if not self.finished(i)),
-                   default=max(c.rounds for c in self.configs) + 1)
+        return min(
+            (m.next_round for i, m in enumerate(self.members) if not self.finished(i)),
+            default=max(c.rounds for c in self.configs) + 1,
+        )
 
     def rewind(self, i: int) -> dict[str, torch.Tensor]:
         """The weights member i's rounds >= 1 start from: its init, or under late rewinding its weights at k."""
@@ -148,11 +184,14 @@ class Cohort:
         parts = [p for p in parts if not p.replay]
         self.last_trained = {p.member: p.out["trained"] for p in parts}  # dense, as trained (for inspection)
         seconds = time.perf_counter() - began
-        return {p.member: self._finish(r, p, next((c for c in copies if c.member == p.member), None), seconds,
-                                       produced) for p in parts}
+        return {
+            p.member: self._finish(r, p, next((c for c in copies if c.member == p.member), None), seconds, produced)
+            for p in parts
+        }
 
-    def _finish(self, r: int, p: Participant, copy: Participant | None, seconds: float,
-                produced: dict[int, dict]) -> RoundResult:
+    def _finish(
+        self, r: int, p: Participant, copy: Participant | None, seconds: float, produced: dict[int, dict]
+    ) -> RoundResult:
         """Member p's round r, recorded and folded into its state."""
         i, cfg, state = p.member, self.configs[p.member], self.members[p.member]
         record = round_record(cfg, r, p.masks, p.out["history"], seconds, p.out["steps"], self.device)
@@ -178,13 +217,20 @@ class Cohort:
 
     def eval_chunk(self, members: int) -> int:
         """Examples evaluated at once for `members` stacked members, within the memory budget (`budget`)."""
-        return eval_chunk(self.template, self.split.in_shape, members, self.dtype.itemsize, self.budget,
-                          grouped=self.device.type == "cuda")
+        return eval_chunk(
+            self.template,
+            self.split.in_shape,
+            members,
+            self.dtype.itemsize,
+            self.budget,
+            grouped=self.device.type == "cuda",
+        )
 
     def _evaluate(self, tensors, x: torch.Tensor, y: torch.Tensor, members: int):
         """Mean loss and accuracy of every member over a whole split, as (P,) device tensors (no host sync)."""
-        return evaluate_stacked(self.lockstep.net, tensors, x, y, members, self.eval_chunk(members),
-                                self.recipe.precision, self.dtype)
+        return evaluate_stacked(
+            self.lockstep.net, tensors, x, y, members, self.eval_chunk(members), self.recipe.precision, self.dtype
+        )
 
     def _instability(self, r: int, ticket: Participant, copy: Participant) -> dict:
         """The linear path between a ticket's trained weights and its copy's (same start, another data order);
@@ -196,15 +242,26 @@ class Cohort:
         if cfg.instability_bn == "recompute":
             order = torch.randperm(len(self.split.x_train), generator=generator(cfg.seed, STREAM_BN_STATISTICS, r))
             batch = min(cfg.batch_size, self.eval_chunk(1))
-            statistics = [self.split.x_train[order[a:a + batch].to(self.device)]
-                          for a in range(0, min(len(order), BN_BATCHES * batch), batch)]
-        ends = (self._single, ticket.out["device_weights"], copy.out["device_weights"], ticket.masks, self.split,
-                cfg.instability_points, self.eval_chunk(1), self.recipe.precision)
+            statistics = [
+                self.split.x_train[order[a : a + batch].to(self.device)]
+                for a in range(0, min(len(order), BN_BATCHES * batch), batch)
+            ]
+        ends = (
+            self._single,
+            ticket.out["device_weights"],
+            copy.out["device_weights"],
+            ticket.masks,
+            self.split,
+            cfg.instability_points,
+            self.eval_chunk(1),
+            self.recipe.precision,
+        )
         record = instability_record(*ends, statistics)
         if statistics is not None:  # the interpolated statistics' barriers beside, for comparison (same pair)
             plain = instability_record(*ends)
-            record.update(interpolated_error_barrier=plain["error_barrier"],
-                          interpolated_loss_barrier=plain["loss_barrier"])
+            record.update(
+                interpolated_error_barrier=plain["error_barrier"], interpolated_loss_barrier=plain["loss_barrier"]
+            )
         return record
 
 
@@ -213,6 +270,7 @@ def pruned_layers(prunable: dict[str, str], config: TrajectoryConfig) -> dict[st
     `pruning_layers_to_ignore`); an ignored name the model does not have is an error listing the ones it has."""
     for name in config.prune_ignore:
         if name not in prunable:
-            raise ConfigError(f"prune_ignore: {name!r} is not a prunable layer of {config.arch}; allowed: "
-                              f"{', '.join(prunable)}")
+            raise ConfigError(
+                f"prune_ignore: {name!r} is not a prunable layer of {config.arch}; allowed: {', '.join(prunable)}"
+            )
     return {n: kind for n, kind in prunable.items() if n not in config.prune_ignore}

@@ -4,6 +4,7 @@ Frankle et al. 2020 ("Linear Mode Connectivity and the Lottery Ticket Hypothesis
 the same weights with different data orders are *stable* when the error along the straight line between them,
 theta(a) = (1 - a) theta_1 + a theta_2, never rises much above the endpoints' mean. Plain PyTorch: no Ray.
 """
+
 from __future__ import annotations
 
 import time
@@ -15,8 +16,9 @@ from lth_ray.core.engine.evaluation import evaluate
 from lth_ray.core.pruning.masks import Masks
 
 
-def path_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor], alpha: float,
-                 masks: Masks) -> dict[str, torch.Tensor]:
+def path_weights(
+    a: dict[str, torch.Tensor], b: dict[str, torch.Tensor], alpha: float, masks: Masks
+) -> dict[str, torch.Tensor]:
     """theta(alpha) = (1 - alpha) a + alpha b for every float tensor (weights, biases, BatchNorm statistics
     alike), integer buffers taken from `a`; masked layers stay exactly zero where pruned, all along the path."""
     out = {}
@@ -54,9 +56,14 @@ def evaluate_path(model, a: dict, b: dict, masks: Masks, split, points: int, eva
             curves[f"{name}_error"].append(1.0 - float(acc))
     model.load_state_dict(a)
     model.train()
-    return {"alphas": alphas, **curves,
-            "error_barrier": barrier(curves["test_error"]), "loss_barrier": barrier(curves["test_loss"]),
-            "val_error_barrier": barrier(curves["val_error"]), "val_loss_barrier": barrier(curves["val_loss"])}
+    return {
+        "alphas": alphas,
+        **curves,
+        "error_barrier": barrier(curves["test_error"]),
+        "loss_barrier": barrier(curves["test_loss"]),
+        "val_error_barrier": barrier(curves["val_error"]),
+        "val_loss_barrier": barrier(curves["val_loss"]),
+    }
 
 
 BN_BATCHES = 20  # training batches that re-estimate a path point's BatchNorm statistics (`recompute`)
@@ -81,8 +88,9 @@ def recompute_batchnorm(model, batches) -> None:
     model.eval()
 
 
-def instability_record(model, a: dict, b: dict, masks: Masks, split, points: int, chunk: int, precision: str,
-                       statistics=None) -> dict:
+def instability_record(
+    model, a: dict, b: dict, masks: Masks, split, points: int, chunk: int, precision: str, statistics=None
+) -> dict:
     """The instability record of a ticket (weights `a`) and its copy (`b`): the path's errors and its barrier,
     each point evaluated `chunk` examples at a time, and the seconds it took. `statistics`: training batches
     that re-estimate each point's BatchNorm statistics (`--instability-bn recompute`); None interpolates them
@@ -91,6 +99,7 @@ def instability_record(model, a: dict, b: dict, masks: Masks, split, points: int
 
     def measure(net, x, y):
         return evaluate(net, x, y, chunk=chunk, precision=precision)
+
     prepare = None if statistics is None else (lambda net: recompute_batchnorm(net, statistics))
     device_masks = {n: m.to(split.x_train.device) for n, m in masks.items()}
     path = evaluate_path(model, a, b, device_masks, split, points, measure, prepare)

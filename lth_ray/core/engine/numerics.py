@@ -5,6 +5,7 @@ kernels are not deterministic: left alone, a "float32" result on a GPU is neithe
 repeatable. The flags are process-wide in torch, so `configure` sets every one of them on each call: a
 reused Ray worker never carries the previous trial's numerics over.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -37,10 +38,12 @@ def configure(precision: str, deterministic: bool) -> dict:
 
 def settings() -> dict:
     """The numerics torch will use now (what a result records)."""
-    return {"matmul_fp32_precision": torch.backends.cuda.matmul.fp32_precision,
-            "conv_fp32_precision": torch.backends.cudnn.conv.fp32_precision,
-            "deterministic_algorithms": torch.are_deterministic_algorithms_enabled(),
-            "cublas_workspace_config": os.environ.get("CUBLAS_WORKSPACE_CONFIG", "")}
+    return {
+        "matmul_fp32_precision": torch.backends.cuda.matmul.fp32_precision,
+        "conv_fp32_precision": torch.backends.cudnn.conv.fp32_precision,
+        "deterministic_algorithms": torch.are_deterministic_algorithms_enabled(),
+        "cublas_workspace_config": os.environ.get("CUBLAS_WORKSPACE_CONFIG", ""),
+    }
 
 
 def dtype(precision: str) -> torch.dtype:

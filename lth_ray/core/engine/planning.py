@@ -3,6 +3,7 @@
 Each member's method (`lth_ray.core.methods`) chooses its mask; the planner asks it, applies the shuffle
 ablation, and picks the start point (init, rewind point W_k, or a fresh init) and the instability copies.
 """
+
 from __future__ import annotations
 
 from typing import Callable, Sequence
@@ -23,9 +24,18 @@ class RoundPlanner:
     """Chooses the participants of a cohort's rounds from the members' states (which it reads, never writes,
     except for handing a rider its ticket's rewind point)."""
 
-    def __init__(self, configs: Sequence[TrajectoryConfig], members: list[MemberState], inits: list[dict],
-                 kinds: dict[str, str], rates: dict[str, float], split: Split, dtype: torch.dtype,
-                 eval_chunk: Callable[[int], int], cast: Callable[[dict], dict]):
+    def __init__(
+        self,
+        configs: Sequence[TrajectoryConfig],
+        members: list[MemberState],
+        inits: list[dict],
+        kinds: dict[str, str],
+        rates: dict[str, float],
+        split: Split,
+        dtype: torch.dtype,
+        eval_chunk: Callable[[int], int],
+        cast: Callable[[dict], dict],
+    ):
         self.configs, self.members, self.inits = configs, members, inits
         self.kinds, self.rates, self.split, self.dtype = kinds, rates, split, dtype
         self.device = split.x_train.device
@@ -53,16 +63,38 @@ class RoundPlanner:
             cfg, state = self.configs[i], self.members[i]
             if i in replay:  # finished round r before a crash: trains again beside the others, result unused
                 chosen[i] = masks = unpack_masks(state.masks)
-                parts.append(Participant(i, cfg.seed, masks, self.start_of(i, r), cfg.round_start(r),
-                                         STREAM_DATA, True, False, replay=True))
+                parts.append(
+                    Participant(
+                        i,
+                        cfg.seed,
+                        masks,
+                        self.start_of(i, r),
+                        cfg.round_start(r),
+                        STREAM_DATA,
+                        True,
+                        False,
+                        replay=True,
+                    )
+                )
                 continue
             late = cfg.rewind_iteration > 0
             if r > 0 and late and cfg.start == "rewind" and state.rewind is None:
                 produced[i] = state.rewind = self.members[self.ticket_of(i)].rewind  # a rider: the ticket's W_k
             chosen[i] = masks = self.masks(i, r, chosen)
             capture = cfg.rewind_iteration if (r == 0 and late and state.rewind is None) else None
-            parts.append(Participant(i, cfg.seed, masks, self.start_of(i, r), cfg.round_start(r), STREAM_DATA,
-                                     True, cfg.save_early_stop, capture))
+            parts.append(
+                Participant(
+                    i,
+                    cfg.seed,
+                    masks,
+                    self.start_of(i, r),
+                    cfg.round_start(r),
+                    STREAM_DATA,
+                    True,
+                    cfg.save_early_stop,
+                    capture,
+                )
+            )
         return parts
 
     def copies(self, r: int, parts: list[Participant]) -> list[Participant]:
@@ -85,8 +117,11 @@ class RoundPlanner:
         members' round runs in the same company as it would have, bitwise on the CPU. (Only one round ahead:
         a member's state holds its latest mask; a member further ahead is left out, and the lagging round's
         numbers then differ from an undisturbed run by float rounding only.)"""
-        return [i for i, (c, m) in enumerate(zip(self.configs, self.members))
-                if m.next_round == r + 1 and c.first_round <= r and m.diverged_round in (None, r)]
+        return [
+            i
+            for i, (c, m) in enumerate(zip(self.configs, self.members))
+            if m.next_round == r + 1 and c.first_round <= r and m.diverged_round in (None, r)
+        ]
 
     def start_of(self, i: int, r: int) -> dict[str, torch.Tensor]:
         """The weights member i's round r starts from: the init (round 0, pruning at initialization), the
@@ -128,9 +163,18 @@ class RoundPlanner:
         raise RuntimeError(f"member {self.configs[i].key}: the ticket's round-{r} mask is not available")
 
     def view(self, i: int) -> MemberView:
-        return MemberView(self.configs[i], self.members[i], self.inits[i], self.kinds, self.rates, self.ladder_count,
-                          lambda: self.scoring_model(i), lambda: self.scoring_batches(i), self.split.in_shape,
-                          self.scores)
+        return MemberView(
+            self.configs[i],
+            self.members[i],
+            self.inits[i],
+            self.kinds,
+            self.rates,
+            self.ladder_count,
+            lambda: self.scoring_model(i),
+            lambda: self.scoring_batches(i),
+            self.split.in_shape,
+            self.scores,
+        )
 
     def ladder_count(self, r: int) -> int:
         """How many prunable weights the ticket keeps in round r: the sum of the per-layer counts (layer-wise
@@ -151,7 +195,10 @@ class RoundPlanner:
         batch larger than the memory budget is taken in pieces (the scorers' losses sum the same)."""
         cfg = self.configs[i]
         gen = generator(cfg.seed, STREAM_SCORE, 0)
-        idx = epoch_batches(len(self.split.x_train), cfg.batch_size, gen, self.device)[:cfg.score_batches]
+        idx = epoch_batches(len(self.split.x_train), cfg.batch_size, gen, self.device)[: cfg.score_batches]
         chunk = self.eval_chunk(1)
-        return [(self.split.x_train[b[a:a + chunk]], self.split.y_train[b[a:a + chunk]])
-                for b in idx for a in range(0, len(b), chunk)]
+        return [
+            (self.split.x_train[b[a : a + chunk]], self.split.y_train[b[a : a + chunk]])
+            for b in idx
+            for a in range(0, len(b), chunk)
+        ]

@@ -3,6 +3,7 @@
 The record is plain data (lists, floats, strings): it is what Tune reports, the round files store and the
 exporter reads.
 """
+
 from __future__ import annotations
 
 import math
@@ -21,17 +22,35 @@ def device_name(device: torch.device) -> str:
     return torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
 
 
-def round_record(config: TrajectoryConfig, r: int, masks: Masks, history: np.ndarray, seconds: float, steps: int,
-                 device: torch.device) -> dict:
+def round_record(
+    config: TrajectoryConfig,
+    r: int,
+    masks: Masks,
+    history: np.ndarray,
+    seconds: float,
+    steps: int,
+    device: torch.device,
+) -> dict:
     """Round r's record from its (evaluations, METRICS) history."""
     values = {name: history[:, k].tolist() for k, name in enumerate(METRICS)}
     iterations = config.eval_iterations(r)
     assert len(iterations) == len(history)
     es = early_stop_index(values["val_loss"])
-    return {"round": r, "method": config.label, "sparsity": density(masks),
-            "layer_sparsity": layer_density(masks), "iterations": iterations, **values,
-            "early_stop_index": es, "early_stop_iteration": None if es is None else iterations[es],
-            **{f"{m}_at_early_stop": math.nan if es is None else values[m][es] for m in METRICS},
-            **{f"final_{m}": values[m][-1] for m in METRICS},
-            "diverged": diverged(values), "start_iteration": config.round_start(r),
-            "steps": steps, "seconds": seconds, "device": str(device), "device_name": device_name(device)}
+    return {
+        "round": r,
+        "method": config.label,
+        "sparsity": density(masks),
+        "layer_sparsity": layer_density(masks),
+        "iterations": iterations,
+        **values,
+        "early_stop_index": es,
+        "early_stop_iteration": None if es is None else iterations[es],
+        **{f"{m}_at_early_stop": math.nan if es is None else values[m][es] for m in METRICS},
+        **{f"final_{m}": values[m][-1] for m in METRICS},
+        "diverged": diverged(values),
+        "start_iteration": config.round_start(r),
+        "steps": steps,
+        "seconds": seconds,
+        "device": str(device),
+        "device_name": device_name(device),
+    }

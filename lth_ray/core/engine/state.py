@@ -5,6 +5,7 @@ late rewinding; otherwise the init, rebuilt from the seed), the current mask (bi
 (alive values only), and one-shot's dense trained weights. Checkpoints store it as a plain dict (format 2;
 `to_dict`), which is also what lth_ray 0.2 wrote.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -13,15 +14,24 @@ from typing import Sequence
 from lth_ray.core.spec.config import ConfigError, TrajectoryConfig
 
 COHORT_FORMAT = 3  # a list of member states (each of trajectory state format 2)
-STATE_FORMAT = 2   # one member's state; 1 was lth_ray 0.1.0 (every round's weights in one growing state)
+STATE_FORMAT = 2  # one member's state; 1 was lth_ray 0.1.0 (every round's weights in one growing state)
 # Settings a member may have of its own; every other setting is the cohort's recipe, shared by all.
-MEMBER_FIELDS = ("seed", "method", "ablation", "save_early_stop", "instability", "instability_rounds",
-                 "instability_points", "score_batches")
+MEMBER_FIELDS = (
+    "seed",
+    "method",
+    "ablation",
+    "save_early_stop",
+    "instability",
+    "instability_rounds",
+    "instability_points",
+    "score_batches",
+)
 
 
 @dataclass
 class MemberState:
     """One member between rounds (tensors on the CPU; masks packed, trained weights compact)."""
+
     config: dict
     next_round: int
     diverged_round: int | None = None
@@ -32,17 +42,32 @@ class MemberState:
     ticket_masks: dict | None = None  # its ticket's packed masks by round, handed over by a resume
 
     def to_dict(self) -> dict:
-        d = {"format": STATE_FORMAT, "config": self.config, "next_round": self.next_round,
-             "diverged_round": self.diverged_round, "rewind": self.rewind, "masks": self.masks,
-             "trained": self.trained, "dense_trained": self.dense_trained}
+        d = {
+            "format": STATE_FORMAT,
+            "config": self.config,
+            "next_round": self.next_round,
+            "diverged_round": self.diverged_round,
+            "rewind": self.rewind,
+            "masks": self.masks,
+            "trained": self.trained,
+            "dense_trained": self.dense_trained,
+        }
         if self.ticket_masks:
             d["ticket_masks"] = self.ticket_masks
         return d
 
     @classmethod
     def from_dict(cls, d: dict) -> "MemberState":
-        return cls(d["config"], d["next_round"], d.get("diverged_round"), d.get("rewind"), d.get("masks"),
-                   d.get("trained"), d.get("dense_trained"), dict(d["ticket_masks"]) if d.get("ticket_masks") else None)
+        return cls(
+            d["config"],
+            d["next_round"],
+            d.get("diverged_round"),
+            d.get("rewind"),
+            d.get("masks"),
+            d.get("trained"),
+            d.get("dense_trained"),
+            dict(d["ticket_masks"]) if d.get("ticket_masks") else None,
+        )
 
 
 def initial_state(config: TrajectoryConfig) -> dict:
@@ -53,9 +78,11 @@ def initial_state(config: TrajectoryConfig) -> dict:
 def check_state(state: dict, config: TrajectoryConfig) -> None:
     """Refuse a state of another format (naming the version that wrote it) or of another config."""
     if state.get("format") != STATE_FORMAT:
-        raise ValueError(f"trajectory state format {state.get('format')} (lth_ray 0.1.0) cannot be continued by "
-                         f"this version (format {STATE_FORMAT}); finish it with lth_ray 0.1.0, or export and "
-                         "analyse it as it is (both read the old format)")
+        raise ValueError(
+            f"trajectory state format {state.get('format')} (lth_ray 0.1.0) cannot be continued by "
+            f"this version (format {STATE_FORMAT}); finish it with lth_ray 0.1.0, or export and "
+            "analyse it as it is (both read the old format)"
+        )
     if state.get("config") != config.to_dict():
         raise ValueError("trajectory state belongs to another config; refusing to resume from it")
 
@@ -85,13 +112,15 @@ def needs_ticket(config: TrajectoryConfig) -> bool:
     shuffle) or, being a rider without a dense round under late rewinding, the ticket's rewind point. Every other
     member (random pruning from the init, pruning at init and its ablations, the ticket's inversion) can train
     in a cohort of its own."""
-    return config.mask_source == "ticket" or (config.start == "rewind" and config.first_round == 1
-                                              and config.rewind_iteration > 0)
+    return config.mask_source == "ticket" or (
+        config.start == "rewind" and config.first_round == 1 and config.rewind_iteration > 0
+    )
 
 
 def ticket_kind(config: TrajectoryConfig) -> bool:
     """Whether the member's method finds tickets (imp, one-shot), ablated or not."""
     from lth_ray.core.methods import method_of  # the methods' registry imports this module
+
     return method_of(config.method).is_ticket
 
 
@@ -118,6 +147,8 @@ def check_cohort(members: Sequence[TrajectoryConfig]) -> tuple[TrajectoryConfig,
         if needs_ticket(m) and m.seed not in tickets:
             why = "its masks" if m.mask_source == "ticket" else "its rewind point"
             kind = m.method if ticket_kind(m) else "imp"
-            raise ConfigError(f"baseline {m.key} needs its ticket (seed {m.seed}, {kind}) in the same "
-                              f"cohort for {why}; add it, e.g. --method {kind} --baselines {m.label}")
+            raise ConfigError(
+                f"baseline {m.key} needs its ticket (seed {m.seed}, {kind}) in the same "
+                f"cohort for {why}; add it, e.g. --method {kind} --baselines {m.label}"
+            )
     return members

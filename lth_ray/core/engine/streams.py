@@ -3,6 +3,7 @@
 A draw depends only on (seed, purpose, round[, what it is for]), never on what else ran before it in the
 process, so a resumed or re-grouped run repeats an uninterrupted one bitwise on the CPU.
 """
+
 from __future__ import annotations
 
 import numpy as np

@@ -8,6 +8,7 @@ moments and step count as they are. The learning rate follows the recipe's sched
 axis, so a round rewound to k takes up the schedule at k. Nothing mixes members: member p's updates depend only
 on member p's weights, batch and augmentation.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -28,14 +29,15 @@ PAD = 4  # pixels of pad-and-crop (OpenLTH's and the papers' CIFAR augmentation)
 @dataclass
 class Participant:
     """One model trained in a round: a member's subnetwork, or an instability copy of it."""
+
     member: int
     seed: int
     masks: dict[str, torch.Tensor]
     start: dict[str, torch.Tensor] | None  # the weights training starts from (CPU); None: not known yet
     start_iteration: int
-    stream: int              # the data order's stream (the member's, or its copy's)
-    evaluating: bool         # evaluated every `eval_every` (a history); copies only train
-    keep_es: bool            # keeps its weights at the lowest validation loss (early stop)
+    stream: int  # the data order's stream (the member's, or its copy's)
+    evaluating: bool  # evaluated every `eval_every` (a history); copies only train
+    keep_es: bool  # keeps its weights at the lowest validation loss (early stop)
     capture_at: int | None = None  # keeps its weights at this iteration (the rewind point W_k)
     replay: bool = False  # trained only so that the cohort's company (and float rounding) is the original's
     out: dict = field(default_factory=dict)  # what training produced: history, trained, early_stop, rewind
@@ -52,7 +54,7 @@ def batch_indices(split: Split, batch: int, gens: list[torch.Generator], first: 
             torch.randperm(n, generator=g)
     it = first
     while True:
-        perms = torch.stack([torch.randperm(n, generator=g)[:per_epoch * batch] for g in gens])
+        perms = torch.stack([torch.randperm(n, generator=g)[: per_epoch * batch] for g in gens])
         perms = perms.view(len(gens), per_epoch, batch).to(device, non_blocking=True)
         for j in range(it % per_epoch, per_epoch):
             yield it, perms[:, j]
@@ -69,8 +71,11 @@ def augment_draws(split: Split, batch: int, gens: list[torch.Generator], first: 
     def epoch():
         flips = torch.stack([torch.rand(size, generator=g) < 0.5 for g in gens])
         offsets = torch.stack([torch.randint(0, 2 * PAD + 1, (size, 2), generator=g) for g in gens])
-        return (flips.view(len(gens), per_epoch, batch).to(device, non_blocking=True),
-                offsets.view(len(gens), per_epoch, batch, 2).to(device, non_blocking=True))
+        return (
+            flips.view(len(gens), per_epoch, batch).to(device, non_blocking=True),
+            offsets.view(len(gens), per_epoch, batch, 2).to(device, non_blocking=True),
+        )
+
     for _ in range(first // per_epoch):
         epoch()
     it = first
@@ -87,7 +92,7 @@ def flip_crop(x: torch.Tensor, flips: torch.Tensor, offsets: torch.Tensor, fill:
     P, N, C, H, W = x.shape
     x = torch.where(flips.view(P, N, 1, 1, 1), x.flip(-1), x)
     padded = fill.view(1, 1, C, 1, 1).expand(P, N, C, H + 2 * PAD, W + 2 * PAD).clone()
-    padded[..., PAD:PAD + H, PAD:PAD + W] = x
+    padded[..., PAD : PAD + H, PAD : PAD + W] = x
     rows = (offsets[..., 0, None] + torch.arange(H, device=x.device)).view(P, N, 1, H, 1)
     cols = (offsets[..., 1, None] + torch.arange(W, device=x.device)).view(P, N, 1, 1, W)
     padded = padded.gather(3, rows.expand(P, N, C, H, W + 2 * PAD))
@@ -100,9 +105,14 @@ def optimizer_for(leaves: list[dict[str, torch.Tensor]], recipe: TrajectoryConfi
     params = [t for group in leaves for t in group.values()]
     fused = device.type in ("cuda", "cpu", "mps")
     if recipe.optimizer == "sgd":  # a parameter group per start: fused SGD makes momentum buffers group-wise
-        return torch.optim.SGD([{"params": list(group.values())} for group in leaves], lr=recipe.learning_rate,
-                               momentum=recipe.momentum, nesterov=recipe.nesterov,
-                               weight_decay=recipe.weight_decay, fused=fused)
+        return torch.optim.SGD(
+            [{"params": list(group.values())} for group in leaves],
+            lr=recipe.learning_rate,
+            momentum=recipe.momentum,
+            nesterov=recipe.nesterov,
+            weight_decay=recipe.weight_decay,
+            fused=fused,
+        )
     if recipe.weight_decay:
         return torch.optim.Adam(params, lr=recipe.learning_rate, weight_decay=recipe.weight_decay, fused=fused)
     return torch.optim.Adam(params, lr=recipe.learning_rate, fused=fused)
@@ -112,14 +122,15 @@ def optimizer_for(leaves: list[dict[str, torch.Tensor]], recipe: TrajectoryConfi
 class Lockstep:
     """Trains a round's participants of one cohort from their starts over iterations start+1..T on the
     absolute iteration axis, evaluating each at the multiples of `eval_every` after its start."""
-    net: object                 # the stacked forward (`models.registry` Stacked)
-    split: Split                # in the cohort's dtype, on its device
+
+    net: object  # the stacked forward (`models.registry` Stacked)
+    split: Split  # in the cohort's dtype, on its device
     recipe: TrajectoryConfig
     dtype: torch.dtype
     param_keys: list[str]
     state_keys: list[str]
-    layers: list[str]           # prunable layers: their weights are masked
-    evaluate: Callable          # (stacked tensors, x, y, members) -> ((P,) loss, (P,) accuracy)
+    layers: list[str]  # prunable layers: their weights are masked
+    evaluate: Callable  # (stacked tensors, x, y, members) -> ((P,) loss, (P,) accuracy)
     progress: Callable[[int, int], None] | None = None
     fill: torch.Tensor | None = None  # each channel's padding value (augment flip-crop)
 
@@ -130,10 +141,13 @@ class Lockstep:
         P = len(parts)
         group_starts = sorted({p.start_iteration for p in parts})
         groups = [[p for p in parts if p.start_iteration == s] for s in group_starts]
-        leaves = [{k: torch.stack([p.start[k] for p in g]).to(dev).requires_grad_(True) for k in self.param_keys}
-                  for g in groups]
-        buffers = {k: torch.stack([p.start[k] for p in parts]).to(dev) for k in self.state_keys
-                   if k not in self.param_keys}  # BatchNorm statistics, updated in place by the forward pass
+        leaves = [
+            {k: torch.stack([p.start[k] for p in g]).to(dev).requires_grad_(True) for k in self.param_keys}
+            for g in groups
+        ]
+        buffers = {
+            k: torch.stack([p.start[k] for p in parts]).to(dev) for k in self.state_keys if k not in self.param_keys
+        }  # BatchNorm statistics, updated in place by the forward pass
         weights = [leaves[g][f"{n}.weight"] for g in range(len(groups)) for n in self.layers]
         masks = [torch.stack([p.masks[n] for p in group]).to(dev, self.dtype) for group in groups for n in self.layers]
         sparse = any(not bool(p.masks[n].all()) for p in parts for n in self.layers)
@@ -163,8 +177,11 @@ class Lockstep:
         captured: dict[int, dict] = {}
         masks_by_flags: dict[tuple, torch.Tensor] = {}
         augmenting = cfg.augment == "flip-crop"
-        draws = augment_draws(split, batch, [generator(p.seed, STREAM_AUGMENT, r, p.stream) for p in parts], first,
-                              dev) if augmenting else None
+        draws = (
+            augment_draws(split, batch, [generator(p.seed, STREAM_AUGMENT, r, p.stream) for p in parts], first, dev)
+            if augmenting
+            else None
+        )
         for it, idx in batch_indices(split, batch, gens, first, dev):
             if it == stop:
                 break
@@ -184,8 +201,11 @@ class Lockstep:
             optimizer.zero_grad(set_to_none=True)
             with numerics.autocast(cfg.precision, dev):
                 logits = self.net.forward(stacked(), x, P, shared=False, training=True)
-            losses = F.cross_entropy(logits.to(self.dtype).flatten(0, 1), split.y_train[idx].flatten(),
-                                     reduction="none").view(P, batch).mean(1)
+            losses = (
+                F.cross_entropy(logits.to(self.dtype).flatten(0, 1), split.y_train[idx].flatten(), reduction="none")
+                .view(P, batch)
+                .mean(1)
+            )
             losses.sum().backward()  # member q's gradient depends on member q's loss only
             for g, start in enumerate(group_starts):
                 if start > it:
@@ -222,11 +242,13 @@ class Lockstep:
         history = torch.stack(points).to("cpu", torch.float64).numpy() if points else None
         with torch.no_grad():
             last = stacked()
-        self._hand_out(parts, leaves, group_starts, optimizer, last, history, point_iters, best_loss, best,
-                       any_es, captured)
+        self._hand_out(
+            parts, leaves, group_starts, optimizer, last, history, point_iters, best_loss, best, any_es, captured
+        )
 
-    def _hand_out(self, parts, leaves, group_starts, optimizer, last, history, point_iters, best_loss, best,
-                  any_es, captured) -> None:
+    def _hand_out(
+        self, parts, leaves, group_starts, optimizer, last, history, point_iters, best_loss, best, any_es, captured
+    ) -> None:
         """Each participant's share of what the round produced, into its `out`."""
         final = {k: t.detach().to("cpu") for k, t in last.items()}
         found = torch.isfinite(best_loss).cpu().tolist()

@@ -6,6 +6,7 @@ simple face. A trajectory's whole state is a small plain dict of tensors, number
 Every random draw comes from a generator seeded by (seed, purpose, round), so a round's result depends only
 on that state: a resumed trajectory reproduces an uninterrupted one bitwise on the CPU.
 """
+
 from __future__ import annotations
 
 from typing import Callable, Sequence
@@ -49,8 +50,9 @@ def resolve_device(requested: str) -> torch.device:
     return torch.device("cpu")
 
 
-def cohort_members(ticket: TrajectoryConfig, seeds: Sequence[int], baselines: Sequence[str],
-                   ablations: Sequence[str] = ()) -> list[TrajectoryConfig]:
+def cohort_members(
+    ticket: TrajectoryConfig, seeds: Sequence[int], baselines: Sequence[str], ablations: Sequence[str] = ()
+) -> list[TrajectoryConfig]:
     """A cohort's members in their order: the ticket of every seed, then each baseline of every seed, then the
     ablations (`ablated`) of the ticket and of each baseline, without duplicates (`--baselines reinit` and
     `--ablations reinit` name the same member).
@@ -64,8 +66,9 @@ def cohort_members(ticket: TrajectoryConfig, seeds: Sequence[int], baselines: Se
     for method in [ticket.method] + list(baselines):
         methods += [m for m in ablated(method, ablations) if m not in methods]
     tickets = [ticket.replace(seed=s) for s in seeds]
-    riders = [t.replace(method=m, ablation=a, instability=False, instability_rounds=())
-              for m, a in methods for t in tickets]
+    riders = [
+        t.replace(method=m, ablation=a, instability=False, instability_rounds=()) for m, a in methods for t in tickets
+    ]
     return tickets + riders
 
 
@@ -78,8 +81,13 @@ class Trajectory:
     `RoundResult` for the caller to persist (`rounds.RoundStore`); the trajectory keeps none of it.
     """
 
-    def __init__(self, config: TrajectoryConfig, split: Split, state: dict | None = None,
-                 progress: Callable[[int, int], None] | None = None):
+    def __init__(
+        self,
+        config: TrajectoryConfig,
+        split: Split,
+        state: dict | None = None,
+        progress: Callable[[int, int], None] | None = None,
+    ):
         self.config = config.validate()
         self.split = split
         self.cohort = Cohort([self.config], split, [state], progress)
@@ -130,15 +138,22 @@ class Trajectory:
 
 def summary(record: dict, seed: int | None = None) -> dict:
     """The one-line view of a finished round (what the CLI prints and Tune reports)."""
-    return {"round": record["round"], "method": record["method"], **({"seed": seed} if seed is not None else {}),
-            "sparsity": round(record["sparsity"], 6),
-            "early_stop_iteration": record["early_stop_iteration"],
-            "val_acc_at_early_stop": record["val_acc_at_early_stop"],
-            "test_acc_at_early_stop": record["test_acc_at_early_stop"],
-            "final_val_acc": record["final_val_acc"], "final_test_acc": record["final_test_acc"],
-            "diverged": record["diverged"], "seconds": round(record["seconds"], 3),
-            **({k: v for k, v in record["instability"].items() if k in SUMMARY_BARRIERS} if "instability" in record
-               else {})}
+    return {
+        "round": record["round"],
+        "method": record["method"],
+        **({"seed": seed} if seed is not None else {}),
+        "sparsity": round(record["sparsity"], 6),
+        "early_stop_iteration": record["early_stop_iteration"],
+        "val_acc_at_early_stop": record["val_acc_at_early_stop"],
+        "test_acc_at_early_stop": record["test_acc_at_early_stop"],
+        "final_val_acc": record["final_val_acc"],
+        "final_test_acc": record["final_test_acc"],
+        "diverged": record["diverged"],
+        "seconds": round(record["seconds"], 3),
+        **(
+            {k: v for k, v in record["instability"].items() if k in SUMMARY_BARRIERS} if "instability" in record else {}
+        ),
+    }
 
 
 # The instability numbers a round's one-line view carries (the interpolated one only under --instability-bn recompute)

@@ -1,4 +1,5 @@
 """Weights a member starts from: its initialization (rebuilt from its seed, never stored) or a fresh one."""
+
 from __future__ import annotations
 
 import torch
@@ -14,8 +15,9 @@ def cpu_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
 
 
-def build_net(config: TrajectoryConfig, in_shape, generator: torch.Generator | None = None,
-              device: str | torch.device = "cpu") -> torch.nn.Module:
+def build_net(
+    config: TrajectoryConfig, in_shape, generator: torch.Generator | None = None, device: str | torch.device = "cpu"
+) -> torch.nn.Module:
     """The member's net (the registry's model for its arch), initialised from `generator` (seed 0's draw
     when None), with as many outputs as its data set has classes."""
     return models.build_model(config, in_shape, dataset_entry(config.dataset).num_classes, generator, device)

@@ -4,6 +4,7 @@ The built-in methods are registered here in lth_ray 0.2's order (their numbers i
 the ticket (`imp`), its re-init baseline, random pruning, the one-shot ticket, then one pruning-at-init
 method per built-in scorer. Ablations (shuffle, reinit, invert) apply to any method that allows them.
 """
+
 from __future__ import annotations
 
 from lth_ray.core.methods.at_init import PruneAtInit

@@ -5,6 +5,7 @@ Scores at init do not depend on the round: they are computed once per seed (and 
 shared by the method's ablations. An iterative scorer (SynFlow) ends its schedule at the round's count, so it
 is re-run every round.
 """
+
 from __future__ import annotations
 
 from lth_ray.core.methods.registry import MemberMethod, MemberView

@@ -3,11 +3,11 @@
 Each round prunes the lowest-magnitude weights of the previous round's trained net (per layer at its rate, or
 globally), then rewinds the survivors to the init (or W_k). `invert` keeps the highest pruned instead.
 """
+
 from __future__ import annotations
 
 from lth_ray.core.methods.registry import MemberMethod, MemberView
-from lth_ray.core.pruning.masks import (Masks, dense_masks, expand, global_magnitude_prune, magnitude_prune,
-                                        unpack_masks)
+from lth_ray.core.pruning.masks import Masks, dense_masks, expand, global_magnitude_prune, magnitude_prune, unpack_masks
 
 
 class IterativeMagnitude(MemberMethod):

@@ -1,8 +1,16 @@
 """`one-shot`: the ticket pruned in one step from the dense round's trained weights, to each round's count."""
+
 from __future__ import annotations
 
 from lth_ray.core.methods.registry import MemberMethod, MemberView
-from lth_ray.core.pruning.masks import Masks, alive_after, dense_masks, expand, global_magnitude_prune, magnitude_prune_to
+from lth_ray.core.pruning.masks import (
+    Masks,
+    alive_after,
+    dense_masks,
+    expand,
+    global_magnitude_prune,
+    magnitude_prune_to,
+)
 
 
 class OneShot(MemberMethod):
@@ -16,7 +24,8 @@ class OneShot(MemberMethod):
         ones = dense_masks(dense)
         if cfg.pruning == "global":
             total = sum(m.numel() for m in ones.values())
-            return global_magnitude_prune(dense, ones, count=total - alive_after(total, cfg.prune_rate_fc, r),
-                                          invert=invert)
+            return global_magnitude_prune(
+                dense, ones, count=total - alive_after(total, cfg.prune_rate_fc, r), invert=invert
+            )
         targets = {n: alive_after(m.numel(), member.rates[n], r) for n, m in ones.items()}
         return magnitude_prune_to(dense, ones, targets, invert=invert)

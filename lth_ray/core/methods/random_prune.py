@@ -1,5 +1,6 @@
 """`random-prune`: weights removed at random, round by round, to the ticket's count (per layer, or in total
 under global pruning); each round's draw its own stream. Trained from the ticket's rewind point."""
+
 from __future__ import annotations
 
 from lth_ray.core.engine.streams import STREAM_RANDOM_PRUNE, generator
@@ -19,6 +20,9 @@ class RandomPrune(MemberMethod):
         masks = unpack_masks(member.state.masks) if own else dense_masks(member.layer_weights())
         for q in range(r if own else 1, r + 1):
             draw = generator(cfg.seed, STREAM_RANDOM_PRUNE, q)
-            masks = (global_random_prune(masks, cfg.prune_rate_fc, draw) if cfg.pruning == "global"
-                     else random_prune(masks, member.rates, draw))
+            masks = (
+                global_random_prune(masks, cfg.prune_rate_fc, draw)
+                if cfg.pruning == "global"
+                else random_prune(masks, member.rates, draw)
+            )
         return masks

@@ -4,6 +4,7 @@ A cohort member is (seed, method, ablation, data order, start point). The engine
 names: it asks the member's method. A method is one small class (ShrinkBench-like): a few facts and
 `masks`, its round-r mask chosen on the host. Adding one is one file plus one `register_method` call.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -21,16 +22,17 @@ from lth_ray.core.spec.errors import refuse_taken
 @dataclass
 class MemberView:
     """What a method sees of its member when it chooses the member's mask of a round."""
+
     config: TrajectoryConfig
     state: MemberState
-    init: dict[str, torch.Tensor]        # the member's weights at initialization (its seed's)
-    kinds: dict[str, str]                # prunable layer -> 'conv' | 'fc' | 'out'
-    rates: dict[str, float]              # each prunable layer's rate per round (layer-wise pruning)
-    ladder_count: Callable[[int], int]   # weights the ticket keeps in round r (every method keeps as many)
-    scoring_model: Callable[[], nn.Module]            # the member's net at init, on the cohort's device
-    scoring_batches: Callable[[], list]               # the training batches a data-driven scorer uses
+    init: dict[str, torch.Tensor]  # the member's weights at initialization (its seed's)
+    kinds: dict[str, str]  # prunable layer -> 'conv' | 'fc' | 'out'
+    rates: dict[str, float]  # each prunable layer's rate per round (layer-wise pruning)
+    ladder_count: Callable[[int], int]  # weights the ticket keeps in round r (every method keeps as many)
+    scoring_model: Callable[[], nn.Module]  # the member's net at init, on the cohort's device
+    scoring_batches: Callable[[], list]  # the training batches a data-driven scorer uses
     in_shape: tuple
-    cache: dict                          # the cohort's scores, shared by the members of one seed and method
+    cache: dict  # the cohort's scores, shared by the members of one seed and method
 
     def layer_weights(self, state: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
         """The prunable layers' weights of a state dict (default: the init)."""
@@ -41,13 +43,14 @@ class MemberView:
 class MemberMethod:
     """One method's policy. Facts (class attributes) say where rounds >= 1 start and what the method is;
     `masks` chooses its round-r mask (r >= 1; round 0 is dense) before any shuffle ablation."""
+
     name: str = ""
-    is_ticket: bool = False          # imp, one-shot: the members of its seed take masks and W_k from it
-    start: str = "rewind"            # where rounds >= 1 start: 'rewind' (init or W_k), 'init', 'fresh'
+    is_ticket: bool = False  # imp, one-shot: the members of its seed take masks and W_k from it
+    start: str = "rewind"  # where rounds >= 1 start: 'rewind' (init or W_k), 'init', 'fresh'
     takes_ticket_masks: bool = False  # re-init: its mask is the ticket's of the round
     keeps_dense_trained: bool = False  # one-shot: prunes the dense round's trained weights every round
     ablations: tuple[str, ...] = ABLATIONS  # the sanity checks that apply to it
-    scores_from_data: bool = False   # SNIP, GraSP: its scores need `score_batches` training batches
+    scores_from_data: bool = False  # SNIP, GraSP: its scores need `score_batches` training batches
 
     def masks(self, member: MemberView, r: int, invert: bool) -> Masks:
         raise NotImplementedError(f"method {self.name!r} takes its ticket's masks")

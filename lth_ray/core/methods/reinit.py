@@ -3,6 +3,7 @@
 It rides with its ticket: its mask is the ticket's of the round, from memory. It is itself the ticket's re-init
 ablation, so it takes no ablation of its own.
 """
+
 from __future__ import annotations
 
 from lth_ray.core.methods.registry import MemberMethod

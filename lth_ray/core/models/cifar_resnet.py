@@ -9,6 +9,7 @@ Fashion-MNIST (1x28x28: 28 -> 14 -> 7 pixels, then pooled).
 
 Frankle & Carbin (2019, section 5) call ResNet-20 "Resnet-18"; here it is `cifar_resnet_20`, as in OpenLTH.
 """
+
 from __future__ import annotations
 
 import torch
@@ -36,8 +37,9 @@ class Block(nn.Module):
         self.conv2 = nn.Conv2d(f_out, f_out, kernel_size=3, stride=1, padding=1, bias=False)
         self.bn2 = nn.BatchNorm2d(f_out)
         if downsample or f_in != f_out:
-            self.shortcut = nn.Sequential(nn.Conv2d(f_in, f_out, kernel_size=1, stride=2, bias=False),
-                                          nn.BatchNorm2d(f_out))
+            self.shortcut = nn.Sequential(
+                nn.Conv2d(f_in, f_out, kernel_size=1, stride=2, bias=False), nn.BatchNorm2d(f_out)
+            )
         else:
             self.shortcut = nn.Sequential()
 

@@ -6,6 +6,7 @@ average pooling to 1x1 and one linear output layer `fc` (no hidden fc layers). O
 a 32x32 input with AvgPool2d(2); global average pooling is the same there and lets a 28x28 input through too
 (its last map is 1x1). The first conv takes the data set's channels (OpenLTH fixes 3).
 """
+
 from __future__ import annotations
 
 import torch
@@ -52,8 +53,10 @@ class CifarVGG(nn.Module):
                 layers.append(ConvModule(filters, spec))
                 filters = spec
         if side < 1:
-            raise ConfigError(f"a VGG with {plan.count('M')} max-pools needs inputs of at least "
-                              f"{2 ** plan.count('M')}px; got {in_shape[1]}x{in_shape[2]}")
+            raise ConfigError(
+                f"a VGG with {plan.count('M')} max-pools needs inputs of at least "
+                f"{2 ** plan.count('M')}px; got {in_shape[1]}x{in_shape[2]}"
+            )
         self.layers = nn.Sequential(*layers)
         self.fc = nn.Linear(filters, num_classes)
 

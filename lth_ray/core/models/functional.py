@@ -12,6 +12,7 @@ seeded streams. BatchNorm with momentum=None (a cumulative average) is not suppo
 `vmap`, torch 2.14's autocast does not reach every op (a vmapped conv2d on the CPU stays float32); the
 member-by-member path autocasts as a lone run does.
 """
+
 from __future__ import annotations
 
 import torch
@@ -20,8 +21,15 @@ from torch.func import functional_call, vmap
 
 from lth_ray.core.spec.config import ConfigError
 
-RANDOM_LAYERS = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout, nn.FeatureAlphaDropout,
-                 nn.RReLU)
+RANDOM_LAYERS = (
+    nn.Dropout,
+    nn.Dropout1d,
+    nn.Dropout2d,
+    nn.Dropout3d,
+    nn.AlphaDropout,
+    nn.FeatureAlphaDropout,
+    nn.RReLU,
+)
 
 
 class FunctionalStacked:
@@ -33,21 +41,25 @@ class FunctionalStacked:
     def __init__(self, template: nn.Module, vectorize: bool | None = None):
         random = sorted({type(m).__name__ for m in template.modules() if isinstance(m, RANDOM_LAYERS)})
         if random:
-            raise ConfigError(f"model {type(template).__name__} has random layers ({', '.join(random)}); a cohort "
-                              "draws only from its members' seeded streams, so remove them")
+            raise ConfigError(
+                f"model {type(template).__name__} has random layers ({', '.join(random)}); a cohort "
+                "draws only from its members' seeded streams, so remove them"
+            )
         self.template = template
         self.vectorize = vectorize
 
-    def forward(self, tensors: dict[str, torch.Tensor], x: torch.Tensor, members: int, shared: bool,
-                training: bool) -> torch.Tensor:
+    def forward(
+        self, tensors: dict[str, torch.Tensor], x: torch.Tensor, members: int, shared: bool, training: bool
+    ) -> torch.Tensor:
         """Logits (P, N, classes). `x` is (P, N, ...) (a batch per member) or, when `shared`, (N, ...) seen
         by every member (evaluation). `tensors`: every parameter and buffer, stacked on a leading member axis."""
         self.template.train(training)
         vectorize = x.is_cuda if self.vectorize is None else self.vectorize
         if vectorize:
             return vmap(self._member, in_dims=(0, None if shared else 0))(tensors, x)
-        return torch.stack([self._member({k: t[p] for k, t in tensors.items()}, x if shared else x[p])
-                            for p in range(members)])
+        return torch.stack(
+            [self._member({k: t[p] for k, t in tensors.items()}, x if shared else x[p]) for p in range(members)]
+        )
 
     def _member(self, tensors: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
         """One member's forward with its tensors (views into the stacked ones: BatchNorm updates them in place)."""

@@ -7,6 +7,7 @@ ResNets' 1x1 shortcut convs and the output layer included; layers to leave dense
 (`pruning_layers_to_ignore`), not the model's. Here every draw comes from the member's generator, never from
 torch's global RNG, so the same seed gives the same net bitwise (OpenLTH's own draws are not reproduced).
 """
+
 from __future__ import annotations
 
 import math

@@ -3,6 +3,7 @@
 Module names match the thesis' state_dict layout so the exporter writes `-net<n>.pth` without renaming.
 Initialisation draws only from a private `torch.Generator`, never from torch's global RNG.
 """
+
 from __future__ import annotations
 
 import math
@@ -27,9 +28,11 @@ class PlanNet(nn.Module):
         for raw in plan_conv:
             token = parse_plan_token(raw)
             if token == "M":
-                conv.append(nn.MaxPool2d(2)); side //= 2
+                conv.append(nn.MaxPool2d(2))
+                side //= 2
             elif token == "A":
-                conv.append(nn.AvgPool2d(2)); side //= 2
+                conv.append(nn.AvgPool2d(2))
+                side //= 2
             elif isinstance(token, str):  # "<n>B": conv + BatchNorm
                 width = int(token[:-1])
                 conv += [nn.Conv2d(channels, width, 3, padding=1), nn.BatchNorm2d(width), act()]
@@ -79,8 +82,14 @@ def init_weights(model: nn.Module, generator: torch.Generator) -> nn.Module:
     return model
 
 
-def build_model(plan_conv, plan_fc, in_shape, activation="relu", generator: torch.Generator | None = None,
-                device: str | torch.device = "cpu") -> PlanNet:
+def build_model(
+    plan_conv,
+    plan_fc,
+    in_shape,
+    activation="relu",
+    generator: torch.Generator | None = None,
+    device: str | torch.device = "cpu",
+) -> PlanNet:
     """A freshly initialised net on `device`; built on 'meta' first so torch's global RNG is not touched."""
     with torch.device("meta"):
         model = PlanNet(plan_conv, plan_fc, in_shape, activation=activation)

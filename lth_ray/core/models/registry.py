@@ -10,6 +10,7 @@ and their kind ('conv', 'fc' or 'out'; biases and BatchNorm are never pruned). A
 
 Adding a model is one file plus one `register_model` call; an unknown name is an error listing the known ones.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -27,8 +28,9 @@ from lth_ray.core.spec.errors import refuse_taken, registered
 class Stacked(Protocol):
     """The forward pass of a cohort's P members, every tensor stacked on a leading member axis."""
 
-    def forward(self, tensors: dict[str, torch.Tensor], x: torch.Tensor, members: int, shared: bool,
-                training: bool) -> torch.Tensor:
+    def forward(
+        self, tensors: dict[str, torch.Tensor], x: torch.Tensor, members: int, shared: bool, training: bool
+    ) -> torch.Tensor:
         """Logits (P, N, classes). `x` is (P, N, ...), a batch per member, or (N, ...) seen by every member when
         `shared`. In training mode BatchNorm's running statistics are updated in place in `tensors`."""
         ...
@@ -65,12 +67,16 @@ def model_of(config: TrajectoryConfig) -> str:
         return config.arch
     if config.arch in PRESETS or config.arch in ("custom", plan_label(config.plan_conv, config.plan_fc)):
         return "plan"
-    raise ConfigError(f"arch={config.arch!r} is unknown; known: {', '.join([*MODELS, *PRESETS])} or a plan's "
-                      f"label")
+    raise ConfigError(f"arch={config.arch!r} is unknown; known: {', '.join([*MODELS, *PRESETS])} or a plan's label")
 
 
-def build_model(config: TrajectoryConfig, in_shape: tuple[int, int, int], num_classes: int = 10,
-                generator: torch.Generator | None = None, device: str | torch.device = "cpu") -> nn.Module:
+def build_model(
+    config: TrajectoryConfig,
+    in_shape: tuple[int, int, int],
+    num_classes: int = 10,
+    generator: torch.Generator | None = None,
+    device: str | torch.device = "cpu",
+) -> nn.Module:
     """The net `config` trains, initialised from `generator` (default: seed 0) on the CPU, then moved to
     `device` ('meta' for a template without values). Built on 'meta' first: torch's global RNG is not touched."""
     entry = model_entry(model_of(config))

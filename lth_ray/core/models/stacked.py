@@ -7,6 +7,7 @@ with that member's own statistics. Nothing mixes members: member p's outputs, gr
 only on member p's weights and batch, so a member that diverges (NaN) leaves the others' numbers as they are.
 Plain PyTorch, no Ray.
 """
+
 from __future__ import annotations
 
 import torch
@@ -24,8 +25,15 @@ class StackedNet:
         self.has_conv = bool(self.conv)
         self.bn_keys = [f"conv.{name}" for name, m in self.conv if isinstance(m, nn.BatchNorm2d)]
 
-    def forward(self, tensors: dict[str, torch.Tensor], x: torch.Tensor, members: int, shared: bool,
-                training: bool, grouped: bool | None = None) -> torch.Tensor:
+    def forward(
+        self,
+        tensors: dict[str, torch.Tensor],
+        x: torch.Tensor,
+        members: int,
+        shared: bool,
+        training: bool,
+        grouped: bool | None = None,
+    ) -> torch.Tensor:
         """Logits (P, N, classes). `x` is (P, N, ...) (a batch per member) or, when `shared`, (N, ...) seen
         by every member (evaluation). `grouped`: grouped convolutions (default: on CUDA only)."""
         if grouped is None:
@@ -49,12 +57,25 @@ class StackedNet:
                 key = f"conv.{name}"
                 if isinstance(module, nn.Conv2d):
                     w, b = tensors[f"{key}.weight"], tensors[f"{key}.bias"]
-                    h = F.conv2d(h, w.reshape(-1, *w.shape[2:]), b.reshape(-1), stride=module.stride,
-                                 padding=module.padding, groups=members)
+                    h = F.conv2d(
+                        h,
+                        w.reshape(-1, *w.shape[2:]),
+                        b.reshape(-1),
+                        stride=module.stride,
+                        padding=module.padding,
+                        groups=members,
+                    )
                 elif isinstance(module, nn.BatchNorm2d):
-                    h = F.batch_norm(h, tensors[f"{key}.running_mean"].view(-1),
-                                     tensors[f"{key}.running_var"].view(-1), tensors[f"{key}.weight"].view(-1),
-                                     tensors[f"{key}.bias"].view(-1), training, module.momentum, module.eps)
+                    h = F.batch_norm(
+                        h,
+                        tensors[f"{key}.running_mean"].view(-1),
+                        tensors[f"{key}.running_var"].view(-1),
+                        tensors[f"{key}.weight"].view(-1),
+                        tensors[f"{key}.bias"].view(-1),
+                        training,
+                        module.momentum,
+                        module.eps,
+                    )
                     if training:
                         tensors[f"{key}.num_batches_tracked"].add_(1)
                 else:  # activations and pooling act on each channel alone
@@ -73,12 +94,24 @@ class StackedNet:
         for name, module in self.conv:
             key = f"conv.{name}"
             if isinstance(module, nn.Conv2d):
-                h = F.conv2d(h, tensors[f"{key}.weight"][p], tensors[f"{key}.bias"][p], stride=module.stride,
-                             padding=module.padding)
+                h = F.conv2d(
+                    h,
+                    tensors[f"{key}.weight"][p],
+                    tensors[f"{key}.bias"][p],
+                    stride=module.stride,
+                    padding=module.padding,
+                )
             elif isinstance(module, nn.BatchNorm2d):
-                h = F.batch_norm(h, tensors[f"{key}.running_mean"][p], tensors[f"{key}.running_var"][p],
-                                 tensors[f"{key}.weight"][p], tensors[f"{key}.bias"][p], training,
-                                 module.momentum, module.eps)
+                h = F.batch_norm(
+                    h,
+                    tensors[f"{key}.running_mean"][p],
+                    tensors[f"{key}.running_var"][p],
+                    tensors[f"{key}.weight"][p],
+                    tensors[f"{key}.bias"][p],
+                    training,
+                    module.momentum,
+                    module.eps,
+                )
             else:
                 h = module(h)
         return h.flatten(1)

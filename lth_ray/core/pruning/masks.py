@@ -4,6 +4,7 @@ A mask is a bool tensor shaped like its layer's weight (True = alive). Each stra
 weights and masks to new masks; nothing here touches a model. Ties between equal scores are broken by the
 flat index (stable sort), so pruning is deterministic.
 """
+
 from __future__ import annotations
 
 import math
@@ -55,31 +56,42 @@ def _magnitude(w: torch.Tensor, invert: bool) -> torch.Tensor:
     return -w.detach().abs() if invert else w.detach().abs()
 
 
-def magnitude_prune(weights: dict[str, torch.Tensor], masks: Masks, rates: dict[str, float],
-                    invert: bool = False) -> Masks:
+def magnitude_prune(
+    weights: dict[str, torch.Tensor], masks: Masks, rates: dict[str, float], invert: bool = False
+) -> Masks:
     """Layer-wise magnitude pruning: each layer loses `rate` of its alive weights, lowest |w| first
     (`invert`: highest |w| first)."""
-    return {name: _remove_lowest(_magnitude(weights[name], invert), m, removal_count(int(m.sum()), rates[name]))
-            for name, m in masks.items()}
+    return {
+        name: _remove_lowest(_magnitude(weights[name], invert), m, removal_count(int(m.sum()), rates[name]))
+        for name, m in masks.items()
+    }
 
 
-def magnitude_prune_to(weights: dict[str, torch.Tensor], masks: Masks, targets: dict[str, int],
-                       invert: bool = False) -> Masks:
+def magnitude_prune_to(
+    weights: dict[str, torch.Tensor], masks: Masks, targets: dict[str, int], invert: bool = False
+) -> Masks:
     """Keep the `targets[name]` largest-|w| (`invert`: smallest) alive weights of each layer (one-shot)."""
-    return {name: _remove_lowest(_magnitude(weights[name], invert), m, int(m.sum()) - targets[name])
-            for name, m in masks.items()}
+    return {
+        name: _remove_lowest(_magnitude(weights[name], invert), m, int(m.sum()) - targets[name])
+        for name, m in masks.items()
+    }
 
 
-def global_magnitude_prune(weights: dict[str, torch.Tensor], masks: Masks, rate: float | None = None,
-                           count: int | None = None, invert: bool = False) -> Masks:
+def global_magnitude_prune(
+    weights: dict[str, torch.Tensor],
+    masks: Masks,
+    rate: float | None = None,
+    count: int | None = None,
+    invert: bool = False,
+) -> Masks:
     """Global magnitude pruning: `rate` of all alive weights (or `count` of them), lowest |w| across layers
     (`invert`: highest |w|)."""
-    return global_score_prune({n: _magnitude(w, invert) for n, w in weights.items() if n in masks}, masks,
-                              rate, count)
+    return global_score_prune({n: _magnitude(w, invert) for n, w in weights.items() if n in masks}, masks, rate, count)
 
 
-def global_score_prune(scores: dict[str, torch.Tensor], masks: Masks, rate: float | None = None,
-                       count: int | None = None) -> Masks:
+def global_score_prune(
+    scores: dict[str, torch.Tensor], masks: Masks, rate: float | None = None, count: int | None = None
+) -> Masks:
     """Remove `rate` of all alive weights (or `count` of them), lowest signed score first across layers."""
     names = list(masks)
     scores = torch.cat([scores[n].detach().flatten().cpu().double() for n in names])
@@ -90,7 +102,7 @@ def global_score_prune(scores: dict[str, torch.Tensor], masks: Masks, rate: floa
     out, start = {}, 0
     for n in names:
         size = masks[n].numel()
-        out[n] = flat[start:start + size].view_as(masks[n]).to(masks[n].device)
+        out[n] = flat[start : start + size].view_as(masks[n]).to(masks[n].device)
         start += size
     return out
 
@@ -117,7 +129,7 @@ def shuffle_within_layers(masks: Masks, generator: torch.Generator) -> Masks:
     out = {}
     for name, m in masks.items():
         flat = torch.zeros(m.numel(), dtype=torch.bool)
-        flat[torch.randperm(m.numel(), generator=generator)[:int(m.sum())]] = True
+        flat[torch.randperm(m.numel(), generator=generator)[: int(m.sum())]] = True
         out[name] = flat.view(m.shape).to(m.device)
     return out
 
@@ -134,9 +146,10 @@ def layer_density(masks: Masks) -> dict[str, float]:
 
 def pack_masks(masks: Masks) -> dict[str, dict]:
     """Bit-packed masks (1 bit per weight) as plain containers that `torch.load(weights_only=True)` reads."""
-    return {name: {"shape": list(m.shape),
-                   "bits": torch.from_numpy(np.packbits(m.detach().cpu().numpy().ravel()))}
-            for name, m in masks.items()}
+    return {
+        name: {"shape": list(m.shape), "bits": torch.from_numpy(np.packbits(m.detach().cpu().numpy().ravel()))}
+        for name, m in masks.items()
+    }
 
 
 def unpack_masks(packed: dict[str, dict], device: str | torch.device = "cpu") -> Masks:
@@ -158,8 +171,7 @@ def compact(weights: dict[str, torch.Tensor], masks: Masks) -> dict[str, torch.T
     out = {}
     for key, value in weights.items():
         layer, _, leaf = key.rpartition(".")
-        out[key] = value.flatten()[masks[layer].flatten()].clone() if leaf == "weight" and layer in masks \
-            else value
+        out[key] = value.flatten()[masks[layer].flatten()].clone() if leaf == "weight" and layer in masks else value
     return out
 
 

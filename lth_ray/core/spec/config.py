@@ -3,6 +3,7 @@
 One `TrajectoryConfig` travels from the CLI to the trainable to the trajectory to the export; it is a frozen
 dataclass that round-trips through plain dicts (`to_dict` / `from_dict`), which is what Ray Tune stores.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -31,12 +32,14 @@ def _method(name: str):
     """The registered member method `name` (`lth_ray.core.methods`): what it is, where it starts. Imported
     here, not at the top, because the methods' registry itself imports this module's types."""
     from lth_ray.core.methods import method_of
+
     return method_of(name)
 
 
 @dataclass(frozen=True)
 class Preset:
     """The paper's recipe for one network (Frankle & Carbin 2019, Figure 2)."""
+
     name: str
     plan_conv: tuple
     plan_fc: tuple
@@ -53,8 +56,9 @@ PRESETS: dict[str, Preset] = {
     "lenet": Preset("lenet", (), (300, 100), "mnist", 50_000, 1.2e-3, 0.0, 0.2),
     "conv2": Preset("conv2", (64, 64, "M"), (256, 256), "cifar10", 20_000, 2e-4, 0.1, 0.2),
     "conv4": Preset("conv4", (64, 64, "M", 128, 128, "M"), (256, 256), "cifar10", 25_000, 3e-4, 0.1, 0.2),
-    "conv6": Preset("conv6", (64, 64, "M", 128, 128, "M", 256, 256, "M"), (256, 256), "cifar10", 30_000,
-                    3e-4, 0.15, 0.2),
+    "conv6": Preset(
+        "conv6", (64, 64, "M", 128, 128, "M", 256, 256, "M"), (256, 256), "cifar10", 30_000, 3e-4, 0.15, 0.2
+    ),
 }
 
 
@@ -90,6 +94,7 @@ def _check_rate(name: str, value: float) -> None:
 @dataclass(frozen=True)
 class TrajectoryConfig:
     """Everything that determines one IMP trajectory (with the seed, its histories bitwise on CPU)."""
+
     arch: str = "lenet"
     plan_conv: tuple = ()
     plan_fc: tuple = (300, 100)
@@ -186,8 +191,10 @@ class TrajectoryConfig:
         numerics = ("" if self.precision == "fp32" else f"-{self.precision}") + ("-det" if self.deterministic else "")
         numerics += f"-sb{self.score_batches}" if self.score_batches != 1 else ""
         numerics += recipe_key(self)
-        return (f"{self.arch}-{self.dataset}-{self.label}-{self.pruning}-fc{self.prune_rate_fc:g}{conv}{rewind}"
-                f"{lr}{batch}{numerics}-s{self.seed}")
+        return (
+            f"{self.arch}-{self.dataset}-{self.label}-{self.pruning}-fc{self.prune_rate_fc:g}{conv}{rewind}"
+            f"{lr}{batch}{numerics}-s{self.seed}"
+        )
 
     def round_start(self, round_: int) -> int:
         """The first iteration of round `round_`: 0 for the dense round, for a fresh initialization and for the
@@ -244,13 +251,15 @@ def check_config(c: "TrajectoryConfig") -> None:
     label = plan_label(c.plan_conv, c.plan_fc)
     preset = PRESETS.get(c.arch)
     if preset is not None and (tuple(c.plan_conv), tuple(c.plan_fc)) != (preset.plan_conv, preset.plan_fc):
-        raise ConfigError(f"arch={c.arch!r} names the preset plan, not {label}; label a custom plan "
-                          f"arch={label!r}")
+        raise ConfigError(f"arch={c.arch!r} names the preset plan, not {label}; label a custom plan arch={label!r}")
     from lth_ray.core.data.registry import DATASETS as REGISTERED_DATASETS  # (both registries import
     from lth_ray.core.models.registry import MODELS  # this module's types: imported here, not at the top)
+
     if preset is None and c.arch not in ("custom", label) and c.arch not in MODELS:
-        raise ConfigError(f"arch={c.arch!r} is unknown; allowed: {', '.join(PRESETS)}, a registered model "
-                          f"({', '.join(m for m in MODELS if m != 'plan')}) or the plan's label {label!r}")
+        raise ConfigError(
+            f"arch={c.arch!r} is unknown; allowed: {', '.join(PRESETS)}, a registered model "
+            f"({', '.join(m for m in MODELS if m != 'plan')}) or the plan's label {label!r}"
+        )
     check_choice("dataset", c.dataset, REGISTERED_DATASETS)
     for name in ("iterations", "batch_size", "eval_every"):
         v = getattr(c, name)
@@ -266,41 +275,52 @@ def check_config(c: "TrajectoryConfig") -> None:
     _check_rate("prune_rate_fc", c.prune_rate_fc)
     check_choice("pruning", c.pruning, PRUNINGS)
     method = _method(c.method)  # unknown: an error listing the registered methods
-    if (isinstance(c.score_batches, bool) or not isinstance(c.score_batches, int)
-            or c.score_batches < 1):
+    if isinstance(c.score_batches, bool) or not isinstance(c.score_batches, int) or c.score_batches < 1:
         raise ConfigError(f"score_batches={c.score_batches!r} is not allowed; it must be an integer >= 1")
     if c.ablation not in ("",) + ABLATIONS:
         raise ConfigError(f"ablation={c.ablation!r} is unknown; allowed: {', '.join(ABLATIONS)}")
     if c.ablation and c.method == "reinit":
         raise ConfigError("method='reinit' is itself the ticket's re-init ablation; it takes no ablation")
     if c.ablation == "reinit" and method.is_ticket:
-        raise ConfigError(f"the {c.method} ticket's re-init ablation is the baseline 'reinit' "
-                          f"(method='reinit'), not ablation='reinit'")
+        raise ConfigError(
+            f"the {c.method} ticket's re-init ablation is the baseline 'reinit' "
+            f"(method='reinit'), not ablation='reinit'"
+        )
     if c.ablation == "invert" and c.method == "random-prune":
-        raise ConfigError("ablation='invert' is not allowed for random-prune: random pruning has no scores "
-                          "to invert; allowed: shuffle, reinit")
+        raise ConfigError(
+            "ablation='invert' is not allowed for random-prune: random pruning has no scores "
+            "to invert; allowed: shuffle, reinit"
+        )
     if c.ablation and not method.is_ticket and c.ablation not in method.ablations:
-        raise ConfigError(f"ablation={c.ablation!r} is not allowed for {c.method}; allowed: "
-                          f"{', '.join(method.ablations) or 'none'}")
+        raise ConfigError(
+            f"ablation={c.ablation!r} is not allowed for {c.method}; allowed: {', '.join(method.ablations) or 'none'}"
+        )
     if c.first_round == 1 and c.rounds < 1:
         raise ConfigError(f"method={c.method!r} needs rounds >= 1 (baselines have no dense round)")
-    if (isinstance(c.rewind_iteration, bool) or not isinstance(c.rewind_iteration, int)
-            or not 0 <= c.rewind_iteration < c.iterations
-            or c.rewind_iteration % c.eval_every):
-        raise ConfigError(f"rewind_iteration={c.rewind_iteration!r} is not allowed; it must be a multiple "
-                          f"of eval_every={c.eval_every} in [0, iterations={c.iterations})")
+    if (
+        isinstance(c.rewind_iteration, bool)
+        or not isinstance(c.rewind_iteration, int)
+        or not 0 <= c.rewind_iteration < c.iterations
+        or c.rewind_iteration % c.eval_every
+    ):
+        raise ConfigError(
+            f"rewind_iteration={c.rewind_iteration!r} is not allowed; it must be a multiple "
+            f"of eval_every={c.eval_every} in [0, iterations={c.iterations})"
+        )
     check_choice("activation", c.activation, ACTIVATIONS)
     check_choice("precision", c.precision, PRECISIONS)
     if not isinstance(c.deterministic, bool):
         raise ConfigError(f"deterministic={c.deterministic!r} is not allowed; use true or false")
-    if (isinstance(c.instability_points, bool) or not isinstance(c.instability_points, int)
-            or c.instability_points < 2):
-        raise ConfigError(f"instability_points={c.instability_points!r} is not allowed; it must be an "
-                          "integer >= 2 (the path's two ends included)")
+    if isinstance(c.instability_points, bool) or not isinstance(c.instability_points, int) or c.instability_points < 2:
+        raise ConfigError(
+            f"instability_points={c.instability_points!r} is not allowed; it must be an "
+            "integer >= 2 (the path's two ends included)"
+        )
     for r in c.instability_rounds:
         if isinstance(r, bool) or not isinstance(r, int) or not c.first_round <= r <= c.rounds:
-            raise ConfigError(f"instability round {r!r} is outside the trajectory; allowed: "
-                              f"{c.first_round}..{c.rounds}")
+            raise ConfigError(
+                f"instability round {r!r} is outside the trajectory; allowed: {c.first_round}..{c.rounds}"
+            )
     if c.instability and (not method.is_ticket or c.ablation):
         raise ConfigError(f"instability is measured on tickets (imp, one-shot), not {c.label!r}")
     check_choice("device", c.device, DEVICES)
@@ -311,8 +331,11 @@ def check_config(c: "TrajectoryConfig") -> None:
 
 def recipe_key(c: "TrajectoryConfig") -> str:
     """The key's part for the modern recipe: empty at the defaults (a 0.2 key stays what it was)."""
-    parts = [] if c.optimizer == "adam" else [c.optimizer + (f"{c.momentum:g}" if c.momentum else "")
-                                                  + ("n" if c.nesterov else "")]
+    parts = (
+        []
+        if c.optimizer == "adam"
+        else [c.optimizer + (f"{c.momentum:g}" if c.momentum else "") + ("n" if c.nesterov else "")]
+    )
     parts += [f"wd{c.weight_decay:g}"] if c.weight_decay else []
     parts += [f"ms{'_'.join(map(str, c.milestones))}g{c.gamma:g}"] if c.milestones else []
     parts += [f"wu{c.warmup}"] if c.warmup else []
@@ -326,12 +349,21 @@ def from_preset(arch: str, **overrides) -> TrajectoryConfig:
     registered models are `spec.presets`' (imported here: it reads the registries); lengths in epochs
     (`presets.Epochs`) become iterations of the final data set and batch size."""
     from lth_ray.core.spec.presets import from_recipe, in_iterations
+
     if arch not in PRESETS:
         return from_recipe(arch, **overrides)
     p = PRESETS[arch]
-    base = dict(arch=p.name, plan_conv=p.plan_conv, plan_fc=p.plan_fc, dataset=p.dataset,
-                iterations=p.iterations, batch_size=p.batch_size, learning_rate=p.learning_rate,
-                prune_rate_conv=p.prune_rate_conv, prune_rate_fc=p.prune_rate_fc)
+    base = dict(
+        arch=p.name,
+        plan_conv=p.plan_conv,
+        plan_fc=p.plan_fc,
+        dataset=p.dataset,
+        iterations=p.iterations,
+        batch_size=p.batch_size,
+        learning_rate=p.learning_rate,
+        prune_rate_conv=p.prune_rate_conv,
+        prune_rate_fc=p.prune_rate_fc,
+    )
     base.update({k: v for k, v in overrides.items() if v is not None})
     base["plan_conv"] = tuple(parse_plan_token(t) for t in base["plan_conv"])
     base["plan_fc"] = tuple(base["plan_fc"])

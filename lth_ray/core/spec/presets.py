@@ -10,6 +10,7 @@ Any registered `cifar_resnet_*` or `cifar_vgg_*` named as --arch gets its family
 `--default_hparams cifar_resnet_56` works the same way); another registered model gets `TrajectoryConfig`'s
 defaults. The thesis' presets (lenet, conv2, conv4, conv6) stay `config.PRESETS`, unchanged.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -25,6 +26,7 @@ LENGTHS = ("iterations", "rewind_iteration", "warmup")  # the settings that take
 class Epochs:
     """A length in epochs ('80ep', from the command line or a preset), iterations once the data set and batch
     size are known (`in_iterations`). `what` names it in an error."""
+
     text: str
     what: str = "length"
 
@@ -49,6 +51,7 @@ def lengths(text, what: str) -> tuple:
 def iterations_per_epoch(dataset: str, batch_size) -> int:
     """The data set's training examples after its validation split, in whole batches (its registry entry)."""
     from lth_ray.core.data.registry import dataset_entry  # (the data registry imports this layer's types)
+
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size <= 0:
         raise ConfigError(f"batch_size={batch_size!r} is not allowed; it must be a positive integer")
     entry = dataset_entry(dataset)
@@ -75,10 +78,11 @@ class RecipePreset:
     """One deeper net's recipe; the defaults are OpenLTH's for `cifar_resnet_20` (models/cifar_resnet.py's
     default_hparams): SGD 0.1, momentum 0.9, weight decay 1e-4, batch 128, x0.1 at 80 and 120 epochs of 160,
     flips and pad-crops, global magnitude pruning of 20% of the remaining weights per round."""
+
     name: str
-    model: str                        # the registered model it trains: the config's arch
+    model: str  # the registered model it trains: the config's arch
     dataset: str = "cifar10"
-    iterations: str = "160ep"         # lengths as text: iterations, or epochs of the final data set and batch
+    iterations: str = "160ep"  # lengths as text: iterations, or epochs of the final data set and batch
     batch_size: int = 128
     learning_rate: float = 0.1
     optimizer: str = "sgd"
@@ -89,9 +93,9 @@ class RecipePreset:
     warmup: str = "0"
     augment: str = "flip-crop"
     pruning: str = "global"
-    prune_rate_fc: float = 0.2        # under global pruning the one rate (OpenLTH's pruning_fraction)
-    prune_rate_conv: float = 0.2      # (used by --pruning layerwise)
-    prune_ignore: tuple = ()          # layers left dense (OpenLTH's pruning_layers_to_ignore)
+    prune_rate_fc: float = 0.2  # under global pruning the one rate (OpenLTH's pruning_fraction)
+    prune_rate_conv: float = 0.2  # (used by --pruning layerwise)
+    prune_ignore: tuple = ()  # layers left dense (OpenLTH's pruning_layers_to_ignore)
     source: str = "OpenLTH's default_hparams"
 
 
@@ -100,18 +104,36 @@ VGG_OUTPUT = ("fc",)  # OpenLTH's VGG ignores fc.weight (cifar_vgg's default_hpa
 RESNET20_LTH_DENSE = ("fc", "blocks.3.shortcut.0", "blocks.6.shortcut.0")
 LTH = "Frankle & Carbin 2019, section 5 and Figure 2"
 
-RECIPES: dict[str, RecipePreset] = {p.name: p for p in (
-    RecipePreset("resnet20", "cifar_resnet_20"),
-    RecipePreset("resnet20-lth", "cifar_resnet_20", iterations="30000", milestones=("20000", "25000"),
-                 prune_ignore=RESNET20_LTH_DENSE, source=LTH),
-    RecipePreset("resnet20-lth-warmup", "cifar_resnet_20", iterations="30000", milestones=("20000", "25000"),
-                 learning_rate=0.03, warmup="20000", prune_ignore=RESNET20_LTH_DENSE, source=LTH),
-    RecipePreset("vgg16", "cifar_vgg_16", prune_ignore=VGG_OUTPUT),
-    RecipePreset("vgg19", "cifar_vgg_19", prune_ignore=VGG_OUTPUT),
-    RecipePreset("vgg19-lth", "cifar_vgg_19", batch_size=64, prune_ignore=VGG_OUTPUT, source=LTH),
-    RecipePreset("vgg19-lth-warmup", "cifar_vgg_19", batch_size=64, warmup="10000", prune_ignore=VGG_OUTPUT,
-                 source=LTH),
-)}
+RECIPES: dict[str, RecipePreset] = {
+    p.name: p
+    for p in (
+        RecipePreset("resnet20", "cifar_resnet_20"),
+        RecipePreset(
+            "resnet20-lth",
+            "cifar_resnet_20",
+            iterations="30000",
+            milestones=("20000", "25000"),
+            prune_ignore=RESNET20_LTH_DENSE,
+            source=LTH,
+        ),
+        RecipePreset(
+            "resnet20-lth-warmup",
+            "cifar_resnet_20",
+            iterations="30000",
+            milestones=("20000", "25000"),
+            learning_rate=0.03,
+            warmup="20000",
+            prune_ignore=RESNET20_LTH_DENSE,
+            source=LTH,
+        ),
+        RecipePreset("vgg16", "cifar_vgg_16", prune_ignore=VGG_OUTPUT),
+        RecipePreset("vgg19", "cifar_vgg_19", prune_ignore=VGG_OUTPUT),
+        RecipePreset("vgg19-lth", "cifar_vgg_19", batch_size=64, prune_ignore=VGG_OUTPUT, source=LTH),
+        RecipePreset(
+            "vgg19-lth-warmup", "cifar_vgg_19", batch_size=64, warmup="10000", prune_ignore=VGG_OUTPUT, source=LTH
+        ),
+    )
+}
 # OpenLTH's defaults per model family, for any registered model of that family named as --arch.
 FAMILIES: tuple[tuple[str, RecipePreset], ...] = (
     ("cifar_resnet_", RecipePreset("cifar_resnet", "cifar_resnet_20")),
@@ -132,6 +154,7 @@ def recipe_preset(arch: str) -> RecipePreset | None:
 def registered_models() -> tuple[str, ...]:
     """The model registry's names but the thesis' plan nets ('plan': the presets and custom plans)."""
     from lth_ray.core.models.registry import MODELS  # (the model registry imports this layer's types)
+
     return tuple(m for m in MODELS if m != "plan")
 
 
@@ -143,12 +166,26 @@ def arch_names() -> tuple[str, ...]:
 
 def preset_settings(p: RecipePreset) -> dict:
     """The recipe's settings as `TrajectoryConfig` fields, lengths still as given (`length`)."""
-    return dict(arch=p.model, plan_conv=(), plan_fc=(), dataset=p.dataset,
-                iterations=length(p.iterations, "iterations"), batch_size=p.batch_size,
-                learning_rate=p.learning_rate, optimizer=p.optimizer, momentum=p.momentum,
-                weight_decay=p.weight_decay, milestones=tuple(length(m, "milestones") for m in p.milestones),
-                gamma=p.gamma, warmup=length(p.warmup, "warmup"), augment=p.augment, pruning=p.pruning,
-                prune_rate_fc=p.prune_rate_fc, prune_rate_conv=p.prune_rate_conv, prune_ignore=p.prune_ignore)
+    return dict(
+        arch=p.model,
+        plan_conv=(),
+        plan_fc=(),
+        dataset=p.dataset,
+        iterations=length(p.iterations, "iterations"),
+        batch_size=p.batch_size,
+        learning_rate=p.learning_rate,
+        optimizer=p.optimizer,
+        momentum=p.momentum,
+        weight_decay=p.weight_decay,
+        milestones=tuple(length(m, "milestones") for m in p.milestones),
+        gamma=p.gamma,
+        warmup=length(p.warmup, "warmup"),
+        augment=p.augment,
+        pruning=p.pruning,
+        prune_rate_fc=p.prune_rate_fc,
+        prune_rate_conv=p.prune_rate_conv,
+        prune_ignore=p.prune_ignore,
+    )
 
 
 def from_recipe(arch: str, **overrides) -> TrajectoryConfig:
@@ -159,8 +196,10 @@ def from_recipe(arch: str, **overrides) -> TrajectoryConfig:
     given = {k: v for k, v in overrides.items() if v is not None}
     for name in ("plan_conv", "plan_fc"):
         if given.get(name):
-            raise ConfigError(f"{name}={list(given[name])!r} is not allowed with arch={arch!r}: a plan sets the "
-                              f"thesis' plan nets' layers (lenet, conv2, conv4, conv6); {arch} has its own")
+            raise ConfigError(
+                f"{name}={list(given[name])!r} is not allowed with arch={arch!r}: a plan sets the "
+                f"thesis' plan nets' layers (lenet, conv2, conv4, conv6); {arch} has its own"
+            )
     preset = recipe_preset(arch)
     base = preset_settings(preset) if preset else dict(arch=arch, plan_conv=(), plan_fc=())
     if preset and given.get("optimizer") == "adam" and "momentum" not in given:

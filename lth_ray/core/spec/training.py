@@ -5,6 +5,7 @@ These settings arrived after lth_ray 0.2. A config records them only where they 
 (`ADDED_DEFAULTS`), so a 0.2 experiment's recorded configs, states and keys stay exactly what they were.
 Lengths are iterations here; the command line also takes epochs (`80ep`, `parse_length`).
 """
+
 from __future__ import annotations
 
 from lth_ray.core.spec.errors import ConfigError, check_choice
@@ -12,8 +13,18 @@ from lth_ray.core.spec.errors import ConfigError, check_choice
 OPTIMIZERS = ("adam", "sgd")
 AUGMENTATIONS = ("none", "flip-crop")
 INSTABILITY_BN = ("interpolate", "recompute")
-ADDED_DEFAULTS = {"optimizer": "adam", "momentum": 0.0, "nesterov": False, "weight_decay": 0.0, "milestones": [],
-                  "gamma": 0.1, "warmup": 0, "augment": "none", "prune_ignore": [], "instability_bn": "interpolate"}
+ADDED_DEFAULTS = {
+    "optimizer": "adam",
+    "momentum": 0.0,
+    "nesterov": False,
+    "weight_decay": 0.0,
+    "milestones": [],
+    "gamma": 0.1,
+    "warmup": 0,
+    "augment": "none",
+    "prune_ignore": [],
+    "instability_bn": "interpolate",
+}
 
 
 def parse_length(text, per_epoch: int, what: str) -> int:
@@ -24,7 +35,9 @@ def parse_length(text, per_epoch: int, what: str) -> int:
             return round(float(value[:-2]) * per_epoch)
         return int(value[:-2] if value.endswith("it") else value)
     except ValueError:
-        raise ConfigError(f"{what}={text!r} is not a length; use iterations (2000 or 2000it) or epochs (80ep)") from None
+        raise ConfigError(
+            f"{what}={text!r} is not a length; use iterations (2000 or 2000it) or epochs (80ep)"
+        ) from None
 
 
 def learning_rate_at(config, iteration: int) -> float:
@@ -32,7 +45,7 @@ def learning_rate_at(config, iteration: int) -> float:
     base x gamma^(milestones passed) x min(1, iteration / warmup)); a round rewound to k starts at lr(k)."""
     passed = sum(m <= iteration for m in config.milestones)
     warm = min(1.0, iteration / config.warmup) if config.warmup else 1.0
-    return config.learning_rate * config.gamma ** passed * warm
+    return config.learning_rate * config.gamma**passed * warm
 
 
 def check_training(c) -> None:
@@ -41,11 +54,14 @@ def check_training(c) -> None:
     if not (isinstance(c.momentum, (int, float)) and 0 <= c.momentum < 1):
         raise ConfigError(f"momentum={c.momentum!r} is not allowed; it must lie in [0, 1)")
     if c.momentum and c.optimizer == "adam":
-        raise ConfigError(f"momentum={c.momentum:g} is not allowed with optimizer='adam' (Adam keeps its own "
-                          "moments); use optimizer='sgd' or momentum=0")
+        raise ConfigError(
+            f"momentum={c.momentum:g} is not allowed with optimizer='adam' (Adam keeps its own "
+            "moments); use optimizer='sgd' or momentum=0"
+        )
     if not isinstance(c.nesterov, bool) or (c.nesterov and not (c.optimizer == "sgd" and c.momentum > 0)):
-        raise ConfigError(f"nesterov={c.nesterov!r} is not allowed: Nesterov momentum needs optimizer='sgd' and "
-                          "momentum > 0")
+        raise ConfigError(
+            f"nesterov={c.nesterov!r} is not allowed: Nesterov momentum needs optimizer='sgd' and momentum > 0"
+        )
     if not (isinstance(c.weight_decay, (int, float)) and c.weight_decay >= 0):
         raise ConfigError(f"weight_decay={c.weight_decay!r} is not allowed; it must be >= 0")
     if not (isinstance(c.gamma, (int, float)) and 0 < c.gamma <= 1):
@@ -55,14 +71,17 @@ def check_training(c) -> None:
         if isinstance(m, bool) or not isinstance(m, int) or m <= previous:
             raise ConfigError(f"milestones={list(c.milestones)!r} must be increasing positive iterations")
         if m >= c.iterations:
-            raise ConfigError(f"milestone {m} is past the end of training (iterations={c.iterations}); allowed: "
-                              f"1..{c.iterations - 1}")
+            raise ConfigError(
+                f"milestone {m} is past the end of training (iterations={c.iterations}); allowed: 1..{c.iterations - 1}"
+            )
         previous = m
     if isinstance(c.warmup, bool) or not isinstance(c.warmup, int) or c.warmup < 0:
         raise ConfigError(f"warmup={c.warmup!r} is not allowed; it must be an integer >= 0 (iterations)")
     if c.warmup >= c.iterations:
-        raise ConfigError(f"warmup={c.warmup} is not shorter than training (iterations={c.iterations}); allowed: "
-                          f"0..{c.iterations - 1}")
+        raise ConfigError(
+            f"warmup={c.warmup} is not shorter than training (iterations={c.iterations}); allowed: "
+            f"0..{c.iterations - 1}"
+        )
     check_choice("augment", c.augment, AUGMENTATIONS)
     check_choice("instability_bn", c.instability_bn, INSTABILITY_BN)
     if not all(isinstance(n, str) and n for n in c.prune_ignore):

@@ -3,6 +3,7 @@
 A finished round's files are written once and never recomputed; a checkpoint holds only what the next round
 needs (`engine.cohort`'s member states). State files are written atomically (write, then rename).
 """
+
 from __future__ import annotations
 
 import os
@@ -22,11 +23,16 @@ def state_from_rounds(config: TrajectoryConfig, store: RoundStore, last: int) ->
     if config.rewind_iteration and rewind is None and config.start == "rewind":
         return None  # the rewind point is lost: start over rather than guess
     state = initial_state(config)
-    state.update(next_round=last + 1, diverged_round=last if store.record(last).get("diverged") else None,
-                 rewind=rewind, masks=store.packed_masks(last), trained=store.compact_trained(last),
-                 dense_trained=store.compact_trained(0) if method_of(config.method).keeps_dense_trained
-                 and config.first_round == 0
-                 else None)
+    state.update(
+        next_round=last + 1,
+        diverged_round=last if store.record(last).get("diverged") else None,
+        rewind=rewind,
+        masks=store.packed_masks(last),
+        trained=store.compact_trained(last),
+        dense_trained=store.compact_trained(0)
+        if method_of(config.method).keeps_dense_trained and config.first_round == 0
+        else None,
+    )
     return state
 
 
@@ -47,8 +53,9 @@ def resume_state(config: TrajectoryConfig, store: RoundStore, checkpoint: dict |
     return state_from_rounds(config, store, done[-1])
 
 
-def resume_cohort(configs: Sequence[TrajectoryConfig], stores: Sequence[RoundStore],
-                  checkpoint: dict | None) -> list[dict | None]:
+def resume_cohort(
+    configs: Sequence[TrajectoryConfig], stores: Sequence[RoundStore], checkpoint: dict | None
+) -> list[dict | None]:
     """Every member's state to continue from (`resume_state`, member by member: a crash between two members'
     round files leaves them a round apart, and each continues where its own files end). A re-init member left
     more than a round behind its ticket gets the ticket's masks of the rounds in between from the ticket's
@@ -83,6 +90,7 @@ def member_states(checkpoint: dict | None, members: int) -> list[dict | None]:
 
 # ------------------------------------------------------------------ state files
 
+
 def save_state(state: dict, path: str | os.PathLike) -> None:
     """Atomic torch.save: a crash mid-write never leaves a half-written state file behind."""
     tmp = f"{path}.tmp-{os.getpid()}"
@@ -92,5 +100,3 @@ def save_state(state: dict, path: str | os.PathLike) -> None:
 
 def load_state(path: str | os.PathLike) -> dict:
     return torch.load(path, map_location="cpu", weights_only=True)
-
-

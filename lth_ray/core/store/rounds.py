@@ -11,6 +11,7 @@ a crash (some files written, no record; or a file lost later) is never read as c
 recomputes it. Every file is written under a temporary name and moved into place, so a reader sees it whole
 or not at all (on S3 each object appears whole when its upload completes). Plain PyTorch and pyarrow: no Ray.
 """
+
 from __future__ import annotations
 
 import io
@@ -32,11 +33,12 @@ RECORD, MASKS, TRAINED, EARLY_STOP, REWIND = "record.json", "masks.pt", "trained
 @dataclass
 class RoundResult:
     """What one finished round leaves behind (the trajectory keeps none of it)."""
+
     record: dict
-    masks: dict                  # bit-packed (pruning.pack_masks)
-    trained: dict                # compact (pruning.compact)
-    early_stop: dict | None      # compact, or None when not kept or when no evaluation was finite
-    rewind: dict | None = None   # the rewind point, when this round produced it (late rewinding)
+    masks: dict  # bit-packed (pruning.pack_masks)
+    trained: dict  # compact (pruning.compact)
+    early_stop: dict | None  # compact, or None when not kept or when no evaluation was finite
+    rewind: dict | None = None  # the rewind point, when this round produced it (late rewinding)
 
 
 def resolve(where: str) -> tuple[pafs.FileSystem, str]:
@@ -44,6 +46,7 @@ def resolve(where: str) -> tuple[pafs.FileSystem, str]:
     if "://" in str(where):
         return pafs.FileSystem.from_uri(str(where))
     from pathlib import Path
+
     return pafs.LocalFileSystem(), str(Path(where).expanduser().resolve())
 
 
@@ -88,8 +91,12 @@ class RoundStore:
             files[EARLY_STOP] = _torch_bytes(result.early_stop)
         for name, data in files.items():
             self._put(f"{folder}/{name}", data)
-        record = {"format": ROUND_FORMAT, "written_at": time.time(),
-                  "files": {name: len(data) for name, data in files.items()}, "record": result.record}
+        record = {
+            "format": ROUND_FORMAT,
+            "written_at": time.time(),
+            "files": {name: len(data) for name, data in files.items()},
+            "record": result.record,
+        }
         self._put(f"{folder}/{RECORD}", json.dumps(record).encode())
 
     # ------------------------------------------------------------------ reading
@@ -124,8 +131,11 @@ class RoundStore:
         if entry is None:
             return None, f"round {r}: no readable {RECORD} (torn or never finished)"
         folder = f"{self.root}/{_round_dir(r)}"
-        sizes = {PurePosixPath(i.path).name: i.size for i in self.fs.get_file_info(pafs.FileSelector(folder))
-                 if i.type == pafs.FileType.File}
+        sizes = {
+            PurePosixPath(i.path).name: i.size
+            for i in self.fs.get_file_info(pafs.FileSelector(folder))
+            if i.type == pafs.FileType.File
+        }
         for name, size in entry["files"].items():
             if name not in sizes:
                 return None, f"round {r}: {name} is missing"

@@ -9,18 +9,57 @@ One job per module: `frames` (loading, the tidy frames, configurations), `summar
 seeds, winning tickets, stability), `plots`, and `tune` (Ray Tune's `ExperimentAnalysis`, on request). This
 module names their public API in one place, as `from lth_ray.results import analysis as A` uses it.
 """
+
 from lth_ray.core.engine.cohort import METRICS  # noqa: F401
 from lth_ray.core.spec.config import ABLATIONS, AT_INIT, TICKETS  # noqa: F401
-from lth_ray.results.analysis.frames import (CONFIG, GROUP, OLD_EXPORT_DEFAULTS, OWN_DENSE_ROUND,  # noqa: F401
-                                             RUNNING, TRIAL_COLUMNS, TRIAL_IDENTITY, Experiment, by_configuration,
-                                             config_labels, load_experiment, load_export, matching, missing)
-from lth_ray.results.analysis.plots import (ABLATION_STYLES, _fmt_percent, ladder_ticks, mask_image,  # noqa: F401
-                                            plot_accuracy_vs_sparsity, plot_early_stop_vs_sparsity, plot_history,
-                                            plot_instability_vs_sparsity, plot_interpolation, plot_layer_sparsity,
-                                            plot_mask, plot_methods_vs_sparsity, plot_vs_sparsity, select_rounds,
-                                            sparsity_axis)
-from lth_ray.results.analysis.summaries import (BASELINES, FAMILIES, STABLE_BARRIER, SUMMARY_METRICS,  # noqa: F401
-                                                early_stop, early_stop_indices, has_other_methods, method_order,
-                                                methods_table, split_label, stable_and_matching, summarise,
-                                                ticket_method, values_at, winning_ticket)
+from lth_ray.results.analysis.frames import (
+    CONFIG,
+    GROUP,
+    OLD_EXPORT_DEFAULTS,
+    OWN_DENSE_ROUND,  # noqa: F401
+    RUNNING,
+    TRIAL_COLUMNS,
+    TRIAL_IDENTITY,
+    Experiment,
+    by_configuration,
+    config_labels,
+    load_experiment,
+    load_export,
+    matching,
+    missing,
+)
+from lth_ray.results.analysis.plots import (
+    ABLATION_STYLES,
+    _fmt_percent,
+    ladder_ticks,
+    mask_image,  # noqa: F401
+    plot_accuracy_vs_sparsity,
+    plot_early_stop_vs_sparsity,
+    plot_history,
+    plot_instability_vs_sparsity,
+    plot_interpolation,
+    plot_layer_sparsity,
+    plot_mask,
+    plot_methods_vs_sparsity,
+    plot_vs_sparsity,
+    select_rounds,
+    sparsity_axis,
+)
+from lth_ray.results.analysis.summaries import (
+    BASELINES,
+    FAMILIES,
+    STABLE_BARRIER,
+    SUMMARY_METRICS,  # noqa: F401
+    early_stop,
+    early_stop_indices,
+    has_other_methods,
+    method_order,
+    methods_table,
+    split_label,
+    stable_and_matching,
+    summarise,
+    ticket_method,
+    values_at,
+    winning_ticket,
+)
 from lth_ray.results.analysis.tune import tune_analysis  # noqa: F401

@@ -3,6 +3,7 @@
 A configuration is the whole recipe but the seed and the method (`CONFIG`); `matching` and
 `by_configuration` select one, `config_labels` names each for legends, `missing` lists unfinished trials.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -17,25 +18,47 @@ from lth_ray.results.schema import IDENTITY, RECIPE, RECIPE_DEFAULTS
 
 # A configuration is the whole recipe, everything but the seed and the method: its tickets and baselines are
 # compared, and two recipes never average together.
-CONFIG = ["arch", "plan_conv", "plan_fc", "dataset", "iterations", "eval_every", "batch_size", "learning_rate",
-          "pruning", "prune_rate_fc", "prune_rate_conv", "rewind_iteration", "activation", "precision",
-          *(name for name, _ in RECIPE)]
+CONFIG = [
+    "arch",
+    "plan_conv",
+    "plan_fc",
+    "dataset",
+    "iterations",
+    "eval_every",
+    "batch_size",
+    "learning_rate",
+    "pruning",
+    "prune_rate_fc",
+    "prune_rate_conv",
+    "rewind_iteration",
+    "activation",
+    "precision",
+    *(name for name, _ in RECIPE),
+]
 GROUP = CONFIG + ["method", "round"]
 OWN_DENSE_ROUND = TICKETS + tuple(f"{t}-invert" for t in TICKETS)  # labels with a round 0 of their own
 RUNNING = ("RUNNING", "PENDING", "PAUSED")
 TRIAL_IDENTITY = [name for name, _ in IDENTITY if name not in ("round", "sparsity")]
-TRIAL_COLUMNS = TRIAL_IDENTITY + ["status", "first_round", "last_round", "rounds_done", "complete",
-                                  "diverged_round", "error"]
+TRIAL_COLUMNS = TRIAL_IDENTITY + [
+    "status",
+    "first_round",
+    "last_round",
+    "rounds_done",
+    "complete",
+    "diverged_round",
+    "error",
+]
 
 
 @dataclass
 class Experiment:
     """The tidy view of one experiment: histories, rounds, one row per trial, and the ticket masks if read."""
-    histories: pd.DataFrame   # one row per (trial, round, evaluation point); columns of schema.HISTORIES
-    rounds: pd.DataFrame      # one row per (trial, round); columns of schema.rounds_schema
-    trials: pd.DataFrame      # one row per trial: identity, status, expected and done rounds, read error
+
+    histories: pd.DataFrame  # one row per (trial, round, evaluation point); columns of schema.HISTORIES
+    rounds: pd.DataFrame  # one row per (trial, round); columns of schema.rounds_schema
+    trials: pd.DataFrame  # one row per trial: identity, status, expected and done rounds, read error
     masks: dict = field(default_factory=dict)  # {trial_id: its rounds reader} (Tune folder only)
-    instability: pd.DataFrame | None = None    # one row per (trial, round) measured; schema.INSTABILITY
+    instability: pd.DataFrame | None = None  # one row per (trial, round) measured; schema.INSTABILITY
     interpolation: pd.DataFrame | None = None  # one row per (trial, round, alpha); schema.INTERPOLATION
 
     def mask(self, trial_id: str, round_: int) -> dict[str, np.ndarray]:
@@ -49,6 +72,7 @@ class Experiment:
 
 # ------------------------------------------------------------------ loading
 
+
 def load_experiment(experiment: str | Path) -> Experiment:
     """Read a Tune experiment folder (or URI) as data (Tune's snapshot as JSON, the round files); partial
     experiments load too.
@@ -57,21 +81,38 @@ def load_experiment(experiment: str | Path) -> Experiment:
     """
     from lth_ray.results.experiment import load_trials
     from lth_ray.results.export import histories_table, rounds_table, trial_identity
+
     name = PurePosixPath(str(experiment).rstrip("/")).name
     trials = load_trials(str(experiment), weights=False)
     usable = [t for t in trials if t.records]
     trial_rows = []
     for t in trials:
-        trial_rows.append({**trial_identity(t, name), "status": t.status, "first_round": t.config.first_round,
-                           "last_round": t.config.rounds, "rounds_done": t.rounds_done, "complete": t.complete,
-                           "diverged_round": t.diverged_round, "error": t.error})
+        trial_rows.append(
+            {
+                **trial_identity(t, name),
+                "status": t.status,
+                "first_round": t.config.first_round,
+                "last_round": t.config.rounds,
+                "rounds_done": t.rounds_done,
+                "complete": t.complete,
+                "diverged_round": t.diverged_round,
+                "error": t.error,
+            }
+        )
     masks = {t.trial_id: t.rounds for t in trials if t.rounds is not None}  # read round by round, on demand
     histories = histories_table(usable, name).to_pandas()
     rounds = rounds_table(usable, name).to_pandas()
     trials_frame = pd.DataFrame(trial_rows, columns=TRIAL_COLUMNS).sort_values("trial_id", ignore_index=True)
     from lth_ray.results.export import instability_table, interpolation_table
-    return Experiment(histories, rounds, trials_frame, masks, instability_table(usable, name).to_pandas(),
-                      interpolation_table(usable, name).to_pandas())
+
+    return Experiment(
+        histories,
+        rounds,
+        trials_frame,
+        masks,
+        instability_table(usable, name).to_pandas(),
+        interpolation_table(usable, name).to_pandas(),
+    )
 
 
 def load_export(export_dir: str | Path) -> Experiment:
@@ -87,6 +128,7 @@ def load_export(export_dir: str | Path) -> Experiment:
     from pyarrow import fs as pafs
 
     from lth_ray.results.export import export_files
+
     fs, folder, manifest = export_files(str(export_dir))
     if manifest is None and "://" in str(export_dir):
         raise FileNotFoundError(f"{export_dir} has no export.json: not a complete lth_ray export")
@@ -97,9 +139,12 @@ def load_export(export_dir: str | Path) -> Experiment:
         frames.append(_with_recipe(pq.read_table(f"{folder}/{name}", filesystem=fs).to_pandas()))
     histories, rounds = frames
     trials = _trials_from_manifest(manifest, rounds) if manifest else _trials_from_rounds(rounds)
-    extra = [_with_recipe(pq.read_table(f"{folder}/{n}", filesystem=fs).to_pandas())
-             if fs.get_file_info(f"{folder}/{n}").type == pafs.FileType.File else None
-             for n in ("instability.parquet", "interpolation.parquet")]
+    extra = [
+        _with_recipe(pq.read_table(f"{folder}/{n}", filesystem=fs).to_pandas())
+        if fs.get_file_info(f"{folder}/{n}").type == pafs.FileType.File
+        else None
+        for n in ("instability.parquet", "interpolation.parquet")
+    ]
     return Experiment(histories, rounds, trials, {}, *extra)
 
 
@@ -109,21 +154,44 @@ def _trials_from_manifest(manifest: dict, rounds: pd.DataFrame) -> pd.DataFrame:
     known = rounds.drop_duplicates("trial_id").set_index("trial_id")[settings]
     rows = []
     for t in manifest["trials"]:
-        ident = known.loc[t["trial_id"]].to_dict() if t["trial_id"] in known.index else {
-            "experiment": PurePosixPath(str(manifest.get("experiment", "")).rstrip("/")).name}
+        ident = (
+            known.loc[t["trial_id"]].to_dict()
+            if t["trial_id"] in known.index
+            else {"experiment": PurePosixPath(str(manifest.get("experiment", "")).rstrip("/")).name}
+        )
         planned = t["rounds_planned"]
-        rows.append({**ident, "trial_id": t["trial_id"], "trajectory": t["trajectory"], "method": t["method"],
-                     "seed": t["seed"], "status": t["status"], "first_round": min(planned),
-                     "last_round": max(planned), "rounds_done": list(t["rounds_done"]),
-                     "complete": t["complete"], "diverged_round": t.get("diverged_round"), "error": t["error"]})
+        rows.append(
+            {
+                **ident,
+                "trial_id": t["trial_id"],
+                "trajectory": t["trajectory"],
+                "method": t["method"],
+                "seed": t["seed"],
+                "status": t["status"],
+                "first_round": min(planned),
+                "last_round": max(planned),
+                "rounds_done": list(t["rounds_done"]),
+                "complete": t["complete"],
+                "diverged_round": t.get("diverged_round"),
+                "error": t["error"],
+            }
+        )
     return pd.DataFrame(rows, columns=TRIAL_COLUMNS)
 
 
 # Columns an export written by lth_ray 0.1.0 lacks, with the value every 0.1.0 run had (or "unknown"); and the
 # modern recipe's columns, which exports before them lack: their runs all trained at its defaults (Adam, a
 # constant rate, no augmentation, nothing left dense, BatchNorm statistics interpolated).
-OLD_EXPORT_DEFAULTS = {"plan_conv": "unknown", "plan_fc": "unknown", "batch_size": -1, "learning_rate": np.nan,
-                       "precision": "unknown", "deterministic": False, "diverged": False, **RECIPE_DEFAULTS}
+OLD_EXPORT_DEFAULTS = {
+    "plan_conv": "unknown",
+    "plan_fc": "unknown",
+    "batch_size": -1,
+    "learning_rate": np.nan,
+    "precision": "unknown",
+    "deterministic": False,
+    "diverged": False,
+    **RECIPE_DEFAULTS,
+}
 
 
 def _with_recipe(frame: pd.DataFrame) -> pd.DataFrame:
@@ -143,15 +211,22 @@ def _trials_from_rounds(rounds: pd.DataFrame) -> pd.DataFrame:
     last = rounds.groupby(CONFIG, dropna=False)["round"].max().rename("last_round").reset_index()
     rows = []
     for key, g in rounds.groupby(TRIAL_IDENTITY, dropna=False, sort=False):
-        rows.append({**dict(zip(TRIAL_IDENTITY, key)), "status": g["status"].iloc[-1],
-                     "first_round": 0 if g["method"].iloc[0] in OWN_DENSE_ROUND else 1,
-                     "rounds_done": sorted(g["round"].tolist()), "complete": bool(g["complete"].all()),
-                     "diverged_round": next((int(r) for r in g.loc[g["diverged"], "round"]), None),
-                     "error": None})
+        rows.append(
+            {
+                **dict(zip(TRIAL_IDENTITY, key)),
+                "status": g["status"].iloc[-1],
+                "first_round": 0 if g["method"].iloc[0] in OWN_DENSE_ROUND else 1,
+                "rounds_done": sorted(g["round"].tolist()),
+                "complete": bool(g["complete"].all()),
+                "diverged_round": next((int(r) for r in g.loc[g["diverged"], "round"]), None),
+                "error": None,
+            }
+        )
     return pd.DataFrame(rows).merge(last, on=CONFIG, how="left")[TRIAL_COLUMNS]
 
 
 # ------------------------------------------------------------------ unfinished trials, configurations
+
 
 def missing(exp: Experiment) -> pd.DataFrame:
     """Trials that are not complete: which rounds they lack and why (running, errored, unreadable, unfinished)."""
@@ -173,20 +248,51 @@ def missing(exp: Experiment) -> pd.DataFrame:
             reason = "no round finished"
         else:
             reason = "unfinished"
-        rows.append({"trial_id": t["trial_id"], "trajectory": t["trajectory"], "arch": t["arch"],
-                     "method": t["method"], "seed": t["seed"], "status": t["status"],
-                     "rounds_done": sorted(done), "rounds_missing": lacking, "reason": reason})
-    return pd.DataFrame(rows, columns=["trial_id", "trajectory", "arch", "method", "seed", "status",
-                                       "rounds_done", "rounds_missing", "reason"])
+        rows.append(
+            {
+                "trial_id": t["trial_id"],
+                "trajectory": t["trajectory"],
+                "arch": t["arch"],
+                "method": t["method"],
+                "seed": t["seed"],
+                "status": t["status"],
+                "rounds_done": sorted(done),
+                "rounds_missing": lacking,
+                "reason": reason,
+            }
+        )
+    return pd.DataFrame(
+        rows,
+        columns=[
+            "trial_id",
+            "trajectory",
+            "arch",
+            "method",
+            "seed",
+            "status",
+            "rounds_done",
+            "rounds_missing",
+            "reason",
+        ],
+    )
 
 
 # How a setting that varies within an arch is named in a legend label: numbers after a short name; the
 # recipe's words after a prefix, so "none" or "" still says what it is.
-SHORT_NUMBERS = {"prune_rate_fc": "fc", "prune_rate_conv": "conv", "rewind_iteration": "rewind",
-                 "learning_rate": "lr", "batch_size": "batch", "iterations": "T", "eval_every": "every",
-                 "momentum": "momentum", "weight_decay": "wd", "gamma": "gamma", "warmup": "warmup"}
-SHORT_WORDS = {"milestones": "milestones:", "augment": "augment:", "prune_ignore": "dense:",
-               "instability_bn": "bn:"}
+SHORT_NUMBERS = {
+    "prune_rate_fc": "fc",
+    "prune_rate_conv": "conv",
+    "rewind_iteration": "rewind",
+    "learning_rate": "lr",
+    "batch_size": "batch",
+    "iterations": "T",
+    "eval_every": "every",
+    "momentum": "momentum",
+    "weight_decay": "wd",
+    "gamma": "gamma",
+    "warmup": "warmup",
+}
+SHORT_WORDS = {"milestones": "milestones:", "augment": "augment:", "prune_ignore": "dense:", "instability_bn": "bn:"}
 
 
 def _label_word(column: str, value) -> str:

@@ -2,6 +2,7 @@
 
 The x axis is the thesis' percent of weights remaining: log base 2, inverted, ticks on the pruning ladder.
 """
+
 from __future__ import annotations
 
 import math
@@ -11,8 +12,7 @@ import pandas as pd
 
 from lth_ray.core.spec.config import TICKETS
 from lth_ray.results.analysis.frames import config_labels, matching
-from lth_ray.results.analysis.summaries import (BASELINES, STABLE_BARRIER, _dense, method_order, split_label,
-                                                summarise)
+from lth_ray.results.analysis.summaries import BASELINES, STABLE_BARRIER, _dense, method_order, split_label, summarise
 from lth_ray.results.schema import LAYER_PREFIX
 
 
@@ -37,13 +37,14 @@ def sparsity_axis(ax, percents, reference=None, label: str = "Percent of weights
     """The thesis' sparsity axis: log base 2, inverted so the dense net is on the left; ladder ticks taken
     from `reference` (one line's levels; two archs' ladders would interleave) or from `percents`."""
     from matplotlib.ticker import FixedLocator, NullLocator
+
     ticks = ladder_ticks(percents if reference is None else reference)
     ax.set_xscale("log", base=2)
     ax.xaxis.set_major_locator(FixedLocator(ticks))
     ax.xaxis.set_minor_locator(NullLocator())
     ax.set_xticklabels([_fmt_percent(t) for t in ticks])
     lo, hi = min(percents), max(percents)
-    ax.set_xlim(hi * 2 ** 0.15, lo / 2 ** 0.15)  # reversed limits: the axis is inverted
+    ax.set_xlim(hi * 2**0.15, lo / 2**0.15)  # reversed limits: the axis is inverted
     ax.set_xlabel(label)
 
 
@@ -53,18 +54,29 @@ def _is_fraction(metric: str) -> bool:
 
 def _pretty(metric: str) -> str:
     base = metric.replace("_at_early_stop", "").replace("final_", "")
-    words = {"test_acc": "Test accuracy", "val_acc": "Validation accuracy", "test_loss": "Test loss",
-             "val_loss": "Validation loss", "train_loss": "Training loss",
-             "early_stop_iteration": "Early-stop iteration"}.get(base, base)
+    words = {
+        "test_acc": "Test accuracy",
+        "val_acc": "Validation accuracy",
+        "test_loss": "Test loss",
+        "val_loss": "Validation loss",
+        "train_loss": "Training loss",
+        "early_stop_iteration": "Early-stop iteration",
+    }.get(base, base)
     where = " at early stop" if "_at_early_stop" in metric else " (final)" if metric.startswith("final_") else ""
     return words + where + (" (%)" if _is_fraction(metric) else "")
 
 
-def plot_vs_sparsity(ax, summary: pd.DataFrame, metric: str = "test_acc_at_early_stop",
-                     methods=("imp", "one-shot", "reinit", "random-prune"), spread: str = "minmax") -> None:
+def plot_vs_sparsity(
+    ax,
+    summary: pd.DataFrame,
+    metric: str = "test_acc_at_early_stop",
+    methods=("imp", "one-shot", "reinit", "random-prune"),
+    spread: str = "minmax",
+) -> None:
     """`metric` (mean over seeds, error bars min/max or std) against percent of weights remaining; one colour
     per configuration, tickets solid, baselines dotted and starting from their ticket's dense round."""
     import matplotlib
+
     scale = 100.0 if _is_fraction(metric) else 1.0
     labels = config_labels(summary)
     colours = matplotlib.rcParams["axes.prop_cycle"].by_key()["color"]
@@ -82,12 +94,22 @@ def plot_vs_sparsity(ax, summary: pd.DataFrame, metric: str = "test_acc_at_early
             if spread == "std":
                 err = rows[f"{metric}_std"].fillna(0).to_numpy() * scale
             else:
-                err = np.vstack([y - rows[f"{metric}_min"].to_numpy() * scale,
-                                 rows[f"{metric}_max"].to_numpy() * scale - y])
-            ax.errorbar(x, y, yerr=err, color=colours[i % len(colours)], marker=markers.get(method, "o"),
-                        markerfacecolor="none" if method == "random-prune" else None,
-                        markersize=4, capsize=3, linewidth=1.5, linestyle="-" if method in TICKETS else ":",
-                        label=label if method in TICKETS else f"{label} ({method})")
+                err = np.vstack(
+                    [y - rows[f"{metric}_min"].to_numpy() * scale, rows[f"{metric}_max"].to_numpy() * scale - y]
+                )
+            ax.errorbar(
+                x,
+                y,
+                yerr=err,
+                color=colours[i % len(colours)],
+                marker=markers.get(method, "o"),
+                markerfacecolor="none" if method == "random-prune" else None,
+                markersize=4,
+                capsize=3,
+                linewidth=1.5,
+                linestyle="-" if method in TICKETS else ":",
+                label=label if method in TICKETS else f"{label} ({method})",
+            )
             percents += list(x)
             if method in TICKETS and len(x) > len(reference):
                 reference = list(x)
@@ -106,6 +128,7 @@ def plot_methods_vs_sparsity(ax, summary: pd.DataFrame, key: tuple, metric: str 
     re-init in the ticket's colour), the line style by ablation (solid: the method; dashed: shuffled within
     layers; dotted: fresh init; dash-dot: inverted scores); mean over seeds, min/max as a band."""
     import matplotlib
+
     scale = 100.0 if _is_fraction(metric) else 1.0
     mine = matching(summary, key)
     labels = method_order(mine["method"])
@@ -120,10 +143,24 @@ def plot_methods_vs_sparsity(ax, summary: pd.DataFrame, key: tuple, metric: str 
         x = rows["sparsity"].to_numpy() * 100
         y = rows[f"{metric}_mean"].to_numpy() * scale
         colour = colours[families.index(family) % len(colours)]
-        ax.plot(x, y, color=colour, linestyle=ABLATION_STYLES[ablation], marker=None if ablation else "o",
-                markersize=3, linewidth=1.4, label=label)
-        ax.fill_between(x, rows[f"{metric}_min"].to_numpy() * scale, rows[f"{metric}_max"].to_numpy() * scale,
-                        color=colour, alpha=0.08, linewidth=0)
+        ax.plot(
+            x,
+            y,
+            color=colour,
+            linestyle=ABLATION_STYLES[ablation],
+            marker=None if ablation else "o",
+            markersize=3,
+            linewidth=1.4,
+            label=label,
+        )
+        ax.fill_between(
+            x,
+            rows[f"{metric}_min"].to_numpy() * scale,
+            rows[f"{metric}_max"].to_numpy() * scale,
+            color=colour,
+            alpha=0.08,
+            linewidth=0,
+        )
         percents += list(x)
     if percents:
         sparsity_axis(ax, percents)
@@ -153,6 +190,7 @@ def plot_history(ax, histories: pd.DataFrame, metric: str = "test_acc", rounds=N
     """`metric` against training iteration for selected rounds of one configuration's `method`
     (mean over seeds, min/max band); `histories` should hold a single configuration."""
     import matplotlib
+
     h = histories[histories["method"] == method]
     rounds = (select_rounds(h) if not h.empty else []) if rounds is None else list(rounds)
     scale = 100.0 if _is_fraction(metric) else 1.0
@@ -175,22 +213,29 @@ def plot_history(ax, histories: pd.DataFrame, metric: str = "test_acc", rounds=N
 def plot_layer_sparsity(ax, rounds: pd.DataFrame, method: str = "imp") -> None:
     """Percent of each layer's weights remaining per round (and the whole net dashed), mean over seeds."""
     from matplotlib.ticker import NullLocator
+
     r = rounds[rounds["method"] == method]
     layers = [c for c in r.columns if c.startswith(LAYER_PREFIX) and r[c].notna().any()]
     per_round = r.groupby("round")[layers + ["sparsity"]].mean() * 100
     markers, styles = "osv^D<>ph*", ("-", "--", ":")  # a ResNet has more layers than the colour cycle
     for i, c in enumerate(layers):
-        ax.plot(per_round.index, per_round[c], marker=markers[i % len(markers)], markersize=4,
-                linestyle=styles[i // len(markers) % len(styles)], label=c[len(LAYER_PREFIX):])
+        ax.plot(
+            per_round.index,
+            per_round[c],
+            marker=markers[i % len(markers)],
+            markersize=4,
+            linestyle=styles[i // len(markers) % len(styles)],
+            label=c[len(LAYER_PREFIX) :],
+        )
     ax.plot(per_round.index, per_round["sparsity"], "k--", label="all prunable")
     ax.set_yscale("log", base=2)
     lowest = per_round[per_round > 0].min().min()  # a layer pruned away has no place on a log axis
-    ticks = [100 / 2 ** p for p in range(int(math.log2(100 / lowest)) + 1)]  # halvings within the data
+    ticks = [100 / 2**p for p in range(int(math.log2(100 / lowest)) + 1)]  # halvings within the data
     if len(ticks) < 3:
         ticks = ladder_ticks(per_round["sparsity"])  # a short ladder: the whole net's levels
     ax.set_yticks(ticks, [f"{t:.3g}" for t in ticks])
     ax.yaxis.set_minor_locator(NullLocator())
-    ax.set_ylim(lowest / 2 ** 0.15, 100 * 2 ** 0.15)
+    ax.set_ylim(lowest / 2**0.15, 100 * 2**0.15)
     ax.set_xlabel("Pruning round")
     ax.set_ylabel("Percent of weights remaining")
     ax.set_xticks(list(per_round.index))
@@ -213,19 +258,32 @@ def plot_mask(ax, mask: np.ndarray, name: str = "") -> None:
     share a pixel)."""
     from matplotlib.colors import ListedColormap
     from matplotlib.patches import Patch
+
     m = np.asarray(mask, dtype=bool)
     image = mask_image(m)
     alive, pruned = "#1f3b73", "#f2f2f2"
     big = max(image.shape) > 600  # more weights than pixels: blend colours, so the shade shows the density
-    ax.imshow(image, cmap=ListedColormap([pruned, alive]), vmin=0, vmax=1, aspect="auto",
-              interpolation="antialiased" if big else "nearest", interpolation_stage="rgba")
+    ax.imshow(
+        image,
+        cmap=ListedColormap([pruned, alive]),
+        vmin=0,
+        vmax=1,
+        aspect="auto",
+        interpolation="antialiased" if big else "nearest",
+        interpolation_stage="rgba",
+    )
     conv = m.ndim == 4
     ax.set_xlabel("output channel x kernel column" if conv else "input")
     ax.set_ylabel("input channel x kernel row" if conv else "output unit")
     ax.set_title(f"{name} {tuple(m.shape)}: {100 * m.mean():.1f}% remaining", fontsize="medium")
-    ax.legend(handles=[Patch(color=alive, label="alive"), Patch(facecolor=pruned, edgecolor="grey",
-                                                                 label="pruned")],
-              loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2, fontsize="small", frameon=False)
+    ax.legend(
+        handles=[Patch(color=alive, label="alive"), Patch(facecolor=pruned, edgecolor="grey", label="pruned")],
+        loc="upper center",
+        bbox_to_anchor=(0.5, -0.16),
+        ncol=2,
+        fontsize="small",
+        frameon=False,
+    )
 
 
 def plot_instability_vs_sparsity(ax, instability: pd.DataFrame, spread: str = "minmax") -> None:
@@ -240,6 +298,7 @@ def plot_instability_vs_sparsity(ax, instability: pd.DataFrame, spread: str = "m
 def plot_interpolation(ax, interpolation: pd.DataFrame, rounds=None, metric: str = "test_error") -> None:
     """`metric` along the linear path between the two copies, per selected round (mean over seeds)."""
     import matplotlib
+
     rounds = select_rounds(interpolation) if rounds is None else list(rounds)
     cmap = matplotlib.colormaps["viridis"]
     for j, r in enumerate(rounds):
@@ -247,8 +306,12 @@ def plot_interpolation(ax, interpolation: pd.DataFrame, rounds=None, metric: str
         if g.empty:
             continue
         s = g.groupby("alpha")[metric].mean() * 100
-        ax.plot(s.index, s.to_numpy(), color=cmap(j / max(1, len(rounds) - 1) * 0.9),
-                label=f"{_fmt_percent(g['sparsity'].mean() * 100)}% (round {r})")
+        ax.plot(
+            s.index,
+            s.to_numpy(),
+            color=cmap(j / max(1, len(rounds) - 1) * 0.9),
+            label=f"{_fmt_percent(g['sparsity'].mean() * 100)}% (round {r})",
+        )
     ax.set_xlabel("Interpolation alpha")
     ax.set_ylabel(f"{metric.replace('_', ' ').capitalize()} (%)")
     ax.grid(True, alpha=0.3)

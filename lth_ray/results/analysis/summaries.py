@@ -2,6 +2,7 @@
 
 They take the frames of `frames.Experiment` (or the thesis' arrays) and return frames; nothing here draws.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -14,11 +15,11 @@ from lth_ray.results.schema import IDENTITY
 
 BASELINES = ("reinit", "random-prune")  # compared against their ticket's dense round 0
 FAMILIES = TICKETS + ("random-prune",) + AT_INIT  # the methods an ablation label is built on, in table order
-SUMMARY_METRICS = (["early_stop_iteration"] + [f"{m}_at_early_stop" for m in METRICS]
-                   + [f"final_{m}" for m in METRICS])
+SUMMARY_METRICS = ["early_stop_iteration"] + [f"{m}_at_early_stop" for m in METRICS] + [f"final_{m}" for m in METRICS]
 
 
 # ------------------------------------------------------------------ the thesis' early-stop numbers
+
 
 def early_stop_indices(val_loss: np.ndarray, axis: int = -1) -> np.ndarray:
     """First argmin of the validation loss along the evaluation axis (ties: the earliest point wins).
@@ -48,13 +49,19 @@ def early_stop(histories: pd.DataFrame) -> pd.DataFrame:
     for _, g in histories.sort_values(keys + ["iteration"]).groupby(keys, sort=False):
         k = int(early_stop_indices(g["val_loss"].to_numpy()))
         found = k >= 0
-        rows.append({**g.iloc[0][ident].to_dict(), "early_stop_index": k if found else pd.NA,
-                     "early_stop_iteration": int(g["iteration"].iloc[k]) if found else pd.NA,
-                     **{f"{m}_at_early_stop": float(g[m].iloc[k]) if found else np.nan for m in METRICS}})
+        rows.append(
+            {
+                **g.iloc[0][ident].to_dict(),
+                "early_stop_index": k if found else pd.NA,
+                "early_stop_iteration": int(g["iteration"].iloc[k]) if found else pd.NA,
+                **{f"{m}_at_early_stop": float(g[m].iloc[k]) if found else np.nan for m in METRICS},
+            }
+        )
     return pd.DataFrame(rows)
 
 
 # ------------------------------------------------------------------ summaries over seeds
+
 
 def summarise(rounds: pd.DataFrame, spread: str = "minmax", metrics=SUMMARY_METRICS) -> pd.DataFrame:
     """Mean and spread over seeds per (configuration, method, round): `<m>_mean` plus `<m>_min`/`<m>_max`
@@ -88,14 +95,28 @@ def winning_ticket(summary: pd.DataFrame, metric: str = "test_acc_at_early_stop"
         mine = same[same["method"] == dense["method"]]
         pruned = mine[mine["round"] > 0]
         wins = pruned[pruned[col] >= dense[col]]
-        row = {**dense[CONFIG].to_dict(), "method": dense["method"], "dense_" + metric: dense[col],
-               "dense_early_stop_iteration": dense[es], "ticket_round": pd.NA, "ticket_sparsity": np.nan,
-               "ticket_" + metric: np.nan, "ticket_early_stop_iteration": np.nan, "speedup": np.nan}
+        row = {
+            **dense[CONFIG].to_dict(),
+            "method": dense["method"],
+            "dense_" + metric: dense[col],
+            "dense_early_stop_iteration": dense[es],
+            "ticket_round": pd.NA,
+            "ticket_sparsity": np.nan,
+            "ticket_" + metric: np.nan,
+            "ticket_early_stop_iteration": np.nan,
+            "speedup": np.nan,
+        }
         if not wins.empty:
             best = wins.loc[wins["sparsity"].idxmin()]
-            row.update({"ticket_round": int(best["round"]), "ticket_sparsity": best["sparsity"],
-                        "ticket_" + metric: best[col], "ticket_early_stop_iteration": best[es],
-                        "speedup": dense[es] / best[es]})
+            row.update(
+                {
+                    "ticket_round": int(best["round"]),
+                    "ticket_sparsity": best["sparsity"],
+                    "ticket_" + metric: best[col],
+                    "ticket_early_stop_iteration": best[es],
+                    "speedup": dense[es] / best[es],
+                }
+            )
         for b in BASELINES:
             base = same[same["method"] == b]
             base = base[base["round"] == row["ticket_round"]] if not wins.empty else base.iloc[:0]
@@ -103,12 +124,16 @@ def winning_ticket(summary: pd.DataFrame, metric: str = "test_acc_at_early_stop"
             row[f"gap_{b}"] = row["ticket_" + metric] - row[f"{b}_{metric}"]
         top = pruned.loc[pruned[col].idxmax()] if not pruned.empty else None
         fast = pruned.loc[pruned[es].idxmin()] if not pruned.empty else None
-        row.update({"best_round": pd.NA if top is None else int(top["round"]),
-                    "best_sparsity": np.nan if top is None else top["sparsity"],
-                    "best_gain": np.nan if top is None else top[col] - dense[col],
-                    "fastest_round": pd.NA if fast is None else int(fast["round"]),
-                    "fastest_sparsity": np.nan if fast is None else fast["sparsity"],
-                    "max_speedup": np.nan if fast is None else dense[es] / fast[es]})
+        row.update(
+            {
+                "best_round": pd.NA if top is None else int(top["round"]),
+                "best_sparsity": np.nan if top is None else top["sparsity"],
+                "best_gain": np.nan if top is None else top[col] - dense[col],
+                "fastest_round": pd.NA if fast is None else int(fast["round"]),
+                "fastest_sparsity": np.nan if fast is None else fast["sparsity"],
+                "max_speedup": np.nan if fast is None else dense[es] / fast[es],
+            }
+        )
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -118,8 +143,9 @@ def winning_ticket(summary: pd.DataFrame, metric: str = "test_acc_at_early_stop"
 STABLE_BARRIER = 0.02  # Frankle et al. 2020: a subnetwork is stable when its error barrier is below 2%
 
 
-def stable_and_matching(summary: pd.DataFrame, instability: pd.DataFrame,
-                        metric: str = "test_acc_at_early_stop") -> pd.DataFrame:
+def stable_and_matching(
+    summary: pd.DataFrame, instability: pd.DataFrame, metric: str = "test_acc_at_early_stop"
+) -> pd.DataFrame:
     """Per configuration and ticket method: the sparsest round that is both stable (mean error barrier over
     seeds below `STABLE_BARRIER`) and matching (mean `metric` at least the dense round's); NA when none is.
     A ticket that measured no instability in any round has no row (it was not asked, so it is no "none")."""
@@ -133,15 +159,21 @@ def stable_and_matching(summary: pd.DataFrame, instability: pd.DataFrame,
             continue
         ok = mine[(mine["error_barrier_mean"] < STABLE_BARRIER) & (mine[f"{metric}_mean"] >= dense[f"{metric}_mean"])]
         best = ok.loc[ok["sparsity"].idxmin()] if not ok.empty else None
-        rows.append({**dense[CONFIG].to_dict(), "method": dense["method"],
-                     "round": pd.NA if best is None else int(best["round"]),
-                     "sparsity": np.nan if best is None else best["sparsity"],
-                     "error_barrier": np.nan if best is None else best["error_barrier_mean"],
-                     metric: np.nan if best is None else best[f"{metric}_mean"]})
+        rows.append(
+            {
+                **dense[CONFIG].to_dict(),
+                "method": dense["method"],
+                "round": pd.NA if best is None else int(best["round"]),
+                "sparsity": np.nan if best is None else best["sparsity"],
+                "error_barrier": np.nan if best is None else best["error_barrier_mean"],
+                metric: np.nan if best is None else best[f"{metric}_mean"],
+            }
+        )
     return pd.DataFrame(rows)
 
 
 # ------------------------------------------------------------------ methods by label
+
 
 def ticket_method(rounds: pd.DataFrame) -> str | None:
     """The ticket method present in these rounds (imp, else one-shot), or None when only baselines ran."""
@@ -152,8 +184,8 @@ def split_label(label: str) -> tuple[str, str]:
     """(method, ablation) of a result label: `snip-shuffle` -> (snip, shuffle); the ticket's re-init ablation,
     `reinit`, -> (reinit, "")."""
     for a in ABLATIONS:
-        if label.endswith(f"-{a}") and label[:-len(a) - 1] in FAMILIES:
-            return label[:-len(a) - 1], a
+        if label.endswith(f"-{a}") and label[: -len(a) - 1] in FAMILIES:
+            return label[: -len(a) - 1], a
     return label, ""
 
 
@@ -164,10 +196,15 @@ def has_other_methods(summary: pd.DataFrame) -> bool:
 
 def method_order(labels) -> list[str]:
     """Tickets, random pruning, the pruning-at-init methods, then their ablations in ABLATIONS' order."""
+
     def rank(label):
         method, ablation = ("imp", "reinit") if label == "reinit" else split_label(label)
-        return (FAMILIES.index(method) if method in FAMILIES else len(FAMILIES),
-                (("",) + ABLATIONS).index(ablation), label)
+        return (
+            FAMILIES.index(method) if method in FAMILIES else len(FAMILIES),
+            (("",) + ABLATIONS).index(ablation),
+            label,
+        )
+
     return sorted(set(labels), key=rank)
 
 

@@ -2,6 +2,7 @@
 
 The only place under `lth_ray.results` that imports `ray`, and only when called.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -16,5 +17,6 @@ def tune_analysis(experiment: str | Path):
     from ray.tune import ExperimentAnalysis
 
     from lth_ray.results.experiment import filesystem_and_path
+
     fs, path = filesystem_and_path(str(experiment))
     return ExperimentAnalysis(path, storage_filesystem=fs)

@@ -2,6 +2,7 @@
 
 A folder that cannot be read or written is one `error:` line and exit status 2.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -13,8 +14,9 @@ from lth_ray.results.export.publish import ExportError, export_experiment
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m lth_ray.export",
-                                description="Export a Tune experiment to Parquet and the thesis' file format.")
+    p = argparse.ArgumentParser(
+        prog="python -m lth_ray.export", description="Export a Tune experiment to Parquet and the thesis' file format."
+    )
     p.add_argument("experiment", help="the experiment folder (or a pyarrow URI such as file:// or s3://)")
     p.add_argument("--out", help="export folder (default: <experiment>/export)")
     p.add_argument("--force", action="store_true", help="replace an existing export")

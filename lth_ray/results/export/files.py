@@ -3,6 +3,7 @@
 Every file of an export is created under a new name (O_EXCL) in a folder built for it, so no writer ever
 overwrites one; `publish` then puts the whole folder in place, or nothing.
 """
+
 from __future__ import annotations
 
 import json

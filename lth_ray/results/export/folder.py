@@ -4,6 +4,7 @@ The manifest lists every file and, per trial, what is missing and why; its `note
 no thesis files because their nets are not the thesis' (a CIFAR ResNet, a VGG: Parquet only). Nothing here
 reads Tune, so the writers can be benchmarked and tested on trials built by hand.
 """
+
 from __future__ import annotations
 
 import os
@@ -15,13 +16,24 @@ import pyarrow.parquet as pq
 from lth_ray import __version__
 from lth_ray.results.experiment import TrialResult
 from lth_ray.results.export.files import EXPORT_FORMAT, MANIFEST, _write_json, _write_new
-from lth_ray.results.export.parquet import (histories_table, instability_table, interpolation_table, rounds_table,
-                                            trajectory_name)
+from lth_ray.results.export.parquet import (
+    histories_table,
+    instability_table,
+    interpolation_table,
+    rounds_table,
+    trajectory_name,
+)
 from lth_ray.results.export.thesis_files import parquet_only_notes, thesis_net, write_thesis_groups
 
 
-def write_export(trials: list[TrialResult], folder: str, experiment: str, name: str | None = None,
-                 last_results: dict[str, dict] | None = None, now: float | None = None) -> dict:
+def write_export(
+    trials: list[TrialResult],
+    folder: str,
+    experiment: str,
+    name: str | None = None,
+    last_results: dict[str, dict] | None = None,
+    now: float | None = None,
+) -> dict:
     """Write the Parquet files, the thesis groups (of the thesis' plan nets) and `export.json` into the
     existing empty `folder`."""
     now = time.time() if now is None else now
@@ -30,25 +42,32 @@ def write_export(trials: list[TrialResult], folder: str, experiment: str, name: 
     trials = sorted(trials, key=lambda t: t.trial_id)  # the grid order (Tune numbers trials in order)
     usable = [t for t in trials if t.records]
     missing = [line for line in map(_missing_line, trials) if line]
-    _write_new(os.path.join(folder, "histories.parquet"),
-               lambda f: pq.write_table(histories_table(usable, name), f))
+    _write_new(os.path.join(folder, "histories.parquet"), lambda f: pq.write_table(histories_table(usable, name), f))
     _write_new(os.path.join(folder, "rounds.parquet"), lambda f: pq.write_table(rounds_table(usable, name), f))
     extra = []
     if any("instability" in rec for t in usable for rec in t.records):
-        _write_new(os.path.join(folder, "instability.parquet"),
-                   lambda f: pq.write_table(instability_table(usable, name), f))
-        _write_new(os.path.join(folder, "interpolation.parquet"),
-                   lambda f: pq.write_table(interpolation_table(usable, name), f))
+        _write_new(
+            os.path.join(folder, "instability.parquet"), lambda f: pq.write_table(instability_table(usable, name), f)
+        )
+        _write_new(
+            os.path.join(folder, "interpolation.parquet"),
+            lambda f: pq.write_table(interpolation_table(usable, name), f),
+        )
         extra = ["instability.parquet", "interpolation.parquet"]
     groups = write_thesis_groups(trials, folder, experiment, last_results, now, extra)
     for g in groups:  # what the trial lines above do not already say
         missing += [f"thesis files {g['prefix']}: {line}" for line in g.pop("unexported")]
-    manifest = {"format": EXPORT_FORMAT, "lth_ray_version": __version__, "experiment": experiment,
-                "exported_at": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(now)),
-                "files": ["histories.parquet", "rounds.parquet"] + extra + [f for g in groups for f in g["files"]],
-                "trials": [_trial_summary(t) for t in trials],
-                "groups": [{k: g[k] for k in ("prefix", "files", "notes", "missing")} for g in groups],
-                "missing": missing, "notes": parquet_only_notes(trials)}
+    manifest = {
+        "format": EXPORT_FORMAT,
+        "lth_ray_version": __version__,
+        "experiment": experiment,
+        "exported_at": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(now)),
+        "files": ["histories.parquet", "rounds.parquet"] + extra + [f for g in groups for f in g["files"]],
+        "trials": [_trial_summary(t) for t in trials],
+        "groups": [{k: g[k] for k in ("prefix", "files", "notes", "missing")} for g in groups],
+        "missing": missing,
+        "notes": parquet_only_notes(trials),
+    }
     _write_json(os.path.join(folder, MANIFEST), manifest)
     return manifest
 
@@ -66,16 +85,27 @@ def _missing_line(t: TrialResult) -> str | None:
         return f"{key}: nothing exported ({why}){files}"
     left = [r for r in _planned_rounds(t) if r not in set(t.rounds_done)]
     if left and t.diverged_round is not None:
-        return (f"{key}: round {t.diverged_round} diverged (a loss went NaN or infinite), so rounds {left} were "
-                "not run: a trajectory stops at a diverged round")
+        return (
+            f"{key}: round {t.diverged_round} diverged (a loss went NaN or infinite), so rounds {left} were "
+            "not run: a trajectory stops at a diverged round"
+        )
     if left:
         return f"{key}: rounds {left} missing (exported rounds {t.rounds_done}){files}"
     return None
 
 
 def _trial_summary(t: TrialResult) -> dict:
-    return {"trial_id": t.trial_id, "trajectory": trajectory_name(t), "method": t.config.label,
-            "arch": t.config.arch, "thesis_files": thesis_net(t.config) is not None,
-            "seed": t.config.seed, "status": t.status, "complete": t.complete,
-            "rounds_planned": _planned_rounds(t), "rounds_done": t.rounds_done,
-            "diverged_round": t.diverged_round, "error": t.error}
+    return {
+        "trial_id": t.trial_id,
+        "trajectory": trajectory_name(t),
+        "method": t.config.label,
+        "arch": t.config.arch,
+        "thesis_files": thesis_net(t.config) is not None,
+        "seed": t.config.seed,
+        "status": t.status,
+        "complete": t.complete,
+        "rounds_planned": _planned_rounds(t),
+        "rounds_done": t.rounds_done,
+        "diverged_round": t.diverged_round,
+        "error": t.error,
+    }

@@ -3,6 +3,7 @@
 Each table is typed by `lth_ray.results.schema`. `analysis.load_experiment` builds its frames with these same
 functions, so a live experiment and its export agree row for row.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -10,8 +11,16 @@ import pyarrow as pa
 
 from lth_ray.core.engine.cohort import METRICS, diverged
 from lth_ray.results.experiment import TrialResult
-from lth_ray.results.schema import (HISTORIES, IDENTITY, INSTABILITY, INTERPOLATION, LAYER_PREFIX, RECIPE,
-                                    recipe_cell, rounds_schema)
+from lth_ray.results.schema import (
+    HISTORIES,
+    IDENTITY,
+    INSTABILITY,
+    INTERPOLATION,
+    LAYER_PREFIX,
+    RECIPE,
+    recipe_cell,
+    rounds_schema,
+)
 
 
 def trajectory_name(trial: TrialResult) -> str:
@@ -22,15 +31,30 @@ def trajectory_name(trial: TrialResult) -> str:
 def trial_identity(t: TrialResult, name: str) -> dict:
     """The identity columns of a trial's rows (schema.IDENTITY without round and sparsity)."""
     c = t.config
-    return {"experiment": name, "trial_id": t.trial_id, "trajectory": trajectory_name(t), "arch": c.arch,
-            "plan_conv": ",".join(map(str, c.plan_conv)), "plan_fc": ",".join(map(str, c.plan_fc)),
-            "dataset": c.dataset, "seed": c.seed, "method": c.label, "pruning": c.pruning,
-            "prune_rate_fc": float(c.prune_rate_fc), "prune_rate_conv": float(c.prune_rate_conv),
-            "rewind_iteration": c.rewind_iteration, "activation": c.activation, "iterations": c.iterations,
-            "eval_every": c.eval_every, "batch_size": c.batch_size, "learning_rate": float(c.learning_rate),
-            # lth_ray 0.1.0 chose no GPU numerics (TF32 convolutions were torch's default): not known
-            "precision": c.precision if not _legacy(t) else "unknown", "deterministic": c.deterministic,
-            **{setting: recipe_cell(getattr(c, setting)) for setting, _ in RECIPE}}
+    return {
+        "experiment": name,
+        "trial_id": t.trial_id,
+        "trajectory": trajectory_name(t),
+        "arch": c.arch,
+        "plan_conv": ",".join(map(str, c.plan_conv)),
+        "plan_fc": ",".join(map(str, c.plan_fc)),
+        "dataset": c.dataset,
+        "seed": c.seed,
+        "method": c.label,
+        "pruning": c.pruning,
+        "prune_rate_fc": float(c.prune_rate_fc),
+        "prune_rate_conv": float(c.prune_rate_conv),
+        "rewind_iteration": c.rewind_iteration,
+        "activation": c.activation,
+        "iterations": c.iterations,
+        "eval_every": c.eval_every,
+        "batch_size": c.batch_size,
+        "learning_rate": float(c.learning_rate),
+        # lth_ray 0.1.0 chose no GPU numerics (TF32 convolutions were torch's default): not known
+        "precision": c.precision if not _legacy(t) else "unknown",
+        "deterministic": c.deterministic,
+        **{setting: recipe_cell(getattr(c, setting)) for setting, _ in RECIPE},
+    }
 
 
 def _legacy(t: TrialResult) -> bool:
@@ -45,8 +69,11 @@ def _per_trial_columns(trials, name: str, rows_per_trial: list[int]) -> dict[str
     """The identity columns that are constant within a trial, repeated over its rows."""
     which = pa.array(np.repeat(np.arange(len(trials)), rows_per_trial), type=pa.int64())
     idents = [trial_identity(t, name) for t in trials]
-    return {col: pa.array([i[col] for i in idents], type=typ).take(which)
-            for col, typ in IDENTITY if col not in ("round", "sparsity")}
+    return {
+        col: pa.array([i[col] for i in idents], type=typ).take(which)
+        for col, typ in IDENTITY
+        if col not in ("round", "sparsity")
+    }
 
 
 def histories_table(trials: list[TrialResult], name: str) -> pa.Table:
@@ -60,11 +87,19 @@ def histories_table(trials: list[TrialResult], name: str) -> pa.Table:
         return np.repeat(np.asarray([rec[key] for rec, _ in per_record], dtype=dtype), counts)
 
     def concat(key, dtype):
-        return np.concatenate([np.asarray(rec[key], dtype=dtype) for rec, _ in per_record]) \
-            if per_record else np.zeros(0, dtype)
+        return (
+            np.concatenate([np.asarray(rec[key], dtype=dtype) for rec, _ in per_record])
+            if per_record
+            else np.zeros(0, dtype)
+        )
 
-    cols.update({"round": repeat("round", np.int64), "sparsity": repeat("sparsity", np.float64),
-                 "iteration": concat("iterations", np.int64)})
+    cols.update(
+        {
+            "round": repeat("round", np.int64),
+            "sparsity": repeat("sparsity", np.float64),
+            "iteration": concat("iterations", np.int64),
+        }
+    )
     cols.update({m: concat(m, np.float64) for m in METRICS})
     return _table(cols, HISTORIES)
 
@@ -92,8 +127,11 @@ def interpolation_table(trials: list[TrialResult], name: str) -> pa.Table:
     rows = _instability_rows(trials)
     idents = [trial_identity(t, name) for t in trials]
     counts = [len(r["instability"]["alphas"]) for _, r in rows]
-    cols = {c: [idents[i][c] for (i, _), n in zip(rows, counts) for _ in range(n)]
-            for c, _ in IDENTITY if c not in ("round", "sparsity")}
+    cols = {
+        c: [idents[i][c] for (i, _), n in zip(rows, counts) for _ in range(n)]
+        for c, _ in IDENTITY
+        if c not in ("round", "sparsity")
+    }
     for key in ("round", "sparsity"):
         cols[key] = [r[key] for (_, r), n in zip(rows, counts) for _ in range(n)]
     cols["alpha"] = [a for _, r in rows for a in r["instability"]["alphas"]]
@@ -118,18 +156,22 @@ def rounds_table(trials: list[TrialResult], name: str) -> pa.Table:
     cols = _per_trial_columns(trials, name, [len(t.records) for t in trials])
     recs = [(t, rec) for t in trials for rec in _records(t)]
     # 0.1.0 records lack the last three: their rounds all started at 0 on their own axis and trained T steps
-    fixed = {"round": lambda t, r: r["round"], "sparsity": lambda t, r: r["sparsity"],
-             "status": lambda t, r: t.status, "complete": lambda t, r: t.complete,
-             "diverged": lambda t, r: r.get("diverged", diverged(r)),
-             "start_iteration": lambda t, r: r.get("start_iteration", 0),
-             "steps": lambda t, r: r.get("steps", t.config.iterations)}
+    fixed = {
+        "round": lambda t, r: r["round"],
+        "sparsity": lambda t, r: r["sparsity"],
+        "status": lambda t, r: t.status,
+        "complete": lambda t, r: t.complete,
+        "diverged": lambda t, r: r.get("diverged", diverged(r)),
+        "start_iteration": lambda t, r: r.get("start_iteration", 0),
+        "steps": lambda t, r: r.get("steps", t.config.iterations),
+    }
     for col in schema.names:
         if col in cols:
             continue
         if col in fixed:
             values = [fixed[col](t, r) for t, r in recs]
         elif col.startswith(LAYER_PREFIX):
-            layer = col[len(LAYER_PREFIX):]
+            layer = col[len(LAYER_PREFIX) :]
             values = [r["layer_sparsity"].get(layer, float("nan")) for _, r in recs]
         else:
             values = [r[col] for _, r in recs]
@@ -138,6 +180,7 @@ def rounds_table(trials: list[TrialResult], name: str) -> pa.Table:
 
 
 def _table(cols: dict, schema: pa.Schema) -> pa.Table:
-    arrays = [cols[f.name] if isinstance(cols[f.name], pa.Array) else pa.array(cols[f.name], type=f.type)
-              for f in schema]
+    arrays = [
+        cols[f.name] if isinstance(cols[f.name], pa.Array) else pa.array(cols[f.name], type=f.type) for f in schema
+    ]
     return pa.Table.from_arrays(arrays, schema=schema)

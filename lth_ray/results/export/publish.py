@@ -4,6 +4,7 @@ The export is built in a temporary folder, then renamed into place on a local di
 under a fresh version prefix and switched by one object (`export.json`). A crash never leaves half an
 export, and without `force` an existing export is never touched.
 """
+
 from __future__ import annotations
 
 import json
@@ -27,8 +28,9 @@ class ExportError(ValueError):
     """The export cannot be written where asked; the message names the folder."""
 
 
-def export_experiment(experiment: str, out: str | None = None, force: bool = False,
-                      report: Callable[[str], None] | None = None) -> str:
+def export_experiment(
+    experiment: str, out: str | None = None, force: bool = False, report: Callable[[str], None] | None = None
+) -> str:
     """Export `experiment` (folder or URI) to `out` (default `<experiment>/export`); returns `out`. What is
     missing is reported as `warning:` lines, trials in the Parquet tables only as `note:` lines."""
     report = report or (lambda line: print(line, file=sys.stderr))
@@ -101,8 +103,12 @@ def _upload(tmp: str, fs: pafs.FileSystem, path: str, force: bool) -> None:
     fs.create_dir(f"{path}/{version}", recursive=True)
     for name in sorted(os.listdir(tmp)):
         if name != MANIFEST:
-            pafs.copy_files(os.path.join(tmp, name), f"{path}/{version}/{name}",
-                            source_filesystem=pafs.LocalFileSystem(), destination_filesystem=fs)
+            pafs.copy_files(
+                os.path.join(tmp, name),
+                f"{path}/{version}/{name}",
+                source_filesystem=pafs.LocalFileSystem(),
+                destination_filesystem=fs,
+            )
     manifest = json.loads(open(os.path.join(tmp, MANIFEST)).read())
     manifest["version"] = version
     staged = f"{path}/{MANIFEST}.tmp-{uuid.uuid4().hex}"

@@ -8,6 +8,7 @@ The format holds the thesis' plan nets only (Lenet, Conv-2/4/6 and custom plans)
 a CIFAR ResNet or VGG has other modules, which the thesis' loader would rebuild as the wrong net, so its
 trials get no thesis files (`parquet_only_notes` says so) and live in the Parquet tables alone.
 """
+
 from __future__ import annotations
 
 import os
@@ -31,6 +32,7 @@ THESIS_METRICS = ("train_loss", "val_loss", "val_acc", "test_acc")
 @dataclass
 class Group:
     """The trials that make one thesis experiment: tickets of one setting (nets = seeds) and their baselines."""
+
     key: tuple
     tickets: list[TrialResult] = field(default_factory=list)
     reinit: list[TrialResult] = field(default_factory=list)
@@ -56,8 +58,11 @@ def thesis_net(config) -> str | None:
 def parquet_only_notes(trials: list[TrialResult]) -> list[str]:
     """One line per arch whose trials get no thesis files (export.json's `notes`, printed by the export)."""
     archs = sorted({t.config.arch for t in trials if thesis_net(t.config) is None})
-    return [f"the thesis' format is for the thesis' plan nets (Lenet, Conv-2/4/6); {arch} trials are in the "
-            "Parquet tables only" for arch in archs]
+    return [
+        f"the thesis' format is for the thesis' plan nets (Lenet, Conv-2/4/6); {arch} trials are in the "
+        "Parquet tables only"
+        for arch in archs
+    ]
 
 
 def recipe(c) -> dict:
@@ -68,10 +73,25 @@ def recipe(c) -> dict:
 
 def _setting(c) -> tuple:
     """Everything that must agree between the nets of one thesis experiment (not seed, not method)."""
-    return (c.arch, tuple(c.plan_conv), tuple(c.plan_fc), c.dataset, c.pruning, float(c.prune_rate_fc),
-            float(c.prune_rate_conv), c.rewind_iteration, c.activation, c.iterations, c.eval_every,
-            c.batch_size, float(c.learning_rate), c.rounds, c.precision, c.deterministic,
-            *(recipe_cell(v) for v in recipe(c).values()))
+    return (
+        c.arch,
+        tuple(c.plan_conv),
+        tuple(c.plan_fc),
+        c.dataset,
+        c.pruning,
+        float(c.prune_rate_fc),
+        float(c.prune_rate_conv),
+        c.rewind_iteration,
+        c.activation,
+        c.iterations,
+        c.eval_every,
+        c.batch_size,
+        float(c.learning_rate),
+        c.rounds,
+        c.precision,
+        c.deterministic,
+        *(recipe_cell(v) for v in recipe(c).values()),
+    )
 
 
 def group_trials(trials: list[TrialResult]) -> list[Group]:
@@ -95,8 +115,14 @@ def group_trials(trials: list[TrialResult]) -> list[Group]:
     return [groups[k] for k in sorted(groups, key=repr)]
 
 
-def write_thesis_groups(trials: list[TrialResult], folder: str, experiment: str, last_results: dict[str, dict],
-                        now: float, extra_tables: list[str] = ()) -> list[dict]:
+def write_thesis_groups(
+    trials: list[TrialResult],
+    folder: str,
+    experiment: str,
+    last_results: dict[str, dict],
+    now: float,
+    extra_tables: list[str] = (),
+) -> list[dict]:
     """Write every group's thesis files (of the thesis' plan nets only: the rest are `parquet_only_notes`');
     returns per group its prefix, files, notes and what is missing."""
     taken: set[str] = set()
@@ -155,8 +181,9 @@ def _savez(path: str, arrays: dict) -> None:
     _write_new(path, lambda f: np.savez(f, **{k: arrays[k] for k in thesis.HISTORY_KEYS}))
 
 
-def thesis_state(weights: dict[str, torch.Tensor], masks: dict[str, torch.Tensor],
-                 rewind: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+def thesis_state(
+    weights: dict[str, torch.Tensor], masks: dict[str, torch.Tensor], rewind: dict[str, torch.Tensor]
+) -> dict[str, torch.Tensor]:
     """A state_dict in torch.nn.utils.prune's layout (+ the thesis' weight_init) for every masked layer."""
     out: dict[str, torch.Tensor] = {}
 
@@ -177,17 +204,31 @@ def thesis_state(weights: dict[str, torch.Tensor], masks: dict[str, torch.Tensor
     return out
 
 
-def write_group(g: Group, folder: str, experiment: str, last_results: dict, now: float, taken: set[str],
-                extra_tables: list[str] = ()) -> dict:
+def write_group(
+    g: Group,
+    folder: str,
+    experiment: str,
+    last_results: dict,
+    now: float,
+    taken: set[str],
+    extra_tables: list[str] = (),
+) -> dict:
     """One thesis experiment: histories, net and early-stop files, baseline histories, specs, sidecar."""
     cfg = g.config
     nets = sorted((t for t in g.tickets if t.records), key=lambda t: t.config.seed)
     prefix, shift = _prefix(g, nets, last_results, now, taken)
     # "unexported": what no trial-level warning already says (baselines without a net, a group without files)
-    info = {"prefix": prefix, "files": [], "unexported": [],
-            "notes": [f"prefix time shifted by {shift} s to avoid a name clash with another group"] if shift else [],
-            "missing": [f"ticket seed {t.config.seed} (trial {t.trial_id}) has no finished round: not a net here"
-                        for t in g.tickets if t not in nets]}
+    info = {
+        "prefix": prefix,
+        "files": [],
+        "unexported": [],
+        "notes": [f"prefix time shifted by {shift} s to avoid a name clash with another group"] if shift else [],
+        "missing": [
+            f"ticket seed {t.config.seed} (trial {t.trial_id}) has no finished round: not a net here"
+            for t in g.tickets
+            if t not in nets
+        ],
+    }
     if not nets:
         _unexported(info, "no ticket finished a round: no thesis files written")
         return info
@@ -196,47 +237,81 @@ def write_group(g: Group, folder: str, experiment: str, last_results: dict, now:
     if padded:
         info["notes"].append("some nets lack levels or points: those entries are NaN (padded, never cut)")
     if cfg.rewind_iteration:
-        info["notes"].append(f"late rewinding: levels >= 1 train from iteration {cfg.rewind_iteration} to "
-                             f"{cfg.iterations} on the absolute axis, so their first "
-                             f"{cfg.rewind_iteration // cfg.eval_every} points are NaN (not trained there); use "
-                             "nan-aware argmin (lth_ray.analysis.early_stop_indices) for early stop")
+        info["notes"].append(
+            f"late rewinding: levels >= 1 train from iteration {cfg.rewind_iteration} to "
+            f"{cfg.iterations} on the absolute axis, so their first "
+            f"{cfg.rewind_iteration // cfg.eval_every} points are NaN (not trained there); use "
+            "nan-aware argmin (lth_ray.analysis.early_stop_indices) for early stop"
+        )
     if any(t.diverged_round is not None for t in nets):
-        info["notes"].append("nets " + ", ".join(f"{n} (level {t.diverged_round})" for n, t in enumerate(nets)
-                                                 if t.diverged_round is not None)
-                             + " diverged: a loss went NaN or infinite there and the trajectory stopped")
+        info["notes"].append(
+            "nets "
+            + ", ".join(f"{n} (level {t.diverged_round})" for n, t in enumerate(nets) if t.diverged_round is not None)
+            + " diverged: a loss went NaN or infinite there and the trajectory stopped"
+        )
     _savez(os.path.join(folder, thesis.histories_path(prefix)), arrays)
     info["files"].append(thesis.histories_path(prefix))
     net_info = [_write_net(t, n, prefix, levels, folder, info, last_results) for n, t in enumerate(nets)]
-    baselines = {method: _write_baselines(method, trials, nets, prefix, name_of, folder, info)
-                 for method, trials, name_of in (("reinit", g.reinit, thesis.random_histories_path),
-                                                 ("random-prune", g.random_prune,
-                                                  thesis.random_prune_histories_path))}
+    baselines = {
+        method: _write_baselines(method, trials, nets, prefix, name_of, folder, info)
+        for method, trials, name_of in (
+            ("reinit", g.reinit, thesis.random_histories_path),
+            ("random-prune", g.random_prune, thesis.random_prune_histories_path),
+        )
+    }
     specs = thesis_specs(cfg, nets, net_info, info["notes"])
     changed = {k: v for k, v in recipe(cfg).items() if recipe_cell(v) != RECIPE_DEFAULTS[k]}
     if changed:
-        info["notes"].append("trained with " + ", ".join(f"{k}={v}" for k, v in changed.items()) + ": the "
-                             "thesis' specs have no keys for it (its code trains with Adam at a constant rate); "
-                             "the sidecar's recipe records it")
+        info["notes"].append(
+            "trained with " + ", ".join(f"{k}={v}" for k, v in changed.items()) + ": the "
+            "thesis' specs have no keys for it (its code trains with Adam at a constant rate); "
+            "the sidecar's recipe records it"
+        )
     _write_json(os.path.join(folder, thesis.specs_path(prefix)), specs, indent=None)  # compact, as the thesis
     info["files"] += [thesis.specs_path(prefix), thesis.sidecar_path(prefix)]
     sidecar = {
-        "format": EXPORT_FORMAT, "lth_ray_version": __version__, "experiment": experiment,
-        "arch": cfg.arch, "dataset": cfg.dataset, "activation": cfg.activation, "method": cfg.method,
-        "pruning": cfg.pruning, "prune_rate_fc": float(cfg.prune_rate_fc),
-        "prune_rate_conv": float(cfg.prune_rate_conv), "prune_rate_out": float(cfg.prune_rate_out),
-        "rounds": cfg.rounds, "iterations": cfg.iterations, "eval_every": cfg.eval_every,
-        "eval_points": cfg.eval_points, "batch_size": cfg.batch_size, "learning_rate": float(cfg.learning_rate),
-        "rewind_iteration": cfg.rewind_iteration, "precision": cfg.precision,
-        "deterministic": cfg.deterministic, "recipe": recipe(cfg), "seeds": [t.config.seed for t in nets],
-        "trial_ids": [t.trial_id for t in nets], "nets": net_info, "baselines": baselines,
-        "duration_seconds": _seconds(nets), "padded": padded, "time_shift_s": shift, "files": info["files"],
-        "missing": info["missing"], "notes": info["notes"],
+        "format": EXPORT_FORMAT,
+        "lth_ray_version": __version__,
+        "experiment": experiment,
+        "arch": cfg.arch,
+        "dataset": cfg.dataset,
+        "activation": cfg.activation,
+        "method": cfg.method,
+        "pruning": cfg.pruning,
+        "prune_rate_fc": float(cfg.prune_rate_fc),
+        "prune_rate_conv": float(cfg.prune_rate_conv),
+        "prune_rate_out": float(cfg.prune_rate_out),
+        "rounds": cfg.rounds,
+        "iterations": cfg.iterations,
+        "eval_every": cfg.eval_every,
+        "eval_points": cfg.eval_points,
+        "batch_size": cfg.batch_size,
+        "learning_rate": float(cfg.learning_rate),
+        "rewind_iteration": cfg.rewind_iteration,
+        "precision": cfg.precision,
+        "deterministic": cfg.deterministic,
+        "recipe": recipe(cfg),
+        "seeds": [t.config.seed for t in nets],
+        "trial_ids": [t.trial_id for t in nets],
+        "nets": net_info,
+        "baselines": baselines,
+        "duration_seconds": _seconds(nets),
+        "padded": padded,
+        "time_shift_s": shift,
+        "files": info["files"],
+        "missing": info["missing"],
+        "notes": info["notes"],
         "other_methods": _other_methods(g),
-        "extra_tables": {name: "Parquet beside the thesis files (instability: Frankle et al. 2020); the thesis "
-                               "files are unchanged" for name in extra_tables},
-        "layout": {"early_stop": "state_dicts per level in the -net<n>.pth layout (weight_orig/init/mask)",
-                   "random-prune": "-random-prune-histories<n>.npz: lth_ray's random-pruning baseline of net n, "
-                                   "same arrays and shapes as -random-histories<n>.npz (levels 1..prune_count)"}}
+        "extra_tables": {
+            name: "Parquet beside the thesis files (instability: Frankle et al. 2020); the thesis files are unchanged"
+            for name in extra_tables
+        },
+        "layout": {
+            "early_stop": "state_dicts per level in the -net<n>.pth layout (weight_orig/init/mask)",
+            "random-prune": "-random-prune-histories<n>.npz: lth_ray's random-pruning baseline of net n, "
+            "same arrays and shapes as -random-histories<n>.npz (levels 1..prune_count)",
+        },
+    }
     _write_json(os.path.join(folder, thesis.sidecar_path(prefix)), sidecar)
     return info
 
@@ -245,8 +320,10 @@ def _other_methods(g: Group) -> dict:
     """The group's members the thesis layout has no file for, by label: where to find them."""
     out = {}
     for t in sorted(g.others, key=lambda t: (t.config.label, t.config.seed)):
-        entry = out.setdefault(t.config.label, {"seeds": [], "trial_ids": [],
-                                                "where": "Parquet (rounds, histories) rows with method = this label"})
+        entry = out.setdefault(
+            t.config.label,
+            {"seeds": [], "trial_ids": [], "where": "Parquet (rounds, histories) rows with method = this label"},
+        )
         entry["seeds"].append(t.config.seed)
         entry["trial_ids"].append(t.trial_id)
     return out
@@ -256,8 +333,9 @@ def _seconds(nets: list[TrialResult]) -> float:
     return sum(r["seconds"] for t in nets for r in t.records)
 
 
-def _write_net(t: TrialResult, n: int, prefix: str, levels: list[int], folder: str, info: dict,
-               last_results: dict) -> dict:
+def _write_net(
+    t: TrialResult, n: int, prefix: str, levels: list[int], folder: str, info: dict, last_results: dict
+) -> dict:
     """`-net<n>.pth` (the last finished level) and `-early-stop<n>.pth`; returns the sidecar's entry."""
     recs = _levels(t)
     last = max(recs)
@@ -268,16 +346,26 @@ def _write_net(t: TrialResult, n: int, prefix: str, levels: list[int], folder: s
     del state
     info["files"].append(thesis.net_path(prefix, n))
     if last != levels[-1]:
-        info["notes"].append(f"net {n} (seed {t.config.seed}) stopped at level {last} of {levels[-1]}: "
-                             f"-net{n}.pth holds level {last}")
+        info["notes"].append(
+            f"net {n} (seed {t.config.seed}) stopped at level {last} of {levels[-1]}: -net{n}.pth holds level {last}"
+        )
     wrote_es = _write_early_stop(t, prefix, n, levels, folder, rewind)
     if wrote_es:
         info["files"].append(thesis.early_stop_path(prefix, n))
     device, device_name = _device(last_results, t)
-    return {"n": n, "seed": t.config.seed, "trial_id": t.trial_id, "status": t.status, "complete": t.complete,
-            "diverged_level": t.diverged_round,
-            "levels": sorted(recs), "net_file_level": last, "early_stop_file": wrote_es, "device": device,
-            "device_name": device_name}
+    return {
+        "n": n,
+        "seed": t.config.seed,
+        "trial_id": t.trial_id,
+        "status": t.status,
+        "complete": t.complete,
+        "diverged_level": t.diverged_round,
+        "levels": sorted(recs),
+        "net_file_level": last,
+        "early_stop_file": wrote_es,
+        "device": device,
+        "device_name": device_name,
+    }
 
 
 def thesis_specs(cfg, nets: list[TrialResult], net_info: list[dict], notes: list[str]) -> dict:
@@ -288,21 +376,32 @@ def thesis_specs(cfg, nets: list[TrialResult], net_info: list[dict], notes: list
         notes.append(f"nets ran on different devices {sorted(set(devices))}; specs name the most common")
     net = thesis_net(cfg)
     specs = {
-        "net": net, "plan_conv": list(cfg.plan_conv), "plan_fc": list(cfg.plan_fc), "net_count": len(nets),
+        "net": net,
+        "plan_conv": list(cfg.plan_conv),
+        "plan_fc": list(cfg.plan_fc),
+        "net_count": len(nets),
         "dataset": thesis.DATASET_NAMES[cfg.dataset],
         "epoch_count": thesis.epoch_count(cfg.dataset, cfg.iterations, cfg.batch_size),
-        "learning_rate": float(cfg.learning_rate), "plot_step": cfg.eval_every, "verbosity": 0,
-        "prune_method": thesis.PRUNE_METHODS[cfg.pruning], "prune_count": cfg.rounds,
-        "prune_rate_conv": float(cfg.prune_rate_conv), "prune_rate_fc": float(cfg.prune_rate_fc),
-        "duration": thesis.format_duration(_seconds(nets)), "device": device,
+        "learning_rate": float(cfg.learning_rate),
+        "plot_step": cfg.eval_every,
+        "verbosity": 0,
+        "prune_method": thesis.PRUNE_METHODS[cfg.pruning],
+        "prune_count": cfg.rounds,
+        "prune_rate_conv": float(cfg.prune_rate_conv),
+        "prune_rate_fc": float(cfg.prune_rate_fc),
+        "duration": thesis.format_duration(_seconds(nets)),
+        "device": device,
         "device_name": next(d["device_name"] for d in net_info if d["device"] == device),
         "save_early_stop": all(d["early_stop_file"] for d in net_info),
-        "experiment_name": thesis.EXPERIMENT_NAMES[cfg.method]}
+        "experiment_name": thesis.EXPERIMENT_NAMES[cfg.method],
+    }
     assert tuple(specs) == thesis.SPEC_KEYS
     if cfg.activation != thesis.THESIS_ACTIVATION[net] or cfg.dataset not in ("mnist", "cifar10"):
-        notes.append(f"trained with {cfg.activation} on {cfg.dataset}: the thesis' own loader rebuilds {net} "
-                     f"with {thesis.THESIS_ACTIVATION[net]} and knows only MNIST and CIFAR-10, so these nets load "
-                     "there but compute another function; lth_ray.thesis.get_models_from_files rebuilds them right")
+        notes.append(
+            f"trained with {cfg.activation} on {cfg.dataset}: the thesis' own loader rebuilds {net} "
+            f"with {thesis.THESIS_ACTIVATION[net]} and knows only MNIST and CIFAR-10, so these nets load "
+            "there but compute another function; lth_ray.thesis.get_models_from_files rebuilds them right"
+        )
     return specs
 
 
@@ -336,8 +435,10 @@ def _write_early_stop(t: TrialResult, prefix: str, n: int, levels: list[int], fo
         indices.append(recs[r]["early_stop_iteration"] - 1)  # the thesis' 0-based iteration
     if all(sd is None for sd in state_dicts):
         return False
-    _write_new(os.path.join(folder, thesis.early_stop_path(prefix, n)),
-               lambda f: torch.save({"state_dicts": state_dicts, "indices": indices}, f))
+    _write_new(
+        os.path.join(folder, thesis.early_stop_path(prefix, n)),
+        lambda f: torch.save({"state_dicts": state_dicts, "indices": indices}, f),
+    )
     return True
 
 
@@ -346,19 +447,22 @@ def _unexported(info: dict, line: str) -> None:
     info["unexported"].append(line)
 
 
-def _write_baselines(method: str, trials: list[TrialResult], nets: list[TrialResult], prefix: str, name_of,
-                     folder: str, info: dict) -> list[dict]:
+def _write_baselines(
+    method: str, trials: list[TrialResult], nets: list[TrialResult], prefix: str, name_of, folder: str, info: dict
+) -> list[dict]:
     """Per net n, its baseline's histories for levels 1..prune_count in shape (1, prune_count, L)."""
     seeds = [t.config.seed for t in nets]
     written = []
     for b in sorted(trials, key=lambda t: t.config.seed):
         if b.config.seed not in seeds:
-            _unexported(info, f"{method} baseline seed {b.config.seed} (trial {b.trial_id}): its ticket is not "
-                              "among the nets, so it is only in the Parquet files")
+            _unexported(
+                info,
+                f"{method} baseline seed {b.config.seed} (trial {b.trial_id}): its ticket is not "
+                "among the nets, so it is only in the Parquet files",
+            )
             continue
         if not b.records:
-            info["missing"].append(f"{method} baseline seed {b.config.seed} (trial {b.trial_id}) has no finished "
-                                   "round")
+            info["missing"].append(f"{method} baseline seed {b.config.seed} (trial {b.trial_id}) has no finished round")
             continue
         n = seeds.index(b.config.seed)
         arrays, padded = history_arrays([b], list(range(1, b.config.rounds + 1)), b.config.eval_points)
@@ -367,6 +471,14 @@ def _write_baselines(method: str, trials: list[TrialResult], nets: list[TrialRes
         info["files"].append(name)
         if padded:
             info["notes"].append(f"{name}: missing levels or points are NaN (padded)")
-        written.append({"n": n, "seed": b.config.seed, "trial_id": b.trial_id, "file": name,
-                        "levels": sorted(_levels(b)), "complete": b.complete})
+        written.append(
+            {
+                "n": n,
+                "seed": b.config.seed,
+                "trial_id": b.trial_id,
+                "file": name,
+                "levels": sorted(_levels(b)),
+                "complete": b.complete,
+            }
+        )
     return written

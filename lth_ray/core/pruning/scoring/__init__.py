@@ -8,6 +8,7 @@
 Adding a scorer is one file and one `register_scorer` call (see the README's "Extending lth_ray"); an
 unknown name is an error listing the known ones.
 """
+
 from __future__ import annotations
 
 from lth_ray.core.pruning.scoring import grasp, magnitude_init, snip, synflow

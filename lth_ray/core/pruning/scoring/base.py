@@ -5,6 +5,7 @@ prunable weight. Keeping the top weights to a count (over all layers) and invert
 shared code, applied to any scores. An iterative scorer (SynFlow) re-scores between prunings and so chooses
 its masks itself.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ class Scorer:
     """A pruning-at-init method's scores. `score(model, layers, batches)` -> {layer: scores like its weight};
     `batches` is empty unless `needs_data`. An iterative scorer gives `masks(model, layers, in_shape, keep,
     invert)` instead, and is then re-run for every round's count."""
+
     name: str
     score: Callable[[nn.Module, list, list], dict] | None = None
     needs_data: bool = False

@@ -1,6 +1,7 @@
 """`grasp` (Wang et al. 2020): S = -w * (H g), H the Hessian and g the gradient of the training loss at init
 (the logits divided by a temperature of 200, as the authors' code); GraSP removes the highest S, so the
 weights kept are the top of -S = w * (H g)."""
+
 from __future__ import annotations
 
 from typing import Iterable
@@ -14,8 +15,12 @@ from lth_ray.core.pruning.scoring.base import Scorer, _weights
 GRASP_TEMPERATURE = 200.0  # Wang et al.'s code divides the logits by T = 200 for the gradients it scores with
 
 
-def grasp_scores(model: nn.Module, layers, batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
-                 temperature: float = GRASP_TEMPERATURE) -> dict[str, torch.Tensor]:
+def grasp_scores(
+    model: nn.Module,
+    layers,
+    batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+    temperature: float = GRASP_TEMPERATURE,
+) -> dict[str, torch.Tensor]:
     """w * (H g): the weights to keep are the top of it (GraSP's score S = -w * (H g), lowest S kept).
 
     g is the mean gradient of the cross-entropy of logits / T over the batches (a constant), H g the gradient

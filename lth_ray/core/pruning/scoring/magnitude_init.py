@@ -1,4 +1,5 @@
 """`magnitude-init`: |w| at initialization (Frankle et al. 2021's simplest baseline)."""
+
 from __future__ import annotations
 
 import torch

@@ -1,4 +1,5 @@
 """`snip` (Lee et al. 2019): |g * w|, g the gradient of the training loss at init over `score_batches` batches."""
+
 from __future__ import annotations
 
 from typing import Iterable
@@ -10,8 +11,9 @@ from torch import nn
 from lth_ray.core.pruning.scoring.base import Scorer, _weights
 
 
-def snip_scores(model: nn.Module, layers,
-                batches: Iterable[tuple[torch.Tensor, torch.Tensor]]) -> dict[str, torch.Tensor]:
+def snip_scores(
+    model: nn.Module, layers, batches: Iterable[tuple[torch.Tensor, torch.Tensor]]
+) -> dict[str, torch.Tensor]:
     """|g * w| with g the mean gradient of the cross-entropy over the given batches (the model in train mode,
     as it would train)."""
     weights = _weights(model, layers)

@@ -1,5 +1,6 @@
 """`synflow` (Tanaka et al. 2020): data-free and iterative: |dR/dw * w| with R the output sum of the net with
 absolute weights on an all-ones input, re-scored after each of 100 prunings on an exponential schedule."""
+
 from __future__ import annotations
 
 import copy
@@ -13,8 +14,9 @@ from lth_ray.core.pruning.scoring.base import Scorer, _weights, keep_top
 SYNFLOW_ITERATIONS = 100
 
 
-def synflow_masks(model: nn.Module, layers, in_shape, keep: int,
-                  iterations: int = SYNFLOW_ITERATIONS, invert: bool = False) -> Masks:
+def synflow_masks(
+    model: nn.Module, layers, in_shape, keep: int, iterations: int = SYNFLOW_ITERATIONS, invert: bool = False
+) -> Masks:
     """SynFlow's masks for `keep` weights: `iterations` rounds of scoring and pruning, the kept fraction
     following the exponential schedule (keep/total)^(k/iterations); the model is used in float64, eval mode
     (BatchNorm with its running statistics), with |w| and an all-ones input, on a copy of the model.
