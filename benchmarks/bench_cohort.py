@@ -26,9 +26,9 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from lth_ray.core.data.loading import DEBIAN_FASHION_MNIST, Split, load_split  # noqa: E402
 from lth_ray.core.engine.cohort import Cohort  # noqa: E402
 from lth_ray.core.spec.config import from_preset  # noqa: E402
-from lth_ray.core.data.loading import DEBIAN_FASHION_MNIST, Split, load_split  # noqa: E402
 
 
 def data(arch: str, device: str) -> Split:

@@ -22,12 +22,12 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from lth_ray.core.engine.cohort import METRICS, cpu_state
+from lth_ray.core.models.plan import build_model, prunable_layers  # noqa: E402
+from lth_ray.core.pruning.masks import density, layer_density, pack_masks  # noqa: E402
 from lth_ray.core.spec.config import TrajectoryConfig  # noqa: E402
 from lth_ray.results.experiment import LegacyRounds, TrialResult  # noqa: E402
 from lth_ray.results.export import histories_table, rounds_table, write_export  # noqa: E402
-from lth_ray.core.models.plan import build_model, prunable_layers  # noqa: E402
-from lth_ray.core.pruning.masks import density, layer_density, pack_masks  # noqa: E402
-from lth_ray.core.engine.cohort import METRICS, cpu_state
 
 
 def fake_state(cfg: TrajectoryConfig, rng: np.random.Generator) -> dict:

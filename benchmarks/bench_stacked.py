@@ -5,8 +5,8 @@ backward pass (the sum of the members' cross-entropies) through `StackedNet` (on
 matrix products, conv layers member by member; on CUDA: grouped convolutions), through `FunctionalStacked`
 vectorized (`vmap`) and member by member (`functional_call` in a loop). Each timing is the best of `--repeats`
 runs of `--steps` steps after warm-up steps, the paths taking turns, all in this one process on the same
-threads; the result is the ratio functional / StackedNet (above 1: the hand-written path is faster), of wall and of CPU time. A JSON line
-per net is printed.
+threads; the result is the ratio functional / StackedNet (above 1: the hand-written path is faster), of
+wall and of CPU time. A JSON line per net is printed.
 
     python benchmarks/bench_stacked.py [--members 4] [--threads 2] [--device cpu] [--steps 20] [--conv-steps 3]
 """

@@ -22,9 +22,9 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from lth_ray.core.spec.config import from_preset  # noqa: E402
 from lth_ray.core.data.loading import DEBIAN_FASHION_MNIST, Split, load_split  # noqa: E402
 from lth_ray.core.engine.trajectory import Trajectory
+from lth_ray.core.spec.config import from_preset  # noqa: E402
 
 YARDSTICK = ROOT.parent / "shared" / "bench" / "seed_style.py"
 

@@ -1,4 +1,5 @@
-"""Kept for compatibility: `lth_ray.cluster_config` (and `python -m lth_ray.cluster_config`) as in lth_ray 0.1/0.2; new code imports `lth_ray.distributed.cluster_config`."""
+"""Kept for compatibility: `lth_ray.cluster_config` (and `python -m lth_ray.cluster_config`) as in lth_ray 0.1/0.2; "
+"new code imports `lth_ray.distributed.cluster_config`."""
 
 import sys
 

@@ -1,4 +1,5 @@
-"""Kept for compatibility: `lth_ray.export` (and `python -m lth_ray.export`) as in lth_ray 0.1/0.2; new code imports `lth_ray.results.export`."""
+"""Kept for compatibility: `lth_ray.export` (and `python -m lth_ray.export`) as in lth_ray 0.1/0.2; new code imports "
+"`lth_ray.results.export`."""
 
 import sys
 

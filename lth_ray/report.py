@@ -1,4 +1,5 @@
-"""Kept for compatibility: `lth_ray.report` (and `python -m lth_ray.report`) as in lth_ray 0.1/0.2; new code imports `lth_ray.results.report`."""
+"""Kept for compatibility: `lth_ray.report` (and `python -m lth_ray.report`) as in lth_ray 0.1/0.2; new code imports "
+"`lth_ray.results.report`."""
 
 import sys
 

@@ -21,8 +21,9 @@ ROOT = HERE.parent
 sys.path[:0] = [str(ROOT), str(HERE)]
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
-import lth_ray  # noqa: E402
 import golden_cases as G  # noqa: E402
+
+import lth_ray  # noqa: E402
 
 
 def commit() -> str:

@@ -134,22 +134,26 @@ def _check_node_types(config: dict) -> None:
     for name, t in types.items():
         if t["min_workers"] > t["max_workers"]:
             raise ValueError(
-                f"available_node_types.{name}: min_workers ({t['min_workers']}) must be <= max_workers ({t['max_workers']})"
+                f"available_node_types.{name}: min_workers ({t['min_workers']}) must be <= max_workers "
+                f"({t['max_workers']})"
             )
     min_sum = sum(t["min_workers"] for t in types.values())
     if min_sum > config["max_workers"]:
         raise ValueError(
-            f"max_workers: top-level max_workers ({config['max_workers']}) must be >= the sum of the node types' min_workers ({min_sum})"
+            f"max_workers: top-level max_workers ({config['max_workers']}) must be >= the sum of the node types' "
+            f"min_workers ({min_sum})"
         )
     head_gpus = types[head].get("resources", {}).get("GPU")
     if head_gpus != 0:
         got = "not declared" if head_gpus is None else f"GPU: {head_gpus}"
         raise ValueError(
-            f"available_node_types.{head} (head): resources must declare GPU: 0 (got {got}) so trials never run on the head"
+            f"available_node_types.{head} (head): resources must declare GPU: 0 (got {got}) so trials never run on "
+            "the head"
         )
     if not gpu_node_types(config):
         raise ValueError(
-            "available_node_types: no worker node type can provide GPUs; give one resources: {GPU: n} with n >= 1 and max_workers >= 1"
+            "available_node_types: no worker node type can provide GPUs; give one resources: {GPU: n} with n >= 1 and "
+            "max_workers >= 1"
         )
 
 
@@ -206,7 +210,8 @@ def _check_commands(config: dict) -> None:
                 m = re.fullmatch(r"ray(\[[^\]]*\])?==(\S+)", a)
                 if m and m.group(2) != ray.__version__:
                     raise ValueError(
-                        f"{where}: installs ray=={m.group(2)} but this checkout uses ray {ray.__version__}; cluster and laptop Ray must match"
+                        f"{where}: installs ray=={m.group(2)} but this checkout uses ray {ray.__version__}; cluster "
+                        "and laptop Ray must match"
                     )
     for key in ("head_start_ray_commands", "worker_start_ray_commands"):
         starts = [c for c in config.get(key, []) if re.search(r"\bray start\b", c)]
@@ -215,7 +220,8 @@ def _check_commands(config: dict) -> None:
         for c in starts:
             if USAGE_OPT_OUT not in c:
                 raise ValueError(
-                    f"{key}: the `ray start` command must set {USAGE_OPT_OUT} in the same line (e.g. `export {USAGE_OPT_OUT}; ray start ...`)"
+                    f"{key}: the `ray start` command must set {USAGE_OPT_OUT} in the same line (e.g. `export "
+                    f"{USAGE_OPT_OUT}; ray start ...`)"
                 )
 
 
@@ -242,28 +248,34 @@ def _check_security(config: dict) -> None:
         for mode in re.findall(r"RAY_AUTH_MODE\s*=\s*['\"]?([A-Za-z]*)", text):
             if mode.lower() != "token":
                 raise ValueError(
-                    f"{where}: sets RAY_AUTH_MODE={mode}, which disables Ray's token authentication (anyone who reaches the cluster could run code on it); keep {AUTH_ON}"
+                    f"{where}: sets RAY_AUTH_MODE={mode}, which disables Ray's token authentication (anyone who "
+                    f"reaches the cluster could run code on it); keep {AUTH_ON}"
                 )
         if re.search(r"[A-Za-z][A-Za-z0-9+.-]*://[^/\s@:'\"]+:[^/\s@'\"]+@", text):
             raise ValueError(
-                f"{where}: a URL carries a password or token (scheme://user:secret@host); it would sit in cluster.yaml and in Ray's logs: use a deploy key, the file_mounts alternative or the nodes' instance profile"
+                f"{where}: a URL carries a password or token (scheme://user:secret@host); it would sit in "
+                "cluster.yaml and in Ray's logs: use a deploy key, the file_mounts alternative or the nodes' "
+                "instance profile"
             )
         for value in re.findall(r"RAY_AUTH_TOKEN\s*=\s*['\"]?([^\s'\";]*)", text):
             if value and not value.startswith("$"):
                 raise ValueError(
-                    f"{where}: writes a token into RAY_AUTH_TOKEN; keep the token out of the config (and git): mount ~/.ray/auth_token with file_mounts"
+                    f"{where}: writes a token into RAY_AUTH_TOKEN; keep the token out of the config (and git): mount "
+                    "~/.ray/auth_token with file_mounts"
                 )
     token_paths = set()
     for key in ("head_start_ray_commands", "worker_start_ray_commands"):
         for c in (c for c in config.get(key, []) if re.search(r"\bray start\b", c)):
             if AUTH_ON not in c:
                 raise ValueError(
-                    f"{key}: the `ray start` command must set {AUTH_ON} in the same line (e.g. `export {AUTH_ON}; ray start ...`), so a node without the token fails instead of starting unauthenticated"
+                    f"{key}: the `ray start` command must set {AUTH_ON} in the same line (e.g. `export {AUTH_ON}; ray "
+                    "start ...`), so a node without the token fails instead of starting unauthenticated"
                 )
             for host in _flag_values(c, "--dashboard-host"):
                 if host.strip("[]") not in LOOPBACK:
                     raise ValueError(
-                        f"{key}: --dashboard-host={host} exposes the dashboard/jobs API beyond the head; use --dashboard-host=127.0.0.1 and reach it with `ray dashboard cluster.yaml`"
+                        f"{key}: --dashboard-host={host} exposes the dashboard/jobs API beyond the head; use "
+                        "--dashboard-host=127.0.0.1 and reach it with `ray dashboard cluster.yaml`"
                     )
             token_paths.update(re.findall(r"RAY_AUTH_TOKEN_PATH\s*=\s*['\"]?([^\s'\";]+)", c))
     _check_token_mount(config.get("file_mounts") or {}, token_paths)
@@ -278,12 +290,14 @@ def _check_token_mount(file_mounts: dict, token_paths: set[str]) -> None:
     }
     if not mounts:
         raise ValueError(
-            "file_mounts: no node gets the cluster's token; add `/home/ubuntu/.ray/auth_token: ~/.ray/auth_token` (generate it once with `ray get-auth-token --generate`)"
+            "file_mounts: no node gets the cluster's token; add `/home/ubuntu/.ray/auth_token: ~/.ray/auth_token` "
+            "(generate it once with `ray get-auth-token --generate`)"
         )
     for remote, local in mounts.items():
         if not str(local).startswith(("~", "/")):
             raise ValueError(
-                f"file_mounts.{remote}: the token comes from {local!r}, a path inside this project; keep it out of the repository (e.g. ~/.ray/auth_token)"
+                f"file_mounts.{remote}: the token comes from {local!r}, a path inside this project; keep it out of "
+                "the repository (e.g. ~/.ray/auth_token)"
             )
 
 
@@ -292,7 +306,9 @@ def _ray_ports(head_starts: list[str]) -> dict[int, str]:
     ports = dict(RAY_PORT_FLAGS)
     for c in head_starts:
         for flag in RAY_PORT_FLAGS:
-            ports.update({flag: int(v) for v in _flag_values(c, flag) if v.isdigit()})
+            for v in _flag_values(c, flag):
+                if v.isdigit():
+                    ports[flag] = int(v)  # the last one given wins, as in `ray start`
     names = {"--port": "GCS", "--dashboard-port": "dashboard", "--ray-client-server-port": "Ray client"}
     return {port: names[flag] for flag, port in ports.items()}
 
@@ -319,12 +335,14 @@ def _check_ingress(config: dict) -> None:
                 raise ValueError(f"{where}: {cidr!r} is not a CIDR range") from None
             if net.prefixlen == 0 and not (protocol in ("tcp", "6") and low == high == SSH_PORT):
                 raise ValueError(
-                    f"{where}: opens {ports} to the world ({cidr}); only SSH (22) may be: reach the dashboard with `ray dashboard cluster.yaml`, keep Ray's ports inside the cluster"
+                    f"{where}: opens {ports} to the world ({cidr}); only SSH (22) may be: reach the dashboard with "
+                    "`ray dashboard cluster.yaml`, keep Ray's ports inside the cluster"
                 )
             exposed = [f"{name} port {port}" for port, name in sorted(ray_ports.items()) if low <= port <= high]
             if exposed and not any(net.version == n.version and net.subnet_of(n) for n in INTERNAL_NETS):
                 raise ValueError(
-                    f"{where}: opens Ray's {', '.join(exposed)} to the public network {cidr}; keep them inside the cluster (SSH tunnel: `ray dashboard cluster.yaml`)"
+                    f"{where}: opens Ray's {', '.join(exposed)} to the public network {cidr}; keep them inside the "
+                    "cluster (SSH tunnel: `ray dashboard cluster.yaml`)"
                 )
 
 

@@ -32,8 +32,8 @@ from __future__ import annotations
 
 import heapq
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Sequence
 
 from lth_ray.core.data.registry import dataset_entry
 from lth_ray.core.spec.config import PRESETS, ConfigError, TrajectoryConfig, parse_plan_token
@@ -355,7 +355,8 @@ def _best_for_share(configurations, gpus, gpu, share, seeds_per_trial, cpu_per_t
         if fits < 1:
             need = (c.trial_bytes + c.seed_bytes) / GIB
             raise ConfigError(
-                f"one seed of {c.name} ({c.members_per_seed} member{'s' * (c.members_per_seed != 1)}) needs {need:.1f} GiB, more than "
+                f"one seed of {c.name} ({c.members_per_seed} member{'s' * (c.members_per_seed != 1)}) needs "
+                f"{need:.1f} GiB, more than "
                 f"{share:g} of a {gpu.memory_bytes / GIB:g} GiB GPU; give a trial a bigger share (--gpus-per-trial "
                 f"{_share_for(need * GIB, gpu)}) or a GPU with more memory (--gpu-memory)"
             )

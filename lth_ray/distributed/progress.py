@@ -12,8 +12,8 @@ rounds of earlier drivers are done, not fast).
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from ray.tune import Callback
 

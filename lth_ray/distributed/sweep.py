@@ -39,7 +39,6 @@ from lth_ray.distributed.grid import (
 )
 from lth_ray.distributed.planner import GIB, Plan, shared_eval_memory_mb
 
-
 # ------------------------------------------------------------------ checks that touch the outside world
 
 

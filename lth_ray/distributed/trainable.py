@@ -21,11 +21,14 @@ import ray
 import torch
 from ray import tune
 
-from lth_ray.distributed.capacity import require_usable_gpu
+from lth_ray.core.data.loading import load_split
 from lth_ray.core.engine.cohort import Cohort
+from lth_ray.core.engine.trajectory import resolve_device, summary
 from lth_ray.core.faults import FaultHook
 from lth_ray.core.spec.config import TrajectoryConfig
-from lth_ray.core.data.loading import load_split
+from lth_ray.core.store.resume import resume_cohort, save_state
+from lth_ray.core.store.rounds import RoundStore
+from lth_ray.distributed.capacity import require_usable_gpu
 from lth_ray.results.experiment import (
     ROUND_FILE,
     ROUNDS_DIR,
@@ -34,9 +37,6 @@ from lth_ray.results.experiment import (
     progress,
     read_newest_state,
 )
-from lth_ray.core.store.rounds import RoundStore
-from lth_ray.core.engine.trajectory import resolve_device, summary
-from lth_ray.core.store.resume import resume_cohort, save_state
 
 
 @functools.lru_cache(maxsize=1)

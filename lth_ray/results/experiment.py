@@ -20,10 +20,10 @@ from pathlib import PurePosixPath
 import torch
 from pyarrow import fs as pafs
 
-from lth_ray.core.spec.config import TrajectoryConfig
-from lth_ray.core.pruning.masks import unpack_masks
-from lth_ray.core.store.rounds import RoundStore
 from lth_ray.core.engine.cohort import initial_weights
+from lth_ray.core.pruning.masks import unpack_masks
+from lth_ray.core.spec.config import TrajectoryConfig
+from lth_ray.core.store.rounds import RoundStore
 
 ROUNDS_DIR = "rounds"  # a trial's round files, beside Tune's checkpoints
 STATE_FILE = "state.pt"  # the trajectory state the trainable writes inside each checkpoint folder
@@ -299,8 +299,9 @@ def load_trials(experiment: str, analysis=None, weights: bool = True) -> list[Tr
     """Every trajectory of the experiment with its config, status and (lazily read) rounds, in the sweep's order.
 
     A cohort trial gives one `TrialResult` per member (id `<trial id>-m<index>`, its rounds under
-    `<trial>/rounds/<member key>/`); a trial of one trajectory (before cohorts) gives one. Nothing heavy is read here: a trial's records are read when first asked for, its weights only round by
-    round. An experiment whose trials were written by different lth_ray formats is refused, never mixed.
+    `<trial>/rounds/<member key>/`); a trial of one trajectory (before cohorts) gives one. Nothing heavy is read
+    here: a trial's records are read when first asked for, its weights only round by round. An experiment whose
+    trials were written by different lth_ray formats is refused, never mixed.
     """
     analysis = analysis or open_analysis(experiment)
     fs, root = filesystem_and_path(experiment)

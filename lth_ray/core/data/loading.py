@@ -23,9 +23,10 @@ import os
 import shutil
 import socket
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -78,7 +79,7 @@ class Split:
     def in_shape(self) -> tuple[int, int, int]:
         return tuple(self.x_train.shape[1:])
 
-    def to(self, device) -> "Split":
+    def to(self, device) -> Split:
         moved = {k: getattr(self, k).to(device) for k in ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test")}
         return Split(**moved, dataset=self.dataset, source=self.source)
 

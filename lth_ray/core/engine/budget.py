@@ -39,8 +39,9 @@ def budget_bytes(device: torch.device, eval_memory_mb: int | None) -> int:
 
 def example_bytes(template: nn.Module, in_shape, element_size: int) -> tuple[int, int]:
     """(transient, kept) bytes per example of one member's forward pass: `transient` is the largest of the
-    conv layers' input + im2col buffer + output, the latter two counted twice (freed layer by layer), `kept` what the stacked model holds
-    per member until the logits (the flattened conv output and every fc activation)."""
+    conv layers' input + im2col buffer + output, the latter two counted twice (freed layer by layer), `kept`
+    what the stacked model holds per member until the logits (the flattened conv output and every fc
+    activation)."""
     if not isinstance(getattr(template, "conv", None), nn.Sequential):
         return _traced_example_bytes(template, in_shape, element_size)
     channels, side = in_shape[0], in_shape[1]

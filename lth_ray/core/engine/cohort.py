@@ -19,32 +19,34 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 
 from lth_ray.core.data.loading import Split
 from lth_ray.core.engine import numerics
 from lth_ray.core.engine.budget import budget_bytes, eval_chunk
-from lth_ray.core.engine.evaluation import evaluate_stacked
-from lth_ray.core.engine.instability import BN_BATCHES, instability_record
-from lth_ray.core.engine.planning import RoundPlanner
-from lth_ray.core.engine.records import round_record
-from lth_ray.core.engine.state import MemberState, check_cohort, check_state, cohort_state, finished, initial_state
-from lth_ray.core.engine.streams import STREAM_BN_STATISTICS, generator
-from lth_ray.core.engine.training import Lockstep, Participant, batch_indices
-from lth_ray.core.engine.weights import build_net, initial_weights
-from lth_ray.core.methods import method_of
-from lth_ray.core.models.registry import model_entry, model_of
-from lth_ray.core.pruning.masks import compact, layer_rates, pack_masks
-from lth_ray.core.spec.config import ConfigError, TrajectoryConfig
-from lth_ray.core.store.rounds import RoundResult
 
 # The engine's vocabulary where lth_ray 0.2 had it (`from lth_ray.core.engine.cohort import METRICS` keeps working).
-from lth_ray.core.engine.evaluation import diverged, early_stop_index, evaluate  # noqa: E402,F401
-from lth_ray.core.engine.records import METRICS, device_name  # noqa: E402,F401
-from lth_ray.core.engine.state import COHORT_FORMAT, MEMBER_FIELDS, STATE_FORMAT, needs_ticket, recipe_of  # noqa: E402,F401
+from lth_ray.core.engine.evaluation import diverged, early_stop_index, evaluate, evaluate_stacked  # noqa: E402,F401
+from lth_ray.core.engine.instability import BN_BATCHES, instability_record
+from lth_ray.core.engine.planning import RoundPlanner
+from lth_ray.core.engine.records import METRICS, device_name, round_record  # noqa: E402,F401
+from lth_ray.core.engine.state import (  # noqa: E402,F401
+    COHORT_FORMAT,
+    MEMBER_FIELDS,
+    STATE_FORMAT,
+    MemberState,
+    check_cohort,
+    check_state,
+    cohort_state,
+    finished,
+    initial_state,
+    needs_ticket,
+    recipe_of,
+)
 from lth_ray.core.engine.streams import (
+    STREAM_BN_STATISTICS,
     STREAM_COPY_DATA,
     STREAM_DATA,
     STREAM_INIT,
@@ -52,8 +54,19 @@ from lth_ray.core.engine.streams import (
     STREAM_REINIT,
     STREAM_SCORE,
     STREAM_SHUFFLE,
+    generator,
 )
-from lth_ray.core.engine.weights import cpu_state  # noqa: E402,F401
+from lth_ray.core.engine.training import Lockstep, Participant, batch_indices
+from lth_ray.core.engine.weights import (
+    build_net,
+    cpu_state,  # noqa: E402,F401
+    initial_weights,
+)
+from lth_ray.core.methods import method_of
+from lth_ray.core.models.registry import model_entry, model_of
+from lth_ray.core.pruning.masks import compact, layer_rates, pack_masks
+from lth_ray.core.spec.config import ConfigError, TrajectoryConfig
+from lth_ray.core.store.rounds import RoundResult
 
 
 class Cohort:

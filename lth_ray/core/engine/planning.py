@@ -6,7 +6,7 @@ ablation, and picks the start point (init, rewind point W_k, or a fresh init) an
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 

@@ -8,8 +8,8 @@ late rewinding; otherwise the init, rebuilt from the seed), the current mask (bi
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 from lth_ray.core.spec.config import ConfigError, TrajectoryConfig
 
@@ -57,7 +57,7 @@ class MemberState:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict) -> "MemberState":
+    def from_dict(cls, d: dict) -> MemberState:
         return cls(
             d["config"],
             d["next_round"],

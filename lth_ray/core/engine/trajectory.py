@@ -9,7 +9,7 @@ on that state: a resumed trajectory reproduces an uninterrupted one bitwise on t
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 

@@ -7,8 +7,8 @@ names: it asks the member's method. A method is one small class (ShrinkBench-lik
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 from torch import nn

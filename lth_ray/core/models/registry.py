@@ -13,8 +13,9 @@ Adding a model is one file plus one `register_model` call; an unknown name is an
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Protocol
+from typing import Protocol
 
 import torch
 from torch import nn

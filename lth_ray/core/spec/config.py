@@ -208,7 +208,7 @@ class TrajectoryConfig:
         """The absolute iterations at which round `round_` is evaluated (multiples of eval_every after its start)."""
         return list(range(self.round_start(round_) + self.eval_every, self.iterations + 1, self.eval_every))
 
-    def validate(self) -> "TrajectoryConfig":
+    def validate(self) -> TrajectoryConfig:
         check_config(self)
         return self
 
@@ -224,7 +224,7 @@ class TrajectoryConfig:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict) -> "TrajectoryConfig":
+    def from_dict(cls, d: dict) -> TrajectoryConfig:
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(d) - names - {"mask_store"})
         if unknown:
@@ -237,11 +237,11 @@ class TrajectoryConfig:
         d["milestones"], d["prune_ignore"] = tuple(d.get("milestones", ())), tuple(d.get("prune_ignore", ()))
         return cls(**d).validate()
 
-    def replace(self, **changes) -> "TrajectoryConfig":
+    def replace(self, **changes) -> TrajectoryConfig:
         return dataclasses.replace(self, **changes).validate()
 
 
-def check_config(c: "TrajectoryConfig") -> None:
+def check_config(c: TrajectoryConfig) -> None:
     """Every setting of a trajectory, each with the values it allows (one-line errors)."""
     for t in c.plan_conv:
         parse_plan_token(t)
@@ -329,7 +329,7 @@ def check_config(c: "TrajectoryConfig") -> None:
     check_training(c)
 
 
-def recipe_key(c: "TrajectoryConfig") -> str:
+def recipe_key(c: TrajectoryConfig) -> str:
     """The key's part for the modern recipe: empty at the defaults (a 0.2 key stays what it was)."""
     parts = (
         []

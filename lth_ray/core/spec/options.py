@@ -20,8 +20,9 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from lth_ray.core.engine.budget import DEFAULT_EVAL_MEMORY_MB, MIN_EVAL_MEMORY_MB
 from lth_ray.core.spec.config import (
@@ -623,10 +624,7 @@ def check_choices(
         text = getattr(args, o.dest, None)
         if not allowed or text is None:
             continue
-        if o.is_list(scope):
-            values = [t.strip() for t in str(text).split(",") if t.strip()]
-        else:
-            values = [text]
+        values = [t.strip() for t in str(text).split(",") if t.strip()] if o.is_list(scope) else [text]
         for value in values:
             if value not in allowed:
                 named = f"{o.flag}: {value!r}" if o.is_list(scope) else f"{o.flag}={value!r}"

@@ -7,7 +7,7 @@ needs (`engine.cohort`'s member states). State files are written atomically (wri
 from __future__ import annotations
 
 import os
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 

@@ -67,7 +67,7 @@ class RoundStore:
         self.fs, self.root = fs, root.rstrip("/")
 
     @classmethod
-    def at(cls, where: str) -> "RoundStore":
+    def at(cls, where: str) -> RoundStore:
         return cls(*resolve(where))
 
     # ------------------------------------------------------------------ writing

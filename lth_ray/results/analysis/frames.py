@@ -15,7 +15,6 @@ import pandas as pd
 from lth_ray.core.spec.config import TICKETS  # the methods that own a dense round 0
 from lth_ray.results.schema import IDENTITY, RECIPE, RECIPE_DEFAULTS
 
-
 # A configuration is the whole recipe, everything but the seed and the method: its tickets and baselines are
 # compared, and two recipes never average together.
 CONFIG = [
@@ -65,8 +64,8 @@ class Experiment:
         """The bool masks {layer: array} of one trial's round (True = weight alive); reads that round only."""
         try:
             masks = self.masks[trial_id].masks(round_)
-        except (KeyError, FileNotFoundError, OSError):
-            raise KeyError(f"no mask for trial {trial_id} round {round_} (masks come only from a Tune folder)")
+        except (KeyError, FileNotFoundError, OSError) as err:
+            raise KeyError(f"no mask for trial {trial_id} round {round_} (masks come only from a Tune folder)") from err
         return {name: m.numpy() for name, m in masks.items()}
 
 

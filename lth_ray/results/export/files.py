@@ -7,7 +7,7 @@ overwrites one; `publish` then puts the whole folder in place, or nothing.
 from __future__ import annotations
 
 import json
-from typing import Callable
+from collections.abc import Callable
 
 MANIFEST = "export.json"
 EXPORT_FORMAT = 1

@@ -14,8 +14,8 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import PurePosixPath
-from typing import Callable
 
 from pyarrow import fs as pafs
 
@@ -109,7 +109,8 @@ def _upload(tmp: str, fs: pafs.FileSystem, path: str, force: bool) -> None:
                 source_filesystem=pafs.LocalFileSystem(),
                 destination_filesystem=fs,
             )
-    manifest = json.loads(open(os.path.join(tmp, MANIFEST)).read())
+    with open(os.path.join(tmp, MANIFEST)) as f:
+        manifest = json.load(f)
     manifest["version"] = version
     staged = f"{path}/{MANIFEST}.tmp-{uuid.uuid4().hex}"
     with fs.open_output_stream(staged) as f:

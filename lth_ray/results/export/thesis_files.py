@@ -11,6 +11,7 @@ trials get no thesis files (`parquet_only_notes` says so) and live in the Parque
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 from dataclasses import dataclass, field
@@ -342,7 +343,7 @@ def _write_net(
     rewind = t.rewind()
     masks = t.rounds.masks(last)
     state = thesis_state(t.rounds.trained(last, masks), masks, rewind)
-    _write_new(os.path.join(folder, thesis.net_path(prefix, n)), lambda f: torch.save(state, f))
+    _write_new(os.path.join(folder, thesis.net_path(prefix, n)), functools.partial(torch.save, state))
     del state
     info["files"].append(thesis.net_path(prefix, n))
     if last != levels[-1]:

@@ -4,7 +4,7 @@ weights kept are the top of -S = w * (H g)."""
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 import torch
 import torch.nn.functional as F

@@ -1,0 +1,171 @@
+"""The placement planner: FLOPs and memory from the plans' layer shapes (a registered model's from its module
+on 'meta'), cohorts split by seeds so the GPUs are busy from the start and finish together, memory respected,
+one-line refusals. Pure Python: no Ray, and no torch but for the registered models' shapes."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from conftest import ROOT
+
+from lth_ray.core.engine.trajectory import cohort_members
+from lth_ray.core.spec.config import PRESETS, ConfigError, from_preset
+from lth_ray.distributed.planner import GIB, GPUModel, configuration, net_shape, plan_sweep, shape_of, split_seeds
+
+BOTH = ("reinit", "random-prune")
+
+
+def conv_grid(seeds: int, baselines=BOTH, rounds: int = 20, archs=("conv2", "conv4", "conv6"), **kw):
+    return [
+        configuration(a, cohort_members(from_preset(a, rounds=rounds), list(range(seeds)), list(baselines)), **kw)
+        for a in archs
+    ]
+
+
+def test_flops_and_parameters_from_the_layer_shapes():
+    lenet = net_shape((), (300, 100), (1, 28, 28))
+    assert lenet.macs == 784 * 300 + 300 * 100 + 100 * 10
+    assert lenet.params == lenet.macs + 300 + 100 + 10  # weights and biases
+    conv2 = net_shape(PRESETS["conv2"].plan_conv, PRESETS["conv2"].plan_fc, (3, 32, 32))
+    assert conv2.macs == 64 * 3 * 9 * 32 * 32 + 64 * 64 * 9 * 32 * 32 + 16 * 16 * 64 * 256 + 256 * 256 + 256 * 10
+    conv6 = net_shape(PRESETS["conv6"].plan_conv, PRESETS["conv6"].plan_fc, (3, 32, 32))
+    assert 3.4 < conv6.macs / conv2.macs < 3.6  # Conv-6 is 3.5 Conv-2s per example
+    bn = net_shape(("64B", "M"), (), (3, 32, 32))
+    assert bn.params == 64 * 3 * 9 + 64 + 2 * 64 + (16 * 16 * 64) * 10 + 10
+
+
+def test_registered_models_are_counted_from_their_modules():
+    resnet = shape_of(from_preset("resnet20"), (3, 32, 32))
+    assert resnet.params == 272_474 and 40e6 < resnet.macs < 42e6  # ResNet-20: 41M multiply-adds per image
+    vgg = shape_of(from_preset("vgg16"), (3, 32, 32))
+    assert 14.7e6 < vgg.params < 14.8e6 and 313e6 < vgg.macs < 314e6  # VGG-16 (CIFAR): 313M
+    assert shape_of(from_preset("conv2"), (3, 32, 32)) == net_shape(
+        PRESETS["conv2"].plan_conv, PRESETS["conv2"].plan_fc, (3, 32, 32)
+    )
+    # a ResNet-20 seed (ticket, copy for instability) costs what its FLOPs say, at the batch size
+    ticket = from_preset("resnet20", rounds=1, iterations=1000, eval_every=100, milestones=(), instability=True)
+    cost = configuration("r", [ticket])
+    assert cost.seed_step_flops == pytest.approx(2 * 3 * 2 * resnet.macs * 128)
+
+
+def test_cost_counts_rounds_members_and_evaluation():
+    ticket = from_preset("conv2", rounds=2, iterations=1000, eval_every=100)
+    alone = configuration("c", [ticket])
+    shape = net_shape(ticket.plan_conv, ticket.plan_fc, (3, 32, 32))
+    train = 3 * 2 * shape.macs * 60 * 1000 * 3  # 3 rounds of 1000 steps at batch 60
+    evaluate = 2 * shape.macs * 15_000 * 10 * 3  # validation + test, 10 times a round
+    assert alone.seed_flops == pytest.approx(train + evaluate)
+    with_baselines = configuration("c", cohort_members(ticket, [0], list(BOTH)))
+    assert with_baselines.seed_flops == pytest.approx(alone.seed_flops * 7 / 3)  # baselines: rounds 1..2 only
+    assert with_baselines.members_per_seed == 3 and with_baselines.seed_bytes == 3 * alone.seed_bytes
+
+
+def test_the_cards_default_grid_fills_eight_gpus_from_the_start():
+    plan = plan_sweep(conv_grid(3), 8)
+    assert plan.gpu_per_trial == 1.0 and plan.gpus_at_start == 8.0
+    assert all(t.start == 0.0 for t in plan.trials)  # nothing waits: every trial starts at once
+    longest = plan.longest
+    assert longest.configuration == "conv6" and len(longest.seeds) == 1  # the long configuration split by seeds
+    # The sweep cannot end before one Conv-6 seed (its ticket and baselines in one cohort) is done on a whole
+    # GPU; the plan reaches that bound.
+    assert plan.seconds == pytest.approx(longest.seconds)
+    assert plan.utilisation == pytest.approx(plan.busy_seconds / (8 * longest.seconds))
+    assert 0.60 < plan.utilisation < 0.70
+    assert plan.elastic_utilisation >= 0.90  # 1-GPU nodes released when idle
+    five = {a.gpus: a for a in plan.alternatives}[5]
+    assert five.utilisation >= 0.90 and five.seconds < 1.15 * plan.seconds
+
+
+def test_five_seeds_with_both_baselines_keep_eight_gpus_ninety_percent_busy():
+    plan = plan_sweep(conv_grid(5), 8)
+    assert plan.gpus_at_start == 8.0
+    assert plan.utilisation >= 0.90
+    assert sum(len(t.seeds) for t in plan.trials) == 15
+
+
+def test_baselines_stay_with_their_tickets_seed():
+    configs = conv_grid(3)
+    plan = plan_sweep(configs, 8)
+    for c in configs:
+        seeds = [s for t in plan.trials if t.configuration == c.name for s in t.seeds]
+        assert sorted(seeds) == list(c.seeds)  # every seed in exactly one trial
+    assert all(t.members == 3 * len(t.seeds) for t in plan.trials)  # a seed's 3 members never split
+
+
+def test_the_schedule_never_overfills_a_slot_and_starts_longest_first():
+    plan = plan_sweep(conv_grid(5), 3)
+    by_slot = {}
+    for t in plan.trials:
+        by_slot.setdefault(t.slot, []).append(t)
+    assert len(by_slot) <= plan.slots == 3
+    for trials in by_slot.values():
+        trials.sort(key=lambda t: t.start)
+        assert all(a.end <= b.start + 1e-6 for a, b in zip(trials, trials[1:]))
+    assert [t.seconds for t in plan.trials] == sorted((t.seconds for t in plan.trials), reverse=True)
+    assert plan.seconds == max(t.end for t in plan.trials)
+
+
+def test_small_cohorts_share_a_gpu_and_keep_their_seeds_together():
+    lenet = [
+        configuration(f"lenet-fc{r}", cohort_members(from_preset("lenet", prune_rate_fc=r), [0, 1, 2], list(BOTH)))
+        for r in (0.1, 0.2, 0.3, 0.4)
+    ]
+    plan = plan_sweep(lenet, 1)
+    assert plan.gpu_per_trial < 1 and plan.slots >= 4
+    assert len(plan.trials) == 4 and all(len(t.seeds) == 3 for t in plan.trials)  # launch-bound: batching is free
+    assert plan.gpus_at_start <= plan.held_at_start <= 1.0
+
+
+def test_a_cohort_too_big_for_a_gpu_is_split():
+    small = GPUModel(memory_bytes=4 * GIB)
+    configs = conv_grid(8, archs=("conv2",), gpu=small)
+    plan = plan_sweep(configs, 1, gpu=small)
+    per = max(len(t.seeds) for t in plan.trials)
+    (c,) = configs
+    assert c.trial_bytes + 8 * c.seed_bytes > small.memory_bytes  # all 8 seeds would not fit
+    assert all(t.memory_bytes <= small.memory_bytes for t in plan.trials) and per < 8
+
+
+def test_cpu_plans_put_one_seed_in_each_trial():
+    plan = plan_sweep(conv_grid(3), 0)
+    assert len(plan.trials) == 9 and plan.gpu_per_trial == 0 and plan.utilisation == 0
+    assert len(plan_sweep(conv_grid(3), 0, seeds_per_trial=3).trials) == 3
+
+
+def test_users_choices_are_kept():
+    plan = plan_sweep(conv_grid(3), 8, seeds_per_trial=3, gpu_per_trial=0.5)
+    assert len(plan.trials) == 3 and plan.gpu_per_trial == 0.5 and plan.slots == 16
+
+
+@pytest.mark.parametrize(
+    "kwargs, fragment",
+    [
+        (dict(gpu=GPUModel(memory_bytes=GIB)), "one seed of conv2 (3 members) needs"),
+        (dict(seeds_per_trial=400), "--seeds-per-trial=400: a cohort of conv2 with 400 seeds needs"),
+        (
+            dict(gpu_per_trial=0.125, gpu=GPUModel(memory_bytes=8 * GIB)),
+            "more than 0.125 of a 8 GiB GPU; give a trial a bigger share (--gpus-per-trial 0.5)",
+        ),
+    ],
+)
+def test_a_plan_that_cannot_fit_is_one_line_naming_what_would(kwargs, fragment):
+    gpu = kwargs.get("gpu", GPUModel())
+    with pytest.raises(ConfigError) as info:
+        plan_sweep(conv_grid(400 if "seeds_per_trial" in kwargs else 3, archs=("conv2",), gpu=gpu), 8, **kwargs)
+    assert fragment in str(info.value) and "\n" not in str(info.value)
+    if "seeds_per_trial" in kwargs:
+        assert "at most" in str(info.value)
+
+
+def test_split_seeds_is_contiguous_and_even():
+    assert split_seeds([0, 1, 2, 3, 4], 2) == [(0, 1), (2, 3), (4,)]
+    assert split_seeds([0, 1, 2], 2) == [(0, 1), (2,)]
+    assert split_seeds(list(range(7)), 3) == [(0, 1, 2), (3, 4), (5, 6)]
+
+
+def test_the_planner_imports_neither_ray_nor_torch():
+    code = "import sys, lth_ray.distributed.planner; print(sorted({'ray', 'torch'} & set(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert out.stdout.strip() == "[]", out.stderr
