@@ -1,5 +1,4 @@
-"""Kept for compatibility: `lth_ray.cluster_config` (and `python -m lth_ray.cluster_config`) as in lth_ray 0.1/0.2; "
-"new code imports `lth_ray.distributed.cluster_config`."""
+"""`python -m lth_ray.cluster_config`: an older spelling of a documented command; the code is in `lth_ray.distributed.cluster_config`."""
 
 import sys
 

@@ -1,5 +1,4 @@
-"""Kept for compatibility: `lth_ray.export` (and `python -m lth_ray.export`) as in lth_ray 0.1/0.2; new code imports "
-"`lth_ray.results.export`."""
+"""`python -m lth_ray.export`: an older spelling of a documented command; the code is in `lth_ray.results.export`."""
 
 import sys
 

@@ -1,5 +1,4 @@
-"""Kept for compatibility: `lth_ray.report` (and `python -m lth_ray.report`) as in lth_ray 0.1/0.2; new code imports "
-"`lth_ray.results.report`."""
+"""`python -m lth_ray.report`: an older spelling of a documented command; the code is in `lth_ray.results.report`."""
 
 import sys
 
