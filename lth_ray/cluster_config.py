@@ -1,4 +1,4 @@
-"""`python -m lth_ray.cluster_config`: an older spelling of a documented command; the code is in `lth_ray.distributed.cluster_config`."""
+"""`python -m lth_ray.cluster_config`: an older spelling; the code is in `lth_ray.distributed.cluster_config`."""
 
 import sys
 
