@@ -6,7 +6,8 @@ The default grid is the thesis' experiment: Conv-2/4/6 x 3 seeds x (the ticket, 
 
 import sys
 
-from lth_ray.distributed.sweep import SweepDefaults, main
+from lth_ray.distributed.sweep import main
+from lth_ray.distributed.sweep_spec import SweepDefaults
 
 DEFAULTS = SweepDefaults(
     prog="sweeps.conv_cifar10",

@@ -12,7 +12,8 @@ registered cifar_resnet_* / cifar_vgg_* is allowed.
 import sys
 
 from lth_ray.core.spec.presets import RECIPES, registered_models
-from lth_ray.distributed.sweep import SweepDefaults, main
+from lth_ray.distributed.sweep import main
+from lth_ray.distributed.sweep_spec import SweepDefaults
 
 OPENLTH_MODELS = tuple(m for m in registered_models() if m.startswith(("cifar_resnet_", "cifar_vgg_")))
 LTH_SECTION_5 = "vgg19-lth,vgg19-lth-warmup,resnet20-lth,resnet20-lth-warmup"

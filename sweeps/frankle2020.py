@@ -15,7 +15,8 @@ gives the paper's lengths. `--dataset fashion-mnist` and fewer `--iterations` ma
 
 import sys
 
-from lth_ray.distributed.sweep import SweepDefaults, main
+from lth_ray.distributed.sweep import main
+from lth_ray.distributed.sweep_spec import SweepDefaults
 
 K = "0,100,500,2000"  # the rewind points; instability becomes low for ResNet-20 by 2,000, VGG-16 by 1,000
 DEFAULTS = SweepDefaults(

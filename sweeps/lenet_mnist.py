@@ -6,7 +6,8 @@ The default is one seed of the ticket alone, a quick run; the paper's experiment
 
 import sys
 
-from lth_ray.distributed.sweep import SweepDefaults, main
+from lth_ray.distributed.sweep import main
+from lth_ray.distributed.sweep_spec import SweepDefaults
 
 DEFAULTS = SweepDefaults(
     prog="sweeps.lenet_mnist", archs=("lenet",), datasets=("mnist", "fashion-mnist"), seeds="1", baselines="none"

@@ -1,11 +1,11 @@
 """A sweep on Ray Tune: command line -> `SweepSpec` -> placement plan -> `Tuner` -> results + export.
 
-`main` is the command of `sweeps/*.py`; the command line, the spec it makes, the grid's cohorts and their
-placement on GPUs are `lth_ray.distributed.grid` (no Ray there). One trial is one cohort (`cohort.Cohort`): the
-tickets of some seeds of one configuration and their baselines, trained as one vectorized model; how many seeds,
-and what share of a GPU each trial asks for, is the placement plan's choice (`lth_ray.distributed.planner`) for
-the GPUs the sweep may use. Every trial checkpoints after every round and resumes from it after a crash;
-`--resume` continues a killed sweep.
+`main` is the command of `sweeps/*.py`; the command line and the spec it makes are `lth_ray.distributed.sweep_spec`,
+the grid's cohorts and their placement on GPUs `lth_ray.distributed.grid` (no Ray in either). One trial is one
+cohort (`cohort.Cohort`): the tickets of some seeds of one configuration and their baselines, trained as one
+vectorized model; how many seeds, and what share of a GPU each trial asks for, is the placement plan's choice
+(`lth_ray.distributed.planner`) for the GPUs the sweep may use. Every trial checkpoints after every round and
+resumes from it after a crash; `--resume` continues a killed sweep.
 """
 
 from __future__ import annotations
@@ -19,25 +19,9 @@ from dataclasses import replace
 
 from lth_ray.core import faults
 from lth_ray.core.spec.config import ConfigError, TrajectoryConfig
-
-# (cohort_of, cohorts, ticket_parts, spec_from_args, CREDENTIAL_QUERY: imported from here by tests and 0.2 code)
-from lth_ray.distributed.grid import (
-    CREDENTIAL_QUERY,
-    Placement,
-    SweepDefaults,
-    SweepSpec,  # noqa: F401
-    build_parser,
-    cohort_name,
-    cohort_of,
-    cohorts,
-    configurations,
-    gpu_model,
-    place,
-    spec_from_args,
-    sweep_gpus,
-    ticket_parts,
-)
+from lth_ray.distributed.grid import Placement, cohort_name, configurations, gpu_model, place, sweep_gpus
 from lth_ray.distributed.planner import GIB, Plan, shared_eval_memory_mb
+from lth_ray.distributed.sweep_spec import SweepDefaults, SweepSpec, build_parser, spec_from_args
 
 # ------------------------------------------------------------------ checks that touch the outside world
 

@@ -10,13 +10,13 @@ seeds, winning tickets, stability), `plots`, and `tune` (Ray Tune's `ExperimentA
 module names their public API in one place, as `from lth_ray.results import analysis as A` uses it.
 """
 
-from lth_ray.core.engine.cohort import METRICS  # noqa: F401
-from lth_ray.core.spec.config import ABLATIONS, AT_INIT, TICKETS  # noqa: F401
+from lth_ray.core.engine.cohort import METRICS
+from lth_ray.core.spec.config import ABLATIONS, AT_INIT, TICKETS
 from lth_ray.results.analysis.frames import (
     CONFIG,
     GROUP,
     OLD_EXPORT_DEFAULTS,
-    OWN_DENSE_ROUND,  # noqa: F401
+    OWN_DENSE_ROUND,
     RUNNING,
     TRIAL_COLUMNS,
     TRIAL_IDENTITY,
@@ -32,7 +32,7 @@ from lth_ray.results.analysis.plots import (
     ABLATION_STYLES,
     _fmt_percent,
     ladder_ticks,
-    mask_image,  # noqa: F401
+    mask_image,
     plot_accuracy_vs_sparsity,
     plot_early_stop_vs_sparsity,
     plot_history,
@@ -49,7 +49,7 @@ from lth_ray.results.analysis.summaries import (
     BASELINES,
     FAMILIES,
     STABLE_BARRIER,
-    SUMMARY_METRICS,  # noqa: F401
+    SUMMARY_METRICS,
     early_stop,
     early_stop_indices,
     has_other_methods,
@@ -62,4 +62,4 @@ from lth_ray.results.analysis.summaries import (
     values_at,
     winning_ticket,
 )
-from lth_ray.results.analysis.tune import tune_analysis  # noqa: F401
+from lth_ray.results.analysis.tune import tune_analysis

@@ -8,31 +8,30 @@ next to the target and renamed into place: a crash never leaves half an export, 
 existing export is never touched. Trials that errored or stopped early export the rounds they finished; what
 is missing is printed and recorded in `export.json` and in each group's `-lth_ray.json` sidecar.
 
-One job per module: `parquet` (the tables), `thesis_files` (the thesis' format), `folder` (one export folder
-and its manifest), `publish` (putting it in place, locally or on a bucket), `command` (the command line);
-`files` holds the create-only writes they share. This module names their public API in one place.
+One job per module: `parquet` (the tables), `thesis_groups` and `thesis_files` (the thesis' format), `folder` (one
+export folder and its manifest), `publish` (putting it in place, locally or on a bucket), `command` (the command
+line); `files` holds the create-only writes they share. This module names their public API in one place.
 """
 
-from lth_ray.results.export.command import build_parser, main  # noqa: F401
-from lth_ray.results.export.files import EXPORT_FORMAT, MANIFEST  # noqa: F401
-from lth_ray.results.export.folder import write_export  # noqa: F401
+from lth_ray.results.export.command import build_parser, main
+from lth_ray.results.export.files import EXPORT_FORMAT, MANIFEST
+from lth_ray.results.export.folder import write_export
 from lth_ray.results.export.parquet import (
     histories_table,
     instability_table,
-    interpolation_table,  # noqa: F401
+    interpolation_table,
     layer_names,
     rounds_table,
     trajectory_name,
     trial_identity,
 )
-from lth_ray.results.export.publish import ExportError, _upload, export_experiment, export_files  # noqa: F401
+from lth_ray.results.export.publish import ExportError, _upload, export_experiment, export_files
 from lth_ray.results.export.thesis_files import (
     THESIS_METRICS,
-    Group,
-    group_trials,
-    history_arrays,  # noqa: F401
+    history_arrays,
     thesis_specs,
     thesis_state,
     write_group,
     write_thesis_groups,
 )
+from lth_ray.results.export.thesis_groups import Group, group_trials

@@ -23,7 +23,8 @@ from lth_ray.results.export.parquet import (
     rounds_table,
     trajectory_name,
 )
-from lth_ray.results.export.thesis_files import parquet_only_notes, thesis_net, write_thesis_groups
+from lth_ray.results.export.thesis_files import write_thesis_groups
+from lth_ray.results.export.thesis_groups import parquet_only_notes, thesis_net
 
 
 def write_export(

@@ -18,7 +18,7 @@ from lth_ray.core.engine.cohort import Cohort
 from lth_ray.core.engine.trajectory import Trajectory, cohort_members
 from lth_ray.core.spec.config import ConfigError, from_preset
 from lth_ray.core.store.rounds import RoundStore
-from lth_ray.distributed.sweep import cohorts
+from lth_ray.distributed.grid import cohorts
 from lth_ray.results import thesis
 from lth_ray.results.experiment import StoredRounds, TrialResult
 from lth_ray.results.export import write_export

@@ -21,7 +21,7 @@ from lth_ray.core.spec.options import BASELINES as OPTION_BASELINES
 from lth_ray.core.spec.options import RECIPE, SETTINGS
 from lth_ray.core.spec.presets import registered_models
 from lth_ray.core.spec.training import ADDED_DEFAULTS
-from lth_ray.distributed import sweep as sweep_cli  # the command line is lth_ray.distributed.grid
+from lth_ray.distributed import sweep as sweep_cli  # its command line is lth_ray.distributed.sweep_spec
 from sweeps.conv_cifar10 import DEFAULTS as CONV
 from sweeps.lenet_mnist import DEFAULTS as LENET
 
