@@ -291,7 +291,7 @@ def spec_from_args(a: argparse.Namespace, defaults: SweepDefaults) -> SweepSpec:
     check_resources(a)
     storage = _resolve_storage(a.storage)
     if a.resume and not a.name:  # the newest unfinished sweep in the storage, or one line saying there is none
-        from lth_ray.distributed.experiments import newest_unfinished
+        from lth_ray.distributed.unfinished import newest_unfinished
 
         name = newest_unfinished(storage)
     else:

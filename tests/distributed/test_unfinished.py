@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from lth_ray.core.spec.config import ConfigError
-from lth_ray.distributed.experiments import Candidates, newest_unfinished, unfinished_sweeps
+from lth_ray.distributed.unfinished import Candidates, newest_unfinished, unfinished_sweeps
 
 
 def write_sweep(
