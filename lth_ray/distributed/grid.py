@@ -67,7 +67,7 @@ class Placement:
 
 
 def place(spec: SweepSpec, gpus: float, gpus_from: str, gpu: GPUModel) -> Placement:
-    """The placement plan (lth_ray.planner) of the sweep's configurations on `gpus` GPUs."""
+    """The placement plan (lth_ray.distributed.planner) of the sweep's configurations on `gpus` GPUs."""
     share = spec.gpus_per_trial
     groups = configurations(spec)
     if gpus > 0 and share != 0:  # GPU trials: members that need nothing of the ticket may be placed apart

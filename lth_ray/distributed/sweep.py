@@ -91,7 +91,7 @@ def check_address(address: str) -> None:
 
 
 def start_ray(spec: SweepSpec) -> None:
-    """Join `--address` or start an embedded local Ray, with Ray's token authentication on (lth_ray.security)."""
+    """Join `--address` or start an embedded local Ray, with Ray's token authentication on (`distributed.security`)."""
     import ray
 
     from lth_ray.distributed.security import AuthSetupError, keep_credentials_out_of_runtime_env, prepare_auth
@@ -152,7 +152,7 @@ def make_tuner(spec: SweepSpec, gpt: float, trials):
     }
     if spec.eval_memory_mb is not None:
         param_space["eval_memory_mb"] = spec.eval_memory_mb
-    if faults.from_environment():  # test-only fault injection (lth_ray.faults), for workers on any node
+    if faults.from_environment():  # test-only fault injection (lth_ray.core.faults), for workers on any node
         param_space["fault"] = faults.from_environment()
     reporter = CLIReporter(  # the trial name carries the configuration and seeds
         parameter_columns=[],

@@ -47,7 +47,7 @@ class SweepSpec:
     gpus_per_trial: float | None = None  # None: the plan's share of a GPU
     num_gpus: float | None = None  # the GPUs the sweep may use (on a cluster: may scale to); None: found
     gpu_memory_gib: float | None = None  # None: this machine's GPU when the plan is for it, else GPUModel's
-    cluster_config: str | None = None  # node types to check a cluster plan against (lth_ray.capacity)
+    cluster_config: str | None = None  # node types to check a cluster plan against (lth_ray.distributed.capacity)
     address: str | None = None
     resume: bool = False
     max_failures: int = 3

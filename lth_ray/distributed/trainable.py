@@ -90,7 +90,7 @@ def run_trial(config: dict) -> None:
         "gpus": context.get_assigned_resources().get("GPU", 0.0),
         "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES", ""),
     }
-    # test-only: kill or block at a fixed (round, iteration), once per trial (lth_ray.faults)
+    # test-only: kill or block at a fixed (round, iteration), once per trial (lth_ray.core.faults)
     fault = FaultHook(config.get("fault"), tune.get_context().get_trial_name(), where)
     cohort = Cohort(
         members, split, states, progress=fault if fault else None, eval_memory_mb=config.get("eval_memory_mb")

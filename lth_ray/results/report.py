@@ -1,9 +1,9 @@
 """`python -m lth_ray.report <experiment> [--out DIR]`: the paper's figures plus a Markdown summary.
 
 Each figure is written as PNG (for the Markdown) and as PDF and SVG beside it (vector, for a paper); the summary's
-main tables also go to CSV and LaTeX (`lth_ray.tables`). Works on a finished or partial Tune experiment folder (read
-as data: the snapshot as JSON) and on an export folder holding `rounds.parquet`; what is missing is listed rather
-than failing the report.
+main tables also go to CSV and LaTeX (`lth_ray.results.tables`). Works on a finished or partial Tune experiment
+folder (read as data: the snapshot as JSON) and on an export folder holding `rounds.parquet`; what is missing is
+listed rather than failing the report.
 """
 
 from __future__ import annotations

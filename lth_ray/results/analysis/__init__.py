@@ -1,7 +1,7 @@
 """Experiment -> tidy DataFrames, the thesis' early-stop numbers, seed summaries, and paper-style plots.
 
-Reads files only (a Tune experiment folder through `lth_ray.experiment`, or the Parquet export); it never
-starts Ray nor imports the trainable. The frames use the export's column names (`lth_ray.schema`), so the
+Reads files only (a Tune experiment folder through `lth_ray.results.experiment`, or the Parquet export); it never
+starts Ray nor imports the trainable. The frames use the export's column names (`lth_ray.results.schema`), so the
 same code analyses a live sweep, a finished one, or a copy of its export. Plot functions draw on an `ax`
 they are given and never choose a backend, so they work in notebooks and headless (Agg) alike.
 

@@ -154,7 +154,7 @@ def write_group(
             f"late rewinding: levels >= 1 train from iteration {cfg.rewind_iteration} to "
             f"{cfg.iterations} on the absolute axis, so their first "
             f"{cfg.rewind_iteration // cfg.eval_every} points are NaN (not trained there); use "
-            "nan-aware argmin (lth_ray.analysis.early_stop_indices) for early stop"
+            "nan-aware argmin (lth_ray.results.analysis.early_stop_indices) for early stop"
         )
     if any(t.diverged_round is not None for t in nets):
         info["notes"].append(
@@ -313,7 +313,7 @@ def thesis_specs(cfg, nets: list[TrialResult], net_info: list[dict], notes: list
         notes.append(
             f"trained with {cfg.activation} on {cfg.dataset}: the thesis' own loader rebuilds {net} "
             f"with {thesis.THESIS_ACTIVATION[net]} and knows only MNIST and CIFAR-10, so these nets load "
-            "there but compute another function; lth_ray.thesis.get_models_from_files rebuilds them right"
+            "there but compute another function; lth_ray.results.thesis.get_models_from_files rebuilds them right"
         )
     return specs
 
