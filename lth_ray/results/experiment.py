@@ -78,25 +78,27 @@ class StoredRounds:
         self._records: list[dict] | None = None
         self._problems: list[str] = []
 
-    def _scan(self) -> None:
-        records, problems = [], []
+    def _scan(self) -> tuple[list[dict], list[str]]:
+        records: list[dict] = []
+        problems: list[str] = []
         for r in self.store.round_numbers():
             record, why = self.store.check(r)
             if why:
                 problems.append(why)
             else:
+                assert record is not None  # `check` gives a record exactly when it names no problem
                 records.append(record)
-        self._records, self._problems = records, problems
+        return records, problems
 
     def records(self) -> list[dict]:
         """The records of every complete round (a torn round is left out and named by `problems`)."""
         if self._records is None:
-            self._scan()
+            self._records, self._problems = self._scan()
         return self._records
 
     def problems(self) -> list[str]:
         if self._records is None:
-            self._scan()
+            self._records, self._problems = self._scan()
         return self._problems
 
     def masks(self, r: int) -> dict:
@@ -258,7 +260,8 @@ def read_newest_state(fs: pafs.FileSystem, trial_path: str) -> tuple[dict | None
     claims = {n: _claimed_round(fs, f"{trial_path}/{n}") for n in names}
     best, error = None, None
     for name in sorted(names, key=lambda n: (-1 if claims[n] is None else claims[n], n), reverse=True):
-        if best is not None and claims[name] is not None and claims[name] <= progress(best):
+        claim = claims[name]
+        if best is not None and claim is not None and claim <= progress(best):
             continue  # announces no more rounds than the state already read
         try:
             with fs.open_input_stream(f"{trial_path}/{name}/{STATE_FILE}") as f:
@@ -279,7 +282,9 @@ def member_rounds_path(trial_path: str, key: str) -> str:
     return f"{trial_path}/{ROUNDS_DIR}/{key}"
 
 
-def trial_rounds(fs: pafs.FileSystem, trial_path: str, weights: bool = True):
+def trial_rounds(
+    fs: pafs.FileSystem, trial_path: str, weights: bool = True
+) -> tuple[LegacyRounds | StoredRounds | None, str | None]:
     """(rounds reader, read error) of one trial folder: its round files (this version), else a 0.1.0 state.
 
     `weights=False` drops a 0.1.0 state's weights (`WEIGHT_KEYS`) as it is read: what analysis needs."""

@@ -221,7 +221,7 @@ def get_models_from_files(prefix: str, specs: ThesisSpecs) -> list[nn.Module]:
     sidecar = read_sidecar(prefix) or {}
     activation = sidecar.get("activation", THESIS_ACTIVATION[specs.net])
     dataset = sidecar.get("dataset") or dataset_key(specs.dataset)
-    nets = []
+    nets: list[nn.Module] = []
     for n in range(specs.net_count):
         model = build_model(specs.plan_conv, specs.plan_fc, in_shape_of(dataset), activation)
         saved = torch.load(net_path(prefix, n), map_location="cpu", weights_only=True)

@@ -81,7 +81,8 @@ def plot_vs_sparsity(
     labels = config_labels(summary)
     colours = matplotlib.rcParams["axes.prop_cycle"].by_key()["color"]
     markers = {"imp": "o", "one-shot": "D", "reinit": "x", "random-prune": "^"}
-    percents, reference = [], []
+    percents: list[float] = []
+    reference: list[float] = []
     for i, (key, label) in enumerate(labels.items()):
         mine = matching(summary, key)
         dense = _dense(mine)

@@ -57,7 +57,7 @@ def write_export(
         extra = ["instability.parquet", "interpolation.parquet"]
     groups = write_thesis_groups(trials, folder, experiment, last_results, now, extra)
     for g in groups:  # what the trial lines above do not already say
-        missing += [f"thesis files {g['prefix']}: {line}" for line in g.pop("unexported")]
+        missing += [f"thesis files {g['prefix']}: {line}" for line in g["unexported"]]
     manifest = {
         "format": EXPORT_FORMAT,
         "lth_ray_version": __version__,

@@ -14,11 +14,14 @@ from __future__ import annotations
 import functools
 import os
 import time
+from collections.abc import Callable, Sequence
+from typing import TypedDict
 
 import numpy as np
 import torch
 
 from lth_ray import __version__
+from lth_ray.core.spec.config import TrajectoryConfig
 from lth_ray.results import thesis
 from lth_ray.results.experiment import TrialResult
 from lth_ray.results.export.files import EXPORT_FORMAT, _write_json, _write_new
@@ -28,14 +31,25 @@ from lth_ray.results.schema import RECIPE_DEFAULTS, recipe_cell
 THESIS_METRICS = ("train_loss", "val_loss", "val_acc", "test_acc")
 
 
+class GroupFiles(TypedDict):
+    """What `write_group` wrote for one group and what it says of it (export.json's `groups`); "unexported" is
+    what no trial-level line of the manifest already says (baselines without a net, a group without files)."""
+
+    prefix: str
+    files: list[str]
+    unexported: list[str]
+    notes: list[str]
+    missing: list[str]
+
+
 def write_thesis_groups(
     trials: list[TrialResult],
     folder: str,
     experiment: str,
     last_results: dict[str, dict],
     now: float,
-    extra_tables: list[str] = (),
-) -> list[dict]:
+    extra_tables: Sequence[str] = (),
+) -> list[GroupFiles]:
     """Write every group's thesis files (of the thesis' plan nets only: the rest are `parquet_only_notes`');
     returns per group its prefix, files, notes and what is missing."""
     taken: set[str] = set()
@@ -65,12 +79,14 @@ def _levels(t: TrialResult) -> dict[int, dict]:
     return {rec["round"]: rec for rec in t.records}
 
 
-def history_arrays(trials: list[TrialResult], levels: list[int], length: int) -> tuple[dict, bool]:
+def history_arrays(trials: list[TrialResult], levels: list[int], length: int) -> tuple[dict[str, np.ndarray], bool]:
     """The thesis arrays (trials, levels, L) with NaN where a level or point is missing; and whether padded.
 
     Point k of a level is iteration (k + 1) * plot_step on the absolute axis, so a round rewound to
     iteration k starts its values at index k / plot_step and is NaN before (it did not train there)."""
-    out = {m: np.full((len(trials), len(levels), length), np.nan, dtype=np.float64) for m in THESIS_METRICS}
+    out: dict[str, np.ndarray] = {
+        m: np.full((len(trials), len(levels), length), np.nan, dtype=np.float64) for m in THESIS_METRICS
+    }
     sparsity = np.full(len(levels), np.nan, dtype=np.float64)
     padded = False
     for i, t in enumerate(trials):
@@ -124,14 +140,13 @@ def write_group(
     last_results: dict,
     now: float,
     taken: set[str],
-    extra_tables: list[str] = (),
-) -> dict:
+    extra_tables: Sequence[str] = (),
+) -> GroupFiles:
     """One thesis experiment: histories, net and early-stop files, baseline histories, specs, sidecar."""
     cfg = g.config
     nets = sorted((t for t in g.tickets if t.records), key=lambda t: t.config.seed)
     prefix, shift = _prefix(g, nets, last_results, now, taken)
-    # "unexported": what no trial-level warning already says (baselines without a net, a group without files)
-    info = {
+    info: GroupFiles = {
         "prefix": prefix,
         "files": [],
         "unexported": [],
@@ -229,9 +244,9 @@ def write_group(
     return info
 
 
-def _other_methods(g: Group) -> dict:
+def _other_methods(g: Group) -> dict[str, dict]:
     """The group's members the thesis layout has no file for, by label: where to find them."""
-    out = {}
+    out: dict[str, dict] = {}
     for t in sorted(g.others, key=lambda t: (t.config.label, t.config.seed)):
         entry = out.setdefault(
             t.config.label,
@@ -247,14 +262,17 @@ def _seconds(nets: list[TrialResult]) -> float:
 
 
 def _write_net(
-    t: TrialResult, n: int, prefix: str, levels: list[int], folder: str, info: dict, last_results: dict
+    t: TrialResult, n: int, prefix: str, levels: list[int], folder: str, info: GroupFiles, last_results: dict
 ) -> dict:
     """`-net<n>.pth` (the last finished level) and `-early-stop<n>.pth`; returns the sidecar's entry."""
     recs = _levels(t)
     last = max(recs)
     rewind = t.rewind()
+    assert t.rounds is not None  # a net has finished rounds
     masks = t.rounds.masks(last)
-    state = thesis_state(t.rounds.trained(last, masks), masks, rewind)
+    trained = t.rounds.trained(last, masks)
+    assert trained is not None, f"trial {t.trial_id}: no trained weights of its last round {last}"
+    state = thesis_state(trained, masks, rewind)
     _write_new(os.path.join(folder, thesis.net_path(prefix, n)), functools.partial(torch.save, state))
     del state
     info["files"].append(thesis.net_path(prefix, n))
@@ -281,13 +299,14 @@ def _write_net(
     }
 
 
-def thesis_specs(cfg, nets: list[TrialResult], net_info: list[dict], notes: list[str]) -> dict:
+def thesis_specs(cfg: TrajectoryConfig, nets: list[TrialResult], net_info: list[dict], notes: list[str]) -> dict:
     """The 18 keys of `-specs.json`, in the thesis' order; caveats for old readers go to `notes`."""
     devices = [d["device"] for d in net_info]
     device = max(set(devices), key=devices.count)
     if len(set(devices)) > 1:
         notes.append(f"nets ran on different devices {sorted(set(devices))}; specs name the most common")
     net = thesis_net(cfg)
+    assert net is not None  # only the thesis' plan nets are grouped (`write_thesis_groups`)
     specs = {
         "net": net,
         "plan_conv": list(cfg.plan_conv),
@@ -336,11 +355,13 @@ def _write_early_stop(t: TrialResult, prefix: str, n: int, levels: list[int], fo
     """`-early-stop<n>.pth` as plain containers; False (nothing written) when the trial kept none. The levels
     are read round file by round file (one trial's levels at a time are in memory)."""
     recs = _levels(t)
-    state_dicts, indices = [], []
+    assert t.rounds is not None  # a net has finished rounds
+    state_dicts: list[dict[str, torch.Tensor] | None] = []
+    indices: list[int] = []
     for r in levels:
         masks = t.rounds.masks(r) if r in recs else None
-        saved = t.rounds.early_stop(r, masks) if r in recs else None
-        if saved is None or recs[r]["early_stop_iteration"] is None:
+        saved = t.rounds.early_stop(r, masks) if masks is not None else None
+        if masks is None or saved is None or recs[r]["early_stop_iteration"] is None:
             state_dicts.append(None)
             indices.append(-1)
             continue
@@ -355,13 +376,19 @@ def _write_early_stop(t: TrialResult, prefix: str, n: int, levels: list[int], fo
     return True
 
 
-def _unexported(info: dict, line: str) -> None:
+def _unexported(info: GroupFiles, line: str) -> None:
     info["missing"].append(line)
     info["unexported"].append(line)
 
 
 def _write_baselines(
-    method: str, trials: list[TrialResult], nets: list[TrialResult], prefix: str, name_of, folder: str, info: dict
+    method: str,
+    trials: list[TrialResult],
+    nets: list[TrialResult],
+    prefix: str,
+    name_of: Callable[[str, int], str],
+    folder: str,
+    info: GroupFiles,
 ) -> list[dict]:
     """Per net n, its baseline's histories for levels 1..prune_count in shape (1, prune_count, L)."""
     seeds = [t.config.seed for t in nets]
