@@ -27,6 +27,15 @@ data:
 test: setup
 	$(VPY) -m pytest -q
 
+# The docs site (mkdocs.yml): built into site/ with every warning an error (it works offline); served with
+# live reload on http://127.0.0.1:8000.
+.PHONY: docs docs-serve
+docs: setup
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict
+
+docs-serve: setup
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs serve
+
 DEMO := demo-$(shell date +%Y%m%d-%H%M%S)
 # Without Debian's package (no root, not Debian) the demo lets torchvision download Fashion-MNIST: once, into
 # $LTH_RAY_DATA or ~/.cache/lth_ray/datasets, where later runs find it. (Expanded when the recipe runs, after
