@@ -313,6 +313,17 @@ def _ray_ports(head_starts: list[str]) -> dict[int, str]:
     return {port: names[flag] for flag, port in ports.items()}
 
 
+def _inside(
+    net: ipaddress.IPv4Network | ipaddress.IPv6Network, outer: ipaddress.IPv4Network | ipaddress.IPv6Network
+) -> bool:
+    """`net` lies within `outer`; a network of the other IP version never does."""
+    if isinstance(net, ipaddress.IPv4Network) and isinstance(outer, ipaddress.IPv4Network):
+        return net.subnet_of(outer)
+    if isinstance(net, ipaddress.IPv6Network) and isinstance(outer, ipaddress.IPv6Network):
+        return net.subnet_of(outer)
+    return False
+
+
 def _check_ingress(config: dict) -> None:
     """provider.security_group.IpPermissions (boto3's shape): only SSH to the world, Ray's ports private."""
     rules = (config["provider"].get("security_group") or {}).get("IpPermissions") or []
@@ -339,7 +350,7 @@ def _check_ingress(config: dict) -> None:
                     "`ray dashboard cluster.yaml`, keep Ray's ports inside the cluster"
                 )
             exposed = [f"{name} port {port}" for port, name in sorted(ray_ports.items()) if low <= port <= high]
-            if exposed and not any(net.version == n.version and net.subnet_of(n) for n in INTERNAL_NETS):
+            if exposed and not any(_inside(net, n) for n in INTERNAL_NETS):
                 raise ValueError(
                     f"{where}: opens Ray's {', '.join(exposed)} to the public network {cidr}; keep them inside the "
                     "cluster (SSH tunnel: `ray dashboard cluster.yaml`)"

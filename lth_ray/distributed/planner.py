@@ -81,8 +81,8 @@ def net_shape(
             side //= 2
             activations += channels * side * side
             continue
-        batchnorm = isinstance(token, str)
-        width = int(token[:-1]) if batchnorm else token
+        batchnorm = isinstance(token, str)  # `<n>B`: the conv is followed by BatchNorm
+        width = int(token[:-1]) if isinstance(token, str) else token
         macs += width * channels * 9 * side * side
         params += width * channels * 9 + width + (2 * width if batchnorm else 0)
         activations += (3 if batchnorm else 2) * width * side * side  # conv output, (BN output,) activation
@@ -121,7 +121,7 @@ def model_shape(config: TrajectoryConfig, in_shape: tuple[int, int, int], classe
         counts["activations"] += per_example
 
     with torch.device("meta"):
-        model = model_entry(model_of(config)).build(config, tuple(in_shape), classes).eval()
+        model = model_entry(model_of(config)).build(config, in_shape, classes).eval()
         leaves = [m for m in model.modules() if not list(m.children()) and not isinstance(m, nn.Sequential)]
         hooks = [m.register_forward_hook(count) for m in leaves]
         with torch.no_grad():
@@ -316,6 +316,7 @@ def plan_sweep(
         if best is None or _better(plan, best):
             best = plan
     if best is None:
+        assert refusal is not None  # every share (there is at least one) was refused
         raise refusal
     if alternatives and gpus == int(gpus) and gpus <= 64:
         others = []
@@ -346,9 +347,16 @@ def split_seeds(seeds: Sequence[int], per_trial: int) -> list[tuple[int, ...]]:
     return out
 
 
-def _best_for_share(configurations, gpus, gpu, share, seeds_per_trial, cpu_per_trial) -> Plan:
+def _best_for_share(
+    configurations: Sequence[Configuration],
+    gpus: float,
+    gpu: GPUModel,
+    share: float,
+    seeds_per_trial: int | None,
+    cpu_per_trial: float,
+) -> Plan:
     slots = max(1, math.floor(gpus / share + 1e-9))
-    most = {}  # per configuration: the most seeds one trial may hold within its share of a GPU's memory
+    most: dict[str, int] = {}  # per configuration: the most seeds one trial may hold within its share of a GPU's memory
     for c in configurations:
         room = share * gpu.memory_bytes - c.trial_bytes
         fits = int(room // c.seed_bytes) if room > 0 else 0
@@ -370,7 +378,7 @@ def _best_for_share(configurations, gpus, gpu, share, seeds_per_trial, cpu_per_t
             )
         most[c.name] = min(fits, len(c.seeds)) if seeds_per_trial is None else min(seeds_per_trial, len(c.seeds))
 
-    def trial(c: Configuration, group) -> PlannedTrial:
+    def trial(c: Configuration, group: tuple[int, ...]) -> PlannedTrial:
         n = len(group)
         busy = min(share, 1.0, n * c.seed_step_flops / gpu.saturating_step_flops)
         return PlannedTrial(
@@ -396,19 +404,22 @@ def _best_for_share(configurations, gpus, gpu, share, seeds_per_trial, cpu_per_t
         c.name: {s: trial(c, split_seeds(c.seeds, s)[0]).seconds for s in range(1, most[c.name] + 1)}
         for c in configurations
     }
-    best = None
-    for target in sorted({t for per in lengths.values() for t in per.values()}):
-        per = {
+    best: Plan | None = None
+    for target in sorted({t for seconds in lengths.values() for t in seconds.values()}):
+        grouping = {  # seeds per trial, by configuration
             name: max([s for s, t in options.items() if t <= target * (1 + 1e-9)], default=1)
             for name, options in lengths.items()
         }
-        plan = _schedule(trials_with(per), gpus, share, slots, cpu_per_trial, gpu)
+        plan = _schedule(trials_with(grouping), gpus, share, slots, cpu_per_trial, gpu)
         if best is None or _better(plan, best):
             best = plan
+    assert best is not None  # there is a configuration, so at least one candidate length
     return best
 
 
-def _schedule(trials: list[PlannedTrial], gpus, share, slots, cpu_per_trial, gpu: GPUModel) -> Plan:
+def _schedule(
+    trials: list[PlannedTrial], gpus: float, share: float, slots: int, cpu_per_trial: float, gpu: GPUModel
+) -> Plan:
     """Longest first onto `slots` slots, each trial as soon as one is free (list scheduling, as Tune does)."""
     order = sorted(trials, key=lambda t: (-t.seconds, t.configuration, t.seeds))
     free = [(0.0, i) for i in range(slots)]

@@ -87,7 +87,8 @@ def _check_readable(path: Path) -> None:
 
 def _refresh_ray(reload_token: bool) -> None:
     """Make this process' Ray see the new environment (its config and token are cached at first use)."""
-    from ray._raylet import AuthenticationTokenLoader, Config
+    # ray/_raylet.pyi lists only part of the compiled module, which has both names
+    from ray._raylet import AuthenticationTokenLoader, Config  # type: ignore[attr-defined]
 
     Config.initialize("")
     if reload_token:
@@ -102,7 +103,7 @@ def prepare_auth(address: str | None) -> list[str]:
     when the user gave a token for it (`RAY_AUTH_TOKEN` or `RAY_AUTH_TOKEN_PATH`) and set no mode; Ray itself
     sends `~/.ray/auth_token` with `RAY_AUTH_MODE=token`, or to a local cluster found by `auto`.
     """
-    notes = []
+    notes: list[str] = []
     mode = os.environ.get(MODE_ENV)
     if mode is not None and mode.strip().lower() != "token":
         user = os.environ.get("USER") or str(os.getuid())

@@ -16,12 +16,16 @@ import socket
 import sys
 import uuid
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 from lth_ray.core import faults
 from lth_ray.core.spec.config import ConfigError, TrajectoryConfig
 from lth_ray.distributed.grid import Placement, cohort_name, configurations, gpu_model, place, sweep_gpus
 from lth_ray.distributed.planner import GIB, Plan, shared_eval_memory_mb
 from lth_ray.distributed.sweep_spec import SweepDefaults, SweepSpec, build_parser, spec_from_args
+
+if TYPE_CHECKING:
+    from ray.tune import Callback
 
 # ------------------------------------------------------------------ checks that touch the outside world
 
@@ -74,7 +78,9 @@ def check_address(address: str) -> None:
             pass
     except (OSError, ValueError):
         raise ConfigError(f"--address {address} is unreachable (no Ray head answers there)") from None
-    from ray._raylet import InnerGcsClient  # private (Ray is pinned): one GCS call with the token ray.init sends
+    # private (Ray is pinned): one GCS call with the token ray.init sends; ray/_raylet.pyi lists only part of the
+    # compiled module, which has the class
+    from ray._raylet import InnerGcsClient  # type: ignore[attr-defined]
     from ray.exceptions import AuthenticationError
 
     try:
@@ -110,7 +116,8 @@ def start_ray(spec: SweepSpec) -> None:
     else:
         keep_credentials_out_of_runtime_env()
         # address="local": always a fresh Ray of our own, never a running one found on this machine
-        ray.init(address="local", num_gpus=spec.num_gpus, include_dashboard=False, log_to_driver=False)
+        gpus = None if spec.num_gpus is None else int(spec.num_gpus)  # whole: `check_resources`
+        ray.init(address="local", num_gpus=gpus, include_dashboard=False, log_to_driver=False)
 
 
 def max_concurrent(spec: SweepSpec, gpt: float) -> int:
@@ -132,7 +139,8 @@ def make_tuner(spec: SweepSpec, gpt: float, trials):
     trainable = tune.with_resources(run_trial, {"cpu": spec.cpus_per_trial, "gpu": gpt})
     from lth_ray.distributed.progress import ProgressCallback
 
-    callbacks, track = [ProgressCallback()], spec.track
+    callbacks: list[Callback] = [ProgressCallback()]
+    track = spec.track
     if track != "none":  # (the trackers' module imports wandb and mlflow)
         from lth_ray.distributed.tracking import tracking_callbacks
 
@@ -140,7 +148,13 @@ def make_tuner(spec: SweepSpec, gpt: float, trials):
     if spec.resume:
         tuner = tune.Tuner.restore(spec.experiment, trainable=trainable, resume_errored=True, resume_unfinished=True)
         # restore takes no RunConfig and brings back the callbacks pickled with the sweep: this command's instead
-        tuner._local_tuner.get_run_config().callbacks = callbacks  # private (Ray is pinned)
+        local = tuner._local_tuner  # private (Ray is pinned)
+        if local is None:  # Ray Client: the tuner lives on the cluster, out of this command's reach
+            raise ConfigError(
+                f"--resume through Ray Client (--address {spec.address}) is not supported; run it on the "
+                "cluster's head node (--address auto)"
+            )
+        local.get_run_config().callbacks = callbacks
         return tuner
     from ray.tune import CLIReporter
 
@@ -261,6 +275,7 @@ def describe(spec: SweepSpec, placement: Placement | None = None) -> str:
 def _why_idle(plan: Plan) -> str:
     """Why the GPUs are not all busy until the end, and what fewer GPUs would do."""
     longest = plan.longest
+    assert longest is not None  # a plan for GPUs has trials
     if plan.gpus_at_start < 0.9 * plan.held_at_start:
         why = "the trials' steps are too small to keep their GPU shares busy (launch-bound)"
     elif math.isclose(longest.seconds, plan.seconds, rel_tol=1e-3):

@@ -244,6 +244,11 @@ def check_resources(a: argparse.Namespace) -> None:
     """The run's numbers, each in its range (what they fit on is checked against the plan, later)."""
     if a.num_gpus is not None and a.num_gpus < 0:
         raise ConfigError(f"--num-gpus={a.num_gpus:g} must be >= 0")
+    if a.num_gpus is not None and not a.address and not float(a.num_gpus).is_integer():
+        raise ConfigError(
+            f"--num-gpus={a.num_gpus:g} is not allowed without --address: the Ray started here declares whole "
+            "GPUs; give a whole number (--gpus-per-trial shares a GPU between trials)"
+        )
     gpt = a.gpus_per_trial
     if gpt is not None and not 0 <= gpt <= 1:
         raise ConfigError(
@@ -306,18 +311,18 @@ def spec_from_args(a: argparse.Namespace, defaults: SweepDefaults) -> SweepSpec:
     if settings["data_root"] and "://" not in settings["data_root"]:
         # the user's relative folder, made absolute here: trials run in other working folders
         settings["data_root"] = os.path.abspath(os.path.expanduser(settings["data_root"]))
-    trajectories = []
+    members: list[TrajectoryConfig] = []
     for arch in archs:
         arch_axes = {name: axes[name] for name in GRID_ORDER}
         if arch in PRESETS and not PRESETS[arch].plan_conv:
             arch_axes["prune_rate_conv"] = [None]  # a net without conv layers
         for *point, seed in itertools.product(*arch_axes.values(), seeds):
             ticket = from_preset(arch, **settings, **dict(zip(arch_axes, point)), seed=seed)
-            trajectories += [
+            members += [
                 m if m.is_ticket else m.replace(save_early_stop=a.baseline_early_stop_weights)
                 for m in cohort_members(ticket, [seed], baselines, ablations)
             ]
-    trajectories = tuple(sorted(trajectories, key=lambda t: not t.is_ticket))
+    trajectories = tuple(sorted(members, key=lambda t: not t.is_ticket))
     keys = [t.key for t in trajectories]
     if len(set(keys)) != len(keys):
         raise ConfigError("the sweep lists the same trajectory twice; check --seeds and the rate lists")

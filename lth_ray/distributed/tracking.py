@@ -20,6 +20,7 @@ import importlib.util
 import math
 import os
 from dataclasses import dataclass
+from typing import Any
 
 import ray
 from ray.air.integrations.mlflow import MLflowLoggerCallback
@@ -105,12 +106,15 @@ class MemberMLflowCallback(MLflowLoggerCallback):
         if row.run_id not in self._member_runs:
             from mlflow.tracking import MlflowClient  # on the tracking URI `setup` set
 
+            experiment_id = self.mlflow_util.experiment_id
+            assert experiment_id is not None  # Tune's `setup` found or made the experiment
             found = MlflowClient().search_runs(
-                [self.mlflow_util.experiment_id], max_results=1, filter_string=f"tags.{RUN_TAG} = '{row.run_id}'"
+                [experiment_id], max_results=1, filter_string=f"tags.{RUN_TAG} = '{row.run_id}'"
             )
             if found:  # a driver before this one started it
                 run_id = found[0].info.run_id
             else:
+                assert self.tags is not None  # Tune's `setup` makes it a dict
                 tags = {**self.tags, RUN_TAG: row.run_id, "trial_name": str(trial)}
                 run_id = self.mlflow_util.start_run(run_name=row.name, tags=tags).info.run_id
                 self.mlflow_util.log_params(run_id=run_id, params_to_log=row.config)
@@ -202,11 +206,16 @@ class MemberWandbCallback(WandbLoggerCallback):
         writes into its logs)."""
         if trial in self._trial_logging_futures:
             return  # a restarted trial keeps its logging process
-        here = {"num_cpus": 0, **_force_on_current_node(), "max_restarts": -1, "max_task_retries": -1}
-        if not self._remote_logger_class:
-            self._remote_logger_class = ray.remote(**here)(self._logger_actor_cls)
+        on_this_node = _force_on_current_node()
+        assert isinstance(on_this_node, dict)  # called without a function or class: the options to give one
+        here = {"num_cpus": 0, **on_this_node, "max_restarts": -1, "max_task_retries": -1}
+        # Any: Ray's actor types do not model an actor's methods (`actor.run.remote()`)
+        remote_class: Any = self._remote_logger_class
+        if not remote_class:
+            remote_class = ray.remote(**here)(self._logger_actor_cls)
+            self._remote_logger_class = remote_class
         self._trial_queues[trial] = Queue(actor_options=here)
-        actor = self._remote_logger_class.remote(
+        actor = remote_class.remote(
             logdir=trial.local_path,
             queue=self._trial_queues[trial],
             exclude=exclude_results,
