@@ -1,4 +1,4 @@
-"""Training-step speed of lth_ray's trajectory against the yardstick loop (../shared/bench/seed_style.py).
+"""Training-step speed of lth_ray's trajectory against the yardstick loop (benchmarks/yardstick.py).
 
 Both run in this process's session on the same machine with the same thread count; the result is the ratio
 of iterations per second (ours / yardstick). Lenet on Fashion-MNIST (real data, Debian's package) and
@@ -26,7 +26,7 @@ from lth_ray.core.data.loading import DEBIAN_FASHION_MNIST, Split, load_split  #
 from lth_ray.core.engine.trajectory import Trajectory
 from lth_ray.core.spec.config import from_preset  # noqa: E402
 
-YARDSTICK = ROOT.parent / "shared" / "bench" / "seed_style.py"
+YARDSTICK = Path(__file__).resolve().parent / "yardstick.py"  # docs/benchmarks.md: what it is and why
 
 
 def fake_cifar(n_train=45_000, seed=0) -> Split:

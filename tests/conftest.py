@@ -4,7 +4,7 @@ The Ray cluster is a real local two-node cluster (`ray.cluster_utils.Cluster`: a
 worker nodes with 1 CPU and 4 logical GPUs each), started once per session. The pytest process does not stay
 connected to it: sweeps connect with `--address`, like a user's driver would.
 
-Ray's token authentication is on for the whole session, as for users (README, Security). The session has a
+Ray's token authentication is on for the whole session, as for users (docs/security.md). The session has a
 token of its own in a private temporary file (`TEST_TOKEN_PATH`, 0600), named by `RAY_AUTH_TOKEN_PATH`: the
 test cluster, every sweep the tests start (embedded or `--address`) and the pytest process use it, and no
 test reads, writes or deletes the user's `~/.ray/auth_token`.

@@ -90,7 +90,7 @@ def check_address(address: str) -> None:
         raise ConfigError(
             f"--address {address}: that Ray cluster uses token authentication and refused this client's token "
             f"(RAY_AUTH_MODE={mode}); give the cluster's token with RAY_AUTH_MODE=token and ~/.ray/auth_token, "
-            "RAY_AUTH_TOKEN_PATH=<file> or RAY_AUTH_TOKEN (see README, Security)"
+            "RAY_AUTH_TOKEN_PATH=<file> or RAY_AUTH_TOKEN (see docs/security.md)"
         ) from None
     except Exception:  # noqa: BLE001 (not a GCS, or slow to answer: ray.init says what it finds)
         pass

@@ -1,4 +1,4 @@
-"""The Parquet schema of an export: fixed column names and types (documented in the README).
+"""The Parquet schema of an export: fixed column names and types (documented in docs/export-format.md).
 
 `histories.parquet`: one row per (trial, round, evaluation point).
 `rounds.parquet`: one row per (trial, round), with per-layer density in columns `sparsity.<layer>`

@@ -1,4 +1,4 @@
-"""The thesis' result format (../shared/spec/thesis-format.md): file names, specs keys, and its loader.
+"""The thesis' result format (docs/design/thesis-format.md): file names, specs keys, and its loader.
 
 Users of the original thesis code have notebooks that call these functions by these names, so the loader keeps
 them; unlike the original it takes explicit paths (never the cwd), loads with `weights_only=True`, and

@@ -1,4 +1,4 @@
-"""Secure by default (README, Security): Ray's token authentication on the sweep's embedded Ray and on the
+"""Secure by default (docs/security.md): Ray's token authentication on the sweep's embedded Ray and on the
 test cluster, owner-only token files that are never replaced, results read as data, and no credential
 passed through the environment in anything lth_ray writes.
 

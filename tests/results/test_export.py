@@ -1,5 +1,5 @@
 """The exporter and the loaders: Parquet and the thesis' files, checked key by key against the spec
-(../shared/spec/thesis-format.md) and against the trajectory states they come from; partial experiments,
+(docs/design/thesis-format.md) and against the trajectory states they come from; partial experiments,
 refusals and the CLI. Uses the session's tiny sweep (`tiny_experiment`), which the sweep already exported."""
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ from lth_ray.core.pruning.masks import (
 )
 from lth_ray.core.spec.config import PRESETS
 
-# protocol.md: percent of weights remaining after k rounds
+# docs/design/protocol.md: percent of weights remaining after k rounds
 LADDER_K = (0, 3, 5, 7, 9, 11, 12, 14, 15, 18, 20)
 LADDER = {
     "lenet": (100, 51.3, 32.9, 21.1, 13.5, 8.7, 7.0, 4.5, 3.6, 1.9, 1.2),

@@ -5,7 +5,7 @@
 - `grasp` (Wang et al. 2020): w * (H g), the logits divided by a temperature of 200.
 - `synflow` (Tanaka et al. 2020): data-free and iterative, 100 prunings on an exponential schedule.
 
-Adding a scorer is one file and one `register_scorer` call (see the README's "Extending lth_ray"); an
+Adding a scorer is one file and one `register_scorer` call (see docs/extending.md); an
 unknown name is an error listing the known ones.
 """
 
