@@ -154,7 +154,7 @@ def _visible(parser: argparse.ArgumentParser, keep) -> list[tuple[str, list[argp
 
 def reference_markdown() -> str:
     """The reference tables, generated from the parsers (what `python tests/test_readme.py` prints)."""
-    from lth_ray.core.spec.options import RECIPE
+    from lth_ray.core.options.recipe import RECIPE
 
     every = parsers()
     trajectory = every["python -m lth_ray.trajectory"]
