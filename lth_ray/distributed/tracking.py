@@ -93,7 +93,7 @@ def member_rounds(trial, result: dict, logged: set) -> list[MemberRound]:
 class MemberMLflowCallback(MLflowLoggerCallback):
     """Tune's MLflow logger with one run per member (params: its settings; step: the round)."""
 
-    def setup(self, *args, **kwargs):
+    def setup(self, *args, **kwargs) -> None:
         super().setup(*args, **kwargs)
         self._member_runs: dict[str, str] = {}  # our run id -> MLflow's
         self._of_trial: dict[str, list[str]] = {}
@@ -194,7 +194,7 @@ class MemberWandbCallback(WandbLoggerCallback):
 
     _logger_actor_cls = MemberRunsActor
 
-    def setup(self, *args, **kwargs):
+    def setup(self, *args, **kwargs) -> None:
         super().setup(*args, **kwargs)
         self._logged: set = set()
 
