@@ -12,7 +12,8 @@ from conftest import ROOT
 
 from lth_ray.core.engine.trajectory import cohort_members
 from lth_ray.core.spec.config import PRESETS, ConfigError, from_preset
-from lth_ray.distributed.planner import GIB, GPUModel, configuration, net_shape, plan_sweep, shape_of, split_seeds
+from lth_ray.distributed.net_shapes import net_shape, shape_of
+from lth_ray.distributed.planner import GIB, GPUModel, configuration, plan_sweep, split_seeds
 
 BOTH = ("reinit", "random-prune")
 
