@@ -46,7 +46,7 @@ DEMO_DATA = $(if $(wildcard $(FMNIST)),,--download)
 demo: setup
 	$(VPY) -m sweeps.lenet_mnist --dataset fashion-mnist $(DEMO_DATA) --seeds 2 --rounds 2 --iterations 1000 \
 	  --eval-every 100 --baselines reinit --num-gpus 0 --name $(DEMO) --storage $(CURDIR)/results
-	$(VPY) -m lth_ray.report $(CURDIR)/results/$(DEMO)
+	$(VPY) -m lth_ray.cli report $(CURDIR)/results/$(DEMO)
 	@echo "demo results: $(CURDIR)/results/$(DEMO) (export/ holds Parquet + thesis files, report/ the figures)"
 
 bench: setup

@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from lth_ray.core.data.loading import DEBIAN_FASHION_MNIST, Split, load_split  # noqa: E402
 from lth_ray.core.engine.cohort import Cohort  # noqa: E402
-from lth_ray.core.spec.config import from_preset  # noqa: E402
+from lth_ray.core.options.resolve import from_preset  # noqa: E402
 
 
 def data(arch: str, device: str) -> Split:

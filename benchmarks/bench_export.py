@@ -22,10 +22,16 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from lth_ray.core.engine.cohort import METRICS, cpu_state
-from lth_ray.core.models.plan import build_model, prunable_layers  # noqa: E402
+from lth_ray.core.engine.records import METRICS
+from lth_ray.core.engine.weights import cpu_state
+from lth_ray.core.methods.member import first_round
+from lth_ray.core.models.plan import prunable_layers  # noqa: E402
+from lth_ray.core.models.registry import build_model
 from lth_ray.core.pruning.masks import density, layer_density, pack_masks  # noqa: E402
-from lth_ray.core.spec.config import TrajectoryConfig  # noqa: E402
+from lth_ray.core.spec.config import (
+    TrajectoryConfig,  # noqa: E402
+    plan_config,
+)
 from lth_ray.results.experiment import LegacyRounds, TrialResult  # noqa: E402
 from lth_ray.results.export import histories_table, rounds_table, write_export  # noqa: E402
 
@@ -34,13 +40,16 @@ def fake_state(cfg: TrajectoryConfig, rng: np.random.Generator) -> dict:
     """A finished trajectory's rounds, all in memory (0.1.0's one-state layout, read through `LegacyRounds`, so
     that the benchmark times the writers, not the disk reads), with random histories and nested masks."""
     model = build_model(
-        cfg.plan_conv, cfg.plan_fc, (1, 28, 28), cfg.activation, torch.Generator().manual_seed(cfg.seed)
+        plan_config(cfg.plan_conv, cfg.plan_fc, cfg.activation),
+        (1, 28, 28),
+        10,
+        torch.Generator().manual_seed(cfg.seed),
     )
     weights = cpu_state(model)
     layers = prunable_layers(model)
     alive = {n: torch.ones_like(weights[f"{n}.weight"], dtype=torch.bool) for n in layers}
     masks, records, early_stop = {}, [], {}
-    for r in range(cfg.first_round, cfg.rounds + 1):
+    for r in range(first_round(cfg), cfg.rounds + 1):
         if r > 0:
             alive = {n: m & (torch.rand(m.shape) > 0.2) for n, m in alive.items()}
         masks[r] = pack_masks(alive)

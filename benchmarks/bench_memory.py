@@ -24,7 +24,7 @@ CHILD = r"""
 import json, resource, sys
 import torch
 from lth_ray.core.engine.cohort import Cohort
-from lth_ray.core.spec.config import from_preset
+from lth_ray.core.options.resolve import from_preset
 from lth_ray.core.data.loading import load_split
 from lth_ray.core.engine.trajectory import cohort_members
 root, members, precision, budget, instability = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]

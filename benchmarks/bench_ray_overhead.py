@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from lth_ray.core.data.loading import load_split  # noqa: E402
 from lth_ray.core.engine.trajectory import Trajectory
-from lth_ray.core.spec.config import from_preset  # noqa: E402
+from lth_ray.core.options.resolve import from_preset  # noqa: E402
 from lth_ray.core.store.resume import save_state
 from lth_ray.core.store.rounds import RoundStore  # noqa: E402
 

@@ -24,11 +24,11 @@ import torch.nn.functional as F
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from lth_ray.core.data.registry import in_shape_of  # noqa: E402
 from lth_ray.core.models.functional import FunctionalStacked  # noqa: E402
-from lth_ray.core.models.plan import in_shape_of  # noqa: E402
 from lth_ray.core.models.registry import build_model  # noqa: E402
 from lth_ray.core.models.stacked import StackedNet  # noqa: E402
-from lth_ray.core.spec.config import from_preset  # noqa: E402
+from lth_ray.core.options.resolve import from_preset  # noqa: E402
 
 
 def stacked_members(arch: str, members: int, device: str) -> tuple[torch.nn.Module, dict[str, torch.Tensor]]:

@@ -28,7 +28,7 @@ OLD_COMMIT = "6b71ed0"
 
 MEASURE = r"""
 import io, json, sys, time, torch
-from lth_ray.core.spec.config import from_preset
+from lth_ray.core.options.resolve import from_preset
 from lth_ray.core.data.loading import Split
 arch, rounds, new, out = sys.argv[1], int(sys.argv[2]), sys.argv[3] == "new", sys.argv[4]
 torch.manual_seed(0)
@@ -65,7 +65,7 @@ import json, resource, sys
 from lth_ray.results.experiment import StoredRounds, TrialResult
 from lth_ray.results.export import write_export
 from lth_ray.core.store.rounds import RoundStore
-from lth_ray.core.spec.config import from_preset
+from lth_ray.core.options.resolve import from_preset
 folder, n, out = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 cfg = from_preset("conv2", iterations=2, eval_every=1, rounds=2)
 trials = [TrialResult(f"t_{i:05d}", "TERMINATED", f"{folder}/trial{i}", cfg.replace(seed=i),

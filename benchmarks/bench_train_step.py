@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from lth_ray.core.data.loading import DEBIAN_FASHION_MNIST, Split, load_split  # noqa: E402
 from lth_ray.core.engine.trajectory import Trajectory
-from lth_ray.core.spec.config import from_preset  # noqa: E402
+from lth_ray.core.options.resolve import from_preset  # noqa: E402
 
 YARDSTICK = Path(__file__).resolve().parent / "yardstick.py"  # docs/benchmarks.md: what it is and why
 

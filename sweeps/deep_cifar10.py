@@ -11,7 +11,8 @@ registered cifar_resnet_* / cifar_vgg_* is allowed.
 
 import sys
 
-from lth_ray.core.spec.presets import RECIPES, registered_models
+from lth_ray.core.options.resolve import registered_models
+from lth_ray.core.spec.presets import PLAN_NETS, PRESETS
 from lth_ray.distributed.sweep import main
 from lth_ray.distributed.sweep_spec import SweepDefaults
 
@@ -19,7 +20,7 @@ OPENLTH_MODELS = tuple(m for m in registered_models() if m.startswith(("cifar_re
 LTH_SECTION_5 = "vgg19-lth,vgg19-lth-warmup,resnet20-lth,resnet20-lth-warmup"
 DEFAULTS = SweepDefaults(
     prog="sweeps.deep_cifar10",
-    archs=(*RECIPES, *OPENLTH_MODELS),
+    archs=(*(p for p in PRESETS if p not in PLAN_NETS), *OPENLTH_MODELS),
     datasets=("cifar10",),
     seeds="2",
     baselines="reinit",

@@ -6,14 +6,15 @@ produces exactly those outputs, bitwise. The goldens were recorded on commit bcb
 into lth_ray/core, lth_ray/distributed and lth_ray/results).
 
 Every case builds its data in code: a tiny MNIST look-alike (IDX files) or CIFAR-10 look-alike (pickled
-python batches) written into a temporary folder and read back by the real loader (`lth_ray.data.load_split`),
-then trains a cohort (`lth_ray.cohort.Cohort`) round by round until it is done. What is recorded, per member
-and round: the member's key, the round record's numbers (histories, sparsities, early stop, ...; nothing
-time-dependent: no seconds, no device name), the instability record when there is one, and sha256 digests of
-the round's bit-packed masks, trained weights, early-stop weights and rewind point.
+python batches) written into a temporary folder and read back by the real loader
+(`lth_ray.core.data.loading.load_split`), then trains a cohort (`lth_ray.Cohort`) round by round until it is
+done. What is recorded, per member and round: the member's key, the round record's numbers (histories,
+sparsities, early stop, ...; nothing time-dependent: no seconds, no device name), the instability record when
+there is one, and sha256 digests of the round's bit-packed masks, trained weights, early-stop weights and
+rewind point.
 
-Only the old import paths are used (`lth_ray.config`, `lth_ray.data`, `lth_ray.cohort`, `lth_ray.trajectory`):
-they stay as re-export shims after the refactor. Torch runs on one intra-op thread while a case runs (and is
+The cases build their cohorts through the public API (`lth_ray.from_preset`, `lth_ray.Cohort`) where it has
+the name. Torch runs on one intra-op thread while a case runs (and is
 set back after), so the numbers do not depend on the machine's core count.
 """
 
@@ -118,7 +119,7 @@ _SPLITS: dict = {}
 def split(dataset: str):
     """The data set of the cases, through the real loader (built once per process; trajectories only read it)."""
     if dataset not in _SPLITS:
-        from lth_ray.data import Split, load_split
+        from lth_ray.core.data.loading import Split, load_split
 
         writer, validation = _DATA[dataset]
         with tempfile.TemporaryDirectory(prefix=f"lth_ray-golden-{dataset}-") as root:
@@ -197,8 +198,8 @@ CASES: dict[str, Case] = {
 
 
 def members_of(case: Case):
-    from lth_ray.config import from_preset
-    from lth_ray.trajectory import cohort_members
+    from lth_ray import from_preset
+    from lth_ray.core.engine.trajectory import cohort_members
 
     ticket = from_preset(case.preset, **case.overrides)
     return cohort_members(ticket, list(case.seeds), list(case.baselines), list(case.ablations))
@@ -266,7 +267,7 @@ def round_entry(config, result) -> dict:
 
 def run_case(name: str) -> dict:
     """Every member's every round of case `name`, as a JSON-able dict (deterministic, bitwise on one CPU)."""
-    from lth_ray.cohort import Cohort
+    from lth_ray import Cohort
 
     case = CASES[name]
     members = members_of(case)

@@ -1,6 +1,7 @@
 """The layers' rules, read from the source: which layer may import which, and how big a module or class may be.
 
-    lth_ray/core/         plain PyTorch: never `ray`, never a layer above it
+    lth_ray/core/         plain PyTorch: never `ray`, never a layer above it; inside it the folders keep an
+                          order, spec < data, models, pruning < methods < options, engine < store (CORE_ORDER)
     lth_ray/distributed/  everything that knows Ray; never the command lines
     lth_ray/results/      files in, files out; never the trainable (results read what trials wrote)
     lth_ray/cli/, sweeps/ the command lines, on top
@@ -118,6 +119,77 @@ def violations(layer: str) -> list[str]:
     return lines
 
 
+# The core's folders in order, lowest first: a folder imports only folders of lower ranks and itself, never a
+# sibling of its own rank or anything above it, not even inside a function. `spec` is plain data; `options`
+# (presets resolved against the registries, the command lines' options) sits beside the engine.
+CORE_ORDER: tuple[tuple[str, ...], ...] = (
+    ("spec", "faults"),
+    ("data", "models", "pruning"),
+    ("methods",),
+    ("options", "engine"),
+    ("store",),
+)
+
+
+def core_folder(name: str) -> str | None:
+    """`engine` for lth_ray.core.engine.cohort; None for lth_ray.core itself and for anything outside it."""
+    parts = name.split(".")
+    return parts[2] if len(parts) > 2 and parts[:2] == ["lth_ray", "core"] else None
+
+
+def core_order_violations(graph: dict[str, list[tuple[int, str]]], order=CORE_ORDER) -> list[str]:
+    """Every import in `graph` (module -> (line, imported module)) that breaks `order`."""
+    rank = {folder: i for i, folders in enumerate(order) for folder in folders}
+    lines = []
+    for module, imported in sorted(graph.items()):
+        mine = core_folder(module)
+        if mine is None:
+            continue
+        assert mine in rank, f"{module}: folder {mine!r} has no place in the core's order; add it to CORE_ORDER"
+        for line, name in imported:
+            theirs = core_folder(name)
+            if name == "lth_ray.core" or (theirs is not None and theirs != mine and rank.get(theirs, 99) >= rank[mine]):
+                lines.append(f"{module}:{line} imports {name} ({mine} is below or beside {theirs or 'the core'})")
+    return lines
+
+
+def core_graph() -> dict[str, list[tuple[int, str]]]:
+    return {m.name: imports(m) for m in MODULES if within(m.name, "lth_ray.core")}
+
+
+def test_the_cores_folders_import_only_lower_ones():
+    assert core_order_violations(core_graph()) == [], "\n".join(core_order_violations(core_graph()))
+
+
+@pytest.mark.parametrize(
+    "module, imported, breaks",
+    [
+        ("lth_ray.core.spec.config", "lth_ray.core.methods.registry", True),  # up
+        ("lth_ray.core.methods.registry", "lth_ray.core.engine.state", True),  # up
+        ("lth_ray.core.engine.cohort", "lth_ray.core.store.rounds", True),  # up
+        ("lth_ray.core.models.plan", "lth_ray.core.data.registry", True),  # beside
+        ("lth_ray.core.engine.cohort", "lth_ray.core.options.resolve", True),  # beside
+        ("lth_ray.core.data.loading", "lth_ray.core", True),  # the package root is every folder
+        ("lth_ray.core.store.resume", "lth_ray.core.engine.state", False),  # down
+        ("lth_ray.core.methods.member", "lth_ray.core.models.registry", False),  # down
+        ("lth_ray.core.engine.cohort", "lth_ray.core.engine.records", False),  # within
+        ("lth_ray.core.spec.streams", "torch", False),  # not the core
+    ],
+)
+def test_the_order_check_finds_an_import_up_or_beside(module, imported, breaks):
+    """A planted import in a synthetic graph, at any depth (`imports_in` sees function-level imports too)."""
+    assert bool(core_order_violations({module: [(1, imported)]})) == breaks
+
+
+def test_a_planted_function_level_import_breaks_the_order():
+    source = "def f():\n    from lth_ray.core.engine.cohort import Cohort\n"
+    module = Module("lth_ray.core.methods.example", PACKAGE / "core" / "methods" / "example.py")  # never written
+    graph = {module.name: imports_in(source, module)}
+    assert core_order_violations(graph) == [
+        "lth_ray.core.methods.example:2 imports lth_ray.core.engine.cohort (methods is below or beside engine)"
+    ]
+
+
 @pytest.mark.parametrize("layer", list(RULES))
 def test_a_layer_never_imports_what_its_rule_forbids(layer):
     assert any(within(m.name, layer) for m in MODULES), f"no modules under {layer}"
@@ -181,9 +253,8 @@ def test_no_class_over_200_lines():
     assert long == [], "\n".join(long)
 
 
-# What lth_ray 0.2's export and analysis modules defined, and the private helpers tests use: the modules are
-# packages now, and every name stays where old code finds it (the shims lth_ray.export and lth_ray.analysis
-# re-export the public ones).
+# The public names of the export and analysis packages (what their modules defined before they became packages):
+# every one stays importable from the package.
 OLD_NAMES = {
     "lth_ray.results.export": [
         "MANIFEST",
@@ -209,12 +280,11 @@ OLD_NAMES = {
         "thesis_specs",
         "build_parser",
         "main",
-        "_upload",
     ],
     "lth_ray.results.analysis": [
         "CONFIG",
         "GROUP",
-        "BASELINES",
+        "PAPER_BASELINES",
         "OWN_DENSE_ROUND",
         "FAMILIES",
         "SUMMARY_METRICS",
@@ -258,26 +328,56 @@ OLD_NAMES = {
         "plot_mask",
         "TICKETS",
         "METRICS",
-        "_fmt_percent",
     ],
 }
 
 
 @pytest.mark.parametrize("module", list(OLD_NAMES))
-def test_split_modules_keep_their_names_at_the_old_paths(module):
+def test_the_packages_keep_their_public_names(module):
     import importlib
 
-    new = importlib.import_module(module)
-    shim = importlib.import_module(module.replace("lth_ray.results.", "lth_ray."))
-    lost = [f"{module}.{n}" for n in OLD_NAMES[module] if not hasattr(new, n)]
-    lost += [f"{shim.__name__}.{n}" for n in OLD_NAMES[module] if not n.startswith("_") and not hasattr(shim, n)]
-    assert lost == [], f"names no longer importable: {lost}"
+    package = importlib.import_module(module)
+    assert [n for n in OLD_NAMES[module] if not hasattr(package, n)] == []
 
 
-@pytest.mark.parametrize("command", ["lth_ray.export", "lth_ray.results.export"])
-def test_the_export_command_runs_under_both_module_names(command):
+# Top-level modules besides the public API: Tune's pickles name two, and four are the old spellings of commands.
+PICKLED = {"lth_ray.trainable": ["run_trial"], "lth_ray.sweep": ["_trial_name", "_trial_dirname"]}
+OLD_COMMANDS = {
+    "lth_ray.report": "report",
+    "lth_ray.export": "export",
+    "lth_ray.trajectory": "trajectory",
+    "lth_ray.cluster_config": "check-cluster",
+}
+
+
+def test_the_top_level_holds_only_the_api_the_pickled_names_and_the_old_commands():
+    assert set(SHIMS) == set(PICKLED) | set(OLD_COMMANDS)
+
+
+@pytest.mark.parametrize("module", list(PICKLED))
+def test_tunes_pickled_names_resolve(module):
+    import importlib
+
+    assert all(callable(getattr(importlib.import_module(module), n)) for n in PICKLED[module])
+
+
+@pytest.mark.parametrize("module", list(OLD_COMMANDS))
+def test_an_old_command_spelling_still_runs_and_warns(module):
     out = subprocess.run(
-        [sys.executable, "-m", command, "--help"], cwd=ROOT, capture_output=True, text=True, timeout=600
+        [sys.executable, "-m", module, "--help"], cwd=ROOT, capture_output=True, text=True, timeout=600
     )
     assert out.returncode == 0, out.stderr[-3000:]
-    assert out.stdout.startswith("usage: python -m lth_ray.export"), out.stdout
+    assert out.stdout.startswith(f"usage: lth-ray {OLD_COMMANDS[module]}"), out.stdout
+    assert f"DeprecationWarning: python -m {module} is deprecated; use: lth-ray {OLD_COMMANDS[module]}" in out.stderr
+
+
+def test_the_public_api_resolves_without_loading_torch_or_ray():
+    code = (
+        "import json, sys, lth_ray\n"
+        "light = sorted({'torch', 'ray'} & set(sys.modules))\n"
+        "missing = [n for n in lth_ray.__all__ if getattr(lth_ray, n, None) is None]\n"
+        "print(json.dumps([light, missing, 'ray' in sys.modules]))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == [[], [], False]

@@ -1,4 +1,4 @@
-"""`python -m lth_ray.trajectory` / `lth-ray trajectory`: one trajectory or one cohort, without Ray.
+"""`lth-ray trajectory`: one trajectory or one cohort, without Ray.
 
 One JSON line per member and round on stdout; a bad option is one `error:` line and exit status 2.
 """
@@ -13,21 +13,14 @@ import torch
 
 from lth_ray.core.data.loading import DataError, load_split
 from lth_ray.core.engine import numerics
-from lth_ray.core.engine.budget import MIN_EVAL_MEMORY_MB
 from lth_ray.core.engine.cohort import Cohort
 from lth_ray.core.engine.trajectory import cohort_members, resolve_device, summary
-from lth_ray.core.spec.config import ConfigError, TrajectoryConfig, from_preset
-from lth_ray.core.spec.options import (
-    RECIPE,
-    SETTINGS,
-    Option,
-    OptionParser,
-    add_options,
-    check_choices,
-    option,
-    recipe_settings,
-    value_of,
-)
+from lth_ray.core.options.option import SETTINGS, Option, OptionParser
+from lth_ray.core.options.parsing import add_options, check_choices, option, recipe_settings, value_of
+from lth_ray.core.options.recipe import RECIPE
+from lth_ray.core.options.resolve import from_preset
+from lth_ray.core.spec.config import ConfigError, TrajectoryConfig
+from lth_ray.core.spec.memory import MIN_EVAL_MEMORY_MB
 from lth_ray.core.store.resume import load_state, member_states, save_state
 from lth_ray.core.store.rounds import RoundStore
 
@@ -38,7 +31,7 @@ RUN: tuple[Option, ...] = (
     Option("--threads", "torch CPU threads", FILES, type=int, metavar="T", shown="torch's"),
     Option(
         "--rounds-dir",
-        "write every finished round's files here (folder or URI; see lth_ray.rounds); a cohort "
+        "write every finished round's files here (folder or URI; see lth_ray.core.store.rounds); a cohort "
         "of several members writes one subfolder per member key",
         FILES,
         metavar="DIR",
@@ -51,7 +44,7 @@ OPTIONS = RECIPE + RUN
 
 def build_parser() -> argparse.ArgumentParser:
     p = OptionParser(
-        prog="python -m lth_ray.trajectory",
+        prog="lth-ray trajectory",
         description="Run an IMP trajectory (or a cohort: several seeds, with baselines) without Ray; "
         "one JSON line per member and round. The options are the sweep's "
         "(python -m sweeps.<name>), one value each.",

@@ -18,7 +18,7 @@ steps of `ray up` are NOT called: `AWSNodeProvider.fillout_available_node_types_
 key pair, subnets, security group), so node `resources` are never autodetected here.
 yaml and jsonschema are dependencies of Ray itself; all imports are lazy (no torch).
 
-    python -m lth_ray.cluster_config cluster.yaml
+    lth-ray check-cluster cluster.yaml
 """
 
 from __future__ import annotations
@@ -358,7 +358,7 @@ def _check_ingress(config: dict) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m lth_ray.cluster_config", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="lth-ray check-cluster", description=__doc__.splitlines()[0])
     parser.add_argument("path", help="Ray cluster-launcher YAML, e.g. cluster.yaml")
     args = parser.parse_args(argv)
     try:

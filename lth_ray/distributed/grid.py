@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from lth_ray.core.methods.member import is_ticket
 from lth_ray.core.spec.config import ConfigError, TrajectoryConfig
 from lth_ray.distributed.planner import GIB, GPUModel, Plan, configuration, plan_sweep
 from lth_ray.distributed.sweep_spec import SweepSpec
@@ -19,7 +20,7 @@ from lth_ray.distributed.sweep_spec import SweepSpec
 
 def configurations(spec: SweepSpec) -> list[list[TrajectoryConfig]]:
     """The sweep's configurations (one recipe and ticket kind each), every member of every seed, in grid order."""
-    from lth_ray.core.engine.cohort import recipe_of
+    from lth_ray.core.engine.state import recipe_of
 
     groups: dict[str, list[TrajectoryConfig]] = {}
     for t in spec.trajectories:
@@ -32,10 +33,10 @@ def ticket_parts(members: list[TrajectoryConfig]) -> list[list[TrajectoryConfig]
     must share their cohort (`cohort.needs_ticket`), and the members that need nothing of them. On GPUs one seed
     of the longest configuration (Conv-6: ticket, re-init, random pruning) bounded the card's sweep at 65% of 8
     GPUs; random pruning in trials of its own brings the estimate to 96%."""
-    from lth_ray.core.engine.cohort import needs_ticket
+    from lth_ray.core.methods.member import needs_ticket
 
-    bound = [t for t in members if t.is_ticket or needs_ticket(t)]
-    free = [t for t in members if not (t.is_ticket or needs_ticket(t))]
+    bound = [t for t in members if is_ticket(t) or needs_ticket(t)]
+    free = [t for t in members if not (is_ticket(t) or needs_ticket(t))]
     return [part for part in (bound, free) if part]
 
 
@@ -43,7 +44,7 @@ def cohort_of(members: list[TrajectoryConfig], seeds) -> tuple[TrajectoryConfig,
     """One trial's members: those of `seeds`, tickets first, then by label, in the seeds' order."""
     order = list(seeds)
     mine = [t for t in members if t.seed in order]
-    return tuple(sorted(mine, key=lambda t: (not t.is_ticket, t.label, order.index(t.seed))))
+    return tuple(sorted(mine, key=lambda t: (not is_ticket(t), t.label, order.index(t.seed))))
 
 
 def cohorts(spec: SweepSpec, per_trial: int) -> list[tuple[TrajectoryConfig, ...]]:

@@ -8,7 +8,8 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from lth_ray.core.spec.config import PRESETS, TrajectoryConfig, parse_plan_token
+from lth_ray.core.spec.config import TrajectoryConfig, parse_plan_token
+from lth_ray.core.spec.presets import PLAN_NETS
 
 
 @dataclass(frozen=True)
@@ -81,7 +82,7 @@ def model_shape(config: TrajectoryConfig, in_shape: tuple[int, int, int], classe
 
 def shape_of(config: TrajectoryConfig, in_shape: tuple[int, int, int], classes: int = 10) -> NetShape:
     """The net of `config`: a thesis preset or custom plan from its plan, a registered model from its module."""
-    if config.arch not in PRESETS:
+    if config.arch not in PLAN_NETS:
         from lth_ray.core.models.registry import model_of  # (torch: only for nets beyond the thesis' presets)
 
         if model_of(config) != "plan":

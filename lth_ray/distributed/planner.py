@@ -76,6 +76,8 @@ def configuration(
     name: str, members: Sequence[TrajectoryConfig], gpu: GPUModel = GPUModel(), eval_memory_mb: int | None = None
 ) -> Configuration:
     """The cost of one configuration's members (tickets, baselines and ablations of every seed)."""
+    from lth_ray.core.methods.member import eval_iterations, first_round, round_start  # loads torch: only to cost
+
     seeds = tuple(dict.fromkeys(m.seed for m in members))
     recipe = members[0]
     data = dataset_entry(recipe.dataset)
@@ -86,10 +88,10 @@ def configuration(
     evaluation = 2 * shape.macs * (data.validation_size + data.test_size)
     flops = 0.0
     for m in members:
-        for r in range(m.first_round, m.rounds + 1):
-            points = len(m.eval_iterations(r))
+        for r in range(first_round(m), m.rounds + 1):
+            points = len(eval_iterations(m, r))
             copies = 2 if m.measures_instability(r) else 1
-            flops += copies * (step * (m.iterations - m.round_start(r)) + evaluation * points)
+            flops += copies * (step * (m.iterations - round_start(m, r)) + evaluation * points)
             if copies == 2:
                 flops += evaluation * m.instability_points
     copies_per_seed = sum(2 if m.instability else 1 for m in members) / len(seeds)

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from ray.tune import Callback
 
+from lth_ray.core.methods.member import first_round, round_start
 from lth_ray.core.spec.config import TrajectoryConfig
 
 EVERY_S = 30.0  # the longest silence between two progress lines
@@ -34,8 +35,8 @@ class Tally:
 
 def cohort_work(members: list[TrajectoryConfig]) -> tuple[int, int]:
     """(rounds, trajectory-iterations) a cohort trains in all: each member's rounds from its first one."""
-    rounds = sum(m.rounds + 1 - m.first_round for m in members)
-    iterations = sum(m.iterations - m.round_start(r) for m in members for r in range(m.first_round, m.rounds + 1))
+    rounds = sum(m.rounds + 1 - first_round(m) for m in members)
+    iterations = sum(m.iterations - round_start(m, r) for m in members for r in range(first_round(m), m.rounds + 1))
     return rounds, iterations
 
 

@@ -19,6 +19,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from lth_ray.core import faults
+from lth_ray.core.methods.member import first_round
 from lth_ray.core.spec.config import ConfigError, TrajectoryConfig
 from lth_ray.distributed.grid import Placement, cohort_name, configurations, gpu_model, place, sweep_gpus
 from lth_ray.distributed.planner import GIB, Plan, shared_eval_memory_mb
@@ -49,7 +50,7 @@ def check_storage(spec: SweepSpec) -> None:
             raise ConfigError(
                 f"--resume: {spec.experiment} was written by lth_ray 0.1.0 (state format 1), which "
                 "this version does not continue; finish it with lth_ray 0.1.0, or export and "
-                "analyse it as it is (python -m lth_ray.export / lth_ray.report read it)"
+                "analyse it as it is (lth-ray export / lth-ray report read it)"
             )
         return
     if exists:
@@ -249,7 +250,7 @@ def describe(spec: SweepSpec, placement: Placement | None = None) -> str:
                 f" from {_duration(t.start)}"
             )
         lines.append(
-            f"{head}; rounds {m.first_round}..{m.rounds}, {m.iterations} iterations/round, eval every {m.eval_every}"
+            f"{head}; rounds {first_round(m)}..{m.rounds}, {m.iterations} iterations/round, eval every {m.eval_every}"
         )
     if not plan.gpus:
         lines.append("GPUs: none")
@@ -409,13 +410,13 @@ def run(spec: SweepSpec, defaults=None) -> int:
         except Exception as err:  # the sweep's results are safe; say why the export failed and how to retry
             print(
                 f"error: export failed ({type(err).__name__}: {err}); retry with "
-                f"python -m lth_ray.export {spec.experiment} --force",
+                f"lth-ray export {spec.experiment} --force",
                 file=sys.stderr,
             )
             return 1
     print(
         f"results: {spec.experiment}\n"
-        f"analyse: python -m lth_ray.report {spec.experiment}   (or notebooks/ExperimentEvaluation.ipynb "
+        f"analyse: lth-ray report {spec.experiment}   (or notebooks/ExperimentEvaluation.ipynb "
         f"with LTH_EXPERIMENT={spec.experiment})"
     )
     return 0 if not unfinished else 1

@@ -15,21 +15,15 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from lth_ray.core.engine.budget import MIN_EVAL_MEMORY_MB
 from lth_ray.core.engine.trajectory import cohort_members
-from lth_ray.core.spec.config import PRESETS, ConfigError, TrajectoryConfig, from_preset
-from lth_ray.core.spec.options import (
-    RECIPE,
-    Option,
-    OptionParser,
-    add_options,
-    check_choices,
-    grid_axes,
-    option,
-    recipe_settings,
-    ticket_names,
-    value_of,
-)
+from lth_ray.core.methods.member import is_ticket
+from lth_ray.core.options.option import Option, OptionParser, ticket_names
+from lth_ray.core.options.parsing import add_options, check_choices, grid_axes, option, recipe_settings, value_of
+from lth_ray.core.options.recipe import RECIPE
+from lth_ray.core.options.resolve import from_preset
+from lth_ray.core.spec.config import ConfigError, TrajectoryConfig
+from lth_ray.core.spec.memory import MIN_EVAL_MEMORY_MB
+from lth_ray.core.spec.presets import PLAN_NETS, PRESETS
 
 SCOPE = "sweep"
 TRACKS = ("none", "wandb", "mlflow")  # SweepSpec.track: where Tune's callbacks log (lth_ray.distributed.tracking)
@@ -215,7 +209,7 @@ def build_parser(defaults: SweepDefaults) -> argparse.ArgumentParser:
     p = OptionParser(
         prog=defaults.prog,
         description="Iterative Magnitude Pruning sweep on Ray Tune. The recipe's "
-        "options are those of python -m lth_ray.trajectory; the ones marked [,...] take comma lists, "
+        "options are those of lth-ray trajectory; the ones marked [,...] take comma lists, "
         "and each list is an axis of the grid (with --seeds).",
     )
     add_options(p, OPTIONS, SCOPE, *narrowed(defaults))
@@ -314,15 +308,15 @@ def spec_from_args(a: argparse.Namespace, defaults: SweepDefaults) -> SweepSpec:
     members: list[TrajectoryConfig] = []
     for arch in archs:
         arch_axes = {name: axes[name] for name in GRID_ORDER}
-        if arch in PRESETS and not PRESETS[arch].plan_conv:
+        if arch in PLAN_NETS and not PRESETS[arch].plan_conv:
             arch_axes["prune_rate_conv"] = [None]  # a net without conv layers
         for *point, seed in itertools.product(*arch_axes.values(), seeds):
             ticket = from_preset(arch, **settings, **dict(zip(arch_axes, point)), seed=seed)
             members += [
-                m if m.is_ticket else m.replace(save_early_stop=a.baseline_early_stop_weights)
+                m if is_ticket(m) else m.replace(save_early_stop=a.baseline_early_stop_weights)
                 for m in cohort_members(ticket, [seed], baselines, ablations)
             ]
-    trajectories = tuple(sorted(members, key=lambda t: not t.is_ticket))
+    trajectories = tuple(sorted(members, key=lambda t: not is_ticket(t)))
     keys = [t.key for t in trajectories]
     if len(set(keys)) != len(keys):
         raise ConfigError("the sweep lists the same trajectory twice; check --seeds and the rate lists")

@@ -29,6 +29,7 @@ from ray.air.util.node import _force_on_current_node
 from ray.util.queue import Queue
 
 from lth_ray.core.engine.trajectory import summary
+from lth_ray.core.methods.member import first_round
 from lth_ray.core.spec.config import ConfigError, TrajectoryConfig
 from lth_ray.core.store.rounds import RoundStore
 from lth_ray.results.experiment import ROUNDS_DIR, member_rounds_path
@@ -76,7 +77,7 @@ def member_rounds(trial, result: dict, logged: set) -> list[MemberRound]:
     fs, rows = trial.storage.storage_filesystem, []
     for i, (member, folder) in enumerate(trial_members(trial.config, trial.path)):
         run_id = f"{trial.trial_id}-m{i:03d}"
-        if (run_id, r) in logged or not member.first_round <= r <= member.rounds:
+        if (run_id, r) in logged or not first_round(member) <= r <= member.rounds:
             continue
         record, _ = RoundStore(fs, folder).check(r)
         if record is None:  # did not run this round (finished, diverged), or its files are torn

@@ -25,6 +25,7 @@ from lth_ray.core.data.loading import load_split
 from lth_ray.core.engine.cohort import Cohort
 from lth_ray.core.engine.trajectory import resolve_device, summary
 from lth_ray.core.faults import FaultHook
+from lth_ray.core.methods.member import first_round
 from lth_ray.core.spec.config import TrajectoryConfig
 from lth_ray.core.store.resume import resume_cohort, save_state
 from lth_ray.core.store.rounds import RoundStore
@@ -95,14 +96,14 @@ def run_trial(config: dict) -> None:
     cohort = Cohort(
         members, split, states, progress=fault if fault else None, eval_memory_mb=config.get("eval_memory_mb")
     )
-    total = sum(m.rounds + 1 - m.first_round for m in members)
+    total = sum(m.rounds + 1 - first_round(m) for m in members)
     while not cohort.done:
         results = cohort.run_round()
         for i, result in results.items():  # before the checkpoint: a registered round always has its files
             stores[i].write_round(result)
         state = cohort.states[0] if single else cohort.state
         lead = results[min(results)].record  # the first member that ran (a ticket when one ran)
-        done = sum(s["next_round"] - m.first_round for s, m in zip(cohort.states, members))
+        done = sum(s["next_round"] - first_round(m) for s, m in zip(cohort.states, members))
         metrics = {
             **summary(lead, members[min(results)].seed),
             "members": len(members),

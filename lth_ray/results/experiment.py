@@ -4,7 +4,7 @@ Shared by the exporter and the analysis. It reads files only, through pyarrow fi
 a running Ray, on a sweep still running, and on cloud storage. Everything is read as data, never as code:
 Tune's experiment snapshot as plain JSON (see `open_analysis`), trajectory states with
 `torch.load(weights_only=True)`.
-A trial's round files (`<trial>/rounds/`, see `lth_ray.rounds`) are the source of truth for its histories
+A trial's round files (`<trial>/rounds/`, see `lth_ray.core.store.rounds`) are the source of truth for its histories
 (Tune's result rows can repeat a round after a restart; the files cannot). Trials written by lth_ray 0.1.0
 kept everything in their newest checkpoint state instead: they are read from there (`LegacyRounds`).
 """
@@ -20,7 +20,8 @@ from pathlib import PurePosixPath
 import torch
 from pyarrow import fs as pafs
 
-from lth_ray.core.engine.cohort import initial_weights
+from lth_ray.core.engine.weights import initial_weights
+from lth_ray.core.methods.member import first_round
 from lth_ray.core.pruning.masks import unpack_masks
 from lth_ray.core.spec.config import TrajectoryConfig
 from lth_ray.core.store.rounds import RoundStore
@@ -145,7 +146,7 @@ class TrialResult:
     @property
     def complete(self) -> bool:
         """Every planned round ran."""
-        return set(range(self.config.first_round, self.config.rounds + 1)) <= set(self.rounds_done)
+        return set(range(first_round(self.config), self.config.rounds + 1)) <= set(self.rounds_done)
 
     @property
     def diverged_round(self) -> int | None:

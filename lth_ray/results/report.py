@@ -1,4 +1,4 @@
-"""`python -m lth_ray.report <experiment> [--out DIR]`: the paper's figures plus a Markdown summary.
+"""`lth-ray report <experiment> [--out DIR]`: the paper's figures plus a Markdown summary.
 
 Each figure is written as PNG (for the Markdown) and as PDF and SVG beside it (vector, for a paper); the summary's
 main tables also go to CSV and LaTeX (`lth_ray.results.tables`). Works on a finished or partial Tune experiment
@@ -171,7 +171,10 @@ def summary_markdown(exp: A.Experiment, source: str, figures: list[Path]) -> str
                     level,
                     _pct(w["ticket_test_acc_at_early_stop"]),
                     f"{w['speedup']:.2f}x" if found else "n/a",
-                    *(f"{100 * w[f'gap_{b}']:+.2f}" if not pd.isna(w[f"gap_{b}"]) else "n/a" for b in A.BASELINES),
+                    *(
+                        f"{100 * w[f'gap_{b}']:+.2f}" if not pd.isna(w[f"gap_{b}"]) else "n/a"
+                        for b in A.PAPER_BASELINES
+                    ),
                     f"{100 * w['best_gain']:+.2f} at {100 * w['best_sparsity']:.1f}%" if pruned else "n/a",
                     f"{w['max_speedup']:.2f}x at {100 * w['fastest_sparsity']:.1f}%" if pruned else "n/a",
                 ]
@@ -341,7 +344,7 @@ def report(source: str, out: Path) -> list[Path]:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
-        prog="python -m lth_ray.report",
+        prog="lth-ray report",
         description="Figures (PNG, PDF, SVG), summary.md and its tables (CSV, LaTeX) of an lth_ray experiment.",
     )
     p.add_argument("experiment", help="a Tune experiment folder (or URI), or its export folder")

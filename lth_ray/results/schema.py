@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-from lth_ray.core.engine.cohort import METRICS
+from lth_ray.core.engine.records import METRICS
 from lth_ray.core.spec.training import ADDED_DEFAULTS
 
 # The modern recipe's settings (`TrajectoryConfig`'s, spec/training.py), in that order. Experiments written

@@ -2,7 +2,7 @@
 
 Users of the original thesis code have notebooks that call these functions by these names, so the loader keeps
 them; unlike the original it takes explicit paths (never the cwd), loads with `weights_only=True`, and
-returns plain objects with the attributes the notebooks use. `lth_ray.export` writes the files, for the
+returns plain objects with the attributes the notebooks use. `lth-ray export` writes the files, for the
 thesis' plan nets only (Lenet, Conv-2/4/6, custom plans); other registered nets (CIFAR ResNets, VGGs) are in the
 Parquet tables alone, which `load_parquet` reads.
 """
@@ -21,8 +21,9 @@ import pyarrow.parquet as pq
 import torch
 from torch import nn
 
-from lth_ray.core.data.loading import VALIDATION_SIZE
-from lth_ray.core.models.plan import build_model, in_shape_of
+from lth_ray.core.data.registry import VALIDATION_SIZE, in_shape_of
+from lth_ray.core.models.registry import build_model
+from lth_ray.core.spec.config import plan_config
 
 TIME_FORMAT = "%Y_%m_%d-%H_%M_%S"
 NET_NAMES = ("Lenet", "Conv")
@@ -223,7 +224,7 @@ def get_models_from_files(prefix: str, specs: ThesisSpecs) -> list[nn.Module]:
     dataset = sidecar.get("dataset") or dataset_key(specs.dataset)
     nets: list[nn.Module] = []
     for n in range(specs.net_count):
-        model = build_model(specs.plan_conv, specs.plan_fc, in_shape_of(dataset), activation)
+        model = build_model(plan_config(specs.plan_conv, specs.plan_fc, activation), in_shape_of(dataset))
         saved = torch.load(net_path(prefix, n), map_location="cpu", weights_only=True)
         model.load_state_dict(effective_state(saved))
         nets.append(model.eval())

@@ -289,7 +289,7 @@ def test_security_group_ssh_to_the_world_and_ray_ports_inside_are_fine(tmp_path,
 def _cli(*args):
     env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0")
     return subprocess.run(
-        [sys.executable, "-m", "lth_ray.cluster_config", *map(str, args)],
+        [sys.executable, "-m", "lth_ray.cli", "check-cluster", *map(str, args)],
         cwd=ROOT,
         env=env,
         capture_output=True,

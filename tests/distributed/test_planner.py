@@ -11,7 +11,9 @@ import pytest
 from conftest import ROOT
 
 from lth_ray.core.engine.trajectory import cohort_members
-from lth_ray.core.spec.config import PRESETS, ConfigError, from_preset
+from lth_ray.core.options.resolve import from_preset
+from lth_ray.core.spec.config import ConfigError
+from lth_ray.core.spec.presets import PRESETS
 from lth_ray.distributed.net_shapes import net_shape, shape_of
 from lth_ray.distributed.planner import GIB, GPUModel, configuration, plan_sweep, split_seeds
 

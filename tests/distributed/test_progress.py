@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from lth_ray.core.spec.config import from_preset
+from lth_ray.core.options.resolve import from_preset
 from lth_ray.distributed.progress import ProgressCallback, Tally, cohort_work, duration, progress_line, trial_tally
 
 

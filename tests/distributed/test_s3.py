@@ -152,7 +152,7 @@ def test_sweep_kill_resume_export_report_on_s3(s3, tiny_mnist, tmp_path):
     exp = A.load_export(f"{storage}/{name}/export")
     assert sorted(exp.rounds["round"]) == [0, 1, 2, 3]
     report = subprocess.run(
-        [PYTHON, "-m", "lth_ray.report", f"{storage}/{name}", "--out", str(tmp_path / "rep")],
+        [PYTHON, "-m", "lth_ray.cli", "report", f"{storage}/{name}", "--out", str(tmp_path / "rep")],
         cwd=ROOT,
         env=env,
         capture_output=True,

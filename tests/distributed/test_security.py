@@ -312,7 +312,7 @@ def test_no_credential_from_the_environment_in_results_exports_reports_or_logs(t
     try:
         for name, cmd in [
             ("sweep", [PYTHON, "-m", "sweeps.lenet_mnist", *args]),
-            ("report", [PYTHON, "-m", "lth_ray.report", str(storage / "secrets")]),
+            ("report", [PYTHON, "-m", "lth_ray.cli", "report", str(storage / "secrets")]),
         ]:
             out = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, timeout=300)
             (logs / f"{name}.out").write_bytes(out.stdout)

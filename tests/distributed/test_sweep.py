@@ -407,7 +407,11 @@ def test_a_diverging_sweep_finishes_and_says_which_rounds_diverged(tiny_mnist, r
     (t,) = load_trials(str(tmp_path / "nan"))
     assert t.finished and not t.complete and t.diverged_round == 0
     report = subprocess.run(
-        [PYTHON, "-m", "lth_ray.report", str(tmp_path / "nan")], cwd=ROOT, capture_output=True, text=True, timeout=300
+        [PYTHON, "-m", "lth_ray.cli", "report", str(tmp_path / "nan")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert report.returncode == 0, report.stderr
     summary = (tmp_path / "nan" / "report" / "summary.md").read_text()

@@ -16,8 +16,10 @@ import pytest
 from conftest import sweep_argv
 from pyarrow import fs as pafs
 
-from lth_ray.core.spec.config import ConfigError, from_preset
-from lth_ray.core.store.rounds import RoundResult, RoundStore
+from lth_ray.core.engine.records import RoundResult
+from lth_ray.core.options.resolve import from_preset
+from lth_ray.core.spec.config import ConfigError
+from lth_ray.core.store.rounds import RoundStore
 from lth_ray.distributed import tracking
 from lth_ray.results.experiment import member_rounds_path
 

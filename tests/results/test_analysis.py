@@ -23,7 +23,7 @@ import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 from conftest import ROOT
 
-from lth_ray.core.engine.cohort import METRICS
+from lth_ray.core.engine.records import METRICS
 from lth_ray.core.pruning.masks import alive_after  # noqa: E402
 from lth_ray.results import analysis as A  # noqa: E402
 from lth_ray.results.schema import HISTORIES, RECIPE_DEFAULTS, ROUNDS_FIXED  # noqa: E402
@@ -459,7 +459,7 @@ def test_load_export_reads_the_same_frames(experiment):
 def run_report(*args) -> subprocess.CompletedProcess:
     env = {**os.environ, "MPLBACKEND": "Agg"}
     return subprocess.run(
-        [sys.executable, "-m", "lth_ray.report", *map(str, args)],
+        [sys.executable, "-m", "lth_ray.cli", "report", *map(str, args)],
         capture_output=True,
         text=True,
         env=env,

@@ -175,7 +175,7 @@ def test_a_v020_experiment_analyses_and_reports(v020, tmp_path):
     assert len(exp.trials) == 6 and exp.trials["complete"].all()
     assert sorted(exp.trials.method.unique()) == V020_METHODS
     assert exp.mask(exp.trials.trial_id.iloc[0], 2)["fc.0"].dtype == bool
-    from lth_ray.report import main
+    from lth_ray.results.report import main
 
     assert main([str(v020), "--out", str(tmp_path / "report")]) == 0
     assert "## Winning tickets" in (tmp_path / "report" / "summary.md").read_text()
@@ -235,8 +235,8 @@ def test_a_v020_experiments_numbers_are_todays(v020, tiny_mnist):
     sweep was run on) with the trial's one thread, gives the recorded rounds bitwise: histories and weights."""
     import golden_cases as G
 
-    from lth_ray.cohort import Cohort
-    from lth_ray.data import load_split
+    from lth_ray import Cohort
+    from lth_ray.core.data.loading import load_split
 
     split = load_split("mnist", str(tiny_mnist))
     by_trial: dict[str, list] = {}

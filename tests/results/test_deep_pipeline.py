@@ -21,7 +21,7 @@ import pytest
 from conftest import PYTHON, ROOT, make_cifar10_like
 
 from lth_ray.core.engine.trajectory import Trajectory
-from lth_ray.core.spec.config import from_preset
+from lth_ray.core.options.resolve import from_preset
 from lth_ray.core.store.rounds import RoundStore
 from lth_ray.results import analysis as A
 from lth_ray.results import thesis
@@ -233,7 +233,7 @@ def test_the_parquet_numbers_are_the_round_files(deep):
 def test_the_report_draws_and_tabulates_the_resnet(deep, tmp_path):
     experiment, _ = deep
     out = subprocess.run(
-        [PYTHON, "-m", "lth_ray.report", str(experiment / "export"), "--out", str(tmp_path / "r")],
+        [PYTHON, "-m", "lth_ray.cli", "report", str(experiment / "export"), "--out", str(tmp_path / "r")],
         cwd=ROOT,
         capture_output=True,
         text=True,

@@ -22,8 +22,12 @@ import torch
 from conftest import ROOT
 
 from lth_ray.core.data.loading import load_split
-from lth_ray.core.engine.cohort import METRICS, evaluate, initial_weights
-from lth_ray.core.models.plan import build_model, in_shape_of
+from lth_ray.core.data.registry import in_shape_of
+from lth_ray.core.engine.evaluation import evaluate
+from lth_ray.core.engine.records import METRICS
+from lth_ray.core.engine.weights import initial_weights
+from lth_ray.core.models.registry import build_model
+from lth_ray.core.spec.config import plan_config
 from lth_ray.core.store.rounds import RoundStore
 from lth_ray.results import thesis
 from lth_ray.results.experiment import CHECKPOINT_RE, ExperimentError, StoredRounds, TrialResult, load_trials
@@ -203,7 +207,9 @@ def test_rebuilt_net_has_the_trained_nets_test_accuracy(prefix, trials, tiny_mni
     split = load_split("mnist", data_root=str(tiny_mnist))
     assert len(nets) == 2
     for net, t in zip(nets, tickets(trials)):
-        trained = build_model(t.config.plan_conv, t.config.plan_fc, in_shape_of("mnist"), t.config.activation)
+        trained = build_model(
+            plan_config(t.config.plan_conv, t.config.plan_fc, t.config.activation), in_shape_of("mnist")
+        )
         trained.load_state_dict(t.rounds.trained(t.config.rounds))
         trained.eval()
         loss, acc = evaluate(net, split.x_test, split.y_test)
@@ -420,7 +426,7 @@ def test_foreign_and_corrupt_folders_are_clear_errors(tmp_path, tiny_experiment,
 def test_cli_exit_codes_in_a_fresh_process(tiny_experiment, tmp_path):
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
     ok = subprocess.run(
-        [sys.executable, "-m", "lth_ray.export", str(tiny_experiment), "--out", str(tmp_path / "o")],
+        [sys.executable, "-m", "lth_ray.cli", "export", str(tiny_experiment), "--out", str(tmp_path / "o")],
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -430,7 +436,7 @@ def test_cli_exit_codes_in_a_fresh_process(tiny_experiment, tmp_path):
     assert ok.returncode == 0, ok.stderr
     assert str(tmp_path / "o") in ok.stdout and (tmp_path / "o" / "export.json").exists()
     bad = subprocess.run(
-        [sys.executable, "-m", "lth_ray.export", str(tmp_path)],
+        [sys.executable, "-m", "lth_ray.cli", "export", str(tmp_path)],
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -543,7 +549,7 @@ def test_conv_with_batchnorm_one_shot_round_trips_without_tune(tiny_cifar10, tmp
     assert saved["conv.1.num_batches_tracked"].dtype == torch.int64 and "conv.1.running_var" in saved
     assert "conv.4.weight_mask" in saved and "fc.0.weight_mask" in saved and "out.weight_mask" in saved
     [net] = thesis.get_models_from_files(prefix, specs)
-    model = build_model(cfg.plan_conv, cfg.plan_fc, in_shape_of("cifar10"))
+    model = build_model(plan_config(cfg.plan_conv, cfg.plan_fc), in_shape_of("cifar10"))
     model.load_state_dict(store.trained(1))
     model.eval()
     assert [float(v) for v in evaluate(net, split.x_test, split.y_test)] == [

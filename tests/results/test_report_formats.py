@@ -22,7 +22,7 @@ from lth_ray.results.tables import latex
 def report_dir(tiny_experiment, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("paper") / "report"
     done = subprocess.run(
-        [sys.executable, "-m", "lth_ray.report", str(tiny_experiment), "--out", str(out)],
+        [sys.executable, "-m", "lth_ray.cli", "report", str(tiny_experiment), "--out", str(out)],
         capture_output=True,
         text=True,
         env={**os.environ, "MPLBACKEND": "Agg"},

@@ -30,9 +30,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-# read_idx and CIFAR_GLOBALS are re-exported for `lth_ray.data`'s star import (lth_ray 0.1/0.2 names)
-from lth_ray.core.data.formats import CIFAR_GLOBALS, DataError, read_idx  # noqa: F401
-from lth_ray.core.data.registry import VALIDATION_SIZE, DatasetEntry, dataset_entry  # noqa: F401
+from lth_ray.core.data.formats import DataError
+from lth_ray.core.data.registry import VALIDATION_SIZE, DatasetEntry, dataset_entry
 from lth_ray.core.spec.config import ConfigError
 
 if TYPE_CHECKING:
@@ -77,7 +76,8 @@ class Split:
 
     @property
     def in_shape(self) -> tuple[int, int, int]:
-        return tuple(self.x_train.shape[1:])
+        c, h, w = self.x_train.shape[1:]
+        return (c, h, w)
 
     def to(self, device) -> Split:
         moved = {k: getattr(self, k).to(device) for k in ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test")}
@@ -178,7 +178,7 @@ def _after_running_fetch(dataset: str, data_root: str | None) -> Path | None:
     return locate(dataset, data_root, strict=False)
 
 
-def _one_line(text: str) -> str:
+def _one_line(text: object) -> str:
     return " ".join(str(text).split())[:300]
 
 

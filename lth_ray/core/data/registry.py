@@ -59,6 +59,11 @@ def dataset_entry(name: str) -> DatasetEntry:
     return registered(DATASETS, name, "dataset")
 
 
+def in_shape_of(dataset: str) -> tuple[int, int, int]:
+    """(C, H, W) of the data set's images, from its registry entry (an unknown name is a ConfigError)."""
+    return dataset_entry(dataset).in_shape
+
+
 register_dataset(
     DatasetEntry(
         "mnist", (1, 28, 28), 10, 60_000, 10_000, "MNIST", IDX, mean=(0.1307,), std=(0.3081,), torchvision="MNIST"

@@ -22,8 +22,8 @@ import math
 import torch
 from torch import nn
 
-DEFAULT_EVAL_MEMORY_MB = 256
-MIN_EVAL_MEMORY_MB = 16
+from lth_ray.core.spec.memory import DEFAULT_EVAL_MEMORY_MB
+
 MAX_CHUNK = 5000  # never more at once than before budgets (the fc nets' numbers stay as they were)
 
 
@@ -42,11 +42,12 @@ def example_bytes(template: nn.Module, in_shape, element_size: int) -> tuple[int
     conv layers' input + im2col buffer + output, the latter two counted twice (freed layer by layer), `kept`
     what the stacked model holds per member until the logits (the flattened conv output and every fc
     activation)."""
-    if not isinstance(getattr(template, "conv", None), nn.Sequential):
+    conv = getattr(template, "conv", None)
+    if not isinstance(conv, nn.Sequential):
         return _traced_example_bytes(template, in_shape, element_size)
     channels, side = in_shape[0], in_shape[1]
     transient = 0
-    for module in template.conv:
+    for module in conv:
         if isinstance(module, nn.Conv2d):
             k = module.kernel_size[0] * module.kernel_size[1]
             size_in, col = channels * side * side, channels * k * side * side

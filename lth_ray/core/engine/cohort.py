@@ -26,47 +26,18 @@ import torch
 from lth_ray.core.data.loading import Split
 from lth_ray.core.engine import numerics
 from lth_ray.core.engine.budget import budget_bytes, eval_chunk
-
-# The engine's vocabulary where lth_ray 0.2 had it (`from lth_ray.core.engine.cohort import METRICS` keeps working).
-from lth_ray.core.engine.evaluation import diverged, early_stop_index, evaluate, evaluate_stacked  # noqa: E402,F401
-from lth_ray.core.engine.instability import BN_BATCHES, instability_record
+from lth_ray.core.engine.evaluation import evaluate_stacked
+from lth_ray.core.engine.instability import instability_record, statistics_batches
 from lth_ray.core.engine.planning import RoundPlanner
-from lth_ray.core.engine.records import METRICS, device_name, round_record  # noqa: E402,F401
-from lth_ray.core.engine.state import (  # noqa: E402,F401
-    COHORT_FORMAT,
-    MEMBER_FIELDS,
-    STATE_FORMAT,
-    MemberState,
-    check_cohort,
-    check_state,
-    cohort_state,
-    finished,
-    initial_state,
-    needs_ticket,
-    recipe_of,
-)
-from lth_ray.core.engine.streams import (
-    STREAM_BN_STATISTICS,
-    STREAM_COPY_DATA,
-    STREAM_DATA,
-    STREAM_INIT,
-    STREAM_RANDOM_PRUNE,  # noqa: E402,F401
-    STREAM_REINIT,
-    STREAM_SCORE,
-    STREAM_SHUFFLE,
-    generator,
-)
-from lth_ray.core.engine.training import Lockstep, Participant, batch_indices
-from lth_ray.core.engine.weights import (
-    build_net,
-    cpu_state,  # noqa: E402,F401
-    initial_weights,
-)
+from lth_ray.core.engine.records import RoundResult, round_record
+from lth_ray.core.engine.state import check_cohort, check_state, cohort_state, finished, initial_state
+from lth_ray.core.engine.training import Lockstep, Participant
+from lth_ray.core.engine.weights import build_net, initial_weights
 from lth_ray.core.methods import method_of
 from lth_ray.core.models.registry import model_entry, model_of
 from lth_ray.core.pruning.masks import compact, layer_rates, pack_masks
 from lth_ray.core.spec.config import ConfigError, TrajectoryConfig
-from lth_ray.core.store.rounds import RoundResult
+from lth_ray.core.spec.state import MemberState
 
 
 class Cohort:
@@ -108,13 +79,13 @@ class Cohort:
             split.x_train.amin(dim=(0, 2, 3)) if cfg.augment != "none" else None,
         )
         self.inits = [self._cast(initial_weights(c, split.in_shape)) for c in self.configs]  # from the seeds
-        states = list(states) if states is not None else [None] * len(self.configs)
-        if len(states) != len(self.configs):
-            raise ValueError(f"{len(states)} member states for a cohort of {len(self.configs)}")
-        states = [initial_state(c) if s is None else s for c, s in zip(self.configs, states)]
-        for s, c in zip(states, self.configs):
+        given = list(states) if states is not None else [None] * len(self.configs)
+        if len(given) != len(self.configs):
+            raise ValueError(f"{len(given)} member states for a cohort of {len(self.configs)}")
+        begun = [initial_state(c) if s is None else s for c, s in zip(self.configs, given)]
+        for s, c in zip(begun, self.configs):
             check_state(s, c)
-        self.members = [MemberState.from_dict(s) for s in states]
+        self.members = [MemberState.from_dict(s) for s in begun]
         self.planner = RoundPlanner(
             self.configs,
             self.members,
@@ -126,7 +97,7 @@ class Cohort:
             self.eval_chunk,
             self._cast,
         )
-        self._single = None
+        self._single: torch.nn.Module | None = None
         self.last_trained: dict[int, dict] = {}
         per_epoch = len(split.x_train) // cfg.batch_size
         for c in self.configs:
@@ -225,9 +196,6 @@ class Cohort:
         return RoundResult(record, packed, trained, None if es is None else compact(es, p.masks), produced.get(i))
 
     # ------------------------------------------------------------------ evaluation
-    def _batch_indices(self, gens: list[torch.Generator], first: int):
-        return batch_indices(self.split, self.recipe.batch_size, gens, first, self.device)
-
     def eval_chunk(self, members: int) -> int:
         """Examples evaluated at once for `members` stacked members, within the memory budget (`budget`)."""
         return eval_chunk(
@@ -253,12 +221,8 @@ class Cohort:
             self._single = build_net(self.recipe, self.split.in_shape, device=self.device).to(self.dtype)
         cfg, statistics = self.configs[ticket.member], None
         if cfg.instability_bn == "recompute":
-            order = torch.randperm(len(self.split.x_train), generator=generator(cfg.seed, STREAM_BN_STATISTICS, r))
             batch = min(cfg.batch_size, self.eval_chunk(1))
-            statistics = [
-                self.split.x_train[order[a : a + batch].to(self.device)]
-                for a in range(0, min(len(order), BN_BATCHES * batch), batch)
-            ]
+            statistics = statistics_batches(self.split, cfg.seed, r, batch, self.device)
         ends = (
             self._single,
             ticket.out["device_weights"],

@@ -14,6 +14,7 @@ import torch
 
 from lth_ray.core.engine.evaluation import evaluate
 from lth_ray.core.pruning.masks import Masks
+from lth_ray.core.spec.streams import STREAM_BN_STATISTICS, generator
 
 
 def path_weights(
@@ -44,7 +45,7 @@ def evaluate_path(model, a: dict, b: dict, masks: Masks, split, points: int, eva
     loss and accuracy of the loaded model; `prepare(model)`, if given, runs on each point's net before it is
     evaluated (re-estimating BatchNorm statistics); the model is left at theta_1's weights."""
     alphas = np.linspace(0.0, 1.0, points).tolist()
-    curves = {k: [] for k in ("val_loss", "val_error", "test_loss", "test_error")}
+    curves: dict[str, list[float]] = {k: [] for k in ("val_loss", "val_error", "test_loss", "test_error")}
     model.eval()
     for alpha in alphas:
         model.load_state_dict(path_weights(a, b, alpha, masks))
@@ -67,6 +68,15 @@ def evaluate_path(model, a: dict, b: dict, masks: Masks, split, points: int, eva
 
 
 BN_BATCHES = 20  # training batches that re-estimate a path point's BatchNorm statistics (`recompute`)
+
+
+def statistics_batches(split, seed: int, r: int, batch: int, device) -> list[torch.Tensor]:
+    """The training batches whose BatchNorm statistics each path point recomputes (`instability_bn='recompute'`):
+    the first BN_BATCHES batches of round r's own seeded order of the training set."""
+    order = torch.randperm(len(split.x_train), generator=generator(seed, STREAM_BN_STATISTICS, r))
+    return [
+        split.x_train[order[a : a + batch].to(device)] for a in range(0, min(len(order), BN_BATCHES * batch), batch)
+    ]
 
 
 @torch.no_grad()

@@ -26,8 +26,8 @@ def configure(precision: str, deterministic: bool) -> dict:
     """
     fp32 = "tf32" if precision == "tf32" else "ieee"
     torch.backends.cuda.matmul.fp32_precision = fp32
-    torch.backends.cudnn.conv.fp32_precision = fp32
-    torch.backends.cudnn.rnn.fp32_precision = fp32
+    torch.backends.cudnn.conv.fp32_precision = fp32  # type: ignore[attr-defined]  # not in torch's stubs
+    torch.backends.cudnn.rnn.fp32_precision = fp32  # type: ignore[attr-defined]
     if deterministic:
         os.environ["CUBLAS_WORKSPACE_CONFIG"] = CUBLAS_WORKSPACE
     torch.use_deterministic_algorithms(deterministic)
@@ -40,7 +40,7 @@ def settings() -> dict:
     """The numerics torch will use now (what a result records)."""
     return {
         "matmul_fp32_precision": torch.backends.cuda.matmul.fp32_precision,
-        "conv_fp32_precision": torch.backends.cudnn.conv.fp32_precision,
+        "conv_fp32_precision": torch.backends.cudnn.conv.fp32_precision,  # type: ignore[attr-defined]
         "deterministic_algorithms": torch.are_deterministic_algorithms_enabled(),
         "cublas_workspace_config": os.environ.get("CUBLAS_WORKSPACE_CONFIG", ""),
     }

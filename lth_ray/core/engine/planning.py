@@ -11,13 +11,15 @@ from collections.abc import Callable, Sequence
 import torch
 
 from lth_ray.core.data.loading import Split, epoch_batches
-from lth_ray.core.engine.state import MemberState, finished
-from lth_ray.core.engine.streams import STREAM_COPY_DATA, STREAM_DATA, STREAM_SCORE, STREAM_SHUFFLE, generator
+from lth_ray.core.engine.state import finished
 from lth_ray.core.engine.training import Participant
 from lth_ray.core.engine.weights import build_net, fresh_weights
 from lth_ray.core.methods import MemberView, method_of, method_salt
+from lth_ray.core.methods.member import first_round, is_ticket, mask_source, round_start, start_of
 from lth_ray.core.pruning.masks import alive_after, dense_masks, shuffle_within_layers, unpack_masks
 from lth_ray.core.spec.config import TrajectoryConfig
+from lth_ray.core.spec.state import MemberState
+from lth_ray.core.spec.streams import STREAM_COPY_DATA, STREAM_DATA, STREAM_SCORE, STREAM_SHUFFLE, generator
 
 
 class RoundPlanner:
@@ -47,11 +49,22 @@ class RoundPlanner:
 
     def rewind(self, i: int) -> dict[str, torch.Tensor]:
         """The weights member i's rounds >= 1 start from: its init, or under late rewinding its weights at k."""
-        return self.inits[i] if self.configs[i].rewind_iteration == 0 else self.members[i].rewind
+        if self.configs[i].rewind_iteration == 0:
+            return self.inits[i]
+        rewind = self.members[i].rewind
+        assert rewind is not None, "late rewinding keeps the weights at k once they exist"
+        return rewind
 
     def ticket_of(self, i: int) -> int | None:
         seed = self.configs[i].seed
-        return next((j for j, c in enumerate(self.configs) if c.seed == seed and c.is_ticket), None)
+        return next((j for j, c in enumerate(self.configs) if c.seed == seed and is_ticket(c)), None)
+
+    def _ticket(self, i: int) -> int:
+        """Member i's ticket, which `check_cohort` made sure is in the cohort wherever it is needed."""
+        t = self.ticket_of(i)
+        if t is None:
+            raise ValueError(f"member {i} ({self.configs[i].key}) has no ticket in its cohort")
+        return t
 
     def participants(self, r: int, produced: dict[int, dict]) -> list[Participant]:
         """The members due in round r with their masks and starts, tickets first (re-init and the ticket's
@@ -59,9 +72,10 @@ class RoundPlanner:
         due = [i for i, m in enumerate(self.members) if not self.finished(i) and m.next_round == r]
         replay = [i for i in self.replays(r) if i not in due]
         parts, chosen = [], {}
-        for i in sorted(due + replay, key=lambda i: (not self.configs[i].is_ticket, i)):
+        for i in sorted(due + replay, key=lambda i: (not is_ticket(self.configs[i]), i)):
             cfg, state = self.configs[i], self.members[i]
             if i in replay:  # finished round r before a crash: trains again beside the others, result unused
+                assert state.masks is not None, "a replayed round follows a finished one"
                 chosen[i] = masks = unpack_masks(state.masks)
                 parts.append(
                     Participant(
@@ -69,7 +83,7 @@ class RoundPlanner:
                         cfg.seed,
                         masks,
                         self.start_of(i, r),
-                        cfg.round_start(r),
+                        round_start(cfg, r),
                         STREAM_DATA,
                         True,
                         False,
@@ -78,8 +92,10 @@ class RoundPlanner:
                 )
                 continue
             late = cfg.rewind_iteration > 0
-            if r > 0 and late and cfg.start == "rewind" and state.rewind is None:
-                produced[i] = state.rewind = self.members[self.ticket_of(i)].rewind  # a rider: the ticket's W_k
+            if r > 0 and late and start_of(cfg) == "rewind" and state.rewind is None:
+                state.rewind = self.members[self._ticket(i)].rewind  # a rider: the ticket's W_k
+                if state.rewind is not None:
+                    produced[i] = state.rewind
             chosen[i] = masks = self.masks(i, r, chosen)
             capture = cfg.rewind_iteration if (r == 0 and late and state.rewind is None) else None
             parts.append(
@@ -88,7 +104,7 @@ class RoundPlanner:
                     cfg.seed,
                     masks,
                     self.start_of(i, r),
-                    cfg.round_start(r),
+                    round_start(cfg, r),
                     STREAM_DATA,
                     True,
                     cfg.save_early_stop,
@@ -120,16 +136,16 @@ class RoundPlanner:
         return [
             i
             for i, (c, m) in enumerate(zip(self.configs, self.members))
-            if m.next_round == r + 1 and c.first_round <= r and m.diverged_round in (None, r)
+            if m.next_round == r + 1 and first_round(c) <= r and m.diverged_round in (None, r)
         ]
 
     def start_of(self, i: int, r: int) -> dict[str, torch.Tensor]:
         """The weights member i's round r starts from: the init (round 0, pruning at initialization), the
         rewind point, or a fresh initialization of its own for the round (re-init and its ablations)."""
         cfg = self.configs[i]
-        if r > 0 and cfg.start == "fresh":
+        if r > 0 and start_of(cfg) == "fresh":
             return self.cast(fresh_weights(cfg, self.split.in_shape, r))
-        return self.inits[i] if r == 0 or cfg.start == "init" else self.rewind(i)
+        return self.inits[i] if r == 0 or start_of(cfg) == "init" else self.rewind(i)
 
     def masks(self, i: int, r: int, chosen: dict[int, dict]) -> dict[str, torch.Tensor]:
         """Member i's mask of round r: dense in round 0; else its ticket's or its method's, then shuffled
@@ -137,7 +153,7 @@ class RoundPlanner:
         cfg = self.configs[i]
         if r == 0:
             return dense_masks(self.view(i).layer_weights())
-        if cfg.mask_source == "ticket":
+        if mask_source(cfg) == "ticket":
             masks = self.ticket_masks(i, r, chosen)
         else:
             masks = method_of(cfg.method).masks(self.view(i), r, invert=cfg.ablation == "invert")
@@ -152,11 +168,13 @@ class RoundPlanner:
     def ticket_masks(self, i: int, r: int, chosen: dict[int, dict]) -> dict[str, torch.Tensor]:
         """The round-r mask of member i's ticket: chosen this round, or (after a resume that left the ticket
         ahead) its latest mask, or one the resume handed over from the ticket's round files."""
-        t = self.ticket_of(i)
+        t = self._ticket(i)
         if t in chosen:
             return chosen[t]
+        latest = self.members[t].masks
         if self.members[t].next_round == r + 1:
-            return unpack_masks(self.members[t].masks)
+            assert latest is not None, "a ticket past round r has its masks"
+            return unpack_masks(latest)
         given = self.members[i].ticket_masks or {}
         if r in given:
             return unpack_masks(given[r])

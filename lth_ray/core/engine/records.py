@@ -7,15 +7,28 @@ exporter reads.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from lth_ray.core.engine.evaluation import diverged, early_stop_index
+from lth_ray.core.methods.member import eval_iterations, round_start
 from lth_ray.core.pruning.masks import Masks, density, layer_density
 from lth_ray.core.spec.config import TrajectoryConfig
 
 METRICS = ("train_loss", "val_loss", "val_acc", "test_loss", "test_acc")
+
+
+@dataclass
+class RoundResult:
+    """What one finished round leaves behind (the trajectory keeps none of it)."""
+
+    record: dict
+    masks: dict  # bit-packed (pruning.pack_masks)
+    trained: dict  # compact (pruning.compact)
+    early_stop: dict | None  # compact, or None when not kept or when no evaluation was finite
+    rewind: dict | None = None  # the rewind point, when this round produced it (late rewinding)
 
 
 def device_name(device: torch.device) -> str:
@@ -33,7 +46,7 @@ def round_record(
 ) -> dict:
     """Round r's record from its (evaluations, METRICS) history."""
     values = {name: history[:, k].tolist() for k, name in enumerate(METRICS)}
-    iterations = config.eval_iterations(r)
+    iterations = eval_iterations(config, r)
     assert len(iterations) == len(history)
     es = early_stop_index(values["val_loss"])
     return {
@@ -48,7 +61,7 @@ def round_record(
         **{f"{m}_at_early_stop": math.nan if es is None else values[m][es] for m in METRICS},
         **{f"final_{m}": values[m][-1] for m in METRICS},
         "diverged": diverged(values),
-        "start_iteration": config.round_start(r),
+        "start_iteration": round_start(config, r),
         "steps": steps,
         "seconds": seconds,
         "device": str(device),

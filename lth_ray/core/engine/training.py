@@ -11,7 +11,7 @@ on member p's weights, batch and augmentation.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import torch
@@ -19,8 +19,9 @@ import torch.nn.functional as F
 
 from lth_ray.core.data.loading import Split
 from lth_ray.core.engine import numerics
-from lth_ray.core.engine.streams import STREAM_AUGMENT, generator
+from lth_ray.core.models.registry import Stacked
 from lth_ray.core.spec.config import TrajectoryConfig
+from lth_ray.core.spec.streams import STREAM_AUGMENT, generator
 from lth_ray.core.spec.training import learning_rate_at
 
 PAD = 4  # pixels of pad-and-crop (OpenLTH's and the papers' CIFAR augmentation)
@@ -43,6 +44,12 @@ class Participant:
     out: dict = field(default_factory=dict)  # what training produced: history, trained, early_stop, rewind
 
 
+def _start(p: Participant) -> dict[str, torch.Tensor]:
+    """The weights participant p trains from (set before it trains: the dense pair's copy gets W_k late)."""
+    assert p.start is not None, f"member {p.member}'s participant has no start weights"
+    return p.start
+
+
 def batch_indices(split: Split, batch: int, gens: list[torch.Generator], first: int, device):
     """(it, the (P, batch) indices of iteration it + 1) for it = first, first + 1, ...: batch i of each
     participant's data order (its generator's epochs of shuffled indices, partial batch dropped) is used
@@ -61,7 +68,9 @@ def batch_indices(split: Split, batch: int, gens: list[torch.Generator], first: 
             it += 1
 
 
-def augment_draws(split: Split, batch: int, gens: list[torch.Generator], first: int, device):
+def augment_draws(
+    split: Split, batch: int, gens: list[torch.Generator], first: int, device
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Per iteration it = first, first + 1, ...: each participant's (flip (P, batch) bool, crop offsets
     (P, batch, 2)) from its own augmentation stream, drawn epoch by epoch like its data order (an epoch's draws
     come whole), so a round rewound to k sees exactly what iterations k+1.. of that stream hold."""
@@ -119,11 +128,47 @@ def optimizer_for(leaves: list[dict[str, torch.Tensor]], recipe: TrajectoryConfi
 
 
 @dataclass
+class RoundTensors:
+    """One `Lockstep.train` call's stacked tensors and running records, shared by its helpers.
+
+    Participants of equal start form a group; each group's parameters are stacked leaves of their own (the
+    optimizer skips a group until it starts), while BatchNorm statistics are stacked once for all."""
+
+    parts: list[Participant]
+    param_keys: list[str]
+    group_starts: list[int]
+    leaves: list[dict[str, torch.Tensor]]  # each group's parameters, stacked on the member axis
+    buffers: dict[str, torch.Tensor]  # BatchNorm statistics, updated in place by the forward pass
+    weights: list[torch.Tensor]  # the prunable layers' weights of every group
+    masks: list[torch.Tensor]  # and their masks, in the same order
+    sparse: bool
+    optimizer: torch.optim.Optimizer
+    keep_es: torch.Tensor  # (P,) whether each participant keeps its early-stop weights
+    running: torch.Tensor  # (P,) training loss summed since the last evaluation
+    best_loss: torch.Tensor  # (P,) lowest finite validation loss so far
+    best: dict[str, torch.Tensor] | None  # the stacked weights at it (None: nobody keeps them)
+    points: list[torch.Tensor] = field(default_factory=list)  # each evaluation's (P, 5) metrics
+    point_iters: list[int] = field(default_factory=list)
+    captured: dict[int, dict] = field(default_factory=dict)  # stacked weights at the capture iterations
+    started_masks: dict[tuple, torch.Tensor] = field(default_factory=dict)  # by which participants have started
+
+    @property
+    def starts(self) -> list[int]:
+        return [p.start_iteration for p in self.parts]
+
+    def stacked(self) -> dict[str, torch.Tensor]:
+        """Every participant's tensors, stacked in participant order."""
+        if len(self.leaves) == 1:
+            return {**self.leaves[0], **self.buffers}
+        return {**{k: torch.cat([group[k] for group in self.leaves]) for k in self.param_keys}, **self.buffers}
+
+
+@dataclass
 class Lockstep:
     """Trains a round's participants of one cohort from their starts over iterations start+1..T on the
     absolute iteration axis, evaluating each at the multiples of `eval_every` after its start."""
 
-    net: object  # the stacked forward (`models.registry` Stacked)
+    net: Stacked  # the stacked forward of the cohort's model
     split: Split  # in the cohort's dtype, on its device
     recipe: TrajectoryConfig
     dtype: torch.dtype
@@ -135,47 +180,15 @@ class Lockstep:
     fill: torch.Tensor | None = None  # each channel's padding value (augment flip-crop)
 
     def train(self, r: int, parts: list[Participant]) -> None:
+        """Round r of every participant: stack them, step them together, evaluate, hand each its share."""
         cfg, split = self.recipe, self.split
         dev = split.x_train.device
         parts.sort(key=lambda p: p.start_iteration)  # groups of equal start are contiguous (stable: order kept)
-        P = len(parts)
-        group_starts = sorted({p.start_iteration for p in parts})
-        groups = [[p for p in parts if p.start_iteration == s] for s in group_starts]
-        leaves = [
-            {k: torch.stack([p.start[k] for p in g]).to(dev).requires_grad_(True) for k in self.param_keys}
-            for g in groups
-        ]
-        buffers = {
-            k: torch.stack([p.start[k] for p in parts]).to(dev) for k in self.state_keys if k not in self.param_keys
-        }  # BatchNorm statistics, updated in place by the forward pass
-        weights = [leaves[g][f"{n}.weight"] for g in range(len(groups)) for n in self.layers]
-        masks = [torch.stack([p.masks[n] for p in group]).to(dev, self.dtype) for group in groups for n in self.layers]
-        sparse = any(not bool(p.masks[n].all()) for p in parts for n in self.layers)
-        if sparse:
-            with torch.no_grad():
-                torch._foreach_mul_(weights, masks)
-        optimizer = optimizer_for(leaves, cfg, dev)
-        scheduled = bool(cfg.milestones or cfg.warmup)
-
-        def stacked() -> dict[str, torch.Tensor]:
-            if len(leaves) == 1:
-                return {**leaves[0], **buffers}
-            return {**{k: torch.cat([group[k] for group in leaves]) for k in self.param_keys}, **buffers}
-
-        starts = [p.start_iteration for p in parts]
-        first, stop, batch = min(starts), cfg.iterations, cfg.batch_size
+        rt = self._stack(parts)
+        first, batch = min(rt.starts), cfg.batch_size
         gens = [generator(p.seed, p.stream, r) for p in parts]
         evaluating = any(p.evaluating for p in parts)
-        keep_es = torch.tensor([p.keep_es for p in parts], device=dev)
-        any_es = bool(keep_es.any())
-        running = torch.zeros(P, device=dev, dtype=self.dtype)
-        points: list[torch.Tensor] = []
-        point_iters: list[int] = []
-        best_loss = torch.full((P,), float("inf"), device=dev, dtype=self.dtype)
-        best = {k: t.detach().clone() for k, t in stacked().items()} if any_es else None
         captures = {p.capture_at for p in parts if p.capture_at is not None}
-        captured: dict[int, dict] = {}
-        masks_by_flags: dict[tuple, torch.Tensor] = {}
         augmenting = cfg.augment == "flip-crop"
         draws = (
             augment_draws(split, batch, [generator(p.seed, STREAM_AUGMENT, r, p.stream) for p in parts], first, dev)
@@ -183,88 +196,139 @@ class Lockstep:
             else None
         )
         for it, idx in batch_indices(split, batch, gens, first, dev):
-            if it == stop:
+            if it == cfg.iterations:
                 break
             x = split.x_train[idx]
-            if augmenting:
+            if draws is not None:
+                assert self.fill is not None, "flip-crop pads with each channel's fill"
                 x = flip_crop(x, *next(draws), self.fill)
-            if scheduled:
-                for group in optimizer.param_groups:
-                    group["lr"] = learning_rate_at(cfg, it)
-            waiting = [q for q, s in enumerate(starts) if s > it]  # participants whose round starts later
-            if waiting:
-                flags = tuple(s <= it for s in starts)  # changes only where a group starts: made once each
-                started = masks_by_flags.get(flags)
-                if started is None:
-                    started = masks_by_flags[flags] = torch.tensor(flags, device=dev)
-                kept = {k: b.clone() for k, b in buffers.items()}
-            optimizer.zero_grad(set_to_none=True)
-            with numerics.autocast(cfg.precision, dev):
-                logits = self.net.forward(stacked(), x, P, shared=False, training=True)
-            losses = (
-                F.cross_entropy(logits.to(self.dtype).flatten(0, 1), split.y_train[idx].flatten(), reduction="none")
-                .view(P, batch)
-                .mean(1)
-            )
-            losses.sum().backward()  # member q's gradient depends on member q's loss only
-            for g, start in enumerate(group_starts):
-                if start > it:
-                    for t in leaves[g].values():
-                        t.grad = None  # not started: no update, no moment, no step
-            optimizer.step()
-            with torch.no_grad():
-                if waiting:
-                    for k, old in kept.items():  # BatchNorm statistics of members not yet started stay put
-                        buffers[k].copy_(torch.where(started.view((-1,) + (1,) * (old.dim() - 1)), buffers[k], old))
-                if sparse:
-                    torch._foreach_mul_(weights, masks)  # pruned weights stay exactly zero
-                running += torch.where(started, losses.detach(), 0.0) if waiting else losses.detach()
+            self._step(rt, it, x, split.y_train[idx])
             done = it + 1
             if done in captures:
-                captured[done] = {k: t.detach().to("cpu", copy=True) for k, t in stacked().items()}
+                rt.captured[done] = {k: t.detach().to("cpu", copy=True) for k, t in rt.stacked().items()}
             if done % cfg.eval_every == 0 and evaluating:
-                with torch.no_grad():
-                    now = stacked()
-                val_loss, val_acc = self.evaluate(now, split.x_val, split.y_val, P)
-                test_loss, test_acc = self.evaluate(now, split.x_test, split.y_test, P)
-                points.append(torch.stack([running / cfg.eval_every, val_loss, val_acc, test_loss, test_acc], 1))
-                point_iters.append(done)
-                running = torch.zeros(P, device=dev, dtype=self.dtype)
-                if any_es:  # keep each member's weights at its lowest finite validation loss, without a host sync
-                    mine = torch.tensor([s < done for s in starts], device=dev) & keep_es
-                    better = mine & torch.isfinite(val_loss) & (val_loss < best_loss)
-                    best_loss = torch.where(better, val_loss, best_loss)
-                    with torch.no_grad():
-                        for k, b in best.items():
-                            b.copy_(torch.where(better.view((-1,) + (1,) * (b.dim() - 1)), now[k], b))
+                self._evaluate_and_early_stop(rt, done)
                 if self.progress:
                     self.progress(r, done)
-        history = torch.stack(points).to("cpu", torch.float64).numpy() if points else None
-        with torch.no_grad():
-            last = stacked()
-        self._hand_out(
-            parts, leaves, group_starts, optimizer, last, history, point_iters, best_loss, best, any_es, captured
-        )
+        self._hand_out(rt)
 
-    def _hand_out(
-        self, parts, leaves, group_starts, optimizer, last, history, point_iters, best_loss, best, any_es, captured
-    ) -> None:
+    def _stack(self, parts: list[Participant]) -> RoundTensors:
+        """The participants' starting tensors stacked on the member axis, pruned weights zeroed, an optimizer."""
+        dev = self.split.x_train.device
+        group_starts = sorted({p.start_iteration for p in parts})
+        groups = [[p for p in parts if p.start_iteration == s] for s in group_starts]
+        leaves = [
+            {k: torch.stack([_start(p)[k] for p in g]).to(dev).requires_grad_(True) for k in self.param_keys}
+            for g in groups
+        ]
+        buffers = {
+            k: torch.stack([_start(p)[k] for p in parts]).to(dev) for k in self.state_keys if k not in self.param_keys
+        }
+        weights = [leaves[g][f"{n}.weight"] for g in range(len(groups)) for n in self.layers]
+        masks = [torch.stack([p.masks[n] for p in group]).to(dev, self.dtype) for group in groups for n in self.layers]
+        sparse = any(not bool(p.masks[n].all()) for p in parts for n in self.layers)
+        if sparse:
+            with torch.no_grad():
+                torch._foreach_mul_(weights, masks)
+        optimizer = optimizer_for(leaves, self.recipe, dev)
+        keep_es = torch.tensor([p.keep_es for p in parts], device=dev)
+        P = len(parts)
+        rt = RoundTensors(
+            parts,
+            self.param_keys,
+            group_starts,
+            leaves,
+            buffers,
+            weights,
+            masks,
+            sparse,
+            optimizer,
+            keep_es,
+            running=torch.zeros(P, device=dev, dtype=self.dtype),
+            best_loss=torch.full((P,), float("inf"), device=dev, dtype=self.dtype),
+            best=None,
+        )
+        if bool(keep_es.any()):
+            rt.best = {k: t.detach().clone() for k, t in rt.stacked().items()}
+        return rt
+
+    def _step(self, rt: RoundTensors, it: int, x: torch.Tensor, y: torch.Tensor) -> None:
+        """One update of every started participant on its batch `x` (P, N, ...) after `it` iterations."""
+        cfg, dev, P = self.recipe, self.split.x_train.device, len(rt.parts)
+        starts = rt.starts
+        if cfg.milestones or cfg.warmup:
+            for group in rt.optimizer.param_groups:
+                group["lr"] = learning_rate_at(cfg, it)
+        started: torch.Tensor | None = None  # which participants train now, while some start later
+        kept: dict[str, torch.Tensor] = {}
+        if any(s > it for s in starts):
+            flags = tuple(s <= it for s in starts)  # changes only where a group starts: made once each
+            started = rt.started_masks.get(flags)
+            if started is None:
+                started = rt.started_masks[flags] = torch.tensor(flags, device=dev)
+            kept = {k: b.clone() for k, b in rt.buffers.items()}
+        rt.optimizer.zero_grad(set_to_none=True)
+        with numerics.autocast(cfg.precision, dev):
+            logits = self.net.forward(rt.stacked(), x, P, shared=False, training=True)
+        losses = (
+            F.cross_entropy(logits.to(self.dtype).flatten(0, 1), y.flatten(), reduction="none")
+            .view(P, cfg.batch_size)
+            .mean(1)
+        )
+        losses.sum().backward()  # member q's gradient depends on member q's loss only
+        for g, start in enumerate(rt.group_starts):
+            if start > it:
+                for t in rt.leaves[g].values():
+                    t.grad = None  # not started: no update, no moment, no step
+        rt.optimizer.step()
+        with torch.no_grad():
+            if started is not None:
+                for k, old in kept.items():  # BatchNorm statistics of members not yet started stay put
+                    rt.buffers[k].copy_(torch.where(started.view((-1,) + (1,) * (old.dim() - 1)), rt.buffers[k], old))
+            if rt.sparse:
+                torch._foreach_mul_(rt.weights, rt.masks)  # pruned weights stay exactly zero
+            rt.running += torch.where(started, losses.detach(), 0.0) if started is not None else losses.detach()
+
+    def _evaluate_and_early_stop(self, rt: RoundTensors, done: int) -> None:
+        """Every participant's metrics after `done` iterations, and its early-stop weights where they improve."""
+        cfg, split, dev, P = self.recipe, self.split, self.split.x_train.device, len(rt.parts)
+        with torch.no_grad():
+            now = rt.stacked()
+        val_loss, val_acc = self.evaluate(now, split.x_val, split.y_val, P)
+        test_loss, test_acc = self.evaluate(now, split.x_test, split.y_test, P)
+        rt.points.append(torch.stack([rt.running / cfg.eval_every, val_loss, val_acc, test_loss, test_acc], 1))
+        rt.point_iters.append(done)
+        rt.running = torch.zeros(P, device=dev, dtype=self.dtype)
+        if rt.best is not None:  # keep each member's weights at its lowest finite validation loss, without a host sync
+            mine = torch.tensor([s < done for s in rt.starts], device=dev) & rt.keep_es
+            better = mine & torch.isfinite(val_loss) & (val_loss < rt.best_loss)
+            rt.best_loss = torch.where(better, val_loss, rt.best_loss)
+            with torch.no_grad():
+                for k, b in rt.best.items():
+                    b.copy_(torch.where(better.view((-1,) + (1,) * (b.dim() - 1)), now[k], b))
+
+    def _hand_out(self, rt: RoundTensors) -> None:
         """Each participant's share of what the round produced, into its `out`."""
+        history = torch.stack(rt.points).to("cpu", torch.float64).numpy() if rt.points else None
+        with torch.no_grad():
+            last = rt.stacked()
         final = {k: t.detach().to("cpu") for k, t in last.items()}
-        found = torch.isfinite(best_loss).cpu().tolist()
-        best_cpu = {k: b.to("cpu") for k, b in best.items()} if any_es else None
-        for q, p in enumerate(parts):
-            group = leaves[group_starts.index(p.start_iteration)]
-            step = optimizer.state.get(group[self.param_keys[0]], {}).get("step")  # Adam counts its updates
+        found = torch.isfinite(rt.best_loss).cpu().tolist()
+        best_cpu = {k: b.to("cpu") for k, b in rt.best.items()} if rt.best is not None else None
+        for q, p in enumerate(rt.parts):
+            group = rt.leaves[rt.group_starts.index(p.start_iteration)]
+            step = rt.optimizer.state.get(group[self.param_keys[0]], {}).get("step")  # Adam counts its updates
             if step is None and self.recipe.optimizer == "sgd":  # SGD does not: every iteration from the start
                 step = self.recipe.iterations - p.start_iteration if p.start_iteration < self.recipe.iterations else 0
             p.out["steps"] = 0 if step is None else int(step)  # the optimizer updates really taken
             p.out["trained"] = {k: final[k][q].clone() for k in self.state_keys}
             p.out["device_weights"] = {k: last[k][q].detach() for k in self.state_keys}
             if p.evaluating:
-                rows = [e for e, it in enumerate(point_iters) if it > p.start_iteration]
+                assert history is not None, "an evaluating participant has evaluations"
+                rows = [e for e, it in enumerate(rt.point_iters) if it > p.start_iteration]
                 p.out["history"] = history[rows, q, :]
             if p.keep_es and found[q]:
+                assert best_cpu is not None
                 p.out["early_stop"] = {k: best_cpu[k][q].clone() for k in self.state_keys}
             if p.capture_at is not None:
-                p.out["rewind"] = {k: captured[p.capture_at][k][q].clone() for k in self.state_keys}
+                p.out["rewind"] = {k: rt.captured[p.capture_at][k][q].clone() for k in self.state_keys}

@@ -14,12 +14,14 @@ from collections.abc import Callable, Sequence
 import torch
 
 from lth_ray.core.data.loading import Split
-from lth_ray.core.engine.cohort import STREAM_DATA, Cohort, generator
-from lth_ray.core.methods import method_of, registry
-from lth_ray.core.spec.config import ABLATIONS, AT_INIT, ConfigError, TrajectoryConfig
-from lth_ray.core.store.rounds import RoundResult
-
-BASELINES = ("reinit", "random-prune") + AT_INIT  # the built-in ones (`known_baselines`: any registered)
+from lth_ray.core.engine.cohort import Cohort
+from lth_ray.core.engine.records import RoundResult
+from lth_ray.core.engine.training import batch_indices
+from lth_ray.core.methods import method_of
+from lth_ray.core.methods import registry as method_registry
+from lth_ray.core.methods.member import check_trajectory
+from lth_ray.core.spec.config import ABLATIONS, ConfigError, TrajectoryConfig
+from lth_ray.core.spec.streams import STREAM_DATA, generator
 
 
 def ablated(method: str, ablations: Sequence[str]) -> list[tuple[str, str]]:
@@ -34,11 +36,6 @@ def ablated(method: str, ablations: Sequence[str]) -> list[tuple[str, str]]:
     if policy.is_ticket:
         return [("reinit", "") if a == "reinit" else (method, a) for a in ablations]
     return [(method, a) for a in ablations if a in policy.ablations]
-
-
-def known_baselines() -> tuple[str, ...]:
-    """The methods that can ride with a ticket: every registered method that is not a ticket."""
-    return tuple(name for name, m in registry.METHODS.items() if not m.is_ticket)
 
 
 def resolve_device(requested: str) -> torch.device:
@@ -60,8 +57,8 @@ def cohort_members(
     Baselines keep the early-stop weights only when asked (`save_early_stop` of the ticket is for tickets) and
     measure no instability (a ticket's property)."""
     for b in baselines:
-        if b not in known_baselines():
-            raise ConfigError(f"baseline {b!r} is unknown; allowed: {', '.join(known_baselines())}")
+        if b not in method_registry.baselines():
+            raise ConfigError(f"baseline {b!r} is unknown; allowed: {', '.join(method_registry.baselines())}")
     methods = [(b, "") for b in baselines]
     for method in [ticket.method] + list(baselines):
         methods += [m for m in ablated(method, ablations) if m not in methods]
@@ -88,7 +85,7 @@ class Trajectory:
         state: dict | None = None,
         progress: Callable[[int, int], None] | None = None,
     ):
-        self.config = config.validate()
+        self.config = check_trajectory(config)
         self.split = split
         self.cohort = Cohort([self.config], split, [state], progress)
 
@@ -123,7 +120,8 @@ class Trajectory:
 
     def _batches(self, r: int, start: int, stream: int = STREAM_DATA):
         """Round r's batch indices for iterations start+1, start+2, ... (the engine's own order)."""
-        for _, idx in self.cohort._batch_indices([generator(self.config.seed, stream, r)], start):
+        c, gens = self.cohort, [generator(self.config.seed, stream, r)]
+        for _, idx in batch_indices(c.split, self.config.batch_size, gens, start, c.device):
             yield idx[0]
 
     def run(self) -> list[dict]:

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import torch
 
-from lth_ray.core.data.registry import dataset_entry
-from lth_ray.core.engine.streams import STREAM_INIT, STREAM_REINIT, generator
+from lth_ray.core.data.registry import dataset_entry, in_shape_of
 from lth_ray.core.models import registry as models
-from lth_ray.core.models.plan import in_shape_of
 from lth_ray.core.spec.config import TrajectoryConfig
+from lth_ray.core.spec.streams import STREAM_INIT, STREAM_REINIT, generator
 
 
 def cpu_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:

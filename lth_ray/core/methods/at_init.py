@@ -27,7 +27,8 @@ class PruneAtInit(MemberMethod):
         cfg, how = member.config, scorer(self.name)
         ones = dense_masks(member.layer_weights())
         keep, cache = member.ladder_count(r), member.cache
-        if how.iterative:
+        key: tuple
+        if how.masks is not None:  # an iterative scorer (`how.iterative`)
             key = (self.name, cfg.seed, r, invert)
             if key not in cache:
                 for old in [k for k in cache if k[0] == self.name and k[2] != r]:
@@ -38,6 +39,7 @@ class PruneAtInit(MemberMethod):
         key = (self.name, cfg.seed, cfg.score_batches)
         if key not in cache:
             batches = member.scoring_batches() if how.needs_data else []
+            assert how.score is not None  # a scorer gives exactly one of score and masks (register_scorer)
             scores = how.score(member.scoring_model(), member.kinds, batches)
             cache[key] = {n: v.cpu() for n, v in scores.items()}
         return keep_top(cache[key], ones, keep, invert)

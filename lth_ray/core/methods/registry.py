@@ -13,10 +13,10 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from lth_ray.core.engine.state import MemberState
 from lth_ray.core.pruning.masks import Masks
 from lth_ray.core.spec.config import ABLATIONS, ConfigError, TrajectoryConfig
 from lth_ray.core.spec.errors import refuse_taken
+from lth_ray.core.spec.state import MemberState
 
 
 @dataclass
@@ -50,7 +50,11 @@ class MemberMethod:
     takes_ticket_masks: bool = False  # re-init: its mask is the ticket's of the round
     keeps_dense_trained: bool = False  # one-shot: prunes the dense round's trained weights every round
     ablations: tuple[str, ...] = ABLATIONS  # the sanity checks that apply to it
-    scores_from_data: bool = False  # SNIP, GraSP: its scores need `score_batches` training batches
+
+    @property
+    def scores_from_data(self) -> bool:
+        """SNIP, GraSP: its scores need `score_batches` training batches."""
+        return False
 
     def masks(self, member: MemberView, r: int, invert: bool) -> Masks:
         raise NotImplementedError(f"method {self.name!r} takes its ticket's masks")
@@ -75,7 +79,18 @@ def method_of(name: str) -> MemberMethod:
     return METHODS[name]
 
 
+def tickets() -> tuple[str, ...]:
+    """The registered methods that find tickets (imp, one-shot, ...): a sweep's --method."""
+    return tuple(name for name, m in METHODS.items() if m.is_ticket)
+
+
+def baselines() -> tuple[str, ...]:
+    """The registered methods that ride with a ticket in a cohort: every method but the tickets (its re-init,
+    random pruning, the pruning-at-init methods)."""
+    return tuple(name for name, m in METHODS.items() if not m.is_ticket)
+
+
 def method_salt(name: str) -> int:
     """A method's number in the random streams (its shuffle's draw): its place in the registry, built-ins
-    first in lth_ray 0.2's order, so the numbers stay what they were."""
+    first in a fixed order, so the numbers never change."""
     return list(METHODS).index(name)

@@ -11,7 +11,6 @@ import math
 import torch
 from torch import nn
 
-from lth_ray.core.data.registry import dataset_entry
 from lth_ray.core.spec.config import parse_plan_token
 
 ACTIVATION_MODULES = {"relu": nn.ReLU, "tanh": nn.Tanh}
@@ -80,27 +79,6 @@ def init_weights(model: nn.Module, generator: torch.Generator) -> nn.Module:
         elif isinstance(module, nn.BatchNorm2d):
             module.reset_parameters()
     return model
-
-
-def build_model(
-    plan_conv,
-    plan_fc,
-    in_shape,
-    activation="relu",
-    generator: torch.Generator | None = None,
-    device: str | torch.device = "cpu",
-) -> PlanNet:
-    """A freshly initialised net on `device`; built on 'meta' first so torch's global RNG is not touched."""
-    with torch.device("meta"):
-        model = PlanNet(plan_conv, plan_fc, in_shape, activation=activation)
-    model = model.to_empty(device="cpu")
-    init_weights(model, generator if generator is not None else torch.Generator().manual_seed(0))
-    return model.to(device)
-
-
-def in_shape_of(dataset: str) -> tuple[int, int, int]:
-    """(C, H, W) of the data set's images, from its registry entry (an unknown name is a ConfigError)."""
-    return dataset_entry(dataset).in_shape
 
 
 def weight_count(model: nn.Module) -> int:

@@ -20,9 +20,7 @@ from typing import Protocol
 import torch
 from torch import nn
 
-from lth_ray.core.models.plan import PlanNet, init_weights, prunable_layers
-from lth_ray.core.models.stacked import StackedNet
-from lth_ray.core.spec.config import PRESETS, ConfigError, TrajectoryConfig, plan_label
+from lth_ray.core.spec.config import ConfigError, TrajectoryConfig, plan_label
 from lth_ray.core.spec.errors import refuse_taken, registered
 
 
@@ -62,13 +60,13 @@ def model_entry(name: str) -> ModelEntry:
 
 
 def model_of(config: TrajectoryConfig) -> str:
-    """The registry name of the net `config` trains: `config.arch` when registered, else 'plan' for the thesis'
-    plan nets (the presets lenet / conv2 / conv4 / conv6, and custom plans by their label or 'custom')."""
+    """The registry name of the net `config` trains: `config.arch` when registered (the thesis' plan nets lenet,
+    conv2, conv4 and conv6 among them), else 'plan' for a custom plan (named by its label or 'custom')."""
     if config.arch in MODELS:
         return config.arch
-    if config.arch in PRESETS or config.arch in ("custom", plan_label(config.plan_conv, config.plan_fc)):
+    if config.arch in ("custom", plan_label(config.plan_conv, config.plan_fc)):
         return "plan"
-    raise ConfigError(f"arch={config.arch!r} is unknown; known: {', '.join([*MODELS, *PRESETS])} or a plan's label")
+    raise ConfigError(f"arch={config.arch!r} is unknown; known: {', '.join(MODELS)} or a plan's label")
 
 
 def build_model(
@@ -82,14 +80,7 @@ def build_model(
     `device` ('meta' for a template without values). Built on 'meta' first: torch's global RNG is not touched."""
     entry = model_entry(model_of(config))
     with torch.device("meta"):
-        model = entry.build(config, tuple(in_shape), num_classes)
+        model = entry.build(config, (in_shape[0], in_shape[1], in_shape[2]), num_classes)
     model = model.to_empty(device="cpu")
     entry.init(model, generator if generator is not None else torch.Generator().manual_seed(0))
     return model.to(device)
-
-
-def _build_plan(config: TrajectoryConfig, in_shape: tuple[int, int, int], num_classes: int) -> nn.Module:
-    return PlanNet(config.plan_conv, config.plan_fc, in_shape, num_classes, activation=config.activation)
-
-
-register_model(ModelEntry("plan", _build_plan, init_weights, StackedNet, prunable_layers))

@@ -10,6 +10,8 @@ Plain PyTorch, no Ray.
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -20,8 +22,8 @@ class StackedNet:
     weights that are used: the weights are the stacked tensors passed to `forward`)."""
 
     def __init__(self, template: nn.Module):
-        self.conv = [(name, m) for name, m in template.conv.named_children()]
-        self.fc = [(name, m) for name, m in template.fc.named_children()]
+        self.conv = [(name, m) for name, m in cast(nn.Module, template.conv).named_children()]
+        self.fc = [(name, m) for name, m in cast(nn.Module, template.fc).named_children()]
         self.has_conv = bool(self.conv)
         self.bn_keys = [f"conv.{name}" for name, m in self.conv if isinstance(m, nn.BatchNorm2d)]
 
@@ -73,7 +75,7 @@ class StackedNet:
                         tensors[f"{key}.weight"].view(-1),
                         tensors[f"{key}.bias"].view(-1),
                         training,
-                        module.momentum,
+                        cast(float, module.momentum),  # None (a cumulative average) is never built
                         module.eps,
                     )
                     if training:
@@ -109,7 +111,7 @@ class StackedNet:
                     tensors[f"{key}.weight"][p],
                     tensors[f"{key}.bias"][p],
                     training,
-                    module.momentum,
+                    cast(float, module.momentum),
                     module.eps,
                 )
             else:

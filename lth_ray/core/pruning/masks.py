@@ -94,11 +94,13 @@ def global_score_prune(
 ) -> Masks:
     """Remove `rate` of all alive weights (or `count` of them), lowest signed score first across layers."""
     names = list(masks)
-    scores = torch.cat([scores[n].detach().flatten().cpu().double() for n in names])
+    flat_scores = torch.cat([scores[n].detach().flatten().cpu().double() for n in names])
     alive = torch.cat([masks[n].flatten().cpu() for n in names])
     if count is None:
+        if rate is None:
+            raise ValueError("global_score_prune needs a rate or a count")
         count = removal_count(int(alive.sum()), rate)
-    flat = _remove_lowest(scores, alive, count)
+    flat = _remove_lowest(flat_scores, alive, count)
     out, start = {}, 0
     for n in names:
         size = masks[n].numel()

@@ -1,7 +1,9 @@
-"""Typed settings of one IMP trajectory: presets from the paper, validated once at the edge.
+"""Typed settings of one IMP trajectory: plain data, checked once at the edge.
 
-One `TrajectoryConfig` travels from the CLI to the trainable to the trajectory to the export; it is a frozen
-dataclass that round-trips through plain dicts (`to_dict` / `from_dict`), which is what Ray Tune stores.
+One `TrajectoryConfig` travels from the CLI to the trainable to the engine to the export; it is a frozen
+dataclass that round-trips through plain dicts (`to_dict` / `from_dict`), which is what Ray Tune stores. What
+depends on a member's method (where it starts, where its mask comes from) is asked of the method
+(`methods.member`), and so are the checks that need a registry (`methods.member.check_trajectory`).
 """
 
 from __future__ import annotations
@@ -10,56 +12,20 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-DATASETS = ("mnist", "fashion-mnist", "cifar10")  # the built-in ones (`core.data.registry`: any registered)
-# The built-in methods' names (the registry, `lth_ray.core.methods`, knows them and any registered later).
+from lth_ray.core.spec.errors import ConfigError, check_choice
+from lth_ray.core.spec.presets import plan_preset
+from lth_ray.core.spec.training import ADDED_DEFAULTS, check_training
+
+# The built-in methods by kind, as results name them (the registry, `lth_ray.core.methods`, holds the methods).
 AT_INIT = ("snip", "grasp", "synflow", "magnitude-init")  # pruning at initialization (lth_ray.core.pruning.scoring)
 TICKETS = ("imp", "one-shot")
-METHODS = ("imp", "reinit", "random-prune", "one-shot") + AT_INIT
 # Frankle et al. 2021's sanity checks of a method's mask: shuffled within each layer, on a fresh init, or from
-# inverted scores (keep the lowest). The ticket's re-init ablation is the `reinit` method of old.
+# inverted scores (keep the lowest). The ticket's re-init ablation is the `reinit` method.
 ABLATIONS = ("shuffle", "reinit", "invert")
 PRUNINGS = ("layerwise", "global")
 ACTIVATIONS = ("relu", "tanh")
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("fp32", "tf32", "bf16", "fp64")
-
-
-from lth_ray.core.spec.errors import ConfigError, check_choice  # noqa: E402  (re-exported: `config.ConfigError` as in 0.2)
-from lth_ray.core.spec.training import ADDED_DEFAULTS, check_training  # noqa: E402
-
-
-def _method(name: str):
-    """The registered member method `name` (`lth_ray.core.methods`): what it is, where it starts. Imported
-    here, not at the top, because the methods' registry itself imports this module's types."""
-    from lth_ray.core.methods import method_of
-
-    return method_of(name)
-
-
-@dataclass(frozen=True)
-class Preset:
-    """The paper's recipe for one network (Frankle & Carbin 2019, Figure 2)."""
-
-    name: str
-    plan_conv: tuple
-    plan_fc: tuple
-    dataset: str
-    iterations: int
-    learning_rate: float
-    prune_rate_conv: float
-    prune_rate_fc: float
-    batch_size: int = 60
-
-
-# The thesis' plan nets; the deeper nets' recipes (OpenLTH's, Frankle & Carbin's section 5) are `spec.presets`.
-PRESETS: dict[str, Preset] = {
-    "lenet": Preset("lenet", (), (300, 100), "mnist", 50_000, 1.2e-3, 0.0, 0.2),
-    "conv2": Preset("conv2", (64, 64, "M"), (256, 256), "cifar10", 20_000, 2e-4, 0.1, 0.2),
-    "conv4": Preset("conv4", (64, 64, "M", 128, 128, "M"), (256, 256), "cifar10", 25_000, 3e-4, 0.1, 0.2),
-    "conv6": Preset(
-        "conv6", (64, 64, "M", 128, 128, "M", 256, 256, "M"), (256, 256), "cifar10", 30_000, 3e-4, 0.15, 0.2
-    ),
-}
 
 
 def parse_plan_token(token: Any) -> int | str:
@@ -147,23 +113,6 @@ class TrajectoryConfig:
         return f"{self.method}-{self.ablation}" if self.ablation else self.method
 
     @property
-    def is_ticket(self) -> bool:
-        """The ticket itself (imp or one-shot, no ablation): the member others of its seed take masks from."""
-        return _method(self.method).is_ticket and not self.ablation
-
-    @property
-    def start(self) -> str:
-        """Where rounds >= 1 start training: 'rewind' (the init, or under late rewinding the ticket's weights
-        at k), 'init' (pruning at initialization: the init at iteration 0) or 'fresh' (a new initialization)."""
-        return "fresh" if self.ablation == "reinit" else _method(self.method).start
-
-    @property
-    def mask_source(self) -> str:
-        """'ticket': the member's mask is its ticket's of the round (re-init, the ticket's shuffle), else 'own'."""
-        method = _method(self.method)
-        return "ticket" if method.takes_ticket_masks or (method.is_ticket and self.ablation == "shuffle") else "own"
-
-    @property
     def prune_rate_out(self) -> float:
         """The output layer is pruned at half the fc rate (paper, Appendix G/H)."""
         return self.prune_rate_fc / 2
@@ -173,19 +122,13 @@ class TrajectoryConfig:
         return self.iterations // self.eval_every
 
     @property
-    def first_round(self) -> int:
-        """Baselines have no dense round of their own: they start at round 1. A ticket with inverted scores
-        is a trajectory of its own (each round prunes its own trained weights, highest |w| first)."""
-        return 0 if _method(self.method).is_ticket and self.ablation in ("", "invert") else 1
-
-    @property
     def key(self) -> str:
         """A readable, unique name of the trajectory (trial names, mask stores, exports)."""
         # a registered net (no plan) names its conv rate where it matters: under layer-wise pruning
         named = self.plan_conv or (not self.plan_fc and self.pruning == "layerwise")
         conv = f"-conv{self.prune_rate_conv:g}" if named else ""
         rewind = f"-rw{self.rewind_iteration}" if self.rewind_iteration else ""
-        preset = PRESETS.get(self.arch)
+        preset = plan_preset(self.arch)
         lr = f"-lr{self.learning_rate:g}" if not preset or self.learning_rate != preset.learning_rate else ""
         batch = f"-b{self.batch_size}" if not preset or self.batch_size != preset.batch_size else ""
         numerics = ("" if self.precision == "fp32" else f"-{self.precision}") + ("-det" if self.deterministic else "")
@@ -196,17 +139,8 @@ class TrajectoryConfig:
             f"{lr}{batch}{numerics}-s{self.seed}"
         )
 
-    def round_start(self, round_: int) -> int:
-        """The first iteration of round `round_`: 0 for the dense round, for a fresh initialization and for the
-        methods that prune the initialization, else the rewind point."""
-        return 0 if round_ == 0 or self.start != "rewind" else self.rewind_iteration
-
     def measures_instability(self, round_: int) -> bool:
         return self.instability and (not self.instability_rounds or round_ in self.instability_rounds)
-
-    def eval_iterations(self, round_: int) -> list[int]:
-        """The absolute iterations at which round `round_` is evaluated (multiples of eval_every after its start)."""
-        return list(range(self.round_start(round_) + self.eval_every, self.iterations + 1, self.eval_every))
 
     def validate(self) -> TrajectoryConfig:
         check_config(self)
@@ -218,7 +152,7 @@ class TrajectoryConfig:
         d["plan_fc"] = list(self.plan_fc)
         d["instability_rounds"] = list(self.instability_rounds)
         d["milestones"], d["prune_ignore"] = list(self.milestones), list(self.prune_ignore)
-        for name, default in ADDED_DEFAULTS.items():  # recorded only where set: 0.2's configs compare equal
+        for name, default in ADDED_DEFAULTS.items():  # recorded only where set: older configs compare equal
             if d[name] == default:
                 del d[name]
         return d
@@ -241,26 +175,27 @@ class TrajectoryConfig:
         return dataclasses.replace(self, **changes).validate()
 
 
+def plan_config(plan_conv, plan_fc, activation: str = "relu") -> TrajectoryConfig:
+    """The config of a custom plan, named by its label (`fc500-300`): how a plan net is built outside a preset,
+    e.g. from a thesis file's plan (`models.registry.build_model(plan_config(...), in_shape)`)."""
+    conv = tuple(parse_plan_token(t) for t in plan_conv)
+    return TrajectoryConfig(
+        arch=plan_label(conv, plan_fc), plan_conv=conv, plan_fc=tuple(plan_fc), activation=activation
+    )
+
+
 def check_config(c: TrajectoryConfig) -> None:
-    """Every setting of a trajectory, each with the values it allows (one-line errors)."""
+    """The settings a config checks by itself, each with the values it allows (one-line errors); the net, data
+    set and method are checked against their registries by `methods.member.check_trajectory`."""
     for t in c.plan_conv:
         parse_plan_token(t)
     for w in c.plan_fc:
         if isinstance(w, bool) or not isinstance(w, int) or w <= 0:
             raise ConfigError(f"fc plan width {w!r} is not allowed; use positive ints")
     label = plan_label(c.plan_conv, c.plan_fc)
-    preset = PRESETS.get(c.arch)
+    preset = plan_preset(c.arch)
     if preset is not None and (tuple(c.plan_conv), tuple(c.plan_fc)) != (preset.plan_conv, preset.plan_fc):
         raise ConfigError(f"arch={c.arch!r} names the preset plan, not {label}; label a custom plan arch={label!r}")
-    from lth_ray.core.data.registry import DATASETS as REGISTERED_DATASETS  # (both registries import
-    from lth_ray.core.models.registry import MODELS  # this module's types: imported here, not at the top)
-
-    if preset is None and c.arch not in ("custom", label) and c.arch not in MODELS:
-        raise ConfigError(
-            f"arch={c.arch!r} is unknown; allowed: {', '.join(PRESETS)}, a registered model "
-            f"({', '.join(m for m in MODELS if m != 'plan')}) or the plan's label {label!r}"
-        )
-    check_choice("dataset", c.dataset, REGISTERED_DATASETS)
     for name in ("iterations", "batch_size", "eval_every"):
         v = getattr(c, name)
         if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
@@ -274,29 +209,10 @@ def check_config(c: TrajectoryConfig) -> None:
     _check_rate("prune_rate_conv", c.prune_rate_conv)
     _check_rate("prune_rate_fc", c.prune_rate_fc)
     check_choice("pruning", c.pruning, PRUNINGS)
-    method = _method(c.method)  # unknown: an error listing the registered methods
     if isinstance(c.score_batches, bool) or not isinstance(c.score_batches, int) or c.score_batches < 1:
         raise ConfigError(f"score_batches={c.score_batches!r} is not allowed; it must be an integer >= 1")
     if c.ablation not in ("",) + ABLATIONS:
         raise ConfigError(f"ablation={c.ablation!r} is unknown; allowed: {', '.join(ABLATIONS)}")
-    if c.ablation and c.method == "reinit":
-        raise ConfigError("method='reinit' is itself the ticket's re-init ablation; it takes no ablation")
-    if c.ablation == "reinit" and method.is_ticket:
-        raise ConfigError(
-            f"the {c.method} ticket's re-init ablation is the baseline 'reinit' "
-            f"(method='reinit'), not ablation='reinit'"
-        )
-    if c.ablation == "invert" and c.method == "random-prune":
-        raise ConfigError(
-            "ablation='invert' is not allowed for random-prune: random pruning has no scores "
-            "to invert; allowed: shuffle, reinit"
-        )
-    if c.ablation and not method.is_ticket and c.ablation not in method.ablations:
-        raise ConfigError(
-            f"ablation={c.ablation!r} is not allowed for {c.method}; allowed: {', '.join(method.ablations) or 'none'}"
-        )
-    if c.first_round == 1 and c.rounds < 1:
-        raise ConfigError(f"method={c.method!r} needs rounds >= 1 (baselines have no dense round)")
     if (
         isinstance(c.rewind_iteration, bool)
         or not isinstance(c.rewind_iteration, int)
@@ -317,12 +233,8 @@ def check_config(c: TrajectoryConfig) -> None:
             "integer >= 2 (the path's two ends included)"
         )
     for r in c.instability_rounds:
-        if isinstance(r, bool) or not isinstance(r, int) or not c.first_round <= r <= c.rounds:
-            raise ConfigError(
-                f"instability round {r!r} is outside the trajectory; allowed: {c.first_round}..{c.rounds}"
-            )
-    if c.instability and (not method.is_ticket or c.ablation):
-        raise ConfigError(f"instability is measured on tickets (imp, one-shot), not {c.label!r}")
+        if isinstance(r, bool) or not isinstance(r, int) or not 0 <= r <= c.rounds:
+            raise ConfigError(f"instability round {r!r} is outside the trajectory; allowed: 0..{c.rounds}")
     check_choice("device", c.device, DEVICES)
     if isinstance(c.seed, bool) or not isinstance(c.seed, int) or c.seed < 0:
         raise ConfigError(f"seed={c.seed!r} is not allowed; it must be an integer >= 0")
@@ -330,7 +242,7 @@ def check_config(c: TrajectoryConfig) -> None:
 
 
 def recipe_key(c: TrajectoryConfig) -> str:
-    """The key's part for the modern recipe: empty at the defaults (a 0.2 key stays what it was)."""
+    """The key's part for the modern recipe: empty at the defaults (an older key stays what it was)."""
     parts = (
         []
         if c.optimizer == "adam"
@@ -342,34 +254,6 @@ def recipe_key(c: TrajectoryConfig) -> str:
     parts += ["aug"] if c.augment != "none" else []
     parts += [f"ig{'_'.join(c.prune_ignore)}"] if c.prune_ignore else []
     return "".join(f"-{p}" for p in parts)
-
-
-def from_preset(arch: str, **overrides) -> TrajectoryConfig:
-    """The paper's recipe for `arch`, with any setting overridden; validated. The deeper nets' presets and the
-    registered models are `spec.presets`' (imported here: it reads the registries); lengths in epochs
-    (`presets.Epochs`) become iterations of the final data set and batch size."""
-    from lth_ray.core.spec.presets import from_recipe, in_iterations
-
-    if arch not in PRESETS:
-        return from_recipe(arch, **overrides)
-    p = PRESETS[arch]
-    base = dict(
-        arch=p.name,
-        plan_conv=p.plan_conv,
-        plan_fc=p.plan_fc,
-        dataset=p.dataset,
-        iterations=p.iterations,
-        batch_size=p.batch_size,
-        learning_rate=p.learning_rate,
-        prune_rate_conv=p.prune_rate_conv,
-        prune_rate_fc=p.prune_rate_fc,
-    )
-    base.update({k: v for k, v in overrides.items() if v is not None})
-    base["plan_conv"] = tuple(parse_plan_token(t) for t in base["plan_conv"])
-    base["plan_fc"] = tuple(base["plan_fc"])
-    if (base["plan_conv"], base["plan_fc"]) != (p.plan_conv, p.plan_fc):
-        base["arch"] = plan_label(base["plan_conv"], base["plan_fc"])  # a custom plan gets its own label
-    return TrajectoryConfig(**in_iterations(base)).validate()
 
 
 def parse_numbers(text: str, what: str, convert=float) -> list:

@@ -11,16 +11,18 @@ from collections.abc import Sequence
 
 import torch
 
-from lth_ray.core.engine.cohort import COHORT_FORMAT, check_state, finished, initial_state
+from lth_ray.core.engine.state import check_state, finished, initial_state
 from lth_ray.core.methods import method_of
+from lth_ray.core.methods.member import first_round, is_ticket, mask_source, start_of
 from lth_ray.core.spec.config import TrajectoryConfig
+from lth_ray.core.spec.state import COHORT_FORMAT
 from lth_ray.core.store.rounds import RoundStore
 
 
 def state_from_rounds(config: TrajectoryConfig, store: RoundStore, last: int) -> dict | None:
     """The state after round `last`, rebuilt from complete round files (None: they cannot rebuild it)."""
     rewind = store.rewind() if config.rewind_iteration else None
-    if config.rewind_iteration and rewind is None and config.start == "rewind":
+    if config.rewind_iteration and rewind is None and start_of(config) == "rewind":
         return None  # the rewind point is lost: start over rather than guess
     state = initial_state(config)
     state.update(
@@ -30,7 +32,7 @@ def state_from_rounds(config: TrajectoryConfig, store: RoundStore, last: int) ->
         masks=store.packed_masks(last),
         trained=store.compact_trained(last),
         dense_trained=store.compact_trained(0)
-        if method_of(config.method).keeps_dense_trained and config.first_round == 0
+        if method_of(config.method).keeps_dense_trained and first_round(config) == 0
         else None,
     )
     return state
@@ -45,7 +47,7 @@ def resume_state(config: TrajectoryConfig, store: RoundStore, checkpoint: dict |
     """
     if checkpoint is not None:
         check_state(checkpoint, config)
-    done = store.complete_prefix(config.first_round)
+    done = store.complete_prefix(first_round(config))
     if not done:
         return None
     if checkpoint is not None and checkpoint["next_round"] == done[-1] + 1:
@@ -63,14 +65,16 @@ def resume_cohort(
     members = member_states(checkpoint, len(configs))
     states = [resume_state(c, s, m) for c, s, m in zip(configs, stores, members)]
     for i, c in enumerate(configs):
-        if c.mask_source != "ticket":
+        if mask_source(c) != "ticket":
             continue
-        t = next(j for j, d in enumerate(configs) if d.seed == c.seed and d.is_ticket)
-        mine = states[i]["next_round"] if states[i] else c.first_round
-        theirs = states[t]["next_round"] if states[t] else configs[t].first_round
+        t = next(j for j, d in enumerate(configs) if d.seed == c.seed and is_ticket(d))
+        own, ticket = states[i], states[t]
+        mine = own["next_round"] if own else first_round(c)
+        theirs = ticket["next_round"] if ticket else first_round(configs[t])
         if theirs > mine + 1 and not finished(states[i], c):
-            states[i] = states[i] or initial_state(c)
-            states[i]["ticket_masks"] = {r: stores[t].packed_masks(r) for r in range(mine, theirs - 1)}
+            state = states[i] or initial_state(c)
+            state["ticket_masks"] = {r: stores[t].packed_masks(r) for r in range(mine, theirs - 1)}
+            states[i] = state
     return states
 
 

@@ -18,35 +18,22 @@ import io
 import json
 import time
 import uuid
-from dataclasses import dataclass
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 
 import torch
 from pyarrow import fs as pafs
 
+from lth_ray.core.engine.records import RoundResult
 from lth_ray.core.pruning.masks import expand, unpack_masks
 
 ROUND_FORMAT = 2
 RECORD, MASKS, TRAINED, EARLY_STOP, REWIND = "record.json", "masks.pt", "trained.pt", "early_stop.pt", "rewind.pt"
 
 
-@dataclass
-class RoundResult:
-    """What one finished round leaves behind (the trajectory keeps none of it)."""
-
-    record: dict
-    masks: dict  # bit-packed (pruning.pack_masks)
-    trained: dict  # compact (pruning.compact)
-    early_stop: dict | None  # compact, or None when not kept or when no evaluation was finite
-    rewind: dict | None = None  # the rewind point, when this round produced it (late rewinding)
-
-
 def resolve(where: str) -> tuple[pafs.FileSystem, str]:
     """A folder or pyarrow URI (file://, s3://, gs://) as (filesystem, path)."""
     if "://" in str(where):
         return pafs.FileSystem.from_uri(str(where))
-    from pathlib import Path
-
     return pafs.LocalFileSystem(), str(Path(where).expanduser().resolve())
 
 
@@ -157,7 +144,10 @@ class RoundStore:
         return done
 
     def record(self, r: int) -> dict:
-        return self._entry(r)["record"]
+        entry = self._entry(r)
+        if entry is None:
+            raise FileNotFoundError(f"round {r} has no record under {self.root}")
+        return entry["record"]
 
     def packed_masks(self, r: int) -> dict:
         return self._load(f"{self.root}/{_round_dir(r)}/{MASKS}")

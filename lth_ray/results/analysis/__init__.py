@@ -10,7 +10,7 @@ seeds, winning tickets, stability), `plots`, and `tune` (Ray Tune's `ExperimentA
 module names their public API in one place, as `from lth_ray.results import analysis as A` uses it.
 """
 
-from lth_ray.core.engine.cohort import METRICS
+from lth_ray.core.engine.records import METRICS
 from lth_ray.core.spec.config import ABLATIONS, AT_INIT, TICKETS
 from lth_ray.results.analysis.frames import (
     CONFIG,
@@ -46,8 +46,8 @@ from lth_ray.results.analysis.plots import (
     sparsity_axis,
 )
 from lth_ray.results.analysis.summaries import (
-    BASELINES,
     FAMILIES,
+    PAPER_BASELINES,
     STABLE_BARRIER,
     SUMMARY_METRICS,
     early_stop,

@@ -12,6 +12,7 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 import pandas as pd
 
+from lth_ray.core.methods.member import first_round
 from lth_ray.core.spec.config import TICKETS  # the methods that own a dense round 0
 from lth_ray.results.schema import IDENTITY, RECIPE, RECIPE_DEFAULTS
 
@@ -90,7 +91,7 @@ def load_experiment(experiment: str | Path) -> Experiment:
             {
                 **trial_identity(t, name),
                 "status": t.status,
-                "first_round": t.config.first_round,
+                "first_round": first_round(t.config),
                 "last_round": t.config.rounds,
                 "rounds_done": t.rounds_done,
                 "complete": t.complete,

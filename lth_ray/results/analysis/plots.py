@@ -12,7 +12,14 @@ import pandas as pd
 
 from lth_ray.core.spec.config import TICKETS
 from lth_ray.results.analysis.frames import config_labels, matching
-from lth_ray.results.analysis.summaries import BASELINES, STABLE_BARRIER, _dense, method_order, split_label, summarise
+from lth_ray.results.analysis.summaries import (
+    PAPER_BASELINES,
+    STABLE_BARRIER,
+    _dense,
+    method_order,
+    split_label,
+    summarise,
+)
 from lth_ray.results.schema import LAYER_PREFIX
 
 
@@ -88,7 +95,7 @@ def plot_vs_sparsity(
         dense = _dense(mine)
         for method in [m for m in methods if m in set(mine["method"])]:
             rows = mine[mine["method"] == method].sort_values("round")
-            if method in BASELINES and not dense.empty and 0 not in set(rows["round"]):
+            if method in PAPER_BASELINES and not dense.empty and 0 not in set(rows["round"]):
                 rows = pd.concat([dense.iloc[:1], rows])
             x = rows["sparsity"].to_numpy() * 100
             y = rows[f"{metric}_mean"].to_numpy() * scale

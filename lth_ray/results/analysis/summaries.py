@@ -8,12 +8,13 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from lth_ray.core.engine.cohort import METRICS
+from lth_ray.core.engine.records import METRICS
 from lth_ray.core.spec.config import ABLATIONS, AT_INIT, TICKETS
 from lth_ray.results.analysis.frames import CONFIG, GROUP, matching
 from lth_ray.results.schema import IDENTITY
 
-BASELINES = ("reinit", "random-prune")  # compared against their ticket's dense round 0
+# The paper's two baselines: the winning-ticket table gives each one's gap to the ticket at the ticket's round.
+PAPER_BASELINES = ("reinit", "random-prune")
 FAMILIES = TICKETS + ("random-prune",) + AT_INIT  # the methods an ablation label is built on, in table order
 SUMMARY_METRICS = ["early_stop_iteration"] + [f"{m}_at_early_stop" for m in METRICS] + [f"final_{m}" for m in METRICS]
 
@@ -117,7 +118,7 @@ def winning_ticket(summary: pd.DataFrame, metric: str = "test_acc_at_early_stop"
                     "speedup": dense[es] / best[es],
                 }
             )
-        for b in BASELINES:
+        for b in PAPER_BASELINES:
             base = same[same["method"] == b]
             base = base[base["round"] == row["ticket_round"]] if not wins.empty else base.iloc[:0]
             row[f"{b}_{metric}"] = base[col].iloc[0] if not base.empty else np.nan
@@ -191,7 +192,7 @@ def split_label(label: str) -> tuple[str, str]:
 
 def has_other_methods(summary: pd.DataFrame) -> bool:
     """Whether these results hold more than tickets and their classic baselines (pruning at init, ablations)."""
-    return not set(summary["method"]) <= set(TICKETS + BASELINES)
+    return not set(summary["method"]) <= set(TICKETS + PAPER_BASELINES)
 
 
 def method_order(labels) -> list[str]:

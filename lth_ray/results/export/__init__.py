@@ -1,6 +1,6 @@
 """Tune experiment folder -> Parquet histories + the thesis' files, written once and atomically.
 
-    python -m lth_ray.export <experiment dir or URI> [--out DIR] [--force]
+    lth-ray export <experiment dir or URI> [--out DIR] [--force]
 
 Reading (`export_experiment`) is kept apart from writing (`write_export`, which takes trials already in
 memory), so the writers can be benchmarked and tested without Tune. Everything is built in a temporary folder

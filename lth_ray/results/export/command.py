@@ -1,4 +1,4 @@
-"""`python -m lth_ray.export <experiment> [--out DIR] [--force]`: the export's command line.
+"""`lth-ray export <experiment> [--out DIR] [--force]`: the export's command line.
 
 A folder that cannot be read or written is one `error:` line and exit status 2.
 """
@@ -15,7 +15,7 @@ from lth_ray.results.export.publish import ExportError, export_experiment
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python -m lth_ray.export", description="Export a Tune experiment to Parquet and the thesis' file format."
+        prog="lth-ray export", description="Export a Tune experiment to Parquet and the thesis' file format."
     )
     p.add_argument("experiment", help="the experiment folder (or a pyarrow URI such as file:// or s3://)")
     p.add_argument("--out", help="export folder (default: <experiment>/export)")

@@ -14,6 +14,7 @@ from pathlib import PurePosixPath
 import pyarrow.parquet as pq
 
 from lth_ray import __version__
+from lth_ray.core.methods.member import first_round
 from lth_ray.results.experiment import TrialResult
 from lth_ray.results.export.files import EXPORT_FORMAT, MANIFEST, _write_json, _write_new
 from lth_ray.results.export.parquet import (
@@ -74,7 +75,7 @@ def write_export(
 
 
 def _planned_rounds(t: TrialResult) -> list[int]:
-    return list(range(t.config.first_round, t.config.rounds + 1))
+    return list(range(first_round(t.config), t.config.rounds + 1))
 
 
 def _missing_line(t: TrialResult) -> str | None:

@@ -9,7 +9,8 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
-from lth_ray.core.engine.cohort import METRICS, diverged
+from lth_ray.core.engine.evaluation import diverged
+from lth_ray.core.engine.records import METRICS
 from lth_ray.results.experiment import TrialResult
 from lth_ray.results.schema import (
     HISTORIES,

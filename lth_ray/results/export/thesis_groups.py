@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from lth_ray.core.methods.member import is_ticket
 from lth_ray.core.models.registry import model_of
 from lth_ray.core.spec.config import ConfigError
 from lth_ray.results.experiment import TrialResult
@@ -83,7 +84,7 @@ def group_trials(trials: list[TrialResult]) -> list[Group]:
     setting (pruning at init, ablations) is listed by its label in the sidecar (its rows are in Parquet)."""
     groups: dict[tuple, Group] = {}
     for t in trials:
-        if t.config.is_ticket:
+        if is_ticket(t.config):
             key = _setting(t.config) + (t.config.method,)
             groups.setdefault(key, Group(key)).tickets.append(t)
     for t in trials:
@@ -93,6 +94,6 @@ def group_trials(trials: list[TrialResult]) -> list[Group]:
                 g.reinit.append(t)
             elif t.config.label == "random-prune" and same:
                 g.random_prune.append(t)
-            elif not t.config.is_ticket and t.config.label not in ("reinit", "random-prune") and same:
+            elif not is_ticket(t.config) and t.config.label not in ("reinit", "random-prune") and same:
                 g.others.append(t)
     return [groups[k] for k in sorted(groups, key=repr)]

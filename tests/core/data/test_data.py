@@ -269,7 +269,7 @@ def test_a_reader_without_download_waits_for_a_running_fetch(tmp_path, monkeypat
 
 
 def _sweep_spec(tmp_path, download):
-    from lth_ray.core.spec.config import from_preset
+    from lth_ray.core.options.resolve import from_preset
     from lth_ray.distributed.sweep import SweepSpec
 
     t = from_preset("lenet", dataset="mnist", data_root=str(tmp_path / "data"), rounds=1, iterations=10, eval_every=5)

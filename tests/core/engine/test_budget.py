@@ -12,15 +12,17 @@ import torch
 from conftest import ROOT, make_cifar10_like
 
 from lth_ray.cli.trajectory import main
-from lth_ray.core.engine.budget import DEFAULT_EVAL_MEMORY_MB, MAX_CHUNK, eval_chunk, example_bytes
+from lth_ray.core.engine.budget import MAX_CHUNK, eval_chunk, example_bytes
 from lth_ray.core.engine.cohort import Cohort
 from lth_ray.core.engine.trajectory import cohort_members
-from lth_ray.core.models.plan import build_model
-from lth_ray.core.spec.config import from_preset
+from lth_ray.core.models.registry import build_model
+from lth_ray.core.options.resolve import from_preset
+from lth_ray.core.spec.config import plan_config
+from lth_ray.core.spec.memory import DEFAULT_EVAL_MEMORY_MB
 
 
 def conv2():
-    return build_model((64, 64, "M"), (256, 256), (3, 32, 32), device="meta")
+    return build_model(plan_config((64, 64, "M"), (256, 256)), (3, 32, 32), device="meta")
 
 
 def test_the_chunk_comes_from_the_budget_and_the_members_not_the_split():
@@ -36,7 +38,7 @@ def test_the_chunk_comes_from_the_budget_and_the_members_not_the_split():
     assert eval_chunk(conv2(), (3, 32, 32), 4, 4, budget, grouped=True) < eval_chunk(
         conv2(), (3, 32, 32), 4, 4, budget, grouped=False
     )  # grouped convs hold every member at once
-    lenet = build_model((), (300, 100), (1, 28, 28), device="meta")
+    lenet = build_model(plan_config((), (300, 100)), (1, 28, 28), device="meta")
     assert eval_chunk(lenet, (1, 28, 28), 8, 4, budget, grouped=False) == MAX_CHUNK  # as before budgets
     assert eval_chunk(conv2(), (3, 32, 32), 2, 4, 1, grouped=False) == 1  # never zero
 
@@ -65,7 +67,7 @@ PEAK = r"""
 import json, resource, sys
 import torch
 from lth_ray.core.engine.cohort import Cohort
-from lth_ray.core.spec.config import from_preset
+from lth_ray.core.options.resolve import from_preset
 from lth_ray.core.data.loading import load_split
 from lth_ray.core.engine.trajectory import cohort_members
 torch.set_num_threads(1)

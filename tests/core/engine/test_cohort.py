@@ -13,7 +13,9 @@ from rounds_helpers import masks
 
 from lth_ray.core.engine.cohort import Cohort
 from lth_ray.core.engine.trajectory import cohort_members
-from lth_ray.core.spec.config import ConfigError, from_preset
+from lth_ray.core.methods.member import first_round, is_ticket, mask_source, start_of
+from lth_ray.core.options.resolve import from_preset
+from lth_ray.core.spec.config import ConfigError
 from lth_ray.core.store.resume import resume_cohort
 from lth_ray.core.store.rounds import RoundStore
 
@@ -47,8 +49,8 @@ def lone_runs(members, split):
     with its ticket; every other member (pruning at init and its ablations, the ticket's inversion) alone."""
     out = {}
     for m in members:
-        if m.mask_source == "ticket" or (m.start == "rewind" and m.first_round == 1 and m.rewind_iteration):
-            (ticket,) = [x.replace(instability=False) for x in members if x.seed == m.seed and x.is_ticket]
+        if mask_source(m) == "ticket" or (start_of(m) == "rewind" and first_round(m) == 1 and m.rewind_iteration):
+            (ticket,) = [x.replace(instability=False) for x in members if x.seed == m.seed and is_ticket(x)]
             out[m.key] = run([ticket, m], split)[m.key]
         else:
             out[m.key] = run([m], split)[m.key]
@@ -242,12 +244,13 @@ def test_trajectory_cli_runs_a_cohort(tiny_mnist, capsys, tmp_path):
 def test_grouped_convolutions_equal_the_member_by_member_path(cifar_split):
     """The GPU path (one grouped convolution, BatchNorm over P*C channels) and the CPU path (one convolution
     per member) give the same logits, gradients and BatchNorm statistics (float64, on the CPU)."""
-    from lth_ray.core.engine.cohort import initial_weights
-    from lth_ray.core.models.plan import build_model
+    from lth_ray.core.engine.weights import initial_weights
+    from lth_ray.core.models.registry import build_model
     from lth_ray.core.models.stacked import StackedNet
+    from lth_ray.core.spec.config import plan_config
 
     cfg = from_preset("conv2", dataset="cifar10", plan_conv=(4, "8B", "M"), plan_fc=(16,))
-    net = StackedNet(build_model(cfg.plan_conv, cfg.plan_fc, (3, 32, 32), device="meta"))
+    net = StackedNet(build_model(plan_config(cfg.plan_conv, cfg.plan_fc), (3, 32, 32), device="meta"))
     states = [initial_weights(cfg.replace(seed=s)) for s in range(3)]
     x = cifar_split.x_train[:30].double().view(3, 10, 3, 32, 32)
     out = {}

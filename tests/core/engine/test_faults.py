@@ -15,7 +15,7 @@ from conftest import ROOT
 
 from lth_ray.core.engine.cohort import Cohort
 from lth_ray.core.faults import FaultHook, parse
-from lth_ray.core.spec.config import from_preset
+from lth_ray.core.options.resolve import from_preset
 
 
 def test_a_spec_parses_and_a_bad_one_is_refused(tmp_path):

@@ -16,7 +16,8 @@ from lth_ray.cli.trajectory import main as trajectory_main
 from lth_ray.core.engine import numerics
 from lth_ray.core.engine.cohort import Cohort
 from lth_ray.core.engine.trajectory import Trajectory, cohort_members
-from lth_ray.core.spec.config import ConfigError, from_preset
+from lth_ray.core.options.resolve import from_preset
+from lth_ray.core.spec.config import ConfigError
 from lth_ray.core.store.rounds import RoundStore
 from lth_ray.distributed.grid import cohorts
 from lth_ray.results import thesis

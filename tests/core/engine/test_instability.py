@@ -9,11 +9,14 @@ import pytest
 import torch
 
 from lth_ray.cli.trajectory import main
-from lth_ray.core.engine.cohort import STREAM_COPY_DATA, cpu_state, evaluate
+from lth_ray.core.engine.evaluation import evaluate
 from lth_ray.core.engine.instability import barrier, evaluate_path, path_weights
 from lth_ray.core.engine.trajectory import Trajectory
-from lth_ray.core.models.plan import build_model
-from lth_ray.core.spec.config import ConfigError, from_preset
+from lth_ray.core.engine.weights import cpu_state
+from lth_ray.core.models.registry import build_model
+from lth_ray.core.options.resolve import from_preset
+from lth_ray.core.spec.config import ConfigError, plan_config
+from lth_ray.core.spec.streams import STREAM_COPY_DATA
 from lth_ray.core.store.resume import resume_state
 from lth_ray.core.store.rounds import RoundStore
 from lth_ray.results.experiment import StoredRounds, TrialResult
@@ -29,7 +32,7 @@ def small(**kw):
 
 
 def test_two_identical_copies_have_a_barrier_of_exactly_zero(split):
-    model = build_model((), (300, 100), split.in_shape, generator=torch.Generator().manual_seed(1))
+    model = build_model(plan_config((), (300, 100)), split.in_shape, generator=torch.Generator().manual_seed(1))
     w = cpu_state(model)
     ones = {n: torch.ones_like(w[f"{n}.weight"], dtype=torch.bool) for n in ("fc.0", "fc.2", "out")}
     path = evaluate_path(model, w, {k: v.clone() for k, v in w.items()}, ones, split, 7, evaluate)
@@ -40,7 +43,9 @@ def test_two_identical_copies_have_a_barrier_of_exactly_zero(split):
 def test_a_hand_built_pair_gives_the_known_barrier(split):
     """theta_2 = -theta_1 (biases zero): the path's midpoint is the zero net, whose logits tie, so it predicts
     class 0 everywhere; its error is known without training, and so is the barrier."""
-    model = build_model((), (), split.in_shape, generator=torch.Generator().manual_seed(2))  # out layer only
+    model = build_model(
+        plan_config((), ()), split.in_shape, generator=torch.Generator().manual_seed(2)
+    )  # out layer only
     a = {k: v if k.endswith("weight") else torch.zeros_like(v) for k, v in cpu_state(model).items()}
     b = {k: -v for k, v in a.items()}
     ones = {"out": torch.ones_like(a["out.weight"], dtype=torch.bool)}

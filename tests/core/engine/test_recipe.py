@@ -14,12 +14,13 @@ import torch.nn.functional as F
 
 from lth_ray.core.engine.cohort import Cohort
 from lth_ray.core.engine.instability import recompute_batchnorm
-from lth_ray.core.engine.streams import STREAM_DATA, generator
 from lth_ray.core.engine.training import batch_indices, flip_crop
 from lth_ray.core.engine.trajectory import Trajectory, cohort_members
 from lth_ray.core.engine.weights import build_net, initial_weights
+from lth_ray.core.options.resolve import from_preset
 from lth_ray.core.pruning.masks import alive_after, expand, unpack_masks
-from lth_ray.core.spec.config import ConfigError, from_preset
+from lth_ray.core.spec.config import ConfigError
+from lth_ray.core.spec.streams import STREAM_DATA, generator
 from lth_ray.core.spec.training import learning_rate_at
 
 SGD = dict(

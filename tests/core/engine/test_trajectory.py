@@ -10,10 +10,13 @@ from conftest import FASHION_MNIST
 from rounds_helpers import early_stop, masks, records, run_all, trained
 
 from lth_ray.core.data.loading import load_split
-from lth_ray.core.engine.cohort import METRICS, Cohort, early_stop_index
+from lth_ray.core.engine.cohort import Cohort
+from lth_ray.core.engine.evaluation import early_stop_index
+from lth_ray.core.engine.records import METRICS
 from lth_ray.core.engine.trajectory import Trajectory, cohort_members
+from lth_ray.core.options.resolve import from_preset
 from lth_ray.core.pruning.masks import alive_after, unpack_masks
-from lth_ray.core.spec.config import ConfigError, from_preset
+from lth_ray.core.spec.config import ConfigError
 from lth_ray.core.store.resume import load_state, save_state
 
 SMALL = dict(iterations=120, eval_every=40, rounds=2)
@@ -179,7 +182,8 @@ def test_cli_prints_one_json_line_per_round_and_resumes(tiny_mnist, tmp_path):
     cmd = [
         sys.executable,
         "-m",
-        "lth_ray.trajectory",
+        "lth_ray.cli",
+        "trajectory",
         "--preset",
         "lenet",
         "--dataset",

@@ -10,8 +10,10 @@ from rounds_helpers import masks
 
 from lth_ray.core.engine.cohort import Cohort
 from lth_ray.core.engine.trajectory import ablated, cohort_members
+from lth_ray.core.methods.member import check_trajectory
+from lth_ray.core.options.resolve import from_preset
 from lth_ray.core.pruning.masks import shuffle_within_layers
-from lth_ray.core.spec.config import ConfigError, from_preset
+from lth_ray.core.spec.config import ConfigError
 
 
 def rounds_of(members, split):
@@ -128,9 +130,9 @@ def test_ablations_are_chosen_per_method_and_bad_ones_are_one_line_errors(tiny_m
     with pytest.raises(ConfigError, match="ablation='flip' is unknown; allowed: shuffle, reinit, invert"):
         ticket.replace(method="snip", ablation="flip")
     with pytest.raises(ConfigError, match="random pruning has no scores to invert"):
-        ticket.replace(method="random-prune", ablation="invert")
+        check_trajectory(ticket.replace(method="random-prune", ablation="invert"))
     with pytest.raises(ConfigError, match="baseline 'reinit'"):
-        ticket.replace(ablation="reinit")
+        check_trajectory(ticket.replace(ablation="reinit"))
     with pytest.raises(ConfigError, match="needs its ticket"):
         Cohort([ticket.replace(ablation="shuffle")], None)
     from lth_ray.cli.trajectory import main

@@ -16,6 +16,7 @@ from lth_ray.core.data.loading import load_split
 from lth_ray.core.engine.cohort import Cohort
 from lth_ray.core.engine.trajectory import cohort_members
 from lth_ray.core.methods import PruneAtInit, register_method
+from lth_ray.core.methods.member import check_trajectory
 from lth_ray.core.pruning.masks import dense_masks, expand, unpack_masks
 from lth_ray.core.pruning.scoring import Scorer, keep_top, register_scorer
 from lth_ray.core.spec.config import ConfigError, TrajectoryConfig
@@ -90,9 +91,9 @@ def test_a_toy_member_equals_its_lone_run_in_fp64(toy):
 def test_unknown_names_list_the_registered_ones(toy):
     ticket, _ = toy
     with pytest.raises(ConfigError, match=r"method='nope' is unknown; allowed: .*row-mean"):
-        ticket.replace(method="nope")
+        check_trajectory(ticket.replace(method="nope"))
     with pytest.raises(ConfigError, match=r"arch='nope' is unknown; allowed: .*tiny-mlp"):
-        ticket.replace(arch="nope")
+        check_trajectory(ticket.replace(arch="nope"))
     with pytest.raises(
         ConfigError, match="scorer 'nope' is unknown; known: snip, grasp, synflow, magnitude-init, row-mean"
     ):

@@ -4,8 +4,11 @@ import pytest
 import torch
 from torch import nn
 
-from lth_ray.core.models.plan import build_model, in_shape_of, prunable_layers, weight_count
-from lth_ray.core.spec.config import PRESETS, ConfigError
+from lth_ray.core.data.registry import in_shape_of
+from lth_ray.core.models.plan import prunable_layers, weight_count
+from lth_ray.core.models.registry import build_model
+from lth_ray.core.spec.config import ConfigError, plan_config
+from lth_ray.core.spec.presets import PRESETS
 
 WEIGHTS = {"lenet": 266_200, "conv2": 4_300_992, "conv4": 2_425_024, "conv6": 2_261_184}
 NAMES = {
@@ -18,9 +21,8 @@ NAMES = {
 
 def preset_model(arch, seed=0, **kw):
     p = PRESETS[arch]
-    return build_model(
-        p.plan_conv, p.plan_fc, in_shape_of(p.dataset), generator=torch.Generator().manual_seed(seed), **kw
-    )
+    config = plan_config(p.plan_conv, p.plan_fc, kw.pop("activation", "relu"))
+    return build_model(config, in_shape_of(p.dataset), generator=torch.Generator().manual_seed(seed), **kw)
 
 
 @pytest.mark.parametrize("arch", sorted(WEIGHTS))
@@ -55,7 +57,7 @@ def test_glorot_normal_scale():
 
 
 def test_plan_tokens_batchnorm_avgpool_and_activation():
-    model = build_model([16, "32B", "A"], [20], (3, 32, 32), activation="tanh")
+    model = build_model(plan_config([16, "32B", "A"], [20], "tanh"), (3, 32, 32))
     assert isinstance(model.conv[2], nn.Conv2d) and isinstance(model.conv[3], nn.BatchNorm2d)
     assert isinstance(model.conv[5], nn.AvgPool2d) and isinstance(model.fc[1], nn.Tanh)
     assert list(prunable_layers(model)) == ["conv.0", "conv.2", "fc.0", "out"]
@@ -64,19 +66,19 @@ def test_plan_tokens_batchnorm_avgpool_and_activation():
 
 def test_bad_plan_token_is_a_clear_error():
     with pytest.raises(ConfigError, match="'X'"):
-        build_model([64, "X"], [10], (3, 32, 32))
+        build_model(plan_config([64, "X"], [10]), (3, 32, 32))
 
 
 @pytest.mark.parametrize("arch", sorted(WEIGHTS))
-def test_the_registry_builds_the_plan_nets_bitwise_as_before(arch):
-    from lth_ray.core.models.registry import build_model as build_entry
+def test_a_plan_net_is_a_registered_model_built_as_its_plan(arch):
+    """`lenet` (a registered model) and the same plan as a custom plan ('plan') build the same net bitwise."""
     from lth_ray.core.models.registry import model_entry, model_of
-    from lth_ray.core.spec.config import from_preset
+    from lth_ray.core.options.resolve import from_preset
 
     config = from_preset(arch)
-    assert model_of(config) == "plan"
-    ours = build_entry(config, in_shape_of(config.dataset), generator=torch.Generator().manual_seed(7))
-    before = preset_model(arch, seed=7)
-    assert ours.state_dict().keys() == before.state_dict().keys()
-    assert all(torch.equal(t, before.state_dict()[k]) for k, t in ours.state_dict().items())
-    assert model_entry("plan").prunable(ours) == prunable_layers(before)
+    assert model_of(config) == arch
+    ours = build_model(config, in_shape_of(config.dataset), generator=torch.Generator().manual_seed(7))
+    custom = preset_model(arch, seed=7)
+    assert ours.state_dict().keys() == custom.state_dict().keys()
+    assert all(torch.equal(t, custom.state_dict()[k]) for k, t in ours.state_dict().items())
+    assert model_entry(arch).prunable(ours) == model_entry("plan").prunable(custom) == prunable_layers(custom)

@@ -20,11 +20,10 @@ import lth_ray.core.data.registry as data_registry
 import lth_ray.core.models.registry as model_registry
 from lth_ray.core.data.formats import IDX
 from lth_ray.core.data.loading import DataError, epoch_batches, load_raw, load_split
-from lth_ray.core.data.registry import DatasetEntry, dataset_entry, register_dataset
+from lth_ray.core.data.registry import DatasetEntry, dataset_entry, in_shape_of, register_dataset
 from lth_ray.core.models.functional import FunctionalStacked
-from lth_ray.core.models.plan import in_shape_of
 from lth_ray.core.models.registry import ModelEntry, build_model, model_entry, model_of, register_model
-from lth_ray.core.spec.config import DATASETS, ConfigError, TrajectoryConfig
+from lth_ray.core.spec.config import ConfigError, TrajectoryConfig
 
 
 class TinyMLP(nn.Module):
@@ -162,7 +161,10 @@ def test_unknown_names_are_one_line_listing_the_known_ones(registries):
     assert str(err.value) == "dataset 'svhn' is unknown; known: mnist, fashion-mnist, cifar10, toy-digits"
     with pytest.raises(DataError, match="^dataset 'svhn' is unknown; known: mnist, .*toy-digits$"):
         load_raw("svhn")
-    with pytest.raises(ConfigError, match="arch='resnet-7' is unknown; known: plan, .*tiny-mlp, lenet"):
+    with pytest.raises(
+        ConfigError,
+        match="arch='resnet-7' is unknown; known: .*plan, lenet, conv2, conv4, conv6, tiny-mlp or a plan's label",
+    ):
         model_of(TrajectoryConfig(arch="resnet-7"))
     with pytest.raises(ConfigError, match="'svhn' is unknown"):
         in_shape_of("svhn")
@@ -177,8 +179,11 @@ def test_duplicates_are_refused(registries):
         register_dataset(dataset_entry("mnist"))
 
 
+DATASETS = ("mnist", "fashion-mnist", "cifar10")
+
+
 def test_the_builtin_data_sets_are_the_configs_and_their_entries_are_todays_numbers():
-    assert tuple(data_registry.DATASETS) == DATASETS  # what TrajectoryConfig.validate allows
+    assert tuple(data_registry.DATASETS) == DATASETS  # the built-in ones, in order
     assert [in_shape_of(d) for d in DATASETS] == [(1, 28, 28), (1, 28, 28), (3, 32, 32)]
     assert [
         (e.train_size - e.validation_size, e.validation_size, e.test_size, e.num_classes)
@@ -188,7 +193,7 @@ def test_the_builtin_data_sets_are_the_configs_and_their_entries_are_todays_numb
     assert dataset_entry("cifar10").mean is None  # computed from the 45,000 training images
 
 
-def test_the_plan_nets_are_the_plan_entry():
+def test_the_plan_nets_are_registered_models_and_a_custom_plan_is_plan():
     lenet = TrajectoryConfig()
-    assert model_of(lenet) == "plan" and model_of(lenet.replace(arch="custom")) == "plan"
+    assert model_of(lenet) == "lenet" and model_of(lenet.replace(arch="custom")) == "plan"
     assert model_of(lenet.replace(arch="fc300-100")) == "plan"

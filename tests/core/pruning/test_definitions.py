@@ -16,8 +16,10 @@ import lth_ray.core.pruning.scoring as scoring
 import lth_ray.core.pruning.scoring.synflow as synflow
 from lth_ray.core.engine.cohort import Cohort
 from lth_ray.core.engine.trajectory import cohort_members
-from lth_ray.core.models.plan import build_model, prunable_layers
-from lth_ray.core.spec.config import from_preset
+from lth_ray.core.models.plan import prunable_layers
+from lth_ray.core.models.registry import build_model
+from lth_ray.core.options.resolve import from_preset
+from lth_ray.core.spec.config import plan_config
 
 LAYERS = ["conv.0", "fc.0", "out"]
 
@@ -26,7 +28,7 @@ def tiny_net() -> torch.nn.Module:
     """conv(1->2) + BatchNorm + ReLU + max-pool, fc(8->3), out(3->10) on 1x4x4 inputs; signed weights, BatchNorm
     statistics far from (0, 1) so that eval mode matters, and fc and out weights of 1e20 so that the synaptic
     flow (about 1e41) overflows float32: only a float64 computation gets the scores right."""
-    model = build_model(("2B", "M"), (3,), (1, 4, 4), generator=torch.Generator().manual_seed(7))
+    model = build_model(plan_config(("2B", "M"), (3,)), (1, 4, 4), generator=torch.Generator().manual_seed(7))
     with torch.no_grad():
         bn = model.conv[1]
         bn.running_mean.copy_(torch.tensor([-0.5, 0.2]))

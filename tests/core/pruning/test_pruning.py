@@ -3,7 +3,9 @@
 import pytest
 import torch
 
-from lth_ray.core.models.plan import build_model, in_shape_of, prunable_layers
+from lth_ray.core.data.registry import in_shape_of
+from lth_ray.core.models.plan import prunable_layers
+from lth_ray.core.models.registry import build_model
 from lth_ray.core.pruning.masks import (
     alive_after,
     density,
@@ -16,7 +18,8 @@ from lth_ray.core.pruning.masks import (
     removal_count,
     unpack_masks,
 )
-from lth_ray.core.spec.config import PRESETS
+from lth_ray.core.spec.config import plan_config
+from lth_ray.core.spec.presets import PRESETS
 
 # docs/design/protocol.md: percent of weights remaining after k rounds
 LADDER_K = (0, 3, 5, 7, 9, 11, 12, 14, 15, 18, 20)
@@ -30,7 +33,7 @@ LADDER = {
 
 def preset_layers(arch):
     p = PRESETS[arch]
-    model = build_model(p.plan_conv, p.plan_fc, in_shape_of(p.dataset))
+    model = build_model(plan_config(p.plan_conv, p.plan_fc), in_shape_of(p.dataset))
     kinds = prunable_layers(model)
     modules = dict(model.named_modules())
     weights = {n: modules[n].weight.detach() for n in kinds}

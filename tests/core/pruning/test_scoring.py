@@ -12,16 +12,18 @@ from rounds_helpers import masks
 
 from lth_ray.core.engine.cohort import Cohort
 from lth_ray.core.engine.trajectory import cohort_members
-from lth_ray.core.models.plan import build_model, prunable_layers
+from lth_ray.core.models.plan import prunable_layers
+from lth_ray.core.models.registry import build_model
+from lth_ray.core.options.resolve import from_preset
 from lth_ray.core.pruning.masks import alive_after
 from lth_ray.core.pruning.scoring import keep_top, magnitude_scores, snip_scores, synflow_masks
-from lth_ray.core.spec.config import ConfigError, from_preset
+from lth_ray.core.spec.config import ConfigError, plan_config
 
 
 def test_snip_scores_equal_the_hand_computed_ones():
     """A one-layer net: dL/dW = (softmax(Wx + b) - y)^T x / B, score = |dL/dW * W| (mean over the batches)."""
     g = torch.Generator().manual_seed(0)
-    model = build_model((), (), (1, 2, 2), generator=g)  # just `out`: 4 inputs -> 10 classes
+    model = build_model(plan_config((), ()), (1, 2, 2), generator=g)  # just `out`: 4 inputs -> 10 classes
     x1, x2 = torch.randn(5, 1, 2, 2, generator=g), torch.randn(5, 1, 2, 2, generator=g)
     y1, y2 = torch.randint(0, 10, (5,), generator=g), torch.randint(0, 10, (5,), generator=g)
     scores = snip_scores(model, ["out"], [(x1, y1), (x2, y2)])
@@ -37,7 +39,7 @@ def test_snip_scores_equal_the_hand_computed_ones():
 
 
 def test_magnitude_init_keeps_the_largest_initial_weights_globally():
-    model = build_model((), (300, 100), (1, 28, 28), generator=torch.Generator().manual_seed(1))
+    model = build_model(plan_config((), (300, 100)), (1, 28, 28), generator=torch.Generator().manual_seed(1))
     layers = prunable_layers(model)
     ones = {n: torch.ones_like(dict(model.named_modules())[n].weight, dtype=torch.bool) for n in layers}
     kept = keep_top(magnitude_scores(model, layers), ones, 5000)
@@ -49,7 +51,7 @@ def test_magnitude_init_keeps_the_largest_initial_weights_globally():
 def test_synflow_is_data_free_and_never_empties_a_layer():
     """At Lenet's densest rung of a 15-round ladder (about 3.5%) every layer keeps weights; no data is read
     (the scorer gets none), and the model's own weights are untouched."""
-    model = build_model((), (300, 100), (1, 28, 28), generator=torch.Generator().manual_seed(2))
+    model = build_model(plan_config((), (300, 100)), (1, 28, 28), generator=torch.Generator().manual_seed(2))
     before = {k: v.clone() for k, v in model.state_dict().items()}
     layers = prunable_layers(model)
     total = sum(dict(model.named_modules())[n].weight.numel() for n in layers)
@@ -104,7 +106,7 @@ def test_grasp_scores_equal_the_hand_computed_ones():
 
     T = 200.0  # Wang et al.'s temperature, written as the paper's number (not imported: a wrong one must fail)
     g = torch.Generator().manual_seed(3)
-    model = build_model((), (), (1, 2, 2), generator=g).double()
+    model = build_model(plan_config((), ()), (1, 2, 2), generator=g).double()
     xs = [torch.randn(6, 1, 2, 2, generator=g, dtype=torch.float64) for _ in range(2)]
     ys = [torch.randint(0, 10, (6,), generator=g) for _ in range(2)]
     scores = grasp_scores(model, ["out"], list(zip(xs, ys)))

@@ -5,7 +5,8 @@ import sys
 
 import pytest
 
-from lth_ray.core.spec.config import ConfigError, TrajectoryConfig, from_preset
+from lth_ray.core.options.resolve import from_preset
+from lth_ray.core.spec.config import ConfigError, TrajectoryConfig
 
 
 def test_presets_carry_the_paper_recipes():
@@ -64,7 +65,7 @@ def test_unknown_preset():
     ],
 )
 def test_trajectory_cli_bad_input_is_one_line(args, fragment):
-    out = subprocess.run([sys.executable, "-m", "lth_ray.trajectory", *args], capture_output=True, text=True)
+    out = subprocess.run([sys.executable, "-m", "lth_ray.cli", "trajectory", *args], capture_output=True, text=True)
     assert out.returncode == 2
     assert fragment in out.stderr and "Traceback" not in out.stderr
     assert len(out.stderr.strip().splitlines()) == 1

@@ -13,10 +13,13 @@ import torch
 from lth_ray.cli import trajectory as trajectory_cli
 from lth_ray.core.data.registry import DATASETS, dataset_entry
 from lth_ray.core.methods import METHODS
+from lth_ray.core.methods.member import is_ticket
 from lth_ray.core.models.registry import MODELS, model_entry
-from lth_ray.core.spec.config import PRESETS, ConfigError, TrajectoryConfig, from_preset
-from lth_ray.core.spec.options import RECIPE, check_choices
-from lth_ray.core.spec.presets import RECIPES, iterations_per_epoch
+from lth_ray.core.options.parsing import check_choices
+from lth_ray.core.options.recipe import RECIPE
+from lth_ray.core.options.resolve import from_preset, iterations_per_epoch
+from lth_ray.core.spec.config import ConfigError, TrajectoryConfig
+from lth_ray.core.spec.presets import PLAN_NETS, PRESETS
 from lth_ray.distributed import sweep as sweep_cli
 from sweeps import frankle2020
 from sweeps.deep_cifar10 import DEFAULTS as DEEP
@@ -34,7 +37,7 @@ def sweep_tickets(*argv: str, defaults=DEEP) -> list[TrajectoryConfig]:
     args = sweep_cli.build_parser(defaults).parse_args(
         ["--storage", "/tmp/lth-recipe", "--name", "n", "--baselines", "none", "--seeds", "1", *argv]
     )
-    return [t for t in sweep_cli.spec_from_args(args, defaults).trajectories if t.is_ticket]
+    return [t for t in sweep_cli.spec_from_args(args, defaults).trajectories if is_ticket(t)]
 
 
 RECIPE_OPTIONS = [
@@ -224,7 +227,8 @@ def test_a_preset_switched_to_adam_drops_its_momentum_unless_asked():
 
 
 def test_the_thesis_presets_are_unchanged():
-    for name, p in PRESETS.items():
+    for name in PLAN_NETS:
+        p = PRESETS[name]
         config = from_preset(name)
         assert config == TrajectoryConfig(
             arch=p.name,
@@ -239,7 +243,7 @@ def test_the_thesis_presets_are_unchanged():
         )
         assert (config.optimizer, config.augment, config.milestones, config.warmup) == ("adam", "none", (), 0)
         assert not {"optimizer", "augment", "milestones", "warmup", "momentum"} & set(config.to_dict())
-    assert not set(PRESETS) & set(RECIPES)
+    assert PLAN_NETS == ("lenet", "conv2", "conv4", "conv6")
 
 
 def action(parser: argparse.ArgumentParser, flag: str) -> argparse.Action:
@@ -295,7 +299,7 @@ def test_the_recipes_grid_axes():
 def test_frankle2020_plans_resnet20_and_vgg16_at_four_rewind_points_with_instability(capsys, tmp_path):
     argv = ["--num-gpus", "8", "--dry-run", "--storage", str(tmp_path), "--name", "f"]
     spec = sweep_cli.spec_from_args(sweep_cli.build_parser(frankle2020.DEFAULTS).parse_args(argv), frankle2020.DEFAULTS)
-    tickets = [t for t in spec.trajectories if t.is_ticket]
+    tickets = [t for t in spec.trajectories if is_ticket(t)]
     assert {(t.arch, t.rewind_iteration) for t in tickets} == {
         (a, k) for a in ("cifar_resnet_20", "cifar_vgg_16") for k in (0, 100, 500, 2000)
     }

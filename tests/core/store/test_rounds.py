@@ -10,8 +10,8 @@ import torch
 from rounds_helpers import early_stop, masks, run_all, trained
 
 from lth_ray.core.engine.trajectory import Trajectory
+from lth_ray.core.options.resolve import from_preset
 from lth_ray.core.pruning.masks import unpack_masks
-from lth_ray.core.spec.config import from_preset
 from lth_ray.core.store.resume import resume_state
 from lth_ray.core.store.rounds import RoundStore
 from lth_ray.results.experiment import StoredRounds

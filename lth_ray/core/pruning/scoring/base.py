@@ -26,7 +26,7 @@ class Scorer:
     invert)` instead, and is then re-run for every round's count."""
 
     name: str
-    score: Callable[[nn.Module, list, list], dict] | None = None
+    score: Callable[[nn.Module, dict[str, str], list], dict] | None = None
     needs_data: bool = False
     masks: Callable | None = None
 
@@ -42,6 +42,13 @@ def keep_top(scores: dict[str, torch.Tensor], masks: Masks, keep: int, invert: b
     if invert:
         scores = {n: -v for n, v in scores.items()}
     return global_score_prune(scores, masks, count=alive - keep)
+
+
+def _grad(weight: torch.Tensor) -> torch.Tensor:
+    """The gradient a backward pass left on `weight` (every scored weight takes part in the loss)."""
+    if weight.grad is None:
+        raise RuntimeError("a scored weight has no gradient: it took no part in the loss")
+    return weight.grad
 
 
 def _weights(model: nn.Module, layers: Iterable[str]) -> dict[str, torch.Tensor]:

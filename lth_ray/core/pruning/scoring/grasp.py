@@ -5,6 +5,7 @@ weights kept are the top of -S = w * (H g)."""
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -43,7 +44,7 @@ def grasp_scores(
     hg = [torch.zeros_like(p) for p in params]
     for x, y in batches:
         grads = torch.autograd.grad(loss(x, y), params, create_graph=True)
-        z = sum((d * c).sum() for d, c in zip(grads, g))
+        z = cast(torch.Tensor, sum((d * c).sum() for d, c in zip(grads, g)))  # left to right, as always
         for acc, d in zip(hg, torch.autograd.grad(z, params)):
             acc.add_(d)
     model.zero_grad(set_to_none=True)

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lth_ray.core.pruning.scoring.base import Scorer, _weights
+from lth_ray.core.pruning.scoring.base import Scorer, _grad, _weights
 
 
 def snip_scores(
@@ -23,7 +23,7 @@ def snip_scores(
     total = sum(len(y) for _, y in batches)  # the mean over every example (pieces of a batch sum the same)
     for x, y in batches:
         (F.cross_entropy(model(x), y, reduction="sum") / total).backward()
-    scores = {n: (w.grad * w).detach().abs() for n, w in weights.items()}
+    scores = {n: (_grad(w) * w).detach().abs() for n, w in weights.items()}
     model.zero_grad(set_to_none=True)
     return scores
 

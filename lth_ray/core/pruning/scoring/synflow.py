@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from lth_ray.core.pruning.masks import Masks
-from lth_ray.core.pruning.scoring.base import Scorer, _weights, keep_top
+from lth_ray.core.pruning.scoring.base import Scorer, _grad, _weights, keep_top
 
 SYNFLOW_ITERATIONS = 100
 
@@ -37,7 +37,7 @@ def synflow_masks(
                 w.copy_(base[n] * masks[n])
         model.zero_grad(set_to_none=True)
         model(ones).sum().backward()
-        scores = {n: (w.grad * w).detach().abs() for n, w in weights.items()}
+        scores = {n: (_grad(w) * w).detach().abs() for n, w in weights.items()}
         target = max(keep, round(total * (keep / total) ** (k / iterations)))
         masks = keep_top(scores, masks, target, invert)
     return masks
