@@ -7,7 +7,7 @@ FMNIST := /usr/share/datasets/fashion-mnist
 export RAY_USAGE_STATS_ENABLED := 0
 export RAY_AUTH_MODE ?= token
 
-.PHONY: setup data test demo bench clean
+.PHONY: setup data test test-fast demo bench clean
 
 setup: $(STAMP) data
 
@@ -24,8 +24,13 @@ data:
 	  (apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist) >/dev/null 2>&1 \
 	  || echo "note: could not install dataset-fashion-mnist; the demo downloads it, the e2e tests on it are skipped"; fi
 
+# Every test, the Ray tier included (what CI runs); the 20 slowest are listed at the end.
 test: setup
-	$(VPY) -m pytest -q
+	$(VPY) -m pytest -q --durations=20
+
+# The edit loop: CPU only, no Ray, no end-to-end runs (a test that starts Ray anyway fails).
+test-fast: setup
+	CUDA_VISIBLE_DEVICES= $(VPY) -m pytest -q -m "not ray and not e2e" --durations=10
 
 # The docs site (mkdocs.yml): built into site/ with every warning an error (it works offline); served with
 # live reload on http://127.0.0.1:8000.

@@ -45,6 +45,45 @@ os.environ["RAY_AUTH_TOKEN_PATH"] = str(TEST_TOKEN_PATH)
 PYTHON = sys.executable
 FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 
+# The test tiers (pyproject's markers): a test that needs Ray is marked `ray`, by hand or, when it uses one of
+# these fixtures (directly or through another fixture), here; `make test-fast` deselects them.
+RAY_FIXTURES = frozenset({"ray_cluster", "tiny_experiment", "pai_experiment"})
+NO_RAY = Path(__file__).resolve().parent / "no_ray"  # its sitecustomize.py refuses Ray in a test's subprocesses
+
+from no_ray.sitecustomize import ENV as FORBID_RAY_ENV  # noqa: E402 (imports nothing heavy)
+from no_ray.sitecustomize import allow, forbid  # noqa: E402
+
+_VIOLATIONS_DIR = tempfile.mkdtemp(prefix="lth_ray-test-no-ray-")
+atexit.register(shutil.rmtree, _VIOLATIONS_DIR, ignore_errors=True)
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects by marker
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if RAY_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.ray)
+
+
+@pytest.fixture(autouse=True)
+def no_ray_unless_marked(request, monkeypatch):
+    """A test not marked `ray` that starts or joins a Ray cluster, in this process or in a subprocess (a sweep,
+    `make demo`, `ray start`), fails: the fast tier must stay Ray-free, and a missing marker is found in any run."""
+    if request.node.get_closest_marker("ray"):
+        yield
+        return
+    test = request.node.nodeid
+    log = Path(_VIOLATIONS_DIR) / f"{abs(hash(test))}.log"
+    log.unlink(missing_ok=True)
+    monkeypatch.setenv(FORBID_RAY_ENV, f"{test}\t{log}")
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(NO_RAY), os.environ.get("PYTHONPATH")])))
+    undo = forbid(test, str(log))
+    try:
+        yield
+    finally:
+        allow(undo)
+    if log.exists():
+        pytest.fail(log.read_text(), pytrace=False)
+
 
 def write_idx(path: Path, array: np.ndarray, compress: bool = False) -> None:
     """MNIST's IDX format: zero, zero, dtype 0x08 (uint8), ndim, big-endian dims, raw bytes."""

@@ -229,6 +229,7 @@ def fake_cluster():
         shutil.rmtree(folder, ignore_errors=True)
 
 
+@pytest.mark.ray
 def test_without_num_gpus_a_cluster_with_no_gpu_up_is_one_error(fake_cluster, tiny_mnist, tmp_path):
     """The cluster shows 0 GPUs until the autoscaler starts a GPU node, which it does only for work that asks
     for one: the sweep cannot size itself from what is up, and says so."""
@@ -242,6 +243,7 @@ def test_without_num_gpus_a_cluster_with_no_gpu_up_is_one_error(fake_cluster, ti
     assert fake_cluster.workers_alive() == []  # nothing was asked of the autoscaler
 
 
+@pytest.mark.ray
 def test_sweep_scales_the_cluster_up_survives_a_lost_node_and_lets_it_scale_down(fake_cluster, tiny_mnist, tmp_path):
     markers = tmp_path / "faults"
     env = dict(os.environ, LTH_RAY_FAULT=f"block:1:100:{markers}")  # each trial waits at round 1, iteration 100

@@ -84,6 +84,7 @@ def wait_for(predicate, timeout: float, what: str):
     raise AssertionError(f"timed out waiting for {what}")
 
 
+@pytest.mark.ray
 def test_sweep_kill_resume_export_report_on_s3(s3, tiny_mnist, tmp_path):
     """The worker dies (SIGKILL) at round 1's iteration 200 and Tune restarts it from the bucket; then, held at
     round 2's iteration 200, the driver is killed (SIGKILL), and `--resume` finishes the sweep bitwise."""

@@ -118,6 +118,7 @@ def test_sweep_without_the_token_is_refused_by_the_cluster_in_one_line(ray_clust
     assert "RAY_AUTH_TOKEN_PATH" in line and not (tmp_path / "refused").exists()
 
 
+@pytest.mark.ray
 @pytest.mark.e2e
 def test_embedded_ray_has_a_private_token_and_refuses_clients_without_it(tmp_path):
     """A user with no token and no RAY_AUTH_MODE: the sweep's own Ray still runs with token auth."""
@@ -281,6 +282,7 @@ def _contents(path: Path) -> list[bytes]:
     return parts
 
 
+@pytest.mark.ray
 @pytest.mark.e2e
 def test_no_credential_from_the_environment_in_results_exports_reports_or_logs(tiny_mnist, tmp_path):
     """A sweep on an embedded Ray (its workers inherit the environment), its export and report, the logs of

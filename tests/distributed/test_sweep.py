@@ -240,6 +240,7 @@ def test_trials_spread_over_two_nodes_with_fractional_gpus(tiny_mnist, ray_clust
     assert all(r["device"] == "cpu" for r in rows)  # and the trial fell back to the CPU
 
 
+@pytest.mark.ray
 def test_embedded_local_ray_sweep_with_export(tiny_mnist, tmp_path):
     """No --address: the command starts its own Ray, runs, exports and says where the results are."""
     args = sweep_argv(tiny_mnist, tmp_path, "local", "--num-gpus", "0", "--rounds", "1")

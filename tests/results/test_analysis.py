@@ -574,6 +574,7 @@ def execute_notebook(experiment: Path, kernel: str, cwd: Path, monkeypatch):
     return nb
 
 
+@pytest.mark.ray
 @pytest.mark.parametrize("which", ["experiment", "partial", "pai_experiment"])
 def test_the_notebook_runs_top_to_bottom(which, request, venv_kernel, tmp_path, monkeypatch):
     nb = execute_notebook(request.getfixturevalue(which), venv_kernel, tmp_path, monkeypatch)

@@ -57,6 +57,7 @@ def stored_trial(cfg, split, folder: Path, trial_id: str) -> TrialResult:
     return TrialResult(trial_id, "TERMINATED", str(folder / trial_id), cfg, StoredRounds(store))
 
 
+@pytest.mark.e2e
 def test_thesis_files_for_plan_nets_only_and_old_exports_get_the_recipes_defaults(cifar_split, tmp_path):
     tiny = dict(iterations=4, eval_every=2, batch_size=10, rounds=1)
     resnet = from_preset("resnet20", milestones=(), **tiny)

@@ -57,7 +57,7 @@ def lone_runs(members, split):
     return out
 
 
-@pytest.mark.parametrize("arch", ["lenet", "conv2"])
+@pytest.mark.parametrize("arch", ["lenet", pytest.param("conv2", marks=pytest.mark.e2e)])
 def test_float64_members_equal_their_single_runs_within_1e_9(arch, split, cifar_split):
     """Over a few hundred iterations, for imp, reinit and random-prune, Lenet and a conv preset."""
     data = cifar_split if arch == "conv2" else split
@@ -77,6 +77,7 @@ def test_float64_members_equal_their_single_runs_within_1e_9(arch, split, cifar_
     assert together[members[0].key][0].record["val_loss"] != together[members[1].key][0].record["val_loss"]
 
 
+@pytest.mark.e2e
 def test_float64_at_init_and_ablation_members_equal_their_lone_runs(split):
     """Every pruning-at-init method, random pruning, re-init and every ablation of each and of the ticket (23
     members) in one cohort: each member within 1e-9 of its lone run, masks identical."""
@@ -93,6 +94,7 @@ def test_float64_at_init_and_ablation_members_equal_their_lone_runs(split):
         assert_close(together[m.key], alone[m.key], 1e-9)
 
 
+@pytest.mark.e2e
 def test_float64_equivalence_holds_under_late_rewinding_with_batchnorm(cifar_split):
     """Members whose rounds start at different iterations (ticket k -> T, re-init 0 -> T) and BatchNorm."""
     ticket = from_preset(
@@ -113,6 +115,7 @@ def test_float64_equivalence_holds_under_late_rewinding_with_batchnorm(cifar_spl
         assert_close(together[m.key], alone[m.key], 1e-9)
 
 
+@pytest.mark.e2e
 def test_float32_masks_identical_and_accuracies_within_noise_whatever_the_company(split):
     ticket = from_preset("lenet", dataset="mnist", rounds=2, iterations=200, eval_every=50)
     small = run(cohort_members(ticket, [0], ["random-prune"]), split)
@@ -121,6 +124,7 @@ def test_float32_masks_identical_and_accuracies_within_noise_whatever_the_compan
         assert_close(small[key], big[key], 1e-4)
 
 
+@pytest.mark.e2e
 def test_a_diverging_member_changes_no_other_member_and_is_reported(split):
     ticket = from_preset("lenet", dataset="mnist", rounds=2, iterations=100, eval_every=50)
     members = cohort_members(ticket, [0, 1, 2], ["random-prune"])
@@ -142,6 +146,7 @@ def test_a_diverging_member_changes_no_other_member_and_is_reported(split):
             assert_close(poisoned[m.key], clean[m.key], 1e-5)
 
 
+@pytest.mark.e2e
 def test_cohort_resumes_bitwise_from_its_state_and_from_round_files(split, tmp_path):
     ticket = from_preset("lenet", dataset="mnist", rounds=3, iterations=100, eval_every=50)
     members = cohort_members(ticket, [0, 1], ["reinit"])

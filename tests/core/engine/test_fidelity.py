@@ -50,7 +50,7 @@ def stored_trial(cfg, results: dict, folder, trial_id="t_00000") -> TrialResult:
 
 
 @pytest.mark.parametrize("pruning", ["layerwise", "global"])
-@pytest.mark.parametrize("arch", ["lenet", "conv2"])
+@pytest.mark.parametrize("arch", ["lenet", pytest.param("conv2", marks=pytest.mark.e2e)])
 def test_every_baseline_has_the_tickets_density_at_every_round(arch, pruning, split, cifar_split, tmp_path):
     data = cifar_split if arch == "conv2" else split
     base = from_preset(arch, dataset=data.dataset, iterations=2, eval_every=1, rounds=3, pruning=pruning)

@@ -178,6 +178,7 @@ def test_global_pruning_reaches_the_global_density(split):
     assert len({round(v, 3) for v in layers.values()}) > 1  # layers end at different densities
 
 
+@pytest.mark.e2e
 def test_cli_prints_one_json_line_per_round_and_resumes(tiny_mnist, tmp_path):
     cmd = [
         sys.executable,

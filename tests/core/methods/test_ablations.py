@@ -37,6 +37,7 @@ def test_shuffle_keeps_each_layers_count_and_moves_the_weights():
     assert not torch.equal(s["a"], m["a"]) and s["a"].shape == m["a"].shape
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("pruning", ["layerwise", "global"])
 def test_every_ablation_has_the_tickets_density_each_round(pruning, split):
     cfg = from_preset(

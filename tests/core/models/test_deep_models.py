@@ -199,6 +199,7 @@ def recipe(arch: str, **changes) -> TrajectoryConfig:
     )
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("rewind", [0, 2])
 @pytest.mark.parametrize("arch", SMALL)
 def test_float64_members_equal_their_lone_runs(small_nets, cifar_split, arch, rewind):
@@ -218,6 +219,7 @@ def test_float64_members_equal_their_lone_runs(small_nets, cifar_split, arch, re
     assert together[members[0].key][0].record["val_loss"] != together[members[1].key][0].record["val_loss"]
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("arch", SMALL)
 def test_synflow_with_batchnorm_keeps_the_ladder_count(small_nets, cifar_split, arch):
     members = cohort_members(recipe(arch), [0], ["synflow"])

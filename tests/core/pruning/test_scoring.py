@@ -48,6 +48,7 @@ def test_magnitude_init_keeps_the_largest_initial_weights_globally():
     assert min(float(w[n][m].min()) for n, m in kept.items()) >= max(float(w[n][~m].max()) for n, m in kept.items())
 
 
+@pytest.mark.e2e
 def test_synflow_is_data_free_and_never_empties_a_layer():
     """At Lenet's densest rung of a 15-round ladder (about 3.5%) every layer keeps weights; no data is read
     (the scorer gets none), and the model's own weights are untouched."""
@@ -64,6 +65,7 @@ def test_synflow_is_data_free_and_never_empties_a_layer():
     assert all(torch.equal(kept[n], again[n]) for n in kept)  # deterministic
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("pruning", ["layerwise", "global"])
 def test_every_at_init_method_has_the_tickets_density_each_round(pruning, split):
     cfg = from_preset("lenet", dataset="mnist", iterations=20, eval_every=10, rounds=3, pruning=pruning)
@@ -79,6 +81,7 @@ def test_every_at_init_method_has_the_tickets_density_each_round(pruning, split)
     assert sorted(rounds[0]) == [0]  # no dense round of their own
 
 
+@pytest.mark.e2e
 def test_synflow_masks_do_not_depend_on_the_data(split):
     cfg = from_preset("lenet", dataset="mnist", iterations=10, eval_every=10, rounds=2, method="synflow")
     other = dataclasses.replace(split, x_train=split.x_train.flip(0), y_train=split.y_train.flip(0))

@@ -45,7 +45,7 @@ def write_all(trajectory, store):
         ("lenet", {}),
         ("lenet", dict(rewind_iteration=20)),
         ("lenet", dict(method="one-shot")),
-        ("conv2", dict(rewind_iteration=1)),
+        pytest.param("conv2", dict(rewind_iteration=1), marks=pytest.mark.e2e),
     ],
 )
 def test_checkpoint_size_does_not_grow_with_the_round(arch, kw, split, cifar_split):
