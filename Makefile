@@ -7,7 +7,7 @@ FMNIST := /usr/share/datasets/fashion-mnist
 export RAY_USAGE_STATS_ENABLED := 0
 export RAY_AUTH_MODE ?= token
 
-.PHONY: setup data test test-fast demo bench clean
+.PHONY: setup data test test-fast lint typecheck check demo bench clean
 
 setup: $(STAMP) data
 
@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 	test -x $(VPY) || $(PY) -m venv $(VENV)
 	$(VPY) -m pip install -q --upgrade pip
 	$(VPY) -m pip install -q torch==2.14.1 torchvision==0.29.1
-	$(VPY) -m pip install -q -e '.[test]'
+	$(VPY) -m pip install -q -e '.[test,dev,docs]'
 	touch $(STAMP)
 
 # Debian's Fashion-MNIST (real data, offline); skipped quietly where apt or root is missing.
@@ -28,9 +28,21 @@ data:
 test: setup
 	$(VPY) -m pytest -q --durations=20
 
-# The edit loop: CPU only, no Ray, no end-to-end runs (a test that starts Ray anyway fails).
+# The edit loop: CPU only, no Ray, no end-to-end runs (a test that starts Ray anyway fails). One torch thread:
+# the tiny nets gain nothing from more, and on a busy machine spinning OpenMP threads slow the tier down many times.
 test-fast: setup
-	CUDA_VISIBLE_DEVICES= $(VPY) -m pytest -q -m "not ray and not e2e" --durations=10
+	CUDA_VISIBLE_DEVICES= OMP_NUM_THREADS=1 $(VPY) -m pytest -q -m "not ray and not e2e" --durations=10
+
+# What CI runs before the tests: the linter, the formatter's check, the type checker (the whole package) and
+# the docs build (`docs`, below).
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+typecheck: setup
+	$(VENV)/bin/mypy lth_ray
+
+check: lint typecheck docs
 
 # The docs site (mkdocs.yml): built into site/ with every warning an error (it works offline); served with
 # live reload on http://127.0.0.1:8000.
