@@ -57,7 +57,8 @@ def lone_runs(members, split):
     return out
 
 
-@pytest.mark.parametrize("arch", ["lenet", pytest.param("conv2", marks=pytest.mark.e2e)])
+@pytest.mark.e2e
+@pytest.mark.parametrize("arch", ["lenet", "conv2"])
 def test_float64_members_equal_their_single_runs_within_1e_9(arch, split, cifar_split):
     """Over a few hundred iterations, for imp, reinit and random-prune, Lenet and a conv preset."""
     data = cifar_split if arch == "conv2" else split
