@@ -90,8 +90,8 @@ def within(name: str, prefix: str) -> bool:
     return name == prefix or name.startswith(prefix + ".")
 
 
-# The top-level lth_ray/<old>.py files re-export a layer for old code; inside the package they would hide
-# which layer is used, so the core may not reach anything through them either.
+# The top-level lth_ray/<name>.py files (Tune's pickled names, the old command spellings) point into the layers
+# for old pickles and scripts; the core never reaches anything through them.
 SHIMS = tuple(m.name for m in MODULES if m.name.count(".") == 1 and m.path.parent == PACKAGE)
 
 # layer -> (what it must not import, why)

@@ -26,7 +26,7 @@ from lth_ray.core.store.rounds import RoundStore
 
 SCOPE = "trajectory"
 FILES = "running and files"
-# What only a trajectory run has: the recipe's options come from lth_ray.core.spec.options.
+# What only a trajectory run has: the recipe's options come from lth_ray.core.options.recipe.
 RUN: tuple[Option, ...] = (
     Option("--threads", "torch CPU threads", FILES, type=int, metavar="T", shown="torch's"),
     Option(

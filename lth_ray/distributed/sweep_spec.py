@@ -1,6 +1,6 @@
 """A sweep's command line -> a validated `SweepSpec`: what the sweep runs, as data.
 
-The recipe's options are the trajectory CLI's (`lth_ray.core.spec.options`), with the same names; the grid's
+The recipe's options are the trajectory CLI's (`lth_ray.core.options.recipe`), with the same names; the grid's
 (arch, prune rates, learning rate, batch size, rewind iteration, optimizer, weight decay, warmup, augmentation)
 take comma lists here, and with `--seeds` those lists are the grid's axes (`lth_ray.distributed.grid`).
 Everything is checked here, before Ray starts.

@@ -1,6 +1,6 @@
 """Member policies: where each method's mask comes from and where its training starts (one file each).
 
-The built-in methods are registered here in lth_ray 0.2's order (their numbers in the random streams):
+The built-in methods are registered here in a fixed order (their numbers in the random streams):
 the ticket (`imp`), its re-init baseline, random pruning, the one-shot ticket, then one pruning-at-init
 method per built-in scorer. Ablations (shuffle, reinit, invert) apply to any method that allows them.
 """

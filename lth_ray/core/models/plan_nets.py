@@ -20,5 +20,7 @@ def build_plan_net(config: TrajectoryConfig, in_shape: tuple[int, int, int], num
     return PlanNet(config.plan_conv, config.plan_fc, in_shape, num_classes, activation=config.activation)
 
 
-for _name in ("plan", *PLAN_NETS):
+PLAN_MODELS = ("plan", *PLAN_NETS)  # the models built from a plan: the thesis' nets and custom plans
+
+for _name in PLAN_MODELS:
     register_model(ModelEntry(_name, build_plan_net, init_weights, StackedNet, prunable_layers))

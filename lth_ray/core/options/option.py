@@ -1,19 +1,19 @@
 """One command-line option of a trajectory's recipe: its spelling, help, type, choices and default.
 
-Every setting of `TrajectoryConfig` that a user sets has one option here: one spelling, its help, its type, its
-choices (the validator's own constants) and the default `--help` shows. The option's destination is the
-setting's field name, and the parsed values go to `from_preset` as they are, so the recorded recipe
+Every setting of `TrajectoryConfig` that a user sets has one option (`recipe.RECIPE`): one spelling, its help,
+its type, its choices (the validator's own constants) and the default `--help` shows. The option's destination
+is the setting's field name, and the parsed values go to `from_preset` as they are, so the recorded recipe
 (`TrajectoryConfig.to_dict`) holds exactly what the command line set.
 
-The trajectory CLI (`lth_ray.cli.trajectory`) takes one value per option. The sweep CLI (`lth_ray.cli.sweep`)
-takes a comma list for the options marked `grid`, and each list is an axis of the sweep's grid. The spellings of
-lth_ray 0.2 (`--preset`, `--archs`, `--prune-rates`, `--conv-prune-rates`, `--one-shot`) still parse, as hidden
-aliases of the same destination.
+The trajectory CLI (`lth_ray.cli.trajectory`) takes one value per option. The sweep CLI
+(`lth_ray.distributed.sweep_spec`) takes a comma list for the options marked `grid`, and each list is an axis of
+the sweep's grid. Older spellings (`--preset`, `--archs`, `--prune-rates`, `--conv-prune-rates`, `--one-shot`)
+still parse, as hidden aliases of the same destination.
 
 The choices of --arch, --dataset, --method and --baselines are the registries' (models, data sets, methods),
 read when a parser is built, so a model, data set or method registered before that is on both command lines.
 Lengths (--iterations, --rewind-iteration, --milestones, --warmup) are iterations (`2000`, `2000it`) or epochs
-(`80ep`); epochs become iterations of the final data set and batch size in `from_preset` (`spec.presets`).
+(`80ep`); epochs become iterations of the final data set and batch size in `from_preset` (`options.resolve`).
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 COHORT_FORMAT = 3  # a list of member states (each of trajectory state format 2)
-STATE_FORMAT = 2  # one member's state; 1 was lth_ray 0.1.0 (every round's weights in one growing state)
+STATE_FORMAT = 2  # one member's state; format 1 held every round's weights in one growing state
 # Settings a member may have of its own; every other setting is the cohort's recipe, shared by all.
 MEMBER_FIELDS = (
     "seed",

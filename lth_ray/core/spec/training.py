@@ -1,8 +1,8 @@
 """The training recipe beyond the thesis' Adam at a constant rate: optimizer, schedule, augmentation, pruning
 scope and the instability path's BatchNorm. Checked once, with one-line errors.
 
-These settings arrived after lth_ray 0.2. A config records them only where they differ from their defaults
-(`ADDED_DEFAULTS`), so a 0.2 experiment's recorded configs, states and keys stay exactly what they were.
+A config records these settings only where they differ from their defaults (`ADDED_DEFAULTS`), so an
+experiment recorded before they existed keeps its configs, states and keys exactly as they were.
 Lengths are iterations here; the command line also takes epochs (`80ep`, `parse_length`).
 """
 

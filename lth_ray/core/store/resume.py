@@ -1,7 +1,7 @@
 """Where a trajectory or cohort continues: its checkpoint, or the round files written after it. No Ray.
 
 A finished round's files are written once and never recomputed; a checkpoint holds only what the next round
-needs (`engine.cohort`'s member states). State files are written atomically (write, then rename).
+needs (`spec.state.MemberState` per member). State files are written atomically (write, then rename).
 """
 
 from __future__ import annotations

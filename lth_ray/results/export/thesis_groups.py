@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from lth_ray.core.methods.member import is_ticket
+from lth_ray.core.models.plan_nets import PLAN_MODELS
 from lth_ray.core.models.registry import model_of
 from lth_ray.core.spec.config import ConfigError
 from lth_ray.results.experiment import TrialResult
@@ -32,7 +33,7 @@ def thesis_net(config) -> str | None:
     """The thesis' name of the net `config` trains ("Conv" or "Lenet"), or None when it is not one of the
     thesis' plan nets (a registered model: the thesis' files would load it as another net)."""
     try:
-        if model_of(config) != "plan":
+        if model_of(config) not in PLAN_MODELS:
             return None
     except ConfigError:  # a model registered where the trial ran, not here: not a plan net either
         return None

@@ -36,5 +36,5 @@ def scorer(name: str) -> Scorer:
     return registered(SCORERS, name, "scorer")
 
 
-for _module in (snip, grasp, synflow, magnitude_init):  # the order of lth_ray 0.2's AT_INIT
+for _module in (snip, grasp, synflow, magnitude_init):  # AT_INIT's order (the methods' numbers follow it)
     register_scorer(_module.SCORER)
