@@ -268,3 +268,18 @@ def cifar_split(tiny_cifar10):
         dataset="cifar10",
         source=s.source,
     )
+
+
+@pytest.fixture
+def registries(monkeypatch):
+    """The toy model and data set of tests/toy_extension.py registered, as a user's program registers its own; the
+    registries are restored afterwards, so other tests see only the built-ins."""
+    from toy_extension import TINY, TOY_DIGITS
+
+    import lth_ray.core.data.registry as data_registry
+    import lth_ray.core.models.registry as model_registry
+
+    monkeypatch.setattr(model_registry, "MODELS", dict(model_registry.MODELS))
+    monkeypatch.setattr(data_registry, "DATASETS", dict(data_registry.DATASETS))
+    data_registry.register_dataset(TOY_DIGITS)
+    model_registry.register_model(TINY)

@@ -8,7 +8,7 @@ zero after training, and a cohort member equals its lone run in fp64.
 
 import pytest
 import torch
-from test_registry import make_toy_digits, registries  # noqa: F401  (the toy model and data set, registered)
+from toy_extension import make_toy_digits
 
 import lth_ray.core.methods.registry as method_registry
 import lth_ray.core.pruning.scoring as scoring

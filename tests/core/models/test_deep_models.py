@@ -9,7 +9,7 @@ lone run within 1e-9.
 
 import pytest
 import torch
-from test_cohort import assert_close, lone_runs, run
+from cohort_helpers import assert_close, lone_runs, run
 from torch import nn
 
 import lth_ray.core.models.registry as model_registry
