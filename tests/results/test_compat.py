@@ -130,12 +130,19 @@ def split_free_new_trial(tmp_path, tiny_mnist) -> Path:
 # (/tmp/v020-storage) in its state; restoring a copy elsewhere works (Tune 2.60 takes the folder it is given).
 
 V020 = ROOT / "tests" / "data" / "v020-experiment"
+# `tests/data/v030-experiment`: the same sweep run by the code of 19a5736 (0.3.0), with the modern recipe's
+# settings (`--optimizer sgd --momentum 0.9 --learning-rate 0.05 --warmup 10it`) recorded in its configs.
+V030 = ROOT / "tests" / "data" / "v030-experiment"
 V020_METHODS = ["imp", "random-prune", "reinit"]
 
 
-@pytest.fixture
-def v020(tmp_path) -> Path:
-    return Path(shutil.copytree(V020, tmp_path / "v020"))
+RECORDED = {"v020": V020, "v030": V030}
+
+
+@pytest.fixture(params=sorted(RECORDED))
+def v020(request, tmp_path) -> Path:
+    """A copy of a recorded experiment of state format 2: 0.2's (bcb7175) or 0.3's (19a5736)."""
+    return Path(shutil.copytree(RECORDED[request.param], tmp_path / request.param))
 
 
 def test_a_v020_experiment_exports_in_the_current_layout(v020, tmp_path):
@@ -222,7 +229,7 @@ def test_a_v020_experiment_resumes_from_its_new_folder_as_finished(v020, ray_clu
         timeout=300,
     )
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
-    assert "sweep v020: 6/6 trajectories complete" in out.stdout and f"results: {v020}" in out.stdout
+    assert f"sweep {v020.name}: 6/6 trajectories complete" in out.stdout and f"results: {v020}" in out.stdout
     assert {d.name: _files_by_digest(d) for d in v020.iterdir() if d.is_dir()} == before  # no round rerun
     assert len(list(v020.glob("experiment_state-*.json"))) == 2  # the restored run's state, written here
     after = load_trials(str(v020))
