@@ -28,10 +28,11 @@ data:
 test: setup
 	$(VPY) -m pytest -q --durations=20
 
-# The edit loop: CPU only, no Ray, no end-to-end runs (a test that starts Ray anyway fails). One torch thread:
-# the tiny nets gain nothing from more, and on a busy machine spinning OpenMP threads slow the tier down many times.
+# The edit loop: CPU only, no Ray, no end-to-end runs (a test that starts Ray anyway fails), one pytest worker
+# per core. One torch thread each: the tiny nets gain nothing from more, and competing OpenMP threads on a busy
+# machine slow the tier down many times.
 test-fast: setup
-	CUDA_VISIBLE_DEVICES= OMP_NUM_THREADS=1 $(VPY) -m pytest -q -m "not ray and not e2e" --durations=10
+	CUDA_VISIBLE_DEVICES= OMP_NUM_THREADS=1 $(VPY) -m pytest -q -n auto -m "not ray and not e2e" --durations=10
 
 # What CI runs before the tests: the linter, the formatter's check, the type checker (the whole package) and
 # the docs build (`docs`, below).
