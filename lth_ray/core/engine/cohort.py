@@ -98,6 +98,7 @@ class Cohort:
             self._cast,
         )
         self._single: torch.nn.Module | None = None
+        self._chunks: dict[int, int] = {}  # eval_chunk by members: a ResNet's estimate traces a forward pass
         self.last_trained: dict[int, dict] = {}
         per_epoch = len(split.x_train) // cfg.batch_size
         for c in self.configs:
@@ -198,14 +199,16 @@ class Cohort:
     # ------------------------------------------------------------------ evaluation
     def eval_chunk(self, members: int) -> int:
         """Examples evaluated at once for `members` stacked members, within the memory budget (`budget`)."""
-        return eval_chunk(
-            self.template,
-            self.split.in_shape,
-            members,
-            self.dtype.itemsize,
-            self.budget,
-            grouped=self.device.type == "cuda",
-        )
+        if members not in self._chunks:
+            self._chunks[members] = eval_chunk(
+                self.template,
+                self.split.in_shape,
+                members,
+                self.dtype.itemsize,
+                self.budget,
+                grouped=self.device.type == "cuda",
+            )
+        return self._chunks[members]
 
     def _evaluate(self, tensors, x: torch.Tensor, y: torch.Tensor, members: int):
         """Mean loss and accuracy of every member over a whole split, as (P,) device tensors (no host sync)."""

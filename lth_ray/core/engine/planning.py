@@ -192,6 +192,7 @@ class RoundPlanner:
             lambda: self.scoring_batches(i),
             self.split.in_shape,
             self.scores,
+            self.device,
         )
 
     def ladder_count(self, r: int) -> int:

@@ -108,23 +108,33 @@ def flip_crop(x: torch.Tensor, flips: torch.Tensor, offsets: torch.Tensor, fill:
     return padded.gather(4, cols.expand(P, N, C, H, W))
 
 
-def optimizer_for(leaves: list[dict[str, torch.Tensor]], recipe: TrajectoryConfig, device: torch.device):
+def optimizer_for(
+    leaves: list[dict[str, torch.Tensor]], recipe: TrajectoryConfig, device: torch.device, compiled: bool = False
+):
     """The recipe's optimizer over every group's leaves, fused where PyTorch has the kernel: Adam (the
-    thesis' protocol; weight decay as L2, as torch and OpenLTH) or SGD with momentum, Nesterov, weight decay."""
+    thesis' protocol; weight decay as L2, as torch and OpenLTH) or SGD with momentum, Nesterov, weight decay.
+
+    `compiled`: for a step that torch.compile traces: the multi-tensor (foreach) kernels, which it fuses itself
+    (the fused SGD kernel cannot be traced), and the learning rate as a tensor, so a schedule changes a value
+    rather than the traced program."""
     params = [t for group in leaves for t in group.values()]
-    fused = device.type in ("cuda", "cpu", "mps")
+    fused = device.type in ("cuda", "cpu", "mps") and not compiled
+    kinds: dict = {"foreach": True} if compiled else {"fused": fused}
+    lr = torch.tensor(recipe.learning_rate, device=device) if compiled else recipe.learning_rate
     if recipe.optimizer == "sgd":  # a parameter group per start: fused SGD makes momentum buffers group-wise
         return torch.optim.SGD(
             [{"params": list(group.values())} for group in leaves],
-            lr=recipe.learning_rate,
+            lr=lr,
             momentum=recipe.momentum,
             nesterov=recipe.nesterov,
             weight_decay=recipe.weight_decay,
-            fused=fused,
+            **kinds,
         )
+    if compiled:
+        kinds["capturable"] = True  # Adam takes a tensor rate only so
     if recipe.weight_decay:
-        return torch.optim.Adam(params, lr=recipe.learning_rate, weight_decay=recipe.weight_decay, fused=fused)
-    return torch.optim.Adam(params, lr=recipe.learning_rate, fused=fused)
+        return torch.optim.Adam(params, lr=lr, weight_decay=recipe.weight_decay, **kinds)
+    return torch.optim.Adam(params, lr=lr, **kinds)
 
 
 @dataclass
@@ -138,12 +148,17 @@ class RoundTensors:
     param_keys: list[str]
     group_starts: list[int]
     leaves: list[dict[str, torch.Tensor]]  # each group's parameters, stacked on the member axis
+    # with several groups: every participant's parameters as one leaf per key, whose rows the groups' leaves
+    # share (views), so the forward pass takes them without concatenating at every step; None with one group
+    full: dict[str, torch.Tensor] | None
+    rows: list[tuple[int, int]]  # each group's rows of the member axis
     buffers: dict[str, torch.Tensor]  # BatchNorm statistics, updated in place by the forward pass
     weights: list[torch.Tensor]  # the prunable layers' weights of every group
     masks: list[torch.Tensor]  # and their masks, in the same order
     sparse: bool
     optimizer: torch.optim.Optimizer
     keep_es: torch.Tensor  # (P,) whether each participant keeps its early-stop weights
+    start_iterations: torch.Tensor  # (P,) each participant's start, on the device (no copy per evaluation)
     running: torch.Tensor  # (P,) training loss summed since the last evaluation
     best_loss: torch.Tensor  # (P,) lowest finite validation loss so far
     best: dict[str, torch.Tensor] | None  # the stacked weights at it (None: nobody keeps them)
@@ -158,9 +173,7 @@ class RoundTensors:
 
     def stacked(self) -> dict[str, torch.Tensor]:
         """Every participant's tensors, stacked in participant order."""
-        if len(self.leaves) == 1:
-            return {**self.leaves[0], **self.buffers}
-        return {**{k: torch.cat([group[k] for group in self.leaves]) for k in self.param_keys}, **self.buffers}
+        return {**(self.leaves[0] if self.full is None else self.full), **self.buffers}
 
 
 @dataclass
@@ -178,6 +191,7 @@ class Lockstep:
     evaluate: Callable  # (stacked tensors, x, y, members) -> ((P,) loss, (P,) accuracy)
     progress: Callable[[int, int], None] | None = None
     fill: torch.Tensor | None = None  # each channel's padding value (augment flip-crop)
+    compiled: dict = field(default_factory=dict)  # the compiled step's parts (`recipe.compile_step`)
 
     def train(self, r: int, parts: list[Participant]) -> None:
         """Round r of every participant: stack them, step them together, evaluate, hand each its share."""
@@ -216,21 +230,25 @@ class Lockstep:
         """The participants' starting tensors stacked on the member axis, pruned weights zeroed, an optimizer."""
         dev = self.split.x_train.device
         group_starts = sorted({p.start_iteration for p in parts})
-        groups = [[p for p in parts if p.start_iteration == s] for s in group_starts]
-        leaves = [
-            {k: torch.stack([_start(p)[k] for p in g]).to(dev).requires_grad_(True) for k in self.param_keys}
-            for g in groups
-        ]
+        sizes = [sum(p.start_iteration == s for p in parts) for s in group_starts]
+        rows = [(sum(sizes[:g]), sum(sizes[: g + 1])) for g in range(len(sizes))]
+        params = {k: torch.stack([_start(p)[k] for p in parts]).to(dev).requires_grad_(True) for k in self.param_keys}
+        full = params if len(rows) > 1 else None
+        leaves = (
+            [params]
+            if full is None
+            else [{k: t.detach()[a:b].requires_grad_(True) for k, t in params.items()} for a, b in rows]
+        )
         buffers = {
             k: torch.stack([_start(p)[k] for p in parts]).to(dev) for k in self.state_keys if k not in self.param_keys
         }
-        weights = [leaves[g][f"{n}.weight"] for g in range(len(groups)) for n in self.layers]
-        masks = [torch.stack([p.masks[n] for p in group]).to(dev, self.dtype) for group in groups for n in self.layers]
+        weights = [params[f"{n}.weight"] for n in self.layers]
+        masks = [torch.stack([p.masks[n] for p in parts]).to(dev, self.dtype) for n in self.layers]
         sparse = any(not bool(p.masks[n].all()) for p in parts for n in self.layers)
         if sparse:
             with torch.no_grad():
                 torch._foreach_mul_(weights, masks)
-        optimizer = optimizer_for(leaves, self.recipe, dev)
+        optimizer = optimizer_for(leaves, self.recipe, dev, compiled=self.recipe.compile_step)
         keep_es = torch.tensor([p.keep_es for p in parts], device=dev)
         P = len(parts)
         rt = RoundTensors(
@@ -238,12 +256,15 @@ class Lockstep:
             self.param_keys,
             group_starts,
             leaves,
+            full,
+            rows,
             buffers,
             weights,
             masks,
             sparse,
             optimizer,
             keep_es,
+            torch.tensor([p.start_iteration for p in parts], device=dev),
             running=torch.zeros(P, device=dev, dtype=self.dtype),
             best_loss=torch.full((P,), float("inf"), device=dev, dtype=self.dtype),
             best=None,
@@ -258,7 +279,10 @@ class Lockstep:
         starts = rt.starts
         if cfg.milestones or cfg.warmup:
             for group in rt.optimizer.param_groups:
-                group["lr"] = learning_rate_at(cfg, it)
+                if isinstance(group["lr"], torch.Tensor):  # the compiled step's: a value, not a new program
+                    group["lr"].fill_(learning_rate_at(cfg, it))
+                else:
+                    group["lr"] = learning_rate_at(cfg, it)
         started: torch.Tensor | None = None  # which participants train now, while some start later
         kept: dict[str, torch.Tensor] = {}
         if any(s > it for s in starts):
@@ -268,26 +292,51 @@ class Lockstep:
                 started = rt.started_masks[flags] = torch.tensor(flags, device=dev)
             kept = {k: b.clone() for k, b in rt.buffers.items()}
         rt.optimizer.zero_grad(set_to_none=True)
-        with numerics.autocast(cfg.precision, dev):
-            logits = self.net.forward(rt.stacked(), x, P, shared=False, training=True)
-        losses = (
-            F.cross_entropy(logits.to(self.dtype).flatten(0, 1), y.flatten(), reduction="none")
-            .view(P, cfg.batch_size)
-            .mean(1)
-        )
+        losses = self._losses(rt.stacked(), x, y, P)
         losses.sum().backward()  # member q's gradient depends on member q's loss only
-        for g, start in enumerate(rt.group_starts):
-            if start > it:
-                for t in rt.leaves[g].values():
-                    t.grad = None  # not started: no update, no moment, no step
-        rt.optimizer.step()
+        if rt.full is not None:  # each group's rows of the gradient; a group not started has none
+            for (a, b), start, group in zip(rt.rows, rt.group_starts, rt.leaves):
+                for k, t in group.items():
+                    grad = rt.full[k].grad
+                    t.grad = None if start > it or grad is None else grad[a:b]  # not started: no update or step
+            for t in rt.full.values():
+                t.grad = None
+        self._update(rt)
         with torch.no_grad():
             if started is not None:
                 for k, old in kept.items():  # BatchNorm statistics of members not yet started stay put
                     rt.buffers[k].copy_(torch.where(started.view((-1,) + (1,) * (old.dim() - 1)), rt.buffers[k], old))
-            if rt.sparse:
-                torch._foreach_mul_(rt.weights, rt.masks)  # pruned weights stay exactly zero
             rt.running += torch.where(started, losses.detach(), 0.0) if started is not None else losses.detach()
+
+    def _losses(self, tensors: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor, P: int) -> torch.Tensor:
+        """Each participant's mean training loss on its batch, (P,): the step's forward pass (compiled when
+        `compile_step`: one program per cohort shape)."""
+        if not self.recipe.compile_step:
+            return self._forward_losses(tensors, x, y, P)
+        if "losses" not in self.compiled:
+            self.compiled["losses"] = compile_step_part(self._forward_losses, x.device)
+        return self.compiled["losses"](tensors, x, y, P)
+
+    def _forward_losses(self, tensors, x: torch.Tensor, y: torch.Tensor, P: int) -> torch.Tensor:
+        with numerics.autocast(self.recipe.precision, x.device):
+            logits = self.net.forward(tensors, x, P, shared=False, training=True)
+        return (
+            F.cross_entropy(logits.to(self.dtype).flatten(0, 1), y.flatten(), reduction="none")
+            .view(P, self.recipe.batch_size)
+            .mean(1)
+        )
+
+    def _update(self, rt: RoundTensors) -> None:
+        """The optimizer's step, then the masks: pruned weights stay exactly zero (compiled with the forward)."""
+        if not self.recipe.compile_step:
+            rt.optimizer.step()
+            if rt.sparse:
+                with torch.no_grad():
+                    torch._foreach_mul_(rt.weights, rt.masks)
+            return
+        if "update" not in self.compiled:
+            self.compiled["update"] = compile_step_part(_masked_update, rt.weights[0].device)
+        self.compiled["update"](rt.optimizer, rt.weights, rt.masks if rt.sparse else None)
 
     def _evaluate_and_early_stop(self, rt: RoundTensors, done: int) -> None:
         """Every participant's metrics after `done` iterations, and its early-stop weights where they improve."""
@@ -300,7 +349,7 @@ class Lockstep:
         rt.point_iters.append(done)
         rt.running = torch.zeros(P, device=dev, dtype=self.dtype)
         if rt.best is not None:  # keep each member's weights at its lowest finite validation loss, without a host sync
-            mine = torch.tensor([s < done for s in rt.starts], device=dev) & rt.keep_es
+            mine = (rt.start_iterations < done) & rt.keep_es
             better = mine & torch.isfinite(val_loss) & (val_loss < rt.best_loss)
             rt.best_loss = torch.where(better, val_loss, rt.best_loss)
             with torch.no_grad():
@@ -332,3 +381,18 @@ class Lockstep:
                 p.out["early_stop"] = {k: best_cpu[k][q].clone() for k in self.state_keys}
             if p.capture_at is not None:
                 p.out["rewind"] = {k: rt.captured[p.capture_at][k][q].clone() for k in self.state_keys}
+
+
+def _masked_update(optimizer: torch.optim.Optimizer, weights: list[torch.Tensor], masks: list[torch.Tensor] | None):
+    optimizer.step()
+    if masks is not None:
+        with torch.no_grad():
+            torch._foreach_mul_(weights, masks)
+
+
+def compile_step_part(fn: Callable, device: torch.device) -> Callable:
+    """`fn` compiled by torch.compile; on a GPU with CUDA graphs ("reduce-overhead"): a host-bound step then
+    costs one graph launch instead of dozens of kernel launches and their Python. Shapes are static: a cohort
+    of another size is traced anew."""
+    mode = "reduce-overhead" if device.type == "cuda" else None
+    return torch.compile(fn, mode=mode, dynamic=False)

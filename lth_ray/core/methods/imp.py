@@ -18,7 +18,7 @@ class IterativeMagnitude(MemberMethod):
         cfg, s = member.config, member.state
         assert s.trained is not None and (r == 1 or s.masks is not None), "round r >= 1 follows a trained round"
         previous = dense_masks(member.layer_weights()) if r == 1 or s.masks is None else unpack_masks(s.masks)
-        trained = member.layer_weights(expand(s.trained, previous))
+        trained = member.on_device(member.layer_weights(expand(s.trained, previous)))
         if cfg.pruning == "global":
             return global_magnitude_prune(trained, previous, rate=cfg.prune_rate_fc, invert=invert)
         return magnitude_prune(trained, previous, member.rates, invert=invert)

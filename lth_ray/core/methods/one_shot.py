@@ -21,7 +21,7 @@ class OneShot(MemberMethod):
     def masks(self, member: MemberView, r: int, invert: bool) -> Masks:
         cfg, dense_trained = member.config, member.state.dense_trained
         assert dense_trained is not None, "one-shot keeps its dense round's trained weights"
-        dense = member.layer_weights(expand(dense_trained, dense_masks(member.layer_weights())))
+        dense = member.on_device(member.layer_weights(expand(dense_trained, dense_masks(member.layer_weights()))))
         ones = dense_masks(dense)
         if cfg.pruning == "global":
             total = sum(m.numel() for m in ones.values())

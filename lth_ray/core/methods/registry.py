@@ -33,6 +33,11 @@ class MemberView:
     scoring_batches: Callable[[], list]  # the training batches a data-driven scorer uses
     in_shape: tuple
     cache: dict  # the cohort's scores, shared by the members of one seed and method
+    device: torch.device = torch.device("cpu")  # the cohort's: masks are chosen (sorted) there
+
+    def on_device(self, weights: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """`weights` on the cohort's device, where a GPU sorts their magnitudes far faster than the host."""
+        return {n: w.to(self.device) for n, w in weights.items()}
 
     def layer_weights(self, state: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
         """The prunable layers' weights of a state dict (default: the init)."""

@@ -36,7 +36,8 @@ class FunctionalStacked:
     """The forward pass of P stacked copies of `template` (the template's own tensors are never used; it may
     live on the 'meta' device). `vectorize`: one `vmap`ped call (default: on CUDA only; on a CPU, where the
     vmapped convolutions become slow grouped ones, the members run one after another: benchmarks/bench_stacked.py
-    measured Conv-2's step at 1.7-1.9x StackedNet's CPU time vmapped, 1.2x member by member)."""
+    measured Conv-2's step at 1.7-1.9x StackedNet's CPU time vmapped, 1.2x member by member). A single member
+    never runs under `vmap`: its batch rules only add operators (BatchNorm's 1 becomes 8)."""
 
     def __init__(self, template: nn.Module, vectorize: bool | None = None):
         random = sorted({type(m).__name__ for m in template.modules() if isinstance(m, RANDOM_LAYERS)})
@@ -55,7 +56,7 @@ class FunctionalStacked:
         by every member (evaluation). `tensors`: every parameter and buffer, stacked on a leading member axis."""
         self.template.train(training)
         vectorize = x.is_cuda if self.vectorize is None else self.vectorize
-        if vectorize:
+        if vectorize and members > 1:
             return vmap(self._member, in_dims=(0, None if shared else 0))(tensors, x)
         return torch.stack(
             [self._member({k: t[p] for k, t in tensors.items()}, x if shared else x[p]) for p in range(members)]

@@ -30,7 +30,7 @@ from lth_ray.core.spec.config import (
     parse_plan,
     parse_seeds,
 )
-from lth_ray.core.spec.memory import DEFAULT_EVAL_MEMORY_MB, MIN_EVAL_MEMORY_MB
+from lth_ray.core.spec.memory import DEFAULT_EVAL_MEMORY_MB, DEFAULT_GPU_EVAL_MEMORY_MB, MIN_EVAL_MEMORY_MB
 from lth_ray.core.spec.presets import PLAN_NETS, PRESETS, length, lengths
 from lth_ray.core.spec.training import AUGMENTATIONS, INSTABILITY_BN, OPTIMIZERS
 
@@ -381,11 +381,17 @@ RECIPE: tuple[Option, ...] = (
         action="store_true",
     ),
     Option(
+        "--compile-step",
+        "compile the training step (torch.compile; CUDA graphs on a GPU): other kernels, so other rounding",
+        NUMERICS,
+        action="store_true",
+    ),
+    Option(
         "--eval-memory",
         f"memory budget of evaluation, scoring at init and instability paths (at least {MIN_EVAL_MEMORY_MB})",
         NUMERICS,
         type=int,
         metavar="MiB",
-        shown=f"{DEFAULT_EVAL_MEMORY_MB} MiB on a CPU, half the free memory on a GPU",
+        shown=f"{DEFAULT_EVAL_MEMORY_MB} MiB on a CPU, {DEFAULT_GPU_EVAL_MEMORY_MB} MiB on a GPU (fixed: reproducible)",
     ),
 )

@@ -39,12 +39,14 @@ def dense_masks(weights: dict[str, torch.Tensor]) -> Masks:
 
 
 def _remove_lowest(scores: torch.Tensor, mask: torch.Tensor, count: int) -> torch.Tensor:
-    """New mask with the `count` alive entries of lowest score removed (ties: lower flat index first)."""
+    """New mask with the `count` alive entries of lowest score removed (ties: lower flat index first), sorted
+    on the scores' device (a GPU's stable sort keeps the CPU's tie order), then put where the mask lives."""
     if count <= 0:
         return mask.clone()
-    flat = scores.detach().flatten().to("cpu", torch.float64).clone()
-    alive = mask.flatten().to("cpu")
-    flat[~alive] = math.inf
+    # + 0.0 turns -0.0 into 0.0: a GPU's radix sort puts -0.0 before 0.0, a CPU's sort finds them equal
+    flat = scores.detach().flatten().to(torch.float64) + 0.0
+    alive = mask.flatten().to(flat.device)
+    flat = torch.where(alive, flat, math.inf)
     order = torch.sort(flat, stable=True).indices[:count]
     new = alive.clone()
     new[order] = False
@@ -94,8 +96,8 @@ def global_score_prune(
 ) -> Masks:
     """Remove `rate` of all alive weights (or `count` of them), lowest signed score first across layers."""
     names = list(masks)
-    flat_scores = torch.cat([scores[n].detach().flatten().cpu().double() for n in names])
-    alive = torch.cat([masks[n].flatten().cpu() for n in names])
+    flat_scores = torch.cat([scores[n].detach().flatten().double() for n in names])  # on the scores' device
+    alive = torch.cat([masks[n].flatten().to(flat_scores.device) for n in names])
     if count is None:
         if rate is None:
             raise ValueError("global_score_prune needs a rate or a count")

@@ -84,6 +84,9 @@ class TrajectoryConfig:
     # float64: a reference for equivalence checks); deterministic kernels.
     precision: str = "fp32"
     deterministic: bool = False
+    # The training step compiled (torch.compile; on a GPU captured in CUDA graphs): other kernels, so other
+    # rounding; off until measured on a GPU.
+    compile_step: bool = False
     # Instability (Frankle et al. 2020): a second copy of the ticket per round, another data order, and the
     # error along the linear path between the two; `instability_rounds` empty = every round.
     instability: bool = False
@@ -132,6 +135,7 @@ class TrajectoryConfig:
         lr = f"-lr{self.learning_rate:g}" if not preset or self.learning_rate != preset.learning_rate else ""
         batch = f"-b{self.batch_size}" if not preset or self.batch_size != preset.batch_size else ""
         numerics = ("" if self.precision == "fp32" else f"-{self.precision}") + ("-det" if self.deterministic else "")
+        numerics += "-compiled" if self.compile_step else ""
         numerics += f"-sb{self.score_batches}" if self.score_batches != 1 else ""
         numerics += recipe_key(self)
         return (
@@ -227,6 +231,8 @@ def check_config(c: TrajectoryConfig) -> None:
     check_choice("precision", c.precision, PRECISIONS)
     if not isinstance(c.deterministic, bool):
         raise ConfigError(f"deterministic={c.deterministic!r} is not allowed; use true or false")
+    if not isinstance(c.compile_step, bool):
+        raise ConfigError(f"compile_step={c.compile_step!r} is not allowed; use true or false")
     if isinstance(c.instability_points, bool) or not isinstance(c.instability_points, int) or c.instability_points < 2:
         raise ConfigError(
             f"instability_points={c.instability_points!r} is not allowed; it must be an "

@@ -24,6 +24,7 @@ ADDED_DEFAULTS = {
     "augment": "none",
     "prune_ignore": [],
     "instability_bn": "interpolate",
+    "compile_step": False,
 }
 
 

@@ -12,13 +12,13 @@ import torch
 from conftest import ROOT, make_cifar10_like
 
 from lth_ray.cli.trajectory import main
-from lth_ray.core.engine.budget import MAX_CHUNK, eval_chunk, example_bytes
+from lth_ray.core.engine.budget import MAX_CHUNK, budget_bytes, eval_chunk, example_bytes
 from lth_ray.core.engine.cohort import Cohort
 from lth_ray.core.engine.trajectory import cohort_members
 from lth_ray.core.models.registry import build_model
 from lth_ray.core.options.resolve import from_preset
 from lth_ray.core.spec.config import plan_config
-from lth_ray.core.spec.memory import DEFAULT_EVAL_MEMORY_MB
+from lth_ray.core.spec.memory import DEFAULT_EVAL_MEMORY_MB, DEFAULT_GPU_EVAL_MEMORY_MB
 
 
 def conv2():
@@ -35,9 +35,10 @@ def test_the_chunk_comes_from_the_budget_and_the_members_not_the_split():
     assert eval_chunk(conv2(), (3, 32, 32), 2, 8, budget, grouped=False) < eval_chunk(
         conv2(), (3, 32, 32), 2, 4, budget, grouped=False
     )  # float64 halves it
-    assert eval_chunk(conv2(), (3, 32, 32), 4, 4, budget, grouped=True) < eval_chunk(
-        conv2(), (3, 32, 32), 4, 4, budget, grouped=False
-    )  # grouped convs hold every member at once
+    gpu_transient, gpu_kept = example_bytes(conv2(), (3, 32, 32), 4, im2col=False)
+    assert (gpu_transient, gpu_kept) == (4 * (64 * 1024 + 2 * 64 * 1024), kept)  # cuDNN builds no im2col buffer
+    chunk = eval_chunk(conv2(), (3, 32, 32), 4, 4, budget, grouped=True)
+    assert chunk == budget // (4 * (gpu_transient + kept))  # grouped convs hold every member at once
     lenet = build_model(plan_config((), (300, 100)), (1, 28, 28), device="meta")
     assert eval_chunk(lenet, (1, 28, 28), 8, 4, budget, grouped=False) == MAX_CHUNK  # as before budgets
     assert eval_chunk(conv2(), (3, 32, 32), 2, 4, 1, grouped=False) == 1  # never zero
@@ -99,3 +100,17 @@ def test_a_too_small_budget_is_one_error_line(tiny_mnist, capsys):
     code = main(["--dataset", "mnist", "--data-root", str(tiny_mnist), "--eval-memory", "1"])
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and "--eval-memory=1 is too small; allowed: >= 16" in err
+
+
+def test_the_budget_is_fixed_on_every_device_and_never_read_from_free_memory(monkeypatch):
+    """Free memory changes with other processes and the allocator's cache: a budget read from it would change
+    the chunks, hence the rounding of the summed losses, from run to run of one config."""
+
+    def free_memory(*args):
+        raise AssertionError("the budget read the free GPU memory")
+
+    monkeypatch.setattr(torch.cuda, "mem_get_info", free_memory)
+    assert budget_bytes(torch.device("cuda"), None) == DEFAULT_GPU_EVAL_MEMORY_MB << 20
+    assert budget_bytes(torch.device("cuda", 1), None) == DEFAULT_GPU_EVAL_MEMORY_MB << 20
+    assert budget_bytes(torch.device("cpu"), None) == DEFAULT_EVAL_MEMORY_MB << 20
+    assert budget_bytes(torch.device("cuda"), 64) == budget_bytes(torch.device("cpu"), 64) == 64 << 20
