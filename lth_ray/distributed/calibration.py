@@ -1,6 +1,6 @@
 """The planner's GPU numbers, measured: a table of GPU models (by `torch.cuda.get_device_name()`) with their
 training speed per precision, their launch floor and their memory, written by `benchmarks/gpu_check.py` on the
-GPU itself and read by the sweep's planner (`--gpu-calibration PATH --gpu-model NAME`).
+GPU itself and read by the sweep's planner (`--gpu-calibration PATH --gpu-model NAME`: `choose`).
 
 Why: the planner's GPU-hours and its packing rest on a GPU's FLOP rate and on the shortest step that keeps it busy;
 assumed numbers (`ASSUMED`) are 2-4x off on an H100. A table keeps what a GPU measured next to where it was
@@ -45,7 +45,7 @@ class Calibration:
     step_floor_s: float
     memory_bytes: int
     source: str  # "gpu_check", or ASSUMED_SOURCE
-    measured_at: str = ""  # ISO date of the measurement
+    measured_at: str = ""  # ISO date (or date and time) of the measurement
     torch: str = ""  # torch.__version__ that measured it
 
     @property
@@ -56,7 +56,7 @@ class Calibration:
         """Where the numbers come from, for the dry run."""
         if not self.measured:
             return ASSUMED_SOURCE
-        return f"measured by {self.source}" + (f" on {self.measured_at}" if self.measured_at else "")
+        return f"measured by {self.source}" + (f" on {self.measured_at[:10]}" if self.measured_at else "")  # the date
 
 
 # An NVIDIA A10G (cluster.yaml's GPUs), 24 GiB; fp32 peak 31 TFLOP/s, of which small convolutions get about a third;
@@ -81,7 +81,8 @@ def _entry(path: Path, name: str, raw: Any) -> Calibration:
     """One table entry, checked: a bad field is a one-line error naming the file, the GPU and the field."""
 
     def bad(field: str, why: str) -> ConfigError:
-        return ConfigError(f"{path}: gpus[{name!r}]{'.' * bool(field)}{field} {why}")
+        where = f"gpus[{name!r}]" + (f".{field}" if field else "")
+        return ConfigError(f"{path}: {where}{'' if why.startswith('=') else ' '}{why}")
 
     if not isinstance(raw, dict):
         raise bad("", f"must be an object, not {type(raw).__name__}")
@@ -188,3 +189,22 @@ def gpu_model(calibration: Calibration, precision: str = "fp32") -> GPUModel:
     return GPUModel(
         flops=flops, saturating_step_flops=flops * calibration.step_floor_s, memory_bytes=calibration.memory_bytes
     )
+
+
+def choose(path: str | os.PathLike[str] | None, gpu_name: str | None) -> Calibration:
+    """The sweep's GPU numbers: `gpu_name` in the table at `path`, the table's only GPU when no name is given,
+    and without a table `ASSUMED` (a name other than its own is then an error naming --gpu-calibration)."""
+    if path is None:
+        if gpu_name is None or gpu_name == ASSUMED.name:
+            return ASSUMED
+        raise ConfigError(
+            f"--gpu-model {gpu_name!r} needs --gpu-calibration PATH, a table that benchmarks/gpu_check.py wrote; "
+            f"without one the planner knows only {ASSUMED.name!r} ({ASSUMED_SOURCE})"
+        )
+    table = load_table(path)
+    if gpu_name is not None:
+        return lookup(table, gpu_name)
+    if len(table) == 1:
+        return next(iter(table.values()))
+    names = ", ".join(repr(n) for n in sorted(table)) or "none"
+    raise ConfigError(f"{path} holds {len(table)} GPU models; pick one with --gpu-model NAME: {names}")

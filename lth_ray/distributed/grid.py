@@ -10,11 +10,14 @@ of it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, replace
 
 from lth_ray.core.methods.member import is_ticket
 from lth_ray.core.spec.config import ConfigError, TrajectoryConfig
-from lth_ray.distributed.planner import GIB, GPUModel, Plan, configuration, plan_sweep
+from lth_ray.distributed.calibration import ASSUMED, Calibration, choose
+from lth_ray.distributed.calibration import gpu_model as calibrated_gpu
+from lth_ray.distributed.planner import GIB, GPUModel, Plan, better, configuration, plan_sweep
 from lth_ray.distributed.sweep_spec import SweepSpec
 
 
@@ -59,32 +62,73 @@ def cohorts(spec: SweepSpec, per_trial: int) -> list[tuple[TrajectoryConfig, ...
 @dataclass(frozen=True)
 class Placement:
     """The plan for the GPUs the sweep may use, its trials' members in launch order, and where the GPU count
-    came from (for the printout)."""
+    and the GPU's numbers came from (for the printout). `mps_seconds`: the wall time the same sweep would take
+    with MPS, when the plan has trials taking turns on GPUs and MPS would be faster (else None)."""
 
     plan: Plan
     trials: tuple[tuple[TrajectoryConfig, ...], ...]
     gpus_from: str
     gpu: GPUModel
+    calibration: Calibration = ASSUMED
+    mps_seconds: float | None = None
 
 
-def place(spec: SweepSpec, gpus: float, gpus_from: str, gpu: GPUModel) -> Placement:
-    """The placement plan (lth_ray.distributed.planner) of the sweep's configurations on `gpus` GPUs."""
+def place(spec: SweepSpec, gpus: float, gpus_from: str, gpu: GPUModel, calibration: Calibration = ASSUMED) -> Placement:
+    """The placement plan (lth_ray.distributed.planner) of the sweep's configurations on `gpus` GPUs.
+
+    On GPUs the members that need nothing of the ticket may be placed apart (`ticket_parts`), or stay in their
+    ticket's cohort: the better plan wins (ties: fewer trials). Apart, one seed of the longest net does not bound
+    the sweep; together, a host-bound cohort trains them nearly for free on a GPU it does not share."""
     share = spec.gpus_per_trial
-    groups = configurations(spec)
-    if gpus > 0 and share != 0:  # GPU trials: members that need nothing of the ticket may be placed apart
-        groups = [part for members in groups for part in ticket_parts(members)]
-    names = [_configuration_name(m[0]) for m in groups]
-    if len(set(names)) != len(names):
-        names = [f"{n}#{i}" for i, n in enumerate(names)]
-    costs = [configuration(n, m, gpu, spec.eval_memory_mb) for n, m in zip(names, groups)]
     if share and share > gpus:
         raise ConfigError(
             f"--gpus-per-trial={share:g} exceeds the sweep's {gpus:g} GPUs ({gpus_from}); give "
             "--num-gpus, or --gpus-per-trial 0 for CPU trials"
         )
-    plan = plan_sweep(costs, 0.0 if share == 0 else gpus, gpu, spec.seeds_per_trial, share or None, spec.cpus_per_trial)
-    by_name = dict(zip(names, groups))
-    return Placement(plan, tuple(cohort_of(by_name[t.configuration], t.seeds) for t in plan.trials), gpus_from, gpu)
+    whole = configurations(spec)
+    groupings = [whole]
+    if gpus > 0 and share != 0:
+        apart = [part for members in whole for part in ticket_parts(members)]
+        groupings = [apart, whole] if len(apart) != len(whole) else [apart]
+    plan, groups = _best_plan(spec, groupings, 0.0 if share == 0 else gpus, gpu)
+    mps_seconds = None
+    if plan.gpus and not gpu.mps and plan.gpus_at_start < 0.9 * plan.held_at_start:  # launch-bound, taking turns
+        with_mps, _ = _best_plan(spec, groupings, plan.gpus, replace(gpu, mps=True), alternatives=False)
+        if with_mps.seconds < plan.seconds and not math.isclose(with_mps.seconds, plan.seconds, rel_tol=0.05):
+            mps_seconds = with_mps.seconds
+    trials = tuple(cohort_of(groups[t.configuration], t.seeds) for t in plan.trials)
+    return Placement(plan, trials, gpus_from, gpu, calibration, mps_seconds)
+
+
+def _best_plan(
+    spec: SweepSpec,
+    groupings: list[list[list[TrajectoryConfig]]],
+    gpus: float,
+    gpu: GPUModel,
+    alternatives: bool = True,
+) -> tuple[Plan, dict[str, list[TrajectoryConfig]]]:
+    """The best plan over the ways of grouping the members into configurations, and its groups by name (the
+    first grouping's refusal when none fits)."""
+    best: tuple[Plan, dict[str, list[TrajectoryConfig]]] | None = None
+    refusal: ConfigError | None = None
+    for groups in groupings:
+        names = [_configuration_name(m[0]) for m in groups]
+        if len(set(names)) != len(names):
+            names = [f"{n}#{i}" for i, n in enumerate(names)]
+        costs = [configuration(n, m, gpu, spec.eval_memory_mb) for n, m in zip(names, groups)]
+        try:
+            plan = plan_sweep(
+                costs, gpus, gpu, spec.seeds_per_trial, spec.gpus_per_trial or None, spec.cpus_per_trial, alternatives
+            )
+        except ConfigError as err:
+            refusal = refusal or err
+            continue
+        if best is None or better(plan, best[0], gpu):
+            best = (plan, dict(zip(names, groups)))
+    if best is None:
+        assert refusal is not None  # there is at least one grouping
+        raise refusal
+    return best
 
 
 def _configuration_name(ticket: TrajectoryConfig) -> str:
@@ -117,13 +161,21 @@ def sweep_gpus(
     return cluster_gpus, f"the cluster's {cluster_gpus:g} GPUs up now (--num-gpus not given)"
 
 
-def gpu_model(spec: SweepSpec, local_memory: int | None) -> GPUModel:
-    """`--gpu-memory`, else this machine's GPU when the plan is for it, else the planner's default (A10G)."""
+def gpu_calibration(spec: SweepSpec) -> Calibration:
+    """The GPU numbers the plan uses: `--gpu-model` in `--gpu-calibration`, else the assumed A10G's."""
+    return choose(spec.gpu_calibration, spec.gpu_name)
+
+
+def gpu_model(spec: SweepSpec, local_memory: int | None, calibration: Calibration | None = None) -> GPUModel:
+    """The calibration's GPU at the sweep's precision, shared as `--gpu-sharing` says; its memory `--gpu-memory`,
+    else this machine's GPU when the plan is for it, else the calibration's."""
+    model = calibrated_gpu(calibration or gpu_calibration(spec), spec.trajectories[0].precision)
+    model = replace(model, mps=spec.gpu_sharing == "mps")
     if spec.gpu_memory_gib:
-        return GPUModel(memory_bytes=int(spec.gpu_memory_gib * GIB))
+        return replace(model, memory_bytes=int(spec.gpu_memory_gib * GIB))
     if local_memory and not spec.address:
-        return GPUModel(memory_bytes=local_memory)
-    return GPUModel()
+        return replace(model, memory_bytes=local_memory)
+    return model
 
 
 def cohort_name(members) -> str:

@@ -16,10 +16,19 @@ The cost model (estimates, not measurements):
   such as OpenLTH's ResNets and VGGs, from a forward pass on 'meta': `net_shapes`); each evaluation is one
   forward pass over the validation and test sets; an instability copy trains like a member and its path is
   evaluated at every point.
-- A GPU does `GPUModel.flops` per second; a trial holding a fraction f of a GPU trains at f of that, or at
-  the share its steps can fill (`saturating_step_flops`: a step smaller than that is launch-bound), whichever
-  is smaller. So big conv cohorts want whole GPUs and small Lenet cohorts share one. Only the GPU-hours depend
-  on the absolute rate; the plan and its utilisation depend only on the ratios.
+- A GPU does `GPUModel.flops` per second (for the sweep's precision); a trial's steps fill at most the share
+  `n_step_flops / saturating_step_flops` of it, where `saturating_step_flops` = flops x the launch floor (the
+  shortest step time): a smaller step is host-bound (Python and kernel launches), and a cohort of n seeds runs
+  about as fast as one seed, so more seeds in one cohort are nearly free. Both numbers come from a calibration
+  table that benchmarks/gpu_check.py measures on a GPU (`lth_ray.distributed.calibration`), or are the assumed
+  A10G numbers. Only the GPU-hours depend on the absolute rate; the plan depends on the ratios and the floor.
+- Trials sharing a GPU: without MPS (`GPUModel.mps` False, the default) processes take turns on a GPU
+  (time-slicing), they do not run side by side, so a trial holding a fraction f gets f of the GPU's time and,
+  in its turns, what its steps fill: f x min(1, fill). Several fractional trials of a host-bound configuration
+  then finish no sooner than one whole-GPU cohort of all their seeds, which launches each step's ~30 kernels once
+  for every seed: the plan gives such a configuration one bigger cohort per GPU (ties go to whole GPUs). With
+  MPS the kernels of the processes sharing a GPU run side by side, and a trial gets min(f, fill): small cohorts
+  of different configurations share a GPU at once.
 - Trials are launched longest first, each as soon as a slot (1/f per GPU) is free: Tune's FIFO order with
   `max_concurrent_trials` = the slots. The schedule is simulated that way.
 - Memory per member: its parameters 8 times (weights, gradients, Adam's two moments, mask, initialization,
@@ -50,13 +59,20 @@ EVAL_RESERVE_MB = (
 
 @dataclass(frozen=True)
 class GPUModel:
-    """One GPU as the cost model sees it. Defaults: an NVIDIA A10G (cluster.yaml's GPUs), 24 GiB; fp32 peak
-    31 TFLOP/s, of which small convolutions get about a third (assumed: not measured, no GPU was lent)."""
+    """One GPU as the cost model sees it. Defaults: `calibration.ASSUMED`, an NVIDIA A10G (cluster.yaml's GPUs),
+    24 GiB; fp32 peak 31 TFLOP/s, of which small convolutions get about a third, and a 1 ms launch floor (assumed:
+    not measured, no GPU was lent). `calibration.gpu_model` builds one from a measured table entry."""
 
     flops: float = 10e12
-    saturating_step_flops: float = 10e9  # a step that keeps the GPU busy for about a millisecond at `flops`
+    saturating_step_flops: float = 10e9  # a step that keeps the GPU busy for the launch floor (1 ms) at `flops`
     memory_bytes: int = 24 * GIB
     context_bytes: int = GIB // 2  # CUDA context and allocator slack of one trial process
+    mps: bool = False  # trials sharing a GPU run side by side (NVIDIA MPS) instead of taking turns (time-slicing)
+
+    def busy(self, share: float, step_flops: float) -> float:
+        """The part of the GPU a trial holding `share` of it keeps busy with steps of `step_flops`."""
+        fill = min(1.0, step_flops / self.saturating_step_flops)
+        return min(share, fill) if self.mps else min(share, 1.0) * fill
 
 
 @dataclass(frozen=True)
@@ -233,7 +249,7 @@ def plan_sweep(
         except ConfigError as err:
             refusal = refusal or err
             continue
-        if best is None or _better(plan, best):
+        if best is None or better(plan, best, gpu):
             best = plan
     if best is None:
         assert refusal is not None  # every share (there is at least one) was refused
@@ -300,7 +316,7 @@ def _best_for_share(
 
     def trial(c: Configuration, group: tuple[int, ...]) -> PlannedTrial:
         n = len(group)
-        busy = min(share, 1.0, n * c.seed_step_flops / gpu.saturating_step_flops)
+        busy = gpu.busy(share, n * c.seed_step_flops)
         return PlannedTrial(
             c.name,
             group,
@@ -331,7 +347,7 @@ def _best_for_share(
             for name, options in lengths.items()
         }
         plan = _schedule(trials_with(grouping), gpus, share, slots, cpu_per_trial, gpu)
-        if best is None or _better(plan, best):
+        if best is None or better(plan, best, gpu):
             best = plan
     assert best is not None  # there is a configuration, so at least one candidate length
     return best
@@ -355,12 +371,16 @@ def _schedule(
     return Plan(float(gpus), share, cpu_per_trial, tuple(placed), slots, seconds, busy, gpu.memory_bytes)
 
 
-def _better(a: Plan, b: Plan) -> bool:
+def better(a: Plan, b: Plan, gpu: GPUModel) -> bool:
+    """Whether plan `a` beats `b`: a shorter wall time, then more GPUs busy from the start, then fewer trials."""
     if not math.isclose(a.seconds, b.seconds, rel_tol=1e-3):
         return a.seconds < b.seconds
     if not math.isclose(a.gpus_at_start, b.gpus_at_start):
         return a.gpus_at_start > b.gpus_at_start  # the GPUs busy from the start
-    return (len(a.trials), a.gpu_per_trial) < (len(b.trials), b.gpu_per_trial)  # bigger cohorts, hold less
+    if len(a.trials) != len(b.trials):
+        return len(a.trials) < len(b.trials)  # bigger cohorts
+    # with MPS hold less; taking turns, a GPU of its own spares the context switches and keeps all its memory
+    return a.gpu_per_trial < b.gpu_per_trial if gpu.mps else a.gpu_per_trial > b.gpu_per_trial
 
 
 def _share_for(need_bytes: float, gpu: GPUModel) -> str:

@@ -21,7 +21,15 @@ from typing import TYPE_CHECKING
 from lth_ray.core import faults
 from lth_ray.core.methods.member import first_round
 from lth_ray.core.spec.config import ConfigError, TrajectoryConfig
-from lth_ray.distributed.grid import Placement, cohort_name, configurations, gpu_model, place, sweep_gpus
+from lth_ray.distributed.grid import (
+    Placement,
+    cohort_name,
+    configurations,
+    gpu_calibration,
+    gpu_model,
+    place,
+    sweep_gpus,
+)
 from lth_ray.distributed.planner import GIB, Plan, shared_eval_memory_mb
 from lth_ray.distributed.sweep_spec import SweepDefaults, SweepSpec, build_parser, spec_from_args
 
@@ -266,11 +274,28 @@ def describe(spec: SweepSpec, placement: Placement | None = None) -> str:
     ]
     if plan.utilisation < 0.9:
         lines.append(f"note: {_why_idle(plan)}")
-    lines.append(
-        f"cost model: FLOPs of the nets' layers at {placement.gpu.flops / 1e12:g} TFLOP/s per GPU "
-        "(assumed, not measured; lth_ray/distributed/planner.py)"
-    )
+    if placement.mps_seconds is not None:
+        lines.append(
+            f"note: trials sharing a GPU take turns on it (--gpu-sharing {spec.gpu_sharing}); with NVIDIA MPS "
+            f"running on the GPU nodes, --gpu-sharing mps would plan small cohorts side by side: "
+            f"{_duration(placement.mps_seconds)} wall time"
+        )
+    lines.append(gpu_numbers(spec, placement))
     return "\n".join(lines)
+
+
+def gpu_numbers(spec: SweepSpec, placement: Placement) -> str:
+    """The dry run's line naming the GPU numbers the plan used and where they come from."""
+    gpu, c = placement.gpu, placement.calibration
+    memory = f"{gpu.memory_bytes / GIB:g} GiB"
+    if gpu.memory_bytes != c.memory_bytes:
+        memory += " (--gpu-memory)" if spec.gpu_memory_gib else " (this machine's GPU)"
+    source = f"{c.describe()}, {spec.gpu_calibration}" if c.measured else f"{c.describe()}: see --gpu-calibration"
+    return (
+        f"cost model: {c.name}, {gpu.flops / 1e12:.3g} TFLOP/s ({spec.trajectories[0].precision}), step floor "
+        f"{gpu.saturating_step_flops / gpu.flops * 1e3:.3g} ms (a step under {gpu.saturating_step_flops / 1e9:.3g} "
+        f"GFLOP is host-bound), {memory}; trials sharing a GPU: {spec.gpu_sharing} ({source})"
+    )
 
 
 def _why_idle(plan: Plan) -> str:
@@ -316,7 +341,8 @@ def plan_here(spec: SweepSpec, cluster_gpus: float | None = None) -> Placement:
 
     devices, memory = local_cuda() if not spec.address else (0, None)
     gpus, gpus_from = sweep_gpus(spec, cluster_gpus, devices)
-    placement = place(spec, gpus, gpus_from, gpu_model(spec, memory))
+    calibration = gpu_calibration(spec)
+    placement = place(spec, gpus, gpus_from, gpu_model(spec, memory, calibration), calibration)
     plan = placement.plan
     if spec.cluster_config:
         check_fits(from_cluster_config(spec.cluster_config), plan.gpus, plan.gpu_per_trial, plan.cpu_per_trial)

@@ -24,9 +24,11 @@ from lth_ray.core.options.resolve import from_preset
 from lth_ray.core.spec.config import ConfigError, TrajectoryConfig
 from lth_ray.core.spec.memory import MIN_EVAL_MEMORY_MB
 from lth_ray.core.spec.presets import PLAN_NETS, PRESETS
+from lth_ray.distributed.calibration import choose
 
 SCOPE = "sweep"
 TRACKS = ("none", "wandb", "mlflow")  # SweepSpec.track: where Tune's callbacks log (lth_ray.distributed.tracking)
+GPU_SHARING = ("time-slice", "mps")  # SweepSpec.gpu_sharing: how trials sharing a GPU run (lth_ray.distributed.planner)
 
 
 @dataclass(frozen=True)
@@ -40,7 +42,10 @@ class SweepSpec:
     cpus_per_trial: float = 1.0
     gpus_per_trial: float | None = None  # None: the plan's share of a GPU
     num_gpus: float | None = None  # the GPUs the sweep may use (on a cluster: may scale to); None: found
-    gpu_memory_gib: float | None = None  # None: this machine's GPU when the plan is for it, else GPUModel's
+    gpu_memory_gib: float | None = None  # None: this machine's GPU when the plan is for it, else the calibration's
+    gpu_calibration: str | None = None  # a calibration table (lth_ray.distributed.calibration); None: assumed numbers
+    gpu_name: str | None = None  # the table's GPU model to plan for; None: its only one
+    gpu_sharing: str = "time-slice"  # GPU_SHARING: trials sharing a GPU take turns, or run side by side under MPS
     cluster_config: str | None = None  # node types to check a cluster plan against (lth_ray.distributed.capacity)
     address: str | None = None
     resume: bool = False
@@ -107,7 +112,29 @@ RUN: tuple[Option, ...] = (
         RESOURCES,
         type=float,
         metavar="GiB",
-        shown="this machine's GPU, else 24, an A10G",
+        shown="this machine's GPU, else the calibration's (24, an A10G, without --gpu-calibration)",
+    ),
+    Option(
+        "--gpu-calibration",
+        "the GPUs' measured speed, launch floor and memory for the plan: a table that benchmarks/gpu_check.py writes",
+        RESOURCES,
+        metavar="PATH",
+        shown="assumed A10G numbers (10 TFLOP/s, 1 ms launch floor, 24 GiB), not measured",
+    ),
+    Option(
+        "--gpu-model",
+        "the GPU model in --gpu-calibration to plan for, as torch.cuda.get_device_name() spells it",
+        RESOURCES,
+        metavar="NAME",
+        shown="the table's only GPU",
+    ),
+    Option(
+        "--gpu-sharing",
+        "how trials sharing a GPU run: time-slice (they take turns: host-bound cohorts get a GPU of their own) or mps "
+        "(NVIDIA MPS is running on the GPU nodes: they run side by side)",
+        RESOURCES,
+        choices=GPU_SHARING,
+        default=SweepSpec.gpu_sharing,
     ),
     Option(
         "--cluster-config",
@@ -234,6 +261,10 @@ def _resolve_storage(text: str) -> str:
     return os.path.abspath(os.path.expanduser(text))  # a relative folder means the user's cwd, made absolute here
 
 
+def _calibration_path(a: argparse.Namespace) -> str | None:
+    return None if a.gpu_calibration is None else os.path.abspath(os.path.expanduser(a.gpu_calibration))
+
+
 def check_resources(a: argparse.Namespace) -> None:
     """The run's numbers, each in its range (what they fit on is checked against the plan, later)."""
     if a.num_gpus is not None and a.num_gpus < 0:
@@ -251,6 +282,7 @@ def check_resources(a: argparse.Namespace) -> None:
         )
     if a.gpu_memory is not None and a.gpu_memory <= 0:
         raise ConfigError(f"--gpu-memory={a.gpu_memory:g} must be positive (GiB)")
+    choose(_calibration_path(a), a.gpu_model)  # the table reads and names the GPU, before anything starts
     if gpt is not None and a.num_gpus is not None and gpt > a.num_gpus:
         raise ConfigError(f"--gpus-per-trial={gpt:g} exceeds --num-gpus={a.num_gpus:g}")
     if a.seeds_per_trial is not None and a.seeds_per_trial < 1:
@@ -329,6 +361,9 @@ def spec_from_args(a: argparse.Namespace, defaults: SweepDefaults) -> SweepSpec:
         gpus_per_trial=a.gpus_per_trial,
         num_gpus=a.num_gpus,
         gpu_memory_gib=a.gpu_memory,
+        gpu_calibration=_calibration_path(a),
+        gpu_name=a.gpu_model,
+        gpu_sharing=a.gpu_sharing,
         cluster_config=a.cluster_config,
         address=a.address,
         resume=a.resume,

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from dataclasses import replace
 
 import pytest
 from conftest import ROOT
@@ -110,15 +111,61 @@ def test_the_schedule_never_overfills_a_slot_and_starts_longest_first():
     assert plan.seconds == max(t.end for t in plan.trials)
 
 
-def test_small_cohorts_share_a_gpu_and_keep_their_seeds_together():
-    lenet = [
-        configuration(f"lenet-fc{r}", cohort_members(from_preset("lenet", prune_rate_fc=r), [0, 1, 2], list(BOTH)))
-        for r in (0.1, 0.2, 0.3, 0.4)
+def lenet_grid(seeds=(0, 1, 2), rates=(0.1, 0.2, 0.3, 0.4)):
+    return [
+        configuration(f"lenet-fc{r}", cohort_members(from_preset("lenet", prune_rate_fc=r), list(seeds), list(BOTH)))
+        for r in rates
     ]
-    plan = plan_sweep(lenet, 1)
+
+
+def test_small_cohorts_take_a_gpu_each_and_keep_their_seeds_together():
+    """Without MPS, processes sharing a GPU take turns on it: a launch-bound cohort holds all its seeds (batching
+    is free) on a GPU of its own rather than sharing one with others."""
+    plan = plan_sweep(lenet_grid(), 1)
+    assert plan.gpu_per_trial == 1.0 and plan.slots == 1
+    assert len(plan.trials) == 4 and all(len(t.seeds) == 3 for t in plan.trials)
+    assert plan.gpus_at_start < plan.held_at_start == 1.0  # launch-bound: the GPU is not kept busy
+
+
+def test_with_mps_small_cohorts_share_a_gpu_side_by_side():
+    plan = plan_sweep(lenet_grid(), 1, gpu=GPUModel(mps=True))
     assert plan.gpu_per_trial < 1 and plan.slots >= 4
     assert len(plan.trials) == 4 and all(len(t.seeds) == 3 for t in plan.trials)  # launch-bound: batching is free
     assert plan.gpus_at_start <= plan.held_at_start <= 1.0
+    assert plan.seconds < plan_sweep(lenet_grid(), 1).seconds / 3  # the four run at once
+
+
+def test_a_host_bound_configuration_is_one_whole_gpu_cohort_not_fractional_trials():
+    (lenet,) = lenet_grid(seeds=range(8), rates=(0.2,))
+    assert 8 * lenet.seed_step_flops < GPUModel().saturating_step_flops  # host-bound even with every seed
+    plan = plan_sweep([lenet], 8)
+    (trial,) = plan.trials
+    assert trial.gpu == 1.0 and trial.seeds == tuple(range(8))  # one cohort of 8 seeds on one GPU
+    # a fraction of a GPU, taking turns, is no faster than one whole-GPU cohort, and several are slower
+    for share in (0.5, 0.125):
+        assert plan_sweep([lenet], 8, gpu_per_trial=share).seconds > plan.seconds
+    assert plan_sweep([lenet], 8, gpu_per_trial=0.125, seeds_per_trial=1).seconds >= 8 * plan.seconds * 0.99
+    mps = plan_sweep([lenet], 8, gpu=GPUModel(mps=True), gpu_per_trial=0.125, seeds_per_trial=1)
+    assert mps.seconds == pytest.approx(plan.seconds)  # side by side under MPS
+
+
+def test_gpu_hours_scale_with_the_calibrated_rate():
+    """Compute-bound nets: twice the FLOP/s, half the GPU-hours; the plan's shape depends only on the ratios."""
+    from lth_ray.distributed.calibration import ASSUMED, gpu_model
+
+    faster = replace(ASSUMED, fp32_flops=2 * ASSUMED.fp32_flops, step_floor_s=ASSUMED.step_floor_s / 2)
+    slow, fast = (
+        plan_sweep(conv_grid(3), 8, gpu_model(ASSUMED, "fp32")),
+        plan_sweep(conv_grid(3), 8, gpu_model(faster, "fp32")),
+    )
+    assert fast.gpu_hours == pytest.approx(slow.gpu_hours / 2) and fast.utilisation == pytest.approx(slow.utilisation)
+    assert [(t.configuration, t.seeds) for t in fast.trials] == [(t.configuration, t.seeds) for t in slow.trials]
+    # launch-bound nets are bound by the floor, not the rate
+    lenet = lenet_grid(rates=(0.2,))
+    floor = replace(ASSUMED, fp32_flops=4 * ASSUMED.fp32_flops)
+    assert plan_sweep(lenet, 1, gpu_model(floor, "fp32")).seconds == pytest.approx(
+        plan_sweep(lenet, 1, gpu_model(ASSUMED, "fp32")).seconds
+    )
 
 
 def test_a_cohort_too_big_for_a_gpu_is_split():
@@ -169,6 +216,9 @@ def test_split_seeds_is_contiguous_and_even():
 
 
 def test_the_planner_imports_neither_ray_nor_torch():
-    code = "import sys, lth_ray.distributed.planner; print(sorted({'ray', 'torch'} & set(sys.modules)))"
+    code = (
+        "import sys, lth_ray.distributed.planner, lth_ray.distributed.calibration; "
+        "print(sorted({'ray', 'torch'} & set(sys.modules)))"
+    )
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert out.stdout.strip() == "[]", out.stderr
