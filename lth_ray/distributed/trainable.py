@@ -117,3 +117,6 @@ def run_trial(config: dict) -> None:
             save_state(state, Path(folder) / STATE_FILE)
             (Path(folder) / ROUND_FILE).write_text(json.dumps({"next_round": progress(state), "rounds": ROUNDS_DIR}))
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
+    del cohort
+    if device.type == "cuda":  # a reused worker's next trial starts with the GPU memory this one cached given back
+        torch.cuda.empty_cache()

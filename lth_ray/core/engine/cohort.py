@@ -35,6 +35,7 @@ from lth_ray.core.engine.training import Lockstep, Participant
 from lth_ray.core.engine.weights import build_net, initial_weights
 from lth_ray.core.methods import method_of
 from lth_ray.core.models.registry import model_entry, model_of
+from lth_ray.core.models.stacked import StackedNet
 from lth_ray.core.pruning.masks import compact, layer_rates, pack_masks
 from lth_ray.core.spec.config import ConfigError, TrajectoryConfig
 from lth_ray.core.spec.state import MemberState
@@ -66,8 +67,11 @@ class Cohort:
         self.kinds = pruned_layers(model.prunable(self.template), cfg)
         self.rates = layer_rates(self.kinds, cfg.prune_rate_conv, cfg.prune_rate_fc)
         param_keys = [k for k, _ in self.template.named_parameters()]
+        stacked = model.stacked(self.template)
+        if isinstance(stacked, StackedNet):  # tensor cores want NHWC; fp32 (TF32 off) and the CPU keep NCHW
+            stacked.channels_last = self.device.type == "cuda" and cfg.precision in ("tf32", "bf16")
         self.lockstep = Lockstep(
-            model.stacked(self.template),
+            stacked,
             split,
             cfg,
             self.dtype,

@@ -62,10 +62,18 @@ def batch_indices(split: Split, batch: int, gens: list[torch.Generator], first: 
     it = first
     while True:
         perms = torch.stack([torch.randperm(n, generator=g)[: per_epoch * batch] for g in gens])
-        perms = perms.view(len(gens), per_epoch, batch).to(device, non_blocking=True)
+        perms = to_device(perms.view(len(gens), per_epoch, batch), device)
         for j in range(it % per_epoch, per_epoch):
             yield it, perms[:, j]
             it += 1
+
+
+def to_device(t: torch.Tensor, device) -> torch.Tensor:
+    """An epoch's host-drawn indices or draws on the device without stalling the host: a copy from pageable
+    memory waits for the GPU's queue; from pinned (page-locked) memory it is queued like a kernel."""
+    if torch.device(device).type == "cuda" and torch.cuda.is_available():
+        t = t.pin_memory()
+    return t.to(device, non_blocking=True)
 
 
 def augment_draws(
@@ -81,8 +89,8 @@ def augment_draws(
         flips = torch.stack([torch.rand(size, generator=g) < 0.5 for g in gens])
         offsets = torch.stack([torch.randint(0, 2 * PAD + 1, (size, 2), generator=g) for g in gens])
         return (
-            flips.view(len(gens), per_epoch, batch).to(device, non_blocking=True),
-            offsets.view(len(gens), per_epoch, batch, 2).to(device, non_blocking=True),
+            to_device(flips.view(len(gens), per_epoch, batch), device),
+            to_device(offsets.view(len(gens), per_epoch, batch, 2), device),
         )
 
     for _ in range(first // per_epoch):

@@ -21,7 +21,8 @@ class StackedNet:
     """The forward pass of P stacked copies of a `models.PlanNet`, from its layer list (the template holds no
     weights that are used: the weights are the stacked tensors passed to `forward`)."""
 
-    def __init__(self, template: nn.Module):
+    def __init__(self, template: nn.Module, channels_last: bool = False):
+        self.channels_last = channels_last  # grouped convolutions in NHWC: tensor-core kernels under tf32 / bf16
         self.conv = [(name, m) for name, m in cast(nn.Module, template.conv).named_children()]
         self.fc = [(name, m) for name, m in cast(nn.Module, template.fc).named_children()]
         self.has_conv = bool(self.conv)
@@ -55,6 +56,8 @@ class StackedNet:
             else:
                 p, n = x.shape[:2]
                 h = x.transpose(0, 1).reshape(n, p * x.shape[2], *x.shape[3:])
+            if self.channels_last:  # the convolutions' outputs keep the layout; the flatten below reads NCHW order
+                h = h.contiguous(memory_format=torch.channels_last)
             for name, module in self.conv:
                 key = f"conv.{name}"
                 if isinstance(module, nn.Conv2d):

@@ -210,8 +210,9 @@ def test_trajectory_cli_runs_a_cohort(tiny_mnist, capsys, tmp_path):
 
 
 def test_grouped_convolutions_equal_the_member_by_member_path(cifar_split):
-    """The GPU path (one grouped convolution, BatchNorm over P*C channels) and the CPU path (one convolution
-    per member) give the same logits, gradients and BatchNorm statistics (float64, on the CPU)."""
+    """The GPU path (one grouped convolution, BatchNorm over P*C channels; also in the channels-last layout
+    it takes under tf32 / bf16) and the CPU path (one convolution per member) give the same logits, gradients
+    and BatchNorm statistics (float64, on the CPU)."""
     from lth_ray.core.engine.weights import initial_weights
     from lth_ray.core.models.registry import build_model
     from lth_ray.core.models.stacked import StackedNet
@@ -222,7 +223,8 @@ def test_grouped_convolutions_equal_the_member_by_member_path(cifar_split):
     states = [initial_weights(cfg.replace(seed=s)) for s in range(3)]
     x = cifar_split.x_train[:30].double().view(3, 10, 3, 32, 32)
     out = {}
-    for grouped in (True, False):
+    for grouped, channels_last in ((True, False), (False, False), (True, True)):
+        net.channels_last = channels_last
         tensors = {
             k: torch.stack([s[k] for s in states]).double()
             if states[0][k].is_floating_point()
@@ -233,8 +235,15 @@ def test_grouped_convolutions_equal_the_member_by_member_path(cifar_split):
         logits = net.forward(tensors, x, 3, shared=False, training=True, grouped=grouped)
         grads = torch.autograd.grad(logits.square().sum(), params)
         shared = net.forward(tensors, cifar_split.x_val[:7].double(), 3, shared=True, training=False, grouped=grouped)
-        out[grouped] = (logits, grads, tensors["conv.3.running_var"], tensors["conv.3.num_batches_tracked"], shared)
-    (la, ga, va, na, sa), (lb, gb, vb, nb, sb) = out[True], out[False]
-    assert torch.allclose(la, lb, atol=1e-12) and torch.allclose(sa, sb, atol=1e-12)
-    assert all(torch.allclose(a, b, atol=1e-10) for a, b in zip(ga, gb))
-    assert torch.allclose(va, vb, atol=1e-12) and torch.equal(na, nb) and na.tolist() == [1, 1, 1]
+        out[grouped, channels_last] = (
+            logits,
+            grads,
+            tensors["conv.3.running_var"],
+            tensors["conv.3.num_batches_tracked"],
+            shared,
+        )
+    lb, gb, vb, nb, sb = out[False, False]
+    for la, ga, va, na, sa in (out[True, False], out[True, True]):
+        assert torch.allclose(la, lb, atol=1e-12) and torch.allclose(sa, sb, atol=1e-12)
+        assert all(torch.allclose(a, b, atol=1e-10) for a, b in zip(ga, gb))
+        assert torch.allclose(va, vb, atol=1e-12) and torch.equal(na, nb) and na.tolist() == [1, 1, 1]

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -218,6 +221,31 @@ def test_precision_and_determinism_reach_torch(split):
     assert t.cohort.numerics["cublas_workspace_config"] == numerics.CUBLAS_WORKSPACE
     Trajectory(small(), split)  # the next trajectory in a reused worker gets its own settings back
     assert not torch.are_deterministic_algorithms_enabled()
+
+
+@pytest.mark.parametrize("precision", ["fp32", "tf32", "bf16", "fp64"])
+@pytest.mark.parametrize("deterministic", [False, True])
+def test_configure_leaves_every_flag_readable_and_consistent(precision, deterministic):
+    """torch.compile's convolution templates read the legacy TF32 flag, which raises when only the new
+    precision API was set; deterministic runs skip the NaN fill of fresh memory (no determinism gained) and
+    let cuDNN autotune only when not deterministic."""
+    got = numerics.configure(precision, deterministic)
+    tf32 = precision == "tf32"
+    assert torch.backends.cudnn.allow_tf32 is tf32 and torch.backends.cuda.matmul.allow_tf32 is tf32
+    assert torch.backends.cudnn.conv.fp32_precision == torch.backends.cuda.matmul.fp32_precision
+    assert torch.backends.cudnn.conv.fp32_precision == ("tf32" if tf32 else "ieee")
+    assert torch.utils.deterministic.fill_uninitialized_memory is False
+    assert torch.backends.cudnn.benchmark is (not deterministic) and got["cudnn_benchmark"] is (not deterministic)
+    numerics.configure("fp32", False)
+
+
+def test_the_cublas_workspace_is_set_when_the_engine_is_imported():
+    """Before any trial of a reused worker touches CUDA (cuBLAS reads it once per process), deterministic
+    or not."""
+    code = "import os; import lth_ray.core.engine.numerics as n; print(os.environ['CUBLAS_WORKSPACE_CONFIG'])"
+    env = {k: v for k, v in os.environ.items() if k != "CUBLAS_WORKSPACE_CONFIG"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == numerics.CUBLAS_WORKSPACE
 
 
 def test_bf16_autocasts_the_forward_pass_and_is_recorded(split, tmp_path):
