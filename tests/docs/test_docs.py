@@ -31,6 +31,7 @@ OTHER_TOOLS = {
     "--collect-only",  # pytest
     "--members",  # benchmarks/bench_cohort.py, bench_deep.py
     "--batch",  # benchmarks/bench_deep.py
+    "--quick",  # benchmarks/gpu_check.py
 }
 
 
