@@ -1,24 +1,28 @@
 """OpenLTH's CIFAR nets in the engine: a ResNet-20 cohort against its members one by one, and the time per
 ResNet-20 and VGG-16 step against the machine's FLOP limit (ratios measured in one run, not timed tests).
 
-    python benchmarks/bench_deep.py [--members 4] [--threads 1] [--iters 4] [--batch 128] [--device cpu]
+    python benchmarks/bench_deep.py [--members 4] [--threads 1] [--iters N] [--batch 128] [--device cpu]
+    python benchmarks/bench_deep.py --device cuda [--precision fp32|tf32|bf16]   # 200 iterations by default
 
 One thread by default: on a CPU shared with other work, two OpenMP threads on two busy cores ran this 3-7x
 slower than one (their barriers wait for a descheduled thread); give `--threads` the cores you own.
 
 - Cohort: one dense round of `--members` ResNet-20 members (seeds 0..S-1) trained as one `Cohort`, against the
-  same members each trained alone (a cohort of one), one after another in this process; the ratio is
-  (one by one) / (cohort) in trajectory-steps per second.
+  same members each trained alone, one after another in this process; the ratio is (one by one) / (cohort) in
+  trajectory-steps per second. A member alone is a cohort of one, which runs its net as a lone net
+  (`FunctionalStacked` calls the module with the member's tensors, without `vmap`, when there is one member).
 - FLOP limit: the FLOPs of one training step (forward and backward at `--batch`, counted by
   `torch.utils.flop_counter.FlopCounterMode` on 'meta' tensors: convolutions and matmuls, no elementwise ops),
   divided by the seconds of a cohort-of-one step, against the practical limit of the machine on the same
-  threads: the better of a large fp32 matmul's and a large 3x3 conv's GFLOP/s; the fraction is achieved / limit.
+  threads and precision: the better of a large matmul's and a large 3x3 conv's GFLOP/s; the fraction is
+  achieved / limit.
 
 Each timing is (warm-up + N iterations) - (warm-up), best of `--repeats` (the cohort and the lone members
 interleaved, so a busy machine's load falls on both): set-up and the evaluation at the end of a round cancel
-out. Each step is OpenLTH's (SGD with momentum 0.9 and weight decay 1e-4, flips and crops, fp32) on random
-CIFAR-shaped tensors. On a GPU (`--device cuda`) the same run measures CUDA; channels-last and bf16 autocast
-are not part of this benchmark. Prints one JSON line.
+out. N is 200 on a GPU (a step there is a few ms: fewer would be noise against the runs' ~100 ms of set-up and
+copies) and 4 on a CPU (a step there is 0.3-1.5 s). Each step is OpenLTH's (SGD with momentum 0.9 and weight
+decay 1e-4, flips and crops) on random CIFAR-shaped tensors, at `--precision` (fp32 by default). Prints one
+JSON line.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ from torch.utils.flop_counter import FlopCounterMode
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from lth_ray.core.data.loading import Split  # noqa: E402
+from lth_ray.core.engine import numerics  # noqa: E402
 from lth_ray.core.engine.cohort import Cohort  # noqa: E402
 from lth_ray.core.models.registry import build_model  # noqa: E402
 from lth_ray.core.spec.config import TrajectoryConfig  # noqa: E402
@@ -51,7 +56,7 @@ def data(device: str, train: int = 5000, held_out: int = 128) -> Split:
     return Split(x(train), y(train), x(held_out), y(held_out), x(held_out), y(held_out), "cifar10", "random")
 
 
-def recipe(arch: str, batch: int, iterations: int, device: str) -> TrajectoryConfig:
+def recipe(arch: str, batch: int, iterations: int, device: str, precision: str = "fp32") -> TrajectoryConfig:
     """OpenLTH's step (its schedule's milestones lie beyond a benchmark's few iterations) for one dense round."""
     return TrajectoryConfig(
         arch=arch,
@@ -69,12 +74,13 @@ def recipe(arch: str, batch: int, iterations: int, device: str) -> TrajectoryCon
         weight_decay=1e-4,
         augment="flip-crop",
         device=device,
+        precision=precision,
     ).validate()
 
 
-def seconds(arch: str, split: Split, seeds: list[int], batch: int, iters: int) -> float:
+def seconds(arch: str, split: Split, seeds: list[int], batch: int, iters: int, precision: str = "fp32") -> float:
     """Wall time of one dense round of `iters` iterations of a cohort of `seeds` (one evaluation, at the end)."""
-    cfg = recipe(arch, batch, iters, split.x_train.device.type)
+    cfg = recipe(arch, batch, iters, split.x_train.device.type, precision)
     cohort = Cohort([cfg.replace(seed=s) for s in seeds], split)
     if split.x_train.is_cuda:
         torch.cuda.synchronize()
@@ -83,12 +89,22 @@ def seconds(arch: str, split: Split, seeds: list[int], batch: int, iters: int) -
     return time.perf_counter() - start
 
 
-def step_seconds(arch: str, split: Split, seeds: list[int], batch: int, iters: int, warmup: int, repeats: int) -> float:
+def step_seconds(
+    arch: str,
+    split: Split,
+    seeds: list[int],
+    batch: int,
+    iters: int,
+    warmup: int,
+    repeats: int,
+    precision: str = "fp32",
+) -> float:
     """Seconds per cohort iteration: (warm-up + iters) - (warm-up), best of `repeats`."""
-    seconds(arch, split, seeds, batch, warmup)
+    seconds(arch, split, seeds, batch, warmup, precision)
     return (
         min(
-            seconds(arch, split, seeds, batch, warmup + iters) - seconds(arch, split, seeds, batch, warmup)
+            seconds(arch, split, seeds, batch, warmup + iters, precision)
+            - seconds(arch, split, seeds, batch, warmup, precision)
             for _ in range(repeats)
         )
         / iters
@@ -121,13 +137,16 @@ def _best_seconds(run, device: str, repeats: int = 5) -> float:
     return best / repeats
 
 
-def peak_gflops(device: str) -> dict[str, float]:
-    """GFLOP/s of a 2048 x 2048 fp32 matmul (BLAS) and of a 3x3 conv of 128 channels at 16x16, batch 128
-    (oneDNN or cuDNN): the practical FLOP limit is the better of the two (on AMD CPUs MKL's matmul runs well
-    below the convolutions' rate)."""
+def peak_gflops(device: str, precision: str = "fp32") -> dict[str, float]:
+    """GFLOP/s of a 2048 x 2048 matmul (BLAS) and of a 3x3 conv of 128 channels at 16x16, batch 128 (oneDNN or
+    cuDNN) at `precision` (fp32 with TF32 off, tf32, or bf16 tensors): the practical FLOP limit is the better of
+    the two (on AMD CPUs MKL's matmul runs well below the convolutions' rate)."""
+    numerics.configure("tf32" if precision == "tf32" else "fp32", False)
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float32
     g = torch.Generator().manual_seed(0)
-    a, b = (torch.randn(2048, 2048, generator=g).to(device) for _ in range(2))
-    x, w = torch.randn(128, 128, 16, 16, generator=g).to(device), torch.randn(128, 128, 3, 3, generator=g).to(device)
+    a, b = (torch.randn(2048, 2048, generator=g).to(device, dtype) for _ in range(2))
+    x = torch.randn(128, 128, 16, 16, generator=g).to(device, dtype)
+    w = torch.randn(128, 128, 3, 3, generator=g).to(device, dtype)
     with torch.no_grad():
         matmul = 2 * 2048**3 / _best_seconds(lambda: a @ b, device) / 1e9
         conv = 2 * 128 * 128 * 128 * 9 * 16 * 16 / _best_seconds(lambda: F.conv2d(x, w, padding=1), device) / 1e9
@@ -139,21 +158,27 @@ def main() -> None:
     p.add_argument("--members", type=int, default=4)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--batch", type=int, default=128)
-    p.add_argument("--iters", type=int, default=4)
-    p.add_argument("--warmup", type=int, default=1)
+    p.add_argument("--iters", type=int, help="timed iterations (default: 200 on a GPU, 4 on a CPU)")
+    p.add_argument("--warmup", type=int, help="warm-up iterations (default: 20 on a GPU, 1 on a CPU)")
     p.add_argument("--repeats", type=int, default=2)
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    p.add_argument("--precision", default="fp32", choices=("fp32", "tf32", "bf16"))
     a = p.parse_args()
+    gpu = a.device == "cuda"
+    a.iters = a.iters if a.iters is not None else (200 if gpu else 4)
+    a.warmup = a.warmup if a.warmup is not None else (20 if gpu else 1)
+    if a.iters < 1 or a.warmup < 1:
+        p.error(f"--iters={a.iters} and --warmup={a.warmup} must be at least 1")
     torch.set_num_threads(a.threads)
     split = data(a.device)
     seeds = list(range(a.members))
-    timing = dict(batch=a.batch, iters=a.iters, warmup=a.warmup, repeats=1)  # repeated here, interleaved
+    timing = dict(batch=a.batch, iters=a.iters, warmup=a.warmup, repeats=1, precision=a.precision)  # interleaved
     runs = [
         [step_seconds("cifar_resnet_20", split, group, **timing) for group in [seeds] + [[s] for s in seeds]]
         for _ in range(a.repeats)
     ]
     cohort, *alone = (min(times) for times in zip(*runs))
-    peak = peak_gflops(a.device)
+    peak = peak_gflops(a.device, a.precision)
     limit = max(peak.values())
     out = {
         "device": a.device,
@@ -162,6 +187,8 @@ def main() -> None:
         "batch": a.batch,
         "members": a.members,
         "iters": a.iters,
+        "warmup": a.warmup,
+        "precision": a.precision,
         "resnet20_cohort_ms_per_iter": cohort * 1e3,
         "resnet20_one_by_one_ms_per_iter": sum(alone) * 1e3,
         "cohort_speedup_vs_one_by_one": sum(alone) / cohort,
