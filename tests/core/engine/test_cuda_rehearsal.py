@@ -1,0 +1,456 @@
+"""The CUDA rehearsal: everything of a round but the autograd backward, run by the engine's own code on fake
+'cuda' tensors with no GPU (tests/fake_cuda.py), for Lenet, Conv-2 and ResNet-20 members: training steps (Adam,
+SGD, flips and crops, a sparse mask, two start groups, bf16), evaluation, instability paths, scoring at
+initialization and magnitude pruning. Inside the training step and the evaluation no operator may mix devices or
+read a device value on the host; the planted faults show that the rehearsal then fails. Last, the GPU's own code
+branches (grouped convolutions, vmap), forced on the CPU, give a whole fp64 cohort the CPU branches' numbers.
+
+A fake tensor has shapes, dtypes and devices but no values: what it checks is where tensors live and which
+operators run, never numbers, kernels, memory or speed (those need a real GPU: benchmarks/gpu_check.py).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import re
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+import torch
+from fake_cuda import DeviceGuardError, Violation, bf16_autocast_on_fake_cuda, fake_cuda
+
+import lth_ray.core.models.registry as model_registry
+from lth_ray.core.data.loading import Split
+from lth_ray.core.engine import training
+from lth_ray.core.engine.cohort import Cohort
+from lth_ray.core.engine.training import Participant
+from lth_ray.core.engine.weights import build_net
+from lth_ray.core.models.cifar_resnet import resnet_entry
+from lth_ray.core.models.functional import FunctionalStacked
+from lth_ray.core.models.registry import model_entry, model_of, register_model
+from lth_ray.core.models.stacked import StackedNet
+from lth_ray.core.options.resolve import from_preset
+from lth_ray.core.pruning import scoring
+from lth_ray.core.pruning.masks import dense_masks, global_magnitude_prune, magnitude_prune
+from lth_ray.core.pruning.scoring import synflow
+from lth_ray.core.spec.config import TrajectoryConfig
+
+EVAL_MB = 64  # given: the rehearsal never asks a device for its free memory
+TRAIN, HELD_OUT = 48, 16  # examples per split: compute on fake tensors is free, Python per operator is not
+
+
+def recipe(arch: str, **changes) -> TrajectoryConfig:
+    """A member of `arch` ('lenet', 'conv2' or 'resnet20', OpenLTH's recipe in miniature) for 4 iterations."""
+    tiny = {"iterations": 4, "eval_every": 2, "batch_size": 8, "rounds": 1, **changes}
+    if arch == "resnet20":
+        openlth = dict(
+            arch="cifar_resnet_20",
+            plan_conv=(),
+            plan_fc=(),
+            dataset="cifar10",
+            optimizer="sgd",
+            learning_rate=0.1,
+            momentum=0.9,
+            weight_decay=1e-4,
+            warmup=1,
+            milestones=(1,),
+            augment="flip-crop",
+        )
+        return TrajectoryConfig(**{**openlth, **tiny}).validate()
+    return from_preset(arch, **tiny)
+
+
+def shape_of(cfg: TrajectoryConfig) -> tuple[int, int, int]:
+    return (3, 32, 32) if cfg.dataset == "cifar10" else (1, 28, 28)
+
+
+def random_split(cfg: TrajectoryConfig, device: torch.device | None = None) -> Split:
+    """Random images of the data set's shape: real on the CPU, or fake on `device` inside the rehearsal."""
+    gen = torch.Generator().manual_seed(0) if device is None else None
+
+    def part(n: int):
+        return (
+            torch.randn(n, *shape_of(cfg), generator=gen, device=device),
+            torch.randint(0, 10, (n,), generator=gen, device=device),
+        )
+
+    return Split(*part(TRAIN), *part(HELD_OUT), *part(HELD_OUT), cfg.dataset, "random")
+
+
+def cohort_of(cfg: TrajectoryConfig, seeds=(0, 1)) -> tuple[Cohort, list[Participant]]:
+    """A real cohort of the seeds on the CPU, and its round-0 participants (host masks and starts)."""
+    cohort = Cohort([cfg.replace(seed=s) for s in seeds], random_split(cfg), eval_memory_mb=EVAL_MB)
+    return cohort, cohort.planner.participants(0, {})
+
+
+def on_fake_cuda(cohort: Cohort, rh, monkeypatch) -> tuple[training.Lockstep, list]:
+    """The cohort moved onto a fake CUDA split, as a cohort on a GPU holds it: its lockstep, evaluation and
+    planner follow the split. The step, the augmentation and the evaluation run guarded; the round's hand-out
+    (its host reads at the end of the round, on purpose) is replaced by keeping the round's tensors."""
+    split = random_split(cohort.recipe, rh.device)
+    cohort.split, cohort.device, cohort._chunks = split, rh.device, {}
+    cohort.planner.split, cohort.planner.device = split, rh.device
+    fill = split.x_train.amin(dim=(0, 2, 3)) if cohort.recipe.augment != "none" else None
+    lockstep = cohort.lockstep = dataclasses.replace(cohort.lockstep, split=split, fill=fill)
+    lockstep._step = rh.guarded(lockstep._step, "training step")  # type: ignore[method-assign]
+    lockstep._evaluate_and_early_stop = rh.guarded(lockstep._evaluate_and_early_stop, "evaluation")  # type: ignore[method-assign]
+    monkeypatch.setattr(training, "flip_crop", rh.guarded(training.flip_crop, "augmentation"))
+    handed: list = []
+    lockstep._hand_out = handed.append  # type: ignore[method-assign]
+    return lockstep, handed
+
+
+def rehearse(cohort: Cohort, parts: list[Participant], rh, monkeypatch) -> training.RoundTensors:
+    """Round 0 of `parts` trained on fake CUDA; the round's tensors."""
+    lockstep, handed = on_fake_cuda(cohort, rh, monkeypatch)
+    with rh.answering(lambda t: True):  # `_stack` reads keep_es.any() (test_stacking_reads_nothing_...)
+        lockstep.train(0, parts)
+    (rt,) = handed
+    return rt
+
+
+def convolutions(ops) -> int:
+    """Convolutions run (in inference mode torch's `conv2d` reaches the guard undecomposed)."""
+    return ops["convolution"] + ops["conv2d"]
+
+
+def assert_on_cuda(rt: training.RoundTensors, cfg: TrajectoryConfig) -> None:
+    """Every tensor the round keeps lives on the device, its evaluations among them."""
+    P = len(rt.parts)
+    assert len(rt.points) == cfg.iterations // cfg.eval_every
+    assert all(p.shape == (P, 5) and p.is_cuda for p in rt.points)
+    kept = [*rt.stacked().values(), *rt.masks, rt.running, rt.best_loss, *(rt.best or {}).values()]
+    kept += [s for state in rt.optimizer.state.values() for s in state.values() if isinstance(s, torch.Tensor)]
+    assert all(t.is_cuda for t in kept)
+
+
+ROUNDS = {
+    "lenet-adam": ("lenet", {}),
+    "lenet-sgd": ("lenet", {"optimizer": "sgd", "momentum": 0.9}),
+    "conv2-adam": ("conv2", {}),
+    "resnet20-sgd-flip-crop": ("resnet20", {"iterations": 2}),
+}
+
+
+@pytest.mark.parametrize("arch, changes", ROUNDS.values(), ids=list(ROUNDS))
+def test_a_round_trains_and_evaluates_on_cuda_with_no_host_sync(arch, changes, monkeypatch):
+    cfg = recipe(arch, **changes)
+    cohort, parts = cohort_of(cfg)
+    with fake_cuda() as rh:
+        rt = rehearse(cohort, parts, rh, monkeypatch)
+    assert_on_cuda(rt, cfg)
+    assert rt.best is not None and rh.guard.tolerated == []
+    step = rh.ops("training step")
+    assert step[f"_fused_{cfg.optimizer}_"] == cfg.iterations  # one fused update of every member per step
+    assert rh.ops("evaluation")["argmax"] == 2 * len(rt.points)  # validation and test, one chunk each
+    if arch == "conv2":  # CUDA's branch: member p's channels are group p of one convolution
+        assert set(rh.guard.conv_groups) == {len(parts)}
+    if cfg.augment == "flip-crop":
+        assert rh.ops("augmentation")["gather"] == 2 * cfg.iterations
+
+
+def test_a_sparse_round_masks_its_weights_on_the_device(monkeypatch):
+    cfg = recipe("lenet")
+    cohort, parts = cohort_of(cfg)
+    rates = {n: 0.5 for n in cohort.kinds}
+    parts = [
+        dataclasses.replace(p, masks=magnitude_prune(cohort.planner.view(p.member).layer_weights(), p.masks, rates))
+        for p in parts
+    ]
+    with fake_cuda() as rh:
+        rt = rehearse(cohort, parts, rh, monkeypatch)
+    assert rt.sparse and all(m.is_cuda for m in rt.masks)
+    assert rh.ops("training step")["_foreach_mul_"] == cfg.iterations  # pruned weights kept at zero, on the GPU
+
+
+def late_rewinding(parts: list[Participant]) -> list[Participant]:
+    """Two start groups, as late rewinding makes them: member 0 trains from iteration 0 and captures W_2,
+    member 1 (rewound to iteration 2) stays frozen until then."""
+    return [dataclasses.replace(parts[0], capture_at=2), dataclasses.replace(parts[1], start_iteration=2)]
+
+
+def started_flags(v: Violation) -> bool:
+    """The copy of which participants have started, made in the step once per start group."""
+    return v.kind == "host copy" and v.window == "training step" and "bool[2]" in v.detail
+
+
+def test_two_start_groups_train_on_cuda(monkeypatch):
+    cfg = recipe("lenet")
+    cohort, parts = cohort_of(cfg)
+    with fake_cuda(tolerate=started_flags) as rh:
+        rt = rehearse(cohort, late_rewinding(parts), rh, monkeypatch)
+    assert rt.full is not None and len(rt.leaves) == 2 and set(rt.captured) == {2}
+    assert_on_cuda(rt, cfg)
+    assert len(rh.guard.tolerated) <= 1  # made once, when the first group trains alone
+
+
+@contextlib.contextmanager
+def known(pattern: str) -> Iterator[None]:
+    """A known violation (an xfail's reason) passes as it is; any other is a plain test failure."""
+    try:
+        yield
+    except DeviceGuardError as err:
+        if not re.search(pattern, str(err)):
+            raise AssertionError(f"not the known violation {pattern!r}: {err}") from err
+        raise
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=DeviceGuardError,
+    reason="Lockstep._step builds `started` with torch.tensor(flags, device=dev): a blocking copy to the GPU "
+    "inside the step while a start group waits (could be made in _stack, from rt.start_iterations)",
+)
+def test_two_start_groups_copy_nothing_to_the_device_in_the_step(monkeypatch):
+    cohort, parts = cohort_of(recipe("lenet"))
+    with fake_cuda() as rh, known(r"host copy in 'training step'.*cpu bool\[2\]"):
+        rehearse(cohort, late_rewinding(parts), rh, monkeypatch)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=DeviceGuardError,
+    reason="Lockstep._stack reads bool(keep_es.any()) back from the GPU; the host knows any(p.keep_es ...)",
+)
+def test_stacking_reads_nothing_from_the_device(monkeypatch):
+    cohort, parts = cohort_of(recipe("lenet"))
+    with fake_cuda(tolerate=lambda v: v.kind == "host copy") as rh:  # the starts and masks go to the GPU
+        lockstep, _ = on_fake_cuda(cohort, rh, monkeypatch)
+        with rh.window("stacking"), known(r"host read in 'stacking'.*cuda bool\[\]"):
+            lockstep._stack(parts)
+
+
+def test_bf16_autocast_reaches_the_grouped_convolutions_on_cuda(monkeypatch):
+    cfg = recipe("conv2", precision="bf16")
+    cohort, parts = cohort_of(cfg)
+    with bf16_autocast_on_fake_cuda(), fake_cuda() as rh:
+        rt = rehearse(cohort, parts, rh, monkeypatch)
+    dtypes = rh.guard.compute_dtypes
+    assert dtypes[("convolution", torch.bfloat16)] > 0 and dtypes[("convolution", torch.float32)] == 0
+    assert dtypes[("baddbmm", torch.bfloat16)] > 0
+    assert all(t.dtype == torch.float32 for t in rt.stacked().values() if t.is_floating_point())  # fp32 weights
+
+
+# ------------------------------------------------------------------ planted faults: the rehearsal can fail
+def plant(cohort: Cohort, monkeypatch, fault, evaluation: bool = False) -> None:
+    """`fault(logits)` run in the stacked forward pass of the training step (or of the evaluation)."""
+    net = cohort.lockstep.net
+    forward = net.forward
+
+    def planted(tensors, x, members, shared, training):
+        logits = forward(tensors, x, members, shared, training)
+        return fault(logits) if shared == evaluation else logits
+
+    monkeypatch.setattr(net, "forward", planted)
+
+
+HOST_READS = {
+    "item": lambda z: z + z.sum().item(),
+    "bool": lambda z: z if not z.isnan().any() else z.nan_to_num(),
+    "tolist": lambda z: z + z[0, 0, 0].tolist(),
+    "numpy": lambda z: z + float(z.detach().numpy().mean()),
+    "cpu": lambda z: z + z.detach().cpu().mean().to(z.device),
+}
+
+
+@pytest.mark.parametrize("read", HOST_READS.values(), ids=list(HOST_READS))
+def test_a_host_read_planted_in_the_step_fails_the_rehearsal(read, monkeypatch):
+    cohort, parts = cohort_of(recipe("lenet"))
+    plant(cohort, monkeypatch, read)
+    with fake_cuda() as rh, pytest.raises(DeviceGuardError, match="host read in 'training step'"):
+        rehearse(cohort, parts, rh, monkeypatch)
+
+
+def test_a_host_read_planted_in_the_evaluation_fails_the_rehearsal(monkeypatch):
+    cohort, parts = cohort_of(recipe("lenet"))
+    plant(cohort, monkeypatch, HOST_READS["item"], evaluation=True)
+    with fake_cuda() as rh, pytest.raises(DeviceGuardError, match="host read in 'evaluation'"):
+        rehearse(cohort, parts, rh, monkeypatch)
+
+
+def test_a_cpu_tensor_planted_in_the_step_fails_the_rehearsal(monkeypatch):
+    cohort, parts = cohort_of(recipe("lenet"))
+    plant(cohort, monkeypatch, lambda z: z + torch.ones(z.shape[-1]))  # a bias left on the CPU
+    with fake_cuda() as rh, pytest.raises(DeviceGuardError, match="device mix in 'training step'"):
+        rehearse(cohort, parts, rh, monkeypatch)
+
+
+def test_a_mask_left_on_the_cpu_fails_the_rehearsal(monkeypatch):
+    cfg = recipe("lenet")
+    cohort, parts = cohort_of(cfg)
+    parts = [dataclasses.replace(p, masks={n: m.clone() for n, m in p.masks.items()}) for p in parts]
+    for p in parts:
+        p.masks["fc.0"].view(-1)[:10] = False  # sparse: the step masks the weights
+    stack = training.Lockstep._stack
+
+    def masks_on_the_cpu(self, parts):
+        rt = stack(self, parts)
+        rt.masks = [m.cpu() for m in rt.masks]
+        return rt
+
+    monkeypatch.setattr(training.Lockstep, "_stack", masks_on_the_cpu)
+    with fake_cuda() as rh, pytest.raises(DeviceGuardError, match="device mix in 'training step'.*_foreach_mul_"):
+        rehearse(cohort, parts, rh, monkeypatch)
+
+
+# ------------------------------------------------------------------ the rest of a round on the device
+def batchnorm_counts(v: Violation) -> bool:
+    """nn.BatchNorm with momentum None (a cumulative average) reads its batch count: 1 / float(num_batches)."""
+    return v.kind == "host read" and v.window == "batchnorm statistics" and v.detail == "cuda int64[]"
+
+
+def measure_instability(arch: str, bn: str, monkeypatch, tolerate=None) -> tuple[dict, Cohort, object]:
+    """The cohort's own instability measurement of a ticket and its copy on a net it builds on the device; each
+    point's numbers go to the host on purpose (outside the windows)."""
+    from lth_ray.core.engine import instability
+
+    cfg = recipe(arch, instability=True, instability_points=2, instability_bn=bn)
+    cohort, parts = cohort_of(cfg, seeds=(0,))
+    (copy,) = cohort.planner.copies(0, parts)
+    monkeypatch.setattr(instability, "BN_BATCHES", 2)
+    with fake_cuda(tolerate) as rh:
+        on_fake_cuda(cohort, rh, monkeypatch)
+        monkeypatch.setattr(instability, "evaluate", rh.guarded(instability.evaluate, "evaluation"))
+        recompute = rh.guarded(instability.recompute_batchnorm, "batchnorm statistics")
+        monkeypatch.setattr(instability, "recompute_batchnorm", recompute)
+        for p in (parts[0], copy):
+            p.out["device_weights"] = {k: v.to(rh.device) for k, v in p.start.items()}
+        with rh.answering(lambda t: 1):  # (BatchNorm's tolerated batch counts too: 1 / float(count))
+            record = cohort._instability(0, parts[0], copy)
+    return record, cohort, rh
+
+
+@pytest.mark.parametrize("arch, bn", [("conv2", "interpolate"), ("resnet20", "recompute")])
+def test_an_instability_path_evaluates_on_cuda(arch, bn, monkeypatch):
+    record, cohort, rh = measure_instability(arch, bn, monkeypatch, tolerate=batchnorm_counts)
+    assert record["alphas"] == [0.0, 1.0] and len(record["test_error"]) == 2
+    assert cohort._single is not None and next(cohort._single.parameters()).is_cuda
+    assert convolutions(rh.ops("evaluation")) > 0
+    if bn == "recompute":  # every point re-estimates its statistics from 2 training batches, on the device
+        assert convolutions(rh.ops("batchnorm statistics")) > 0
+        assert len(rh.guard.tolerated) == 2 * 2 * 21  # points x batches x ResNet-20's BatchNorm layers
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=DeviceGuardError,
+    reason="recompute_batchnorm sets momentum None, so every BatchNorm layer reads 1 / float(num_batches_tracked) "
+    "back from the GPU at every batch (set momentum = 1 / (i + 1) for batch i instead: the same mean)",
+)
+def test_recomputing_batchnorm_statistics_reads_nothing_from_the_device(monkeypatch):
+    with known(r"host read in 'batchnorm statistics'.*cuda int64\[\]"):
+        measure_instability("resnet20", "recompute", monkeypatch)
+
+
+def scalar_reads(v: Violation) -> bool:
+    return v.kind == "host read" and "_local_scalar_dense" in v.op
+
+
+@pytest.mark.filterwarnings("ignore:Accessing the data pointer of FakeTensor")  # SynFlow's deepcopy
+@pytest.mark.parametrize("method", ["snip", "grasp", "synflow", "magnitude-init"])
+def test_scoring_at_init_runs_on_cuda(method, monkeypatch):
+    """A pruning-at-init member's round-1 mask, scored on the device by the cohort's planner: no device mix,
+    no copy of scores to the host while scoring (SynFlow reads one count per layer and pruning)."""
+    cfg = recipe("conv2", method=method, rounds=2)
+    cohort, _ = cohort_of(cfg, seeds=(0,))
+    monkeypatch.setattr(synflow.synflow_masks, "__defaults__", (3, False))  # 3 prunings of SynFlow's 100
+    with fake_cuda(tolerate=scalar_reads) as rh:
+        on_fake_cuda(cohort, rh, monkeypatch)
+        how = scoring.SCORERS[method]
+        field = "masks" if how.iterative else "score"
+        guarded = dataclasses.replace(how, **{field: rh.guarded(getattr(how, field), "scoring")})
+        monkeypatch.setitem(scoring.SCORERS, method, guarded)
+        with rh.answering(lambda t: 1):
+            masks = cohort.planner.masks(0, 1, {})
+    assert set(masks) == set(cohort.kinds)
+    assert convolutions(rh.ops("scoring")) > 0 or method == "magnitude-init"  # (it only takes |w|)
+    assert len(rh.guard.tolerated) == (3 * len(cohort.kinds) if method == "synflow" else 0)
+
+
+@pytest.mark.parametrize("pruning", ["layer-wise", "global"])
+def test_magnitude_pruning_sorts_on_cuda(pruning):
+    """A trained net's weights on the device and the host's masks: only masks cross, the sort runs on the GPU."""
+    cfg = recipe("conv2")
+    net = build_net(cfg, shape_of(cfg))
+    modules = dict(net.named_modules())
+    trained = {n: modules[n].weight.detach() for n in model_entry(model_of(cfg)).prunable(net)}
+    masks = dense_masks(trained)
+
+    def mask_traffic(v: Violation) -> bool:
+        return scalar_reads(v) or (v.kind in ("host copy", "host read") and " bool[" in v.detail)
+
+    with fake_cuda(tolerate=mask_traffic) as rh:
+        weights = {n: w.to(rh.device) for n, w in trained.items()}
+        with rh.answering(lambda t: 1000), rh.window("pruning"):  # the global count: a tolerated read
+            if pruning == "global":
+                new = global_magnitude_prune(weights, masks, rate=0.2)
+            else:
+                new = magnitude_prune(weights, masks, {n: 0.2 for n in masks})
+    assert all(m.device.type == "cpu" and m.dtype == torch.bool for m in new.values())
+    assert rh.ops("pruning")["sort"] == (1 if pruning == "global" else len(masks))
+    assert not any(v.kind == "host read" and "float" in v.detail for v in rh.guard.tolerated)
+
+
+# ------------------------------------------------------------------ the GPU's code branches, forced on the CPU
+def force_gpu_branches(monkeypatch) -> None:
+    """StackedNet's grouped convolutions and FunctionalStacked's vmap, as on CUDA, while tensors stay on the CPU."""
+    forward, init = StackedNet.forward, FunctionalStacked.__init__
+
+    def grouped(self, tensors, x, members, shared, training, grouped=None):
+        return forward(self, tensors, x, members, shared, training, grouped=True)
+
+    def vectorized(self, template, vectorize=None):
+        init(self, template, vectorize=True)
+
+    monkeypatch.setattr(StackedNet, "forward", grouped)
+    monkeypatch.setattr(FunctionalStacked, "__init__", vectorized)
+
+
+def small_split() -> Split:
+    gen = torch.Generator().manual_seed(0)
+
+    def part(n: int):
+        return torch.randn(n, 3, 8, 8, generator=gen), torch.randint(0, 10, (n,), generator=gen)
+
+    return Split(*part(60), *part(20), *part(20), "cifar10", "random")
+
+
+def records(members: list[TrajectoryConfig], split: Split) -> list[dict]:
+    out = []
+    for results in Cohort(members, split).run_results():
+        for _, res in sorted(results.items()):
+            rec = res.record
+            out.append({k: np.asarray(rec[k], dtype=np.float64) for k in ("train_loss", "val_loss", "test_acc")})
+            if "instability" in rec:
+                out[-1]["path_test_loss"] = np.asarray(rec["instability"]["test_loss"], dtype=np.float64)
+    return out
+
+
+@pytest.mark.parametrize("arch", ["conv (grouped)", "resnet (vmap)"])
+def test_the_gpu_branches_give_a_cohort_the_cpu_branches_numbers_in_fp64(arch, monkeypatch):
+    """A whole cohort (a ticket with late rewinding and an instability copy, its re-init, another seed) through
+    the grouped convolutions or vmap, forced on the CPU in float64, records the CPU branches' numbers."""
+    monkeypatch.setattr(model_registry, "MODELS", dict(model_registry.MODELS))
+    register_model(resnet_entry(8, 2))
+    if arch.startswith("conv"):
+        base = from_preset("conv2", plan_conv=(4, "4B", "M"), plan_fc=(8,))
+    else:
+        base = TrajectoryConfig(arch="cifar_resnet_8_2", plan_conv=(), plan_fc=(), dataset="cifar10")
+        base = base.replace(optimizer="sgd", learning_rate=0.05, momentum=0.9, weight_decay=1e-4, augment="flip-crop")
+    base = base.replace(
+        iterations=4, eval_every=2, rounds=1, batch_size=10, precision="fp64", rewind_iteration=2
+    ).validate()
+    members = [
+        base.replace(seed=0, instability=True, instability_points=2),
+        base.replace(seed=0, method="reinit"),
+        base.replace(seed=1),
+    ]
+    split = small_split()
+    cpu = records(members, split)
+    force_gpu_branches(monkeypatch)
+    gpu = records(members, split)
+    assert [sorted(r) for r in cpu] == [sorted(r) for r in gpu] and len(cpu) == 5  # 2 + 1 + 2 member-rounds
+    worst = max(float(np.abs(a[k] - b[k]).max()) for a, b in zip(cpu, gpu) for k in a)
+    assert worst < 1e-12, worst
