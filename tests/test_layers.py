@@ -128,6 +128,7 @@ CORE_ORDER: tuple[tuple[str, ...], ...] = (
     ("methods",),
     ("options", "engine"),
     ("store",),
+    ("branches",),
 )
 
 

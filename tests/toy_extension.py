@@ -7,6 +7,7 @@ import torch
 from conftest import write_idx
 from torch import nn
 
+from lth_ray.core.branches import BranchKind
 from lth_ray.core.data.formats import IDX
 from lth_ray.core.data.registry import DatasetEntry
 from lth_ray.core.models.functional import FunctionalStacked
@@ -63,3 +64,16 @@ def make_toy_digits(root):
         write_idx(root / "ToyDigits" / "raw" / f"{prefix}-images-idx3-ubyte", x)
         write_idx(root / "ToyDigits" / "raw" / f"{prefix}-labels-idx1-ubyte", y)
     return root
+
+
+class BothRandomBaselines(BranchKind):
+    """What a user's branch file holds: a kind adding two members per ticket (random pruning and its re-init)."""
+
+    name = "toy-random-pair"
+    summary = "random pruning and its re-init ablation"
+
+    def members(self, ticket, of=None):
+        return [ticket.replace(method="random-prune"), ticket.replace(method="random-prune", ablation="reinit")]
+
+
+TOY_BRANCH = BothRandomBaselines()

@@ -51,8 +51,9 @@ class Cohort:
         states: Sequence[dict | None] | None = None,
         progress: Callable[[int, int], None] | None = None,
         eval_memory_mb: int | None = None,
+        tickets_elsewhere: bool = False,  # a branch's: its states carry what members take from their tickets
     ):
-        self.configs = check_cohort(members)
+        self.configs = check_cohort(members, tickets_elsewhere)
         self.recipe = cfg = self.configs[0]
         self.dtype = numerics.dtype(cfg.precision)
         if split.x_train.dtype != self.dtype:  # fp64: the data in float64 too (a copy; the caller's is shared)

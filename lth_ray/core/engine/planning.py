@@ -167,12 +167,13 @@ class RoundPlanner:
 
     def ticket_masks(self, i: int, r: int, chosen: dict[int, dict]) -> dict[str, torch.Tensor]:
         """The round-r mask of member i's ticket: chosen this round, or (after a resume that left the ticket
-        ahead) its latest mask, or one the resume handed over from the ticket's round files."""
-        t = self._ticket(i)
-        if t in chosen:
+        ahead) its latest mask, or one the resume (or a branch, whose ticket is in the trunk) handed over from the
+        ticket's round files."""
+        t = self.ticket_of(i)
+        if t is not None and t in chosen:
             return chosen[t]
-        latest = self.members[t].masks
-        if self.members[t].next_round == r + 1:
+        if t is not None and self.members[t].next_round == r + 1:
+            latest = self.members[t].masks
             assert latest is not None, "a ticket past round r has its masks"
             return unpack_masks(latest)
         given = self.members[i].ticket_masks or {}

@@ -48,10 +48,11 @@ def recipe_of(config: TrajectoryConfig) -> dict:
     return {k: v for k, v in config.to_dict().items() if k not in MEMBER_FIELDS}
 
 
-def check_cohort(members: Sequence[TrajectoryConfig]) -> tuple[TrajectoryConfig, ...]:
+def check_cohort(members: Sequence[TrajectoryConfig], tickets_elsewhere: bool = False) -> tuple[TrajectoryConfig, ...]:
     """The members, validated: one recipe, distinct members, and every baseline's ticket present when the
     baseline needs it (re-init and the ticket's shuffle take the ticket's masks; a member starting from the
-    rewind point without a dense round of its own, under late rewinding, the ticket's rewind point)."""
+    rewind point without a dense round of its own, under late rewinding, the ticket's rewind point), unless the
+    tickets are elsewhere (a branch's: its member states carry what they take from them)."""
     members = tuple(check_trajectory(m) for m in members)
     if not members:
         raise ConfigError("a cohort needs at least one member")
@@ -68,7 +69,7 @@ def check_cohort(members: Sequence[TrajectoryConfig]) -> tuple[TrajectoryConfig,
     if len(kinds) > 1:
         raise ConfigError("a cohort holds one kind of ticket (imp or one-shot), not both")
     for m in members:
-        if needs_ticket(m) and m.seed not in tickets:
+        if needs_ticket(m) and m.seed not in tickets and not tickets_elsewhere:
             why = "its masks" if mask_source(m) == "ticket" else "its rewind point"
             kind = m.method if ticket_kind(m) else "imp"
             raise ConfigError(
