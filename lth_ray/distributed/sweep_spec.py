@@ -308,6 +308,8 @@ GRID_ORDER = (
     "weight_decay",
     "warmup",
     "augment",
+    "retrain",
+    "retrain_iterations",
 )
 
 

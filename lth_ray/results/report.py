@@ -81,6 +81,12 @@ def write_figures(exp: A.Experiment, out: Path) -> list[Path]:
             A.plot_methods_vs_sparsity(ax, summary, key)
             ax.set_title(f"{label}: every method at the ticket's densities")
             save(fig, f"methods-{_slug(label)}.png")
+    for shared, rows in A.retrain_comparisons(summary):
+        fig, ax = subplots(figsize=(7, 4.5))
+        A.plot_retrain_modes(ax, rows)
+        title = _retrain_title(shared)
+        ax.set_title(f"{title}: retraining modes")
+        save(fig, f"retrain_modes-{_slug(title)}.png")
     for label, rounds, histories in A.by_configuration(exp):
         ticket = A.ticket_method(rounds)
         slug = _slug(label)
@@ -113,6 +119,11 @@ def write_figures(exp: A.Experiment, out: Path) -> list[Path]:
 
 
 # ------------------------------------------------------------------ Markdown
+
+
+def _retrain_title(shared: dict) -> str:
+    """A comparison of retraining modes named by its net, data set, ticket and rewind point."""
+    return f"{shared['arch']} {shared['dataset']} {shared['method']} k={int(shared['rewind_iteration'])}"
 
 
 def _table(header: list[str], rows: list[list]) -> str:
@@ -247,6 +258,30 @@ def summary_markdown(exp: A.Experiment, source: str, figures: list[Path]) -> str
                 for r, w in wide.iterrows()
             ]
             parts += [f"### {label}", "", _table(["round", "% remaining", *wide.columns[1:]], rows), ""]
+    comparisons = A.retrain_comparisons(summary) if summary is not None else []
+    if comparisons:
+        parts += [
+            "## Retraining modes",
+            "",
+            "Final test accuracy (at the end of each round, as Renda et al. 2020 report; mean over seeds, "
+            "percent) of the ticket at each round's density, per retraining mode: weight-rewind (weights and "
+            "schedule back to k), lr-rewind (the trained weights, the schedule of the last t iterations), "
+            "fine-tune (the trained weights, t iterations at the final rate). Round 0 is the same dense round in "
+            "every mode.",
+            "",
+        ]
+        for shared, rows in comparisons:
+            wide = A.retrain_table(rows)
+            body = [
+                [int(r), f"{w['percent_remaining']:.1f}", *(_pct(w[m]) for m in wide.columns[1:])]
+                for r, w in wide.iterrows()
+            ]
+            parts += [
+                f"### {_retrain_title(shared)}",
+                "",
+                _table(["round", "% remaining", *wide.columns[1:]], body),
+                "",
+            ]
     if exp.instability is not None and not exp.instability.empty and summary is not None:
         parts += [
             "## Instability",

@@ -30,6 +30,8 @@ RECIPE = [
     ("augment", pa.string()),
     ("prune_ignore", pa.string()),
     ("instability_bn", pa.string()),
+    ("retrain", pa.string()),  # weight-rewind, lr-rewind or fine-tune (Renda et al. 2020)
+    ("retrain_iterations", pa.int64()),  # t, the retrained rounds' length; 0: T - rewind_iteration
 ]
 
 

@@ -15,8 +15,15 @@ from lth_ray.core.engine.state import finished
 from lth_ray.core.engine.training import Participant
 from lth_ray.core.engine.weights import build_net, fresh_weights
 from lth_ray.core.methods import MemberView, method_of, method_salt
-from lth_ray.core.methods.member import first_round, is_ticket, mask_source, round_start, start_of
-from lth_ray.core.pruning.masks import alive_after, dense_masks, shuffle_within_layers, unpack_masks
+from lth_ray.core.methods.member import (
+    first_round,
+    is_ticket,
+    mask_source,
+    retrains_trained,
+    round_start,
+    start_of,
+)
+from lth_ray.core.pruning.masks import alive_after, dense_masks, expand, shuffle_within_layers, unpack_masks
 from lth_ray.core.spec.config import TrajectoryConfig
 from lth_ray.core.spec.state import MemberState
 from lth_ray.core.spec.streams import STREAM_COPY_DATA, STREAM_DATA, STREAM_SCORE, STREAM_SHUFFLE, generator
@@ -88,6 +95,7 @@ class RoundPlanner:
                         True,
                         False,
                         replay=True,
+                        final_rate=self.final_rate(i, r),
                     )
                 )
                 continue
@@ -109,9 +117,15 @@ class RoundPlanner:
                     True,
                     cfg.save_early_stop,
                     capture,
+                    final_rate=self.final_rate(i, r),
                 )
             )
         return parts
+
+    def final_rate(self, i: int, r: int) -> bool:
+        """Whether member i's round r trains at the schedule's final rate (fine-tuning its ticket)."""
+        cfg = self.configs[i]
+        return r > 0 and cfg.retrain == "fine-tune" and retrains_trained(cfg)
 
     def copies(self, r: int, parts: list[Participant]) -> list[Participant]:
         """Instability copies of the round's tickets: the same mask and start, another data order. The dense
@@ -124,7 +138,11 @@ class RoundPlanner:
             dense_late = r == 0 and cfg.rewind_iteration > 0
             start = self.members[p.member].rewind if dense_late else p.start
             at = cfg.rewind_iteration if dense_late else p.start_iteration
-            copies.append(Participant(p.member, cfg.seed, p.masks, start, at, STREAM_COPY_DATA, False, False))
+            copies.append(
+                Participant(
+                    p.member, cfg.seed, p.masks, start, at, STREAM_COPY_DATA, False, False, final_rate=p.final_rate
+                )
+            )
         return copies
 
     def replays(self, r: int) -> list[int]:
@@ -145,7 +163,20 @@ class RoundPlanner:
         cfg = self.configs[i]
         if r > 0 and start_of(cfg) == "fresh":
             return self.cast(fresh_weights(cfg, self.split.in_shape, r))
+        if r > 0 and retrains_trained(cfg):
+            return self.trained_start(i)
         return self.inits[i] if r == 0 or start_of(cfg) == "init" else self.rewind(i)
+
+    def trained_start(self, i: int) -> dict[str, torch.Tensor]:
+        """The trained weights member i's mask of the round was chosen from, where lr-rewind and fine-tune go
+        on from (training masks them by the new mask): the previous round's (IMP), or the dense round's (one-shot,
+        which prunes those every round). A replayed round gets its own round's: its results are unused."""
+        state = self.members[i]
+        if method_of(self.configs[i].method).keeps_dense_trained:
+            assert state.dense_trained is not None, "one-shot keeps its dense round's trained weights"
+            return expand(state.dense_trained, dense_masks(self.view(i).layer_weights()))
+        assert state.trained is not None and state.masks is not None, "a round >= 1 follows a trained round"
+        return expand(state.trained, unpack_masks(state.masks))
 
     def masks(self, i: int, r: int, chosen: dict[int, dict]) -> dict[str, torch.Tensor]:
         """Member i's mask of round r: dense in round 0; else its ticket's or its method's, then shuffled

@@ -5,7 +5,8 @@ each group's parameters are stacked leaf tensors under one fused optimizer (the 
 momentum and weight decay): Adam's step count is per group, hence per member (the protocol's optimizer,
 exactly), and a group that has not started yet simply has no gradient, so the optimizer leaves its weights,
 moments and step count as they are. The learning rate follows the recipe's schedule on the absolute iteration
-axis, so a round rewound to k takes up the schedule at k. Nothing mixes members: member p's updates depend only
+axis, so a round rewound to k takes up the schedule at k; a fine-tuned ticket's group trains at the schedule's
+final rate instead (participants are grouped by start and rate). Nothing mixes members: member p's updates depend only
 on member p's weights, batch and augmentation.
 """
 
@@ -22,7 +23,7 @@ from lth_ray.core.engine import numerics
 from lth_ray.core.models.registry import Stacked
 from lth_ray.core.spec.config import TrajectoryConfig
 from lth_ray.core.spec.streams import STREAM_AUGMENT, generator
-from lth_ray.core.spec.training import learning_rate_at
+from lth_ray.core.spec.training import final_learning_rate, learning_rate_at
 
 PAD = 4  # pixels of pad-and-crop (OpenLTH's and the papers' CIFAR augmentation)
 
@@ -41,6 +42,7 @@ class Participant:
     keep_es: bool  # keeps its weights at the lowest validation loss (early stop)
     capture_at: int | None = None  # keeps its weights at this iteration (the rewind point W_k)
     replay: bool = False  # trained only so that the cohort's company (and float rounding) is the original's
+    final_rate: bool = False  # trains at the schedule's final rate, not at the schedule (fine-tuning)
     out: dict = field(default_factory=dict)  # what training produced: history, trained, early_stop, rewind
 
 
@@ -117,14 +119,19 @@ def flip_crop(x: torch.Tensor, flips: torch.Tensor, offsets: torch.Tensor, fill:
 
 
 def optimizer_for(
-    leaves: list[dict[str, torch.Tensor]], recipe: TrajectoryConfig, device: torch.device, compiled: bool = False
+    leaves: list[dict[str, torch.Tensor]],
+    recipe: TrajectoryConfig,
+    device: torch.device,
+    compiled: bool = False,
+    grouped: bool = False,
 ):
     """The recipe's optimizer over every group's leaves, fused where PyTorch has the kernel: Adam (the
     thesis' protocol; weight decay as L2, as torch and OpenLTH) or SGD with momentum, Nesterov, weight decay.
 
     `compiled`: for a step that torch.compile traces: the multi-tensor (foreach) kernels, which it fuses itself
     (the fused SGD kernel cannot be traced), and the learning rate as a tensor, so a schedule changes a value
-    rather than the traced program."""
+    rather than the traced program. `grouped`: Adam too takes a parameter group per group of leaves (groups at
+    different rates: fine-tuned tickets beside members on the schedule)."""
     params = [t for group in leaves for t in group.values()]
     fused = device.type in ("cuda", "cpu", "mps") and not compiled
     kinds: dict = {"foreach": True} if compiled else {"fused": fused}
@@ -140,9 +147,10 @@ def optimizer_for(
         )
     if compiled:
         kinds["capturable"] = True  # Adam takes a tensor rate only so
+    groups: list = [{"params": list(group.values())} for group in leaves] if grouped else params
     if recipe.weight_decay:
-        return torch.optim.Adam(params, lr=lr, weight_decay=recipe.weight_decay, **kinds)
-    return torch.optim.Adam(params, lr=lr, **kinds)
+        return torch.optim.Adam(groups, lr=lr, weight_decay=recipe.weight_decay, **kinds)
+    return torch.optim.Adam(groups, lr=lr, **kinds)
 
 
 @dataclass
@@ -155,6 +163,7 @@ class RoundTensors:
     parts: list[Participant]
     param_keys: list[str]
     group_starts: list[int]
+    group_final: list[bool]  # whether each group trains at the final rate (fine-tuning), in group order
     leaves: list[dict[str, torch.Tensor]]  # each group's parameters, stacked on the member axis
     # with several groups: every participant's parameters as one leaf per key, whose rows the groups' leaves
     # share (views), so the forward pass takes them without concatenating at every step; None with one group
@@ -174,10 +183,14 @@ class RoundTensors:
     point_iters: list[int] = field(default_factory=list)
     captured: dict[int, dict] = field(default_factory=dict)  # stacked weights at the capture iterations
     started_masks: dict[tuple, torch.Tensor] = field(default_factory=dict)  # by which participants have started
+    optimizer_final: list[bool] = field(default_factory=list)  # per optimizer parameter group: the final rate
 
     @property
     def starts(self) -> list[int]:
         return [p.start_iteration for p in self.parts]
+
+    def group_of(self, p: Participant) -> int:
+        return list(zip(self.group_starts, self.group_final)).index((p.start_iteration, p.final_rate))
 
     def stacked(self) -> dict[str, torch.Tensor]:
         """Every participant's tensors, stacked in participant order."""
@@ -205,7 +218,7 @@ class Lockstep:
         """Round r of every participant: stack them, step them together, evaluate, hand each its share."""
         cfg, split = self.recipe, self.split
         dev = split.x_train.device
-        parts.sort(key=lambda p: p.start_iteration)  # groups of equal start are contiguous (stable: order kept)
+        parts.sort(key=lambda p: (p.start_iteration, p.final_rate))  # groups are contiguous (stable: order kept)
         rt = self._stack(parts)
         first, batch = min(rt.starts), cfg.batch_size
         gens = [generator(p.seed, p.stream, r) for p in parts]
@@ -237,8 +250,9 @@ class Lockstep:
     def _stack(self, parts: list[Participant]) -> RoundTensors:
         """The participants' starting tensors stacked on the member axis, pruned weights zeroed, an optimizer."""
         dev = self.split.x_train.device
-        group_starts = sorted({p.start_iteration for p in parts})
-        sizes = [sum(p.start_iteration == s for p in parts) for s in group_starts]
+        keys = sorted({(p.start_iteration, p.final_rate) for p in parts})  # a group: one start, one rate
+        group_starts, group_final = [s for s, _ in keys], [f for _, f in keys]
+        sizes = [sum((p.start_iteration, p.final_rate) == key for p in parts) for key in keys]
         rows = [(sum(sizes[:g]), sum(sizes[: g + 1])) for g in range(len(sizes))]
         params = {k: torch.stack([_start(p)[k] for p in parts]).to(dev).requires_grad_(True) for k in self.param_keys}
         full = params if len(rows) > 1 else None
@@ -256,13 +270,16 @@ class Lockstep:
         if sparse:
             with torch.no_grad():
                 torch._foreach_mul_(weights, masks)
-        optimizer = optimizer_for(leaves, self.recipe, dev, compiled=self.recipe.compile_step)
+        mixed = len(set(group_final)) > 1  # rates differ between groups: Adam needs a parameter group each
+        optimizer = optimizer_for(leaves, self.recipe, dev, compiled=self.recipe.compile_step, grouped=mixed)
+        rates = group_final if mixed or self.recipe.optimizer == "sgd" else group_final[:1]
         keep_es = torch.tensor([p.keep_es for p in parts], device=dev)
         P = len(parts)
         rt = RoundTensors(
             parts,
             self.param_keys,
             group_starts,
+            group_final,
             leaves,
             full,
             rows,
@@ -276,6 +293,7 @@ class Lockstep:
             running=torch.zeros(P, device=dev, dtype=self.dtype),
             best_loss=torch.full((P,), float("inf"), device=dev, dtype=self.dtype),
             best=None,
+            optimizer_final=rates,
         )
         if bool(keep_es.any()):
             rt.best = {k: t.detach().clone() for k, t in rt.stacked().items()}
@@ -286,11 +304,12 @@ class Lockstep:
         cfg, dev, P = self.recipe, self.split.x_train.device, len(rt.parts)
         starts = rt.starts
         if cfg.milestones or cfg.warmup:
-            for group in rt.optimizer.param_groups:
+            for group, final in zip(rt.optimizer.param_groups, rt.optimizer_final):
+                rate = final_learning_rate(cfg) if final else learning_rate_at(cfg, it)
                 if isinstance(group["lr"], torch.Tensor):  # the compiled step's: a value, not a new program
-                    group["lr"].fill_(learning_rate_at(cfg, it))
+                    group["lr"].fill_(rate)
                 else:
-                    group["lr"] = learning_rate_at(cfg, it)
+                    group["lr"] = rate
         started: torch.Tensor | None = None  # which participants train now, while some start later
         kept: dict[str, torch.Tensor] = {}
         if any(s > it for s in starts):
@@ -373,7 +392,7 @@ class Lockstep:
         found = torch.isfinite(rt.best_loss).cpu().tolist()
         best_cpu = {k: b.to("cpu") for k, b in rt.best.items()} if rt.best is not None else None
         for q, p in enumerate(rt.parts):
-            group = rt.leaves[rt.group_starts.index(p.start_iteration)]
+            group = rt.leaves[rt.group_of(p)]
             step = rt.optimizer.state.get(group[self.param_keys[0]], {}).get("step")  # Adam counts its updates
             if step is None and self.recipe.optimizer == "sgd":  # SGD does not: every iteration from the start
                 step = self.recipe.iterations - p.start_iteration if p.start_iteration < self.recipe.iterations else 0

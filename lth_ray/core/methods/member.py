@@ -11,6 +11,7 @@ from lth_ray.core.data import registry as data_registry
 from lth_ray.core.methods.registry import method_of
 from lth_ray.core.models import registry as model_registry
 from lth_ray.core.spec.config import ConfigError, TrajectoryConfig, check_choice, plan_label
+from lth_ray.core.spec.training import retrain_length
 
 
 def is_ticket(config: TrajectoryConfig) -> bool:
@@ -42,9 +43,20 @@ def first_round(config: TrajectoryConfig) -> int:
     return 0 if method_of(config.method).is_ticket and config.ablation in ("", "invert") else 1
 
 
+def retrains_trained(config: TrajectoryConfig) -> bool:
+    """Whether the member's rounds >= 1 go on from the trained weights its mask was chosen from (lr-rewind and
+    fine-tune, Renda et al. 2020): a ticket with a dense round of its own (imp, one-shot, their inverted
+    ablation). Every other member starts from an initialization or the rewind point, as under weight rewinding:
+    a retraining mode is how the ticket is retrained."""
+    return config.retrain != "weight-rewind" and ticket_kind(config) and first_round(config) == 0
+
+
 def round_start(config: TrajectoryConfig, round_: int) -> int:
     """The first iteration of round `round_`: 0 for the dense round, for a fresh initialization and for the
-    methods that prune the initialization, else the rewind point."""
+    methods that prune the initialization; T - t for a retrained ticket (`retrains_trained`); else the rewind
+    point."""
+    if round_ > 0 and retrains_trained(config):
+        return config.iterations - retrain_length(config)
     return 0 if round_ == 0 or start_of(config) != "rewind" else config.rewind_iteration
 
 

@@ -32,7 +32,7 @@ from lth_ray.core.spec.config import (
 )
 from lth_ray.core.spec.memory import DEFAULT_EVAL_MEMORY_MB, DEFAULT_GPU_EVAL_MEMORY_MB, MIN_EVAL_MEMORY_MB
 from lth_ray.core.spec.presets import PLAN_NETS, PRESETS, length, lengths
-from lth_ray.core.spec.training import AUGMENTATIONS, INSTABILITY_BN, OPTIMIZERS
+from lth_ray.core.spec.training import AUGMENTATIONS, INSTABILITY_BN, OPTIMIZERS, RETRAIN_MODES
 
 ALL_PRESETS = tuple(PRESETS.values())
 PLAN_PRESETS = tuple(PRESETS[name] for name in PLAN_NETS)
@@ -264,6 +264,27 @@ RECIPE: tuple[Option, ...] = (
         grid=True,
         metavar="K",
         shown=DEFAULT.rewind_iteration,
+    ),
+    Option(
+        "--retrain",
+        "how the ticket is retrained after each pruning step (Renda et al. 2020): weight-rewind (weights and "
+        "schedule back to --rewind-iteration k), lr-rewind (the trained weights kept, the schedule of the last t "
+        "iterations), fine-tune (the trained weights kept, t iterations at the schedule's final rate); baselines "
+        "train as under weight-rewind",
+        PRUNE,
+        choices=RETRAIN_MODES,
+        grid=True,
+        shown=DEFAULT.retrain,
+    ),
+    Option(
+        "--retrain-iterations",
+        "t, the length of each retrained round under lr-rewind and fine-tune (0: T - k; iterations - t a "
+        "multiple of --eval-every)" + LENGTH,
+        PRUNE,
+        parse=length,
+        grid=True,
+        metavar="T",
+        shown="T - k",
     ),
     Option(
         "--score-batches",

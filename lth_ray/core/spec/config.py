@@ -109,6 +109,11 @@ class TrajectoryConfig:
     augment: str = "none"
     prune_ignore: tuple = ()
     instability_bn: str = "interpolate"
+    # How a ticket is retrained after each pruning step (Renda et al. 2020; `spec.training.RETRAIN_MODES`):
+    # weight-rewind (weights and schedule back to k), lr-rewind (the trained weights, the schedule from T - t) or
+    # fine-tune (the trained weights, t iterations at the final rate); t = `retrain_iterations`, 0: T - k.
+    retrain: str = "weight-rewind"
+    retrain_iterations: int = 0
 
     @property
     def label(self) -> str:
@@ -138,6 +143,7 @@ class TrajectoryConfig:
         numerics += "-compiled" if self.compile_step else ""
         numerics += f"-sb{self.score_batches}" if self.score_batches != 1 else ""
         numerics += recipe_key(self)
+        rewind += retrain_key(self)
         return (
             f"{self.arch}-{self.dataset}-{self.label}-{self.pruning}-fc{self.prune_rate_fc:g}{conv}{rewind}"
             f"{lr}{batch}{numerics}-s{self.seed}"
@@ -260,6 +266,15 @@ def recipe_key(c: TrajectoryConfig) -> str:
     parts += ["aug"] if c.augment != "none" else []
     parts += [f"ig{'_'.join(c.prune_ignore)}"] if c.prune_ignore else []
     return "".join(f"-{p}" for p in parts)
+
+
+def retrain_key(c: TrajectoryConfig) -> str:
+    """The key's part for the retraining mode: empty under weight rewinding (an older key stays what it was),
+    else `-lrrewind` or `-finetune`, with `-rt<t>` where the length is not the default T - k."""
+    if c.retrain == "weight-rewind":
+        return ""
+    mode = "-lrrewind" if c.retrain == "lr-rewind" else "-finetune"
+    return mode + (f"-rt{c.retrain_iterations}" if c.retrain_iterations else "")
 
 
 def parse_numbers(text: str, what: str, convert=float) -> list:

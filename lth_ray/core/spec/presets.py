@@ -110,7 +110,7 @@ FAMILIES: tuple[tuple[str, Preset], ...] = (
 )
 
 
-LENGTHS = ("iterations", "rewind_iteration", "warmup")  # the settings that take a length, besides milestones
+LENGTHS = ("iterations", "rewind_iteration", "warmup", "retrain_iterations")  # lengths, besides milestones
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,9 @@ from lth_ray.core.spec.errors import ConfigError, check_choice
 OPTIMIZERS = ("adam", "sgd")
 AUGMENTATIONS = ("none", "flip-crop")
 INSTABILITY_BN = ("interpolate", "recompute")
+# Renda et al. 2020's retraining after each pruning step: weights and schedule rewound to k, the schedule alone
+# rewound (the trained weights kept), or fine-tuning at the final rate (the trained weights kept).
+RETRAIN_MODES = ("weight-rewind", "lr-rewind", "fine-tune")
 ADDED_DEFAULTS = {
     "optimizer": "adam",
     "momentum": 0.0,
@@ -25,6 +28,8 @@ ADDED_DEFAULTS = {
     "prune_ignore": [],
     "instability_bn": "interpolate",
     "compile_step": False,
+    "retrain": "weight-rewind",
+    "retrain_iterations": 0,
 }
 
 
@@ -47,6 +52,38 @@ def learning_rate_at(config, iteration: int) -> float:
     passed = sum(m <= iteration for m in config.milestones)
     warm = min(1.0, iteration / config.warmup) if config.warmup else 1.0
     return config.learning_rate * config.gamma**passed * warm
+
+
+def final_learning_rate(config) -> float:
+    """The rate of the schedule's last update (after T - 1 updates): what fine-tuning trains at."""
+    return learning_rate_at(config, config.iterations - 1)
+
+
+def retrain_length(config) -> int:
+    """t, the iterations a retrained round trains: `retrain_iterations`, or T - k when it is 0."""
+    return config.retrain_iterations or config.iterations - config.rewind_iteration
+
+
+def check_retrain(c) -> None:
+    """The retraining mode and its length: t in [1, T] with T - t a multiple of eval_every (a round's evaluations
+    fall on the multiples of eval_every after its start), and no length of its own under weight rewinding."""
+    check_choice("retrain", c.retrain, RETRAIN_MODES)
+    t = c.retrain_iterations
+    if (
+        isinstance(t, bool)
+        or not isinstance(t, int)
+        or not 0 <= t <= c.iterations
+        or (t and (c.iterations - t) % c.eval_every)
+    ):
+        raise ConfigError(
+            f"retrain_iterations={t!r} is not allowed; use 0 (T - k) or a length t in 1..iterations={c.iterations} "
+            f"with iterations - t a multiple of eval_every={c.eval_every}"
+        )
+    if t and c.retrain == "weight-rewind":
+        raise ConfigError(
+            f"retrain_iterations={t} is not allowed with retrain='weight-rewind' (it retrains T - k: set "
+            "rewind_iteration); allowed with lr-rewind or fine-tune"
+        )
 
 
 def check_training(c) -> None:
@@ -85,5 +122,6 @@ def check_training(c) -> None:
         )
     check_choice("augment", c.augment, AUGMENTATIONS)
     check_choice("instability_bn", c.instability_bn, INSTABILITY_BN)
+    check_retrain(c)
     if not all(isinstance(n, str) and n for n in c.prune_ignore):
         raise ConfigError(f"prune_ignore={list(c.prune_ignore)!r} must list layer names, e.g. fc or out")

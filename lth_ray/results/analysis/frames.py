@@ -292,7 +292,12 @@ SHORT_NUMBERS = {
     "gamma": "gamma",
     "warmup": "warmup",
 }
-SHORT_WORDS = {"milestones": "milestones:", "augment": "augment:", "prune_ignore": "dense:", "instability_bn": "bn:"}
+SHORT_WORDS = {
+    "milestones": "milestones:",
+    "augment": "augment:",
+    "prune_ignore": "dense:",
+    "instability_bn": "bn:",
+}
 
 
 def _label_word(column: str, value) -> str:
@@ -300,6 +305,8 @@ def _label_word(column: str, value) -> str:
         return f"{SHORT_NUMBERS[column]}{value:g}"
     if column in SHORT_WORDS:
         return f"{SHORT_WORDS[column]}{value or 'none'}"
+    if column == "retrain_iterations":
+        return f"t{value}" if value else "t=T-k"
     if column == "nesterov":
         return "nesterov" if value else "no-nesterov"
     return str(value)

@@ -187,6 +187,34 @@ def plot_early_stop_vs_sparsity(ax, summary, **kw) -> None:
     plot_vs_sparsity(ax, summary, "early_stop_iteration", **kw)
 
 
+def plot_retrain_modes(ax, rows: pd.DataFrame, metric: str = "final_test_acc") -> None:
+    """Renda et al.'s figures: the ticket's `metric` against weights remaining, one line per retraining mode
+    (`summaries.retrain_comparisons`' rows), mean over seeds with min/max as a band; round 0 (dense, the same in
+    every mode) as a dashed reference."""
+    import matplotlib
+
+    scale = 100.0 if _is_fraction(metric) else 1.0
+    colours = matplotlib.rcParams["axes.prop_cycle"].by_key()["color"]
+    percents: list[float] = []
+    for i, (mode, mine) in enumerate(rows.groupby("mode", sort=True)):
+        mine = mine.sort_values("round")
+        x, y = mine["sparsity"].to_numpy() * 100, mine[f"{metric}_mean"].to_numpy() * scale
+        colour = colours[i % len(colours)]
+        ax.plot(x, y, color=colour, marker="o", markersize=3, linewidth=1.5, label=mode)
+        if f"{metric}_min" in mine:
+            lo, hi = (mine[f"{metric}_{s}"].to_numpy() * scale for s in ("min", "max"))
+            ax.fill_between(x, lo, hi, color=colour, alpha=0.12, linewidth=0)
+        percents += list(x)
+    dense = rows[rows["round"] == 0]
+    if not dense.empty:
+        ax.axhline(dense[f"{metric}_mean"].mean() * scale, color="grey", linestyle="--", linewidth=1, label="dense")
+    if percents:
+        sparsity_axis(ax, percents)
+    ax.set_ylabel(_pretty(metric))
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize="small")
+
+
 def select_rounds(rounds: pd.DataFrame) -> list[int]:
     """The rounds nearest the ladder ticks (dense, ~50%, ~25%, ...): what the paper's Figure 3 shows."""
     by_round = rounds.groupby("round")["sparsity"].mean() * 100

@@ -217,3 +217,40 @@ def methods_table(summary: pd.DataFrame, key: tuple, metric: str = "test_acc_at_
     wide = wide[method_order(wide.columns)]
     wide.insert(0, "percent_remaining", mine.groupby("round")["sparsity"].mean() * 100)
     return wide
+
+
+# ------------------------------------------------------------------ retraining modes (Renda et al. 2020)
+
+RETRAIN = ["retrain", "retrain_iterations"]  # the settings a comparison of retraining modes varies
+
+
+def retrain_label(retrain: str, length) -> str:
+    """A mode as the report names it: `lr-rewind`, or `lr-rewind t=1000` with a length of its own."""
+    return f"{retrain} t={int(length)}" if length else str(retrain)
+
+
+def retrain_comparisons(summary: pd.DataFrame) -> list[tuple[dict, pd.DataFrame]]:
+    """The tickets' rows of every group of configurations that differ only in their retraining mode or length,
+    where the group holds more than one: (the group's shared settings, its rows with a `mode` column)."""
+    tickets = summary[summary["method"].isin(TICKETS)].copy()
+    if tickets.empty or not set(RETRAIN) <= set(tickets.columns):
+        return []
+    tickets["mode"] = [retrain_label(a, b) for a, b in zip(tickets["retrain"], tickets["retrain_iterations"])]
+    shared = [c for c in CONFIG if c not in RETRAIN] + ["method"]
+    out = []
+    for _, rows in tickets.groupby(shared, dropna=False, sort=False):
+        if rows["mode"].nunique() > 1:
+            out.append((rows.iloc[0][shared].to_dict(), rows))
+    return out
+
+
+def retrain_table(rows: pd.DataFrame, metric: str = "final_test_acc") -> pd.DataFrame:
+    """One comparison's `metric` (mean over seeds) per round (rows, with the percent remaining) and mode
+    (columns, in RETRAIN_MODES' order): Renda et al.'s accuracy against density, as a table."""
+    from lth_ray.core.spec.training import RETRAIN_MODES
+
+    wide = rows.pivot_table(index="round", columns="mode", values=f"{metric}_mean", dropna=False)
+    order = sorted(wide.columns, key=lambda m: (RETRAIN_MODES.index(m.split(" ")[0]), m))
+    wide = wide[order]
+    wide.insert(0, "percent_remaining", rows.groupby("round")["sparsity"].mean() * 100)
+    return wide

@@ -22,6 +22,7 @@ import torch
 
 from lth_ray import __version__
 from lth_ray.core.spec.config import TrajectoryConfig
+from lth_ray.core.spec.training import retrain_length
 from lth_ray.results import thesis
 from lth_ray.results.experiment import TrialResult
 from lth_ray.results.export.files import EXPORT_FORMAT, _write_json, _write_new
@@ -170,6 +171,14 @@ def write_group(
             f"{cfg.iterations} on the absolute axis, so their first "
             f"{cfg.rewind_iteration // cfg.eval_every} points are NaN (not trained there); use "
             "nan-aware argmin (lth_ray.results.analysis.early_stop_indices) for early stop"
+        )
+    if cfg.retrain != "weight-rewind":
+        start = cfg.iterations - retrain_length(cfg)
+        info["notes"].append(
+            f"retrain={cfg.retrain}: levels >= 1 go on from the trained weights their mask was chosen from, not "
+            f"from weight_init, and train iterations {start + 1}..{cfg.iterations}"
+            + (" at the schedule's final rate" if cfg.retrain == "fine-tune" else "")
+            + (f"; their first {start // cfg.eval_every} points are NaN" if start else "")
         )
     if any(t.diverged_round is not None for t in nets):
         info["notes"].append(
