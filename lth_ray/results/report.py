@@ -84,7 +84,7 @@ def write_figures(exp: A.Experiment, out: Path) -> list[Path]:
     for shared, rows in A.retrain_comparisons(summary):
         fig, ax = subplots(figsize=(7, 4.5))
         A.plot_retrain_modes(ax, rows)
-        title = _retrain_title(shared)
+        title = A.retrain_title(shared)
         ax.set_title(f"{title}: retraining modes")
         save(fig, f"retrain_modes-{_slug(title)}.png")
     for label, rounds, histories in A.by_configuration(exp):
@@ -119,11 +119,6 @@ def write_figures(exp: A.Experiment, out: Path) -> list[Path]:
 
 
 # ------------------------------------------------------------------ Markdown
-
-
-def _retrain_title(shared: dict) -> str:
-    """A comparison of retraining modes named by its net, data set, ticket and rewind point."""
-    return f"{shared['arch']} {shared['dataset']} {shared['method']} k={int(shared['rewind_iteration'])}"
 
 
 def _table(header: list[str], rows: list[list]) -> str:
@@ -277,7 +272,7 @@ def summary_markdown(exp: A.Experiment, source: str, figures: list[Path]) -> str
                 for r, w in wide.iterrows()
             ]
             parts += [
-                f"### {_retrain_title(shared)}",
+                f"### {A.retrain_title(shared)}",
                 "",
                 _table(["round", "% remaining", *wide.columns[1:]], body),
                 "",

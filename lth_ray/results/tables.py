@@ -76,6 +76,14 @@ def methods_table(summary: pd.DataFrame, key: tuple) -> pd.DataFrame:
     return out.reset_index()
 
 
+def retrain_table(rows: pd.DataFrame) -> pd.DataFrame:
+    """One "Retraining modes" table: round, % remaining, each mode's mean final test accuracy in percent."""
+    wide = A.retrain_table(rows)
+    out = wide.copy()
+    out[list(wide.columns[1:])] = 100 * wide[list(wide.columns[1:])]
+    return out.reset_index()
+
+
 def instability_tables(summary: pd.DataFrame, instability: pd.DataFrame) -> dict[str, pd.DataFrame]:
     """The Markdown's two "Instability" tables: the sparsest stable and matching round per ticket, and the
     error barrier (mean/min/max over seeds, percent) and mean loss barrier per round."""
@@ -120,6 +128,8 @@ def report_tables(exp: A.Experiment, slug) -> dict[str, pd.DataFrame]:
     if A.has_other_methods(summary):
         for key, label in A.config_labels(summary).items():
             tables[f"methods-{slug(label)}"] = methods_table(summary, key)
+    for shared, rows in A.retrain_comparisons(summary):
+        tables[f"retrain_modes-{slug(A.retrain_title(shared))}"] = retrain_table(rows)
     if exp.instability is not None and not exp.instability.empty:
         tables.update(instability_tables(summary, exp.instability))
     return tables

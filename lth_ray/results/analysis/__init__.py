@@ -60,6 +60,7 @@ from lth_ray.results.analysis.summaries import (
     retrain_comparisons,
     retrain_label,
     retrain_table,
+    retrain_title,
     split_label,
     stable_and_matching,
     summarise,

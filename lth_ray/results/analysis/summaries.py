@@ -244,6 +244,11 @@ def retrain_comparisons(summary: pd.DataFrame) -> list[tuple[dict, pd.DataFrame]
     return out
 
 
+def retrain_title(shared: dict) -> str:
+    """A comparison of retraining modes named by its net, data set, ticket and rewind point."""
+    return f"{shared['arch']} {shared['dataset']} {shared['method']} k={int(shared['rewind_iteration'])}"
+
+
 def retrain_table(rows: pd.DataFrame, metric: str = "final_test_acc") -> pd.DataFrame:
     """One comparison's `metric` (mean over seeds) per round (rows, with the percent remaining) and mode
     (columns, in RETRAIN_MODES' order): Renda et al.'s accuracy against density, as a table."""

@@ -177,6 +177,7 @@ def test_modes_are_export_columns_and_the_report_compares_them(split, tmp_path):
     from lth_ray.results.experiment import StoredRounds, TrialResult
     from lth_ray.results.export import write_export
     from lth_ray.results.report import load, summary_markdown
+    from lth_ray.results.tables import report_tables
 
     trials = []
     for n, cfg in enumerate([small(iterations=40), small(iterations=40, retrain="fine-tune", retrain_iterations=20)]):
@@ -203,6 +204,8 @@ def test_modes_are_export_columns_and_the_report_compares_them(split, tmp_path):
     ax = Figure().subplots()
     A.plot_retrain_modes(ax, rows)
     assert [line.get_label() for line in ax.get_lines()] == ["fine-tune t=20", "weight-rewind", "dense"]
+    (table,) = [t for name, t in report_tables(exp, str).items() if name.startswith("retrain_modes-")]
+    assert list(table.columns) == ["round", "percent_remaining", "weight-rewind", "fine-tune t=20"]
 
 
 def test_modes_and_lengths_are_grid_axes_of_a_sweep_and_options_of_a_trajectory():
