@@ -13,8 +13,8 @@ guard (`DeviceGuard`, a dispatch mode above it) sees each operator first and, in
 
 FakeTensorMode refuses some of these by itself; inside a window every one of them is a `DeviceGuardError`.
 Outside the windows the engine may read results on purpose (once per round); a fake tensor has no value to read,
-so `Rehearsal.answering` supplies stand-ins, while real CPU tensors entering the mode keep their values
-(FakeTensorMode's constants), so masks and other host data read as they are.
+so `Rehearsal.answering` supplies stand-ins, while operators on real CPU tensors alone (masks, the starts) run
+for real: host data reads as it is.
 
 What fake tensors cannot run is patched for the rehearsal: the autograd engine's backward (it needs a device)
 gives every reachable leaf a zero gradient (`fake_backward`); fused SGD, which has no fake kernel, is a no-op
@@ -126,7 +126,6 @@ class DeviceGuard(TorchDispatchMode):
         self.compute_dtypes: Counter[tuple[str, torch.dtype]] = Counter()
         self.conv_groups: Counter[int] = Counter()
         self.answer: Callable[[torch.Tensor], object] | None = None
-        self._copies: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
 
     def fail(self, v: Violation) -> None:
         if self.tolerate(v):
@@ -136,7 +135,6 @@ class DeviceGuard(TorchDispatchMode):
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
-        args, kwargs = self._host_values(args, kwargs)
         name = func.overloadpacket.__name__
         if self.window is not None:
             found = violation(func, args, kwargs, self.window)
@@ -159,25 +157,10 @@ class DeviceGuard(TorchDispatchMode):
             return bool(value) if t.dtype == torch.bool else (float(value) if t.is_floating_point() else int(value))
         if name in NO_FAKE_KERNEL:
             return None
+        if _on_the_host(name, args, kwargs):  # host data (masks, the starts): computed for real, values kept
+            with unset_fake_temporarily():
+                return func(*args, **kwargs)
         return func(*args, **kwargs)
-
-    def _host_values(self, args, kwargs):
-        """Real CPU tensors (masks, host data) become fake constants: they keep their values for host reads."""
-        if not any(_is_host_value(t) for t in tree_leaves((args, kwargs))):
-            return args, kwargs
-        convert = self.mode.fake_tensor_converter
-
-        def fake(x):
-            if not _is_host_value(x):
-                return x
-            if x._base is not None or convert._get_memo(x) is not None:  # a view, or met without its value
-                if id(x) not in self._copies:  # a copy of its own (kept: one fake per tensor)
-                    with unset_fake_temporarily():
-                        self._copies[id(x)] = (x, x.clone())
-                x = self._copies[id(x)][1]
-            return convert.from_real_tensor(self.mode, x, make_constant=True)
-
-        return torch.utils._pytree.tree_map(fake, (args, kwargs))
 
 
 def _caller() -> str:
@@ -188,8 +171,14 @@ def _caller() -> str:
     return ""
 
 
-def _is_host_value(x) -> bool:
-    return type(x) is torch.Tensor and x.device.type == "cpu" and not x.requires_grad and not x.is_sparse
+def _on_the_host(name: str, args, kwargs) -> bool:
+    """An operator on real CPU tensors only (no fake one) that leaves its result on the CPU."""
+    tensors = [t for t in tree_leaves((args, kwargs)) if isinstance(t, torch.Tensor)]
+    if not tensors or any(isinstance(t, FakeTensor) or t.device.type != "cpu" for t in tensors):
+        return False
+    if name in COPY_OPS:
+        return _copy_ends(name, args, kwargs)[1].type == "cpu"
+    return kwargs.get("device") is None or torch.device(kwargs["device"]).type == "cpu"
 
 
 # ------------------------------------------------------------------ backward without the autograd engine
@@ -380,8 +369,15 @@ def bf16_autocast_on_fake_cuda() -> Iterator[None]:
 
 @contextlib.contextmanager
 def fake_cuda(tolerate: Callable[[Violation], bool] | None = None) -> Iterator[Rehearsal]:
-    """A `Rehearsal`: FakeTensorMode with the guard above it and the fake backward, for one test."""
-    with FakeTensorMode(allow_non_fake_inputs=True) as mode, fake_backward(), replacing_module_tensors():
-        guard = DeviceGuard(mode, tolerate)
-        with guard:
-            yield Rehearsal(mode, guard)
+    """A `Rehearsal`: FakeTensorMode with the guard above it and the fake backward, for one test. A refusal is
+    raised anew once the mode is left, without the frames of torch's dispatch (its message says where it was)."""
+    refused = None
+    try:
+        with FakeTensorMode(allow_non_fake_inputs=True) as mode, fake_backward(), replacing_module_tensors():
+            guard = DeviceGuard(mode, tolerate)
+            with guard:
+                yield Rehearsal(mode, guard)
+    except DeviceGuardError as err:
+        refused = str(err)
+    if refused is not None:
+        raise DeviceGuardError(refused)

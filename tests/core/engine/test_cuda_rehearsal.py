@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import re
+from collections import Counter
 from collections.abc import Iterator
 
 import numpy as np
@@ -27,6 +28,7 @@ from lth_ray.core.engine import training
 from lth_ray.core.engine.cohort import Cohort
 from lth_ray.core.engine.training import Participant
 from lth_ray.core.engine.weights import build_net
+from lth_ray.core.models import functional
 from lth_ray.core.models.cifar_resnet import resnet_entry
 from lth_ray.core.models.functional import FunctionalStacked
 from lth_ray.core.models.registry import model_entry, model_of, register_model
@@ -365,7 +367,8 @@ def test_scoring_at_init_runs_on_cuda(method, monkeypatch):
         with rh.answering(lambda t: 1):
             masks = cohort.planner.masks(0, 1, {})
     assert set(masks) == set(cohort.kinds)
-    assert convolutions(rh.ops("scoring")) > 0 or method == "magnitude-init"  # (it only takes |w|)
+    scored = rh.ops("scoring")
+    assert scored["abs"] > 0 if method == "magnitude-init" else convolutions(scored) > 0
     assert len(rh.guard.tolerated) == (3 * len(cohort.kinds) if method == "synflow" else 0)
 
 
@@ -394,18 +397,27 @@ def test_magnitude_pruning_sorts_on_cuda(pruning):
 
 
 # ------------------------------------------------------------------ the GPU's code branches, forced on the CPU
-def force_gpu_branches(monkeypatch) -> None:
-    """StackedNet's grouped convolutions and FunctionalStacked's vmap, as on CUDA, while tensors stay on the CPU."""
-    forward, init = StackedNet.forward, FunctionalStacked.__init__
+def force_gpu_branches(monkeypatch) -> Counter:
+    """StackedNet's grouped convolutions and FunctionalStacked's vmap, as on CUDA, while tensors stay on the CPU;
+    counts the grouped forward passes and the vmapped ones."""
+    forward, init, vmap = StackedNet.forward, FunctionalStacked.__init__, functional.vmap
+    taken: Counter = Counter()
 
     def grouped(self, tensors, x, members, shared, training, grouped=None):
+        taken["grouped"] += 1
         return forward(self, tensors, x, members, shared, training, grouped=True)
 
     def vectorized(self, template, vectorize=None):
         init(self, template, vectorize=True)
 
+    def counted_vmap(*args, **kwargs):
+        taken["vmap"] += 1
+        return vmap(*args, **kwargs)
+
     monkeypatch.setattr(StackedNet, "forward", grouped)
     monkeypatch.setattr(FunctionalStacked, "__init__", vectorized)
+    monkeypatch.setattr(functional, "vmap", counted_vmap)
+    return taken
 
 
 def small_split() -> Split:
@@ -449,8 +461,9 @@ def test_the_gpu_branches_give_a_cohort_the_cpu_branches_numbers_in_fp64(arch, m
     ]
     split = small_split()
     cpu = records(members, split)
-    force_gpu_branches(monkeypatch)
+    taken = force_gpu_branches(monkeypatch)
     gpu = records(members, split)
+    assert taken["grouped" if arch.startswith("conv") else "vmap"] > 0
     assert [sorted(r) for r in cpu] == [sorted(r) for r in gpu] and len(cpu) == 5  # 2 + 1 + 2 member-rounds
     worst = max(float(np.abs(a[k] - b[k]).max()) for a, b in zip(cpu, gpu) for k in a)
     assert worst < 1e-12, worst
