@@ -53,6 +53,7 @@ SYNC_OPS = frozenset(
     | {"masked_select", "unique", "_unique2", "unique_consecutive", "unique_dim", "repeat_interleave", "bincount"}
     | {"histc"}
 )
+BOOLEAN_INDEXING = frozenset({"index", "index_put", "index_put_", "_index_put_impl_"})  # x[mask]: nonzero inside
 COPY_OPS = frozenset({"_to_copy", "to", "copy_", "_copy_from", "_copy_from_and_resize"})
 CONVOLUTIONS = {"convolution": 8, "conv2d": 6}  # where each takes its groups
 NO_FAKE_KERNEL = frozenset({"_fused_sgd_"})  # in place, void: its fake effect is nothing (devices still checked)
@@ -97,6 +98,8 @@ def violation(func, args, kwargs, window: str) -> Violation | None:
     tensors = [t for t in tree_leaves((args, kwargs)) if isinstance(t, torch.Tensor)]
     if name in SYNC_OPS and any(_on_device(t) for t in tensors):
         return Violation(window, "host read", str(func), ", ".join(_describe(t) for t in tensors))
+    if name in BOOLEAN_INDEXING and any(t.dtype == torch.bool and _on_device(t) for t in tree_leaves(args[1:2])):
+        return Violation(window, "host read", str(func), "a boolean mask as an index: " + _describe(args[0]))
     if name in COPY_OPS and tensors:
         src, dst = _copy_ends(name, args, kwargs)
         if _on_device(src) and dst.type == "cpu":

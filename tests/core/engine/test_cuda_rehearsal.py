@@ -235,6 +235,41 @@ def test_bf16_autocast_reaches_the_grouped_convolutions_on_cuda(monkeypatch):
     assert all(t.dtype == torch.float32 for t in rt.stacked().values() if t.is_floating_point())  # fp32 weights
 
 
+# ------------------------------------------------------------------ the guard and the fake backward themselves
+GUARDED = {  # what a GPU does with it: None (runs), or the guard's refusal
+    "cpu scalar": (lambda x: x * torch.tensor(2.0), None),
+    "python scalar": (lambda x: torch.where(x > 0, x, 0.0), None),
+    "cpu tensor": (lambda x: x * torch.ones(3), "device mix"),
+    "item": (lambda x: x.sum().item(), "host read"),
+    "nonzero": (lambda x: x.nonzero(), "host read"),
+    "boolean mask": (lambda x: x[x > 0], "host read"),
+    "copy to the host": (lambda x: x.cpu(), "host read"),
+    "copy to the device": (lambda x: x + torch.arange(3.0).to(x.device), "host copy"),
+    "copy into the device": (lambda x: x.clone().copy_(torch.arange(3.0)), "host copy"),
+}
+
+
+@pytest.mark.parametrize("op, refusal", GUARDED.values(), ids=list(GUARDED))
+def test_the_guard_refuses_what_a_gpu_would_wait_for(op, refusal):
+    with fake_cuda() as rh:
+        x = torch.randn(3, device=rh.device)
+        with rh.window("step"), pytest.raises(DeviceGuardError, match=refusal) if refusal else contextlib.nullcontext():
+            op(x)
+
+
+def test_the_fake_backward_gives_every_reachable_leaf_a_zero_gradient():
+    with fake_cuda() as rh:
+        w, unused = torch.randn(3, 2, device=rh.device, requires_grad=True), torch.randn(2, device=rh.device)
+        unused.requires_grad_(True)
+        (w.sum(0) * 2).sum().backward()
+        assert w.grad is not None and w.grad.shape == w.shape and w.grad.is_cuda and unused.grad is None
+        (g,) = torch.autograd.grad((w**2).sum(), [w], create_graph=True)
+        assert g.shape == w.shape and g.requires_grad  # a second derivative can follow, as in GraSP
+        with pytest.raises(RuntimeError, match="not have been used in the graph"):
+            torch.autograd.grad(w.sum(), [w, unused])
+        assert torch.autograd.grad(w.sum(), [w, unused], allow_unused=True)[1] is None
+
+
 # ------------------------------------------------------------------ planted faults: the rehearsal can fail
 def plant(cohort: Cohort, monkeypatch, fault, evaluation: bool = False) -> None:
     """`fault(logits)` run in the stacked forward pass of the training step (or of the evaluation)."""
