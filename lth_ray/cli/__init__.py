@@ -16,6 +16,10 @@ import sys
 COMMANDS = {
     "sweep": ("sweeps.<name>", "run a sweep on Ray Tune: lth-ray sweep <name> [options] (see lth-ray sweep --help)"),
     "trajectory": ("lth_ray.cli.trajectory", "one IMP trajectory (or one cohort) without Ray, a JSON line per round"),
+    "branch": (
+        "lth_ray.distributed.branch",
+        "new members beside a finished sweep's tickets (baselines, ablations), from its round files",
+    ),
     "export": ("lth_ray.results.export", "a Tune experiment -> Parquet and the thesis' files"),
     "report": (
         "lth_ray.results.report",

@@ -31,6 +31,7 @@ from lth_ray.distributed.grid import (
     sweep_gpus,
 )
 from lth_ray.distributed.planner import GIB, Plan, shared_eval_memory_mb
+from lth_ray.distributed.running import Running
 from lth_ray.distributed.sweep_spec import SweepDefaults, SweepSpec, build_parser, spec_from_args
 
 if TYPE_CHECKING:
@@ -401,6 +402,7 @@ def run(spec: SweepSpec, defaults=None) -> int:
     if placement:
         check_cuda_here(spec, placement.plan)
     start_ray(replace(spec, num_gpus=placement.plan.gpus) if placement else spec)
+    running = Running(spec.experiment)  # `lth-ray branch` waits until the sweep ends
     try:
         if placement is None:  # a cluster: planned for --num-gpus (what it may scale to), else the GPUs up now
             from lth_ray.distributed.capacity import check_fits, cluster_node_types
@@ -417,6 +419,7 @@ def run(spec: SweepSpec, defaults=None) -> int:
         # trial states are read back from storage below, not trusted from here
         make_tuner(sized, plan.gpu_per_trial, placement.trials).fit()
     finally:
+        running.clear()
         ray.shutdown()
     from lth_ray.results.experiment import load_trials
 

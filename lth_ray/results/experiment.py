@@ -27,6 +27,7 @@ from lth_ray.core.spec.config import TrajectoryConfig
 from lth_ray.core.store.rounds import RoundStore
 
 ROUNDS_DIR = "rounds"  # a trial's round files, beside Tune's checkpoints
+BRANCHES_DIR = "branches"  # <experiment>/branches/<branch>/: each branch a Tune experiment of its own
 STATE_FILE = "state.pt"  # the trajectory state the trainable writes inside each checkpoint folder
 ROUND_FILE = "round.json"  # beside it: {"next_round": n}, so the newest state is found without reading all
 CHECKPOINT_RE = re.compile(r"^checkpoint_(\d+)$")
@@ -125,6 +126,8 @@ class TrialResult:
     error: str | None = None  # why the trial could not be read, if it could not
     tune_trial_id: str = ""  # the Tune trial that ran it (a cohort's members share one); default: trial_id
     ticket_ref: str | None = None  # names the ticket a re-init baseline took its masks from (same on the ticket)
+    branch: str = ""  # the branch that trained it ('' for the trunk's own members)
+    planned: tuple[int, ...] | None = None  # a branch member's rounds (None: every round of its trajectory)
 
     def __post_init__(self):
         self.tune_trial_id = self.tune_trial_id or self.trial_id
@@ -146,7 +149,8 @@ class TrialResult:
     @property
     def complete(self) -> bool:
         """Every planned round ran."""
-        return set(range(first_round(self.config), self.config.rounds + 1)) <= set(self.rounds_done)
+        planned = self.planned if self.planned is not None else range(first_round(self.config), self.config.rounds + 1)
+        return set(planned) <= set(self.rounds_done)
 
     @property
     def diverged_round(self) -> int | None:
@@ -349,13 +353,53 @@ def load_trials(experiment: str, analysis=None, weights: bool = True) -> list[Tr
                 ticket_ref=trial.config["trajectory"].get("mask_store"),
             )
         )
+    trials = sorted(trials, key=lambda t: t.trial_id) + branch_trials(experiment)
     formats = {t.rounds.format for t in trials if t.rounds is not None}
     if len(formats) > 1:
         raise ExperimentError(
             f"{experiment} mixes trials of lth_ray 0.1.0 (state format 1) and of format 2; "
             "export its trials separately or rerun the sweep"
         )
-    return sorted(trials, key=lambda t: t.trial_id)  # ids end in the trial's index in the sweep's grid
+    return trials  # the trunk's by id (ids end in the trial's index in the sweep's grid), then the branches'
+
+
+def branch_names(experiment: str) -> list[str]:
+    """The branches grown from an experiment (`lth-ray branch`), by folder name."""
+    fs, root = filesystem_and_path(experiment)
+    found = fs.get_file_info(pafs.FileSelector(f"{root}/{BRANCHES_DIR}", allow_not_found=True))
+    return sorted(PurePosixPath(i.path).name for i in found if i.type == pafs.FileType.Directory)
+
+
+def branch_trials(experiment: str) -> list[TrialResult]:
+    """Every member of every branch of the experiment: one `TrialResult` each, id `<branch>.<trial id>-m<index>`,
+    with its branch, its rounds and the trunk ticket it grew from (`ticket_ref`, the ticket's own)."""
+    fs, root = filesystem_and_path(experiment)
+    out = []
+    for name in branch_names(experiment):
+        try:
+            analysis = open_analysis(f"{str(experiment).rstrip('/')}/{BRANCHES_DIR}/{name}")
+        except ExperimentError:
+            continue  # a branch that never started a trial
+        for trial in sorted(analysis.trials, key=lambda t: t.trial_id):
+            branch = trial.config.get("branch") or {}
+            trial_path = f"{root}/{BRANCHES_DIR}/{name}/{PurePosixPath(trial.path).name}"
+            for i, raw in enumerate(trial.config.get("cohort", [])):
+                config = TrajectoryConfig.from_dict(raw)
+                store = RoundStore(fs, member_rounds_path(trial_path, config.key))
+                ticket = (branch.get("tickets") or {}).get(config.key, {})
+                result = TrialResult(
+                    f"{name}.{trial.trial_id}-m{i:03d}",
+                    str(trial.status),
+                    trial_path,
+                    config,
+                    StoredRounds(store) if store.round_numbers() else None,
+                    tune_trial_id=trial.trial_id,
+                    ticket_ref=ticket.get("ref"),
+                    branch=name,
+                    planned=tuple((branch.get("planned") or {}).get(config.key, ())) or None,
+                )
+                out.append(result)
+    return out
 
 
 def experiment_format(trials: list[TrialResult]) -> int | None:

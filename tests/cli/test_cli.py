@@ -12,7 +12,7 @@ import pytest
 from conftest import ROOT
 
 SCRIPT = Path(sys.executable).parent / "lth-ray"
-COMMANDS = ["sweep", "trajectory", "export", "report", "check-cluster"]
+COMMANDS = ["sweep", "trajectory", "branch", "export", "report", "check-cluster"]
 
 
 def lth_ray(*args, cwd: Path) -> subprocess.CompletedProcess:
@@ -42,6 +42,7 @@ def test_help_lists_every_subcommand_and_the_sweeps(tmp_path):
         ["sweep", "lenet-mnist", "--help"],
         ["sweep", "conv-cifar10", "--help"],
         ["trajectory", "--help"],
+        ["branch", "--help"],
         ["export", "--help"],
         ["report", "--help"],
         ["check-cluster", "--help"],
@@ -60,8 +61,8 @@ def test_every_subcommand_has_its_help(args, tmp_path):
 @pytest.mark.parametrize(
     "args, expected",
     [
-        (["train"], "unknown command 'train'; known: sweep, trajectory, export, report, check-cluster"),
-        ([], "no command given; known: sweep, trajectory, export, report, check-cluster"),
+        (["train"], "unknown command 'train'; known: sweep, trajectory, branch, export, report, check-cluster"),
+        ([], "no command given; known: sweep, trajectory, branch, export, report, check-cluster"),
         (
             ["sweep", "resnet-imagenet"],
             "unknown sweep 'resnet-imagenet'; known: conv-cifar10, deep-cifar10, frankle2020, lenet-mnist",

@@ -56,7 +56,8 @@ def write_export(
             lambda f: pq.write_table(interpolation_table(usable, name), f),
         )
         extra = ["instability.parquet", "interpolation.parquet"]
-    groups = write_thesis_groups(trials, folder, experiment, last_results, now, extra)
+    trunk = [t for t in trials if not t.branch]  # branch members are in the Parquet tables only
+    groups = write_thesis_groups(trunk, folder, experiment, last_results, now, extra)
     for g in groups:  # what the trial lines above do not already say
         missing += [f"thesis files {g['prefix']}: {line}" for line in g["unexported"]]
     manifest = {
@@ -68,14 +69,26 @@ def write_export(
         "trials": [_trial_summary(t) for t in trials],
         "groups": [{k: g[k] for k in ("prefix", "files", "notes", "missing")} for g in groups],
         "missing": missing,
-        "notes": parquet_only_notes(trials),
+        "notes": parquet_only_notes(trunk) + branch_notes(trials),
     }
     _write_json(os.path.join(folder, MANIFEST), manifest)
     return manifest
 
 
 def _planned_rounds(t: TrialResult) -> list[int]:
-    return list(range(first_round(t.config), t.config.rounds + 1))
+    return list(t.planned) if t.planned is not None else list(range(first_round(t.config), t.config.rounds + 1))
+
+
+def branch_notes(trials: list[TrialResult]) -> list[str]:
+    """One line per branch (`lth-ray branch`): where its members are in the export."""
+    counts: dict[str, int] = {}
+    for t in trials:
+        if t.branch:
+            counts[t.branch] = counts.get(t.branch, 0) + 1
+    return [
+        f"branch {b}: {n} member(s) in the Parquet tables only (trial ids {b}.*), not in the thesis files"
+        for b, n in counts.items()
+    ]
 
 
 def _missing_line(t: TrialResult) -> str | None:

@@ -1,0 +1,125 @@
+"""`lth-ray branch`: its refusals (one `error:` line naming the value and what is allowed, nothing touched) and its
+plan, on a copy of a recorded experiment (no Ray); and one real branch of the session's tiny sweep (Ray)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import ROOT
+
+from lth_ray.cli import main as cli_main
+from lth_ray.distributed import branch
+from lth_ray.distributed.running import MARKER
+
+V030 = ROOT / "tests" / "data" / "v030-experiment"  # 2 seeds of imp + reinit + random-prune, rounds 0..2
+
+
+def digest(folder: Path) -> dict[str, str]:
+    """sha256 of every file under `folder`, by relative path."""
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
+
+
+@pytest.fixture
+def trunk(tmp_path, monkeypatch) -> Path:
+    monkeypatch.setattr(branch, "check_data", lambda members: None)  # its data set is not on this machine
+    return Path(shutil.copytree(V030, tmp_path / "v030"))
+
+
+def refuse(capsys, argv: list[str], folder: Path, *words: str) -> None:
+    before = digest(folder)
+    assert cli_main(["branch", *argv]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: "), err
+    for w in words:
+        assert w in err[0], err[0]
+    assert digest(folder) == before  # nothing touched
+
+
+def test_bad_input_is_one_error_line_and_touches_nothing(trunk, tmp_path, capsys):
+    refuse(capsys, [str(trunk), "nope"], trunk, "branch kind 'nope' is unknown; allowed: reinit, random-prune, snip")
+    refuse(capsys, [str(trunk), "reinit", "--rounds", "3"], trunk, "round 3 is not finished", "available: 0-2")
+    refuse(capsys, [str(trunk), "reinit", "--rounds", "0"], trunk, "reinit starts at round 1", "allowed: 1..2")
+    refuse(capsys, [str(trunk), "reinit", "--seeds", "7"], trunk, "no ticket of seed 7; available: 0, 1")
+    refuse(capsys, [str(trunk), "invert", "--of", "random-prune"], trunk, "adds no member to a random-prune")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    refuse(capsys, [str(empty), "reinit"], empty, "is not a Tune experiment folder", "<storage>/<name>")
+    (ticket,) = trunk.glob("*_00000/rounds/*-imp-*")
+    (ticket / "round_002" / "masks.pt").unlink()
+    refuse(capsys, [str(trunk), "reinit", "--rounds", "1-2"], trunk, "torn or missing", "round 2: masks.pt is missing")
+    (trunk / MARKER).write_text(json.dumps({"host": os.uname().nodename, "pid": os.getpid(), "started": 0}))
+    refuse(capsys, [str(trunk), "reinit", "--rounds", "1"], trunk, "still being written by a sweep", f"{os.getpid()}")
+
+
+def test_a_stale_running_marker_of_a_dead_driver_is_ignored(trunk, capsys):
+    import subprocess
+    import sys
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    mark = {"host": os.uname().nodename, "pid": int(dead.stdout), "started": 0}
+    (trunk / MARKER).write_text(json.dumps(mark))
+    assert cli_main(["branch", str(trunk), "random-prune", "--dry-run"]) == 0
+
+
+def test_a_running_sweep_marks_its_experiment_until_it_ends(tmp_path):
+    from lth_ray.distributed.running import Running, running_sweep
+
+    mark = Running(str(tmp_path / "exp"))  # the folder need not exist yet (Tune makes it later)
+    assert f"process {os.getpid()}" in running_sweep(str(tmp_path / "exp"))
+    mark.clear()
+    assert running_sweep(str(tmp_path / "exp")) is None
+
+
+def test_the_dry_run_names_the_branch_by_its_settings(trunk, capsys):
+    assert cli_main(["branch", str(trunk), "shuffle", "--of", "random-prune", "--rounds", "1,2", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert f"branch: {trunk}/branches/shuffle-of-random-prune-r1-2" in out
+    assert out.count("1 members (random-prune-shuffle), rounds 1-2") == 2  # a trial per seed
+    assert cli_main(["branch", str(trunk), "reinit", "--seeds", "1", "--rounds", "2", "--dry-run"]) == 0
+    assert f"{trunk}/branches/reinit-r2-s1" in capsys.readouterr().out
+    assert not (trunk / "branches").exists()
+
+
+def test_the_command_is_listed(capsys):
+    assert cli_main(["--help"]) == 0
+    assert "branch" in capsys.readouterr().out
+
+
+def test_a_branch_of_a_finished_sweep_trains_only_its_members_beside_the_trunk(tiny_experiment, ray_cluster, tmp_path):
+    """One random-pruning member for seed 0, as new Tune trials inside a copy of the session's tiny sweep: the
+    trunk's trials stay byte-identical, the member equals its lockstep twin, the export shows it beside the trunk,
+    and running the same branch again trains nothing."""
+    from lth_ray.results.experiment import load_trials
+
+    assert not (tiny_experiment / MARKER).exists()  # its sweep has ended: the running marker is gone
+    trunk = Path(shutil.copytree(tiny_experiment, tmp_path / "tiny"))
+    trials = [p for p in trunk.iterdir() if p.is_dir() and p.name not in ("export", "branches")]
+    before = {p.name: digest(p) for p in trials}
+    argv = ["branch", str(trunk), "random-prune", "--seeds", "0", "--address", ray_cluster.address]
+    assert cli_main(argv) == 0
+    assert {p.name: digest(p) for p in trials} == before
+    loaded = load_trials(str(trunk), weights=False)
+    (added,) = [t for t in loaded if t.branch]
+    (twin,) = [t for t in loaded if not t.branch and t.config.key == added.config.key]
+    assert added.branch == "random-prune-r1-2-s0" and added.complete and added.rounds_done == [1, 2]
+    for a, b in zip(added.records, twin.records):  # fp32 in another company: within float noise (fp64: bitwise,
+        # tests/core/branches)
+        assert a["sparsity"] == b["sparsity"] and np.allclose(a["train_loss"], b["train_loss"], atol=1e-5)
+    import pandas as pd
+
+    rounds = pd.read_parquet(trunk / "export" / "rounds.parquet")
+    assert rounds.trial_id.str.startswith("random-prune-r1-2-s0.").sum() == 2  # its two rounds, beside the trunk's
+    folder = trunk / "branches" / "random-prune-r1-2-s0"
+    again = digest(folder)
+    assert cli_main(argv) == 0  # the same branch again: nothing new
+    assert digest(folder) == again
