@@ -55,10 +55,13 @@ def _calibration(c: dict) -> list[str]:
 def _smoke(s: dict) -> list[str]:
     t = s["tolerance"]
     batches = ", ".join(f"{r['label']} {r['batch']}" for r in s["runs"])
+    rates = "".join(
+        f", {r['label']} at learning rate {r['learning_rate']:g}" for r in s["runs"] if r.get("learning_rate")
+    )
     lines = [
         "## Smoke: the device against the CPU\n",
         f"2-member cohorts, 2 rounds (dense, pruned) of {s['runs'][0]['iterations']} iterations (batch: "
-        f"{batches}), fp32, the same seeds and data on both. "
+        f"{batches}{rates}), fp32, the same seeds and data on both. "
         f"Tolerance: losses within {t['loss_atol']:g} + {t['loss_rtol']:g} x |CPU's|, accuracies within "
         f"{t['accuracy_examples']} examples, masks {t['mask_agreement']:.1%} equal.\n",
         "| net | within tolerance | worst loss difference / tolerance | accuracy difference (examples) | masks equal "
