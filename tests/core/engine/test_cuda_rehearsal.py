@@ -2,8 +2,8 @@
 'cuda' tensors with no GPU (tests/fake_cuda.py), for Lenet, Conv-2 and ResNet-20 members: training steps (Adam,
 SGD, flips and crops, a sparse mask, two start groups, bf16), evaluation, instability paths, scoring at
 initialization and magnitude pruning. Inside the training step and the evaluation no operator may mix devices or
-read a device value on the host; the planted faults show that the rehearsal then fails. Last, the GPU's own code
-branches (grouped convolutions, vmap), forced on the CPU, give a whole fp64 cohort the CPU branches' numbers.
+read a device value on the host; the planted faults show that the rehearsal then fails. (The GPU's own code
+branches, forced on the CPU, are checked against the CPU's numbers in test_gpu_branches.py.)
 
 A fake tensor has shapes, dtypes and devices but no values: what it checks is where tensors live and which
 operators run, never numbers, kernels, memory or speed (those need a real GPU: benchmarks/gpu_check.py).
@@ -14,25 +14,18 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import re
-from collections import Counter
 from collections.abc import Iterator
 
-import numpy as np
 import pytest
 import torch
 from fake_cuda import DeviceGuardError, Violation, bf16_autocast_on_fake_cuda, fake_cuda
 
-import lth_ray.core.models.registry as model_registry
 from lth_ray.core.data.loading import Split
 from lth_ray.core.engine import training
 from lth_ray.core.engine.cohort import Cohort
 from lth_ray.core.engine.training import Participant
 from lth_ray.core.engine.weights import build_net
-from lth_ray.core.models import functional
-from lth_ray.core.models.cifar_resnet import resnet_entry
-from lth_ray.core.models.functional import FunctionalStacked
-from lth_ray.core.models.registry import model_entry, model_of, register_model
-from lth_ray.core.models.stacked import StackedNet
+from lth_ray.core.models.registry import model_entry, model_of
 from lth_ray.core.options.resolve import from_preset
 from lth_ray.core.pruning import scoring
 from lth_ray.core.pruning.masks import dense_masks, global_magnitude_prune, magnitude_prune
@@ -451,76 +444,3 @@ def test_magnitude_pruning_sorts_on_cuda(pruning):
     assert all(m.device.type == "cpu" and m.dtype == torch.bool for m in new.values())
     assert rh.ops("pruning")["sort"] == (1 if pruning == "global" else len(masks))
     assert not any(v.kind == "host read" and "float" in v.detail for v in rh.guard.tolerated)
-
-
-# ------------------------------------------------------------------ the GPU's code branches, forced on the CPU
-def force_gpu_branches(monkeypatch) -> Counter:
-    """StackedNet's grouped convolutions and FunctionalStacked's vmap, as on CUDA, while tensors stay on the CPU;
-    counts the grouped forward passes and the vmapped ones."""
-    forward, init, vmap = StackedNet.forward, FunctionalStacked.__init__, functional.vmap
-    taken: Counter = Counter()
-
-    def grouped(self, tensors, x, members, shared, training, grouped=None):
-        taken["grouped"] += 1
-        return forward(self, tensors, x, members, shared, training, grouped=True)
-
-    def vectorized(self, template, vectorize=None):
-        init(self, template, vectorize=True)
-
-    def counted_vmap(*args, **kwargs):
-        taken["vmap"] += 1
-        return vmap(*args, **kwargs)
-
-    monkeypatch.setattr(StackedNet, "forward", grouped)
-    monkeypatch.setattr(FunctionalStacked, "__init__", vectorized)
-    monkeypatch.setattr(functional, "vmap", counted_vmap)
-    return taken
-
-
-def small_split() -> Split:
-    gen = torch.Generator().manual_seed(0)
-
-    def part(n: int):
-        return torch.randn(n, 3, 8, 8, generator=gen), torch.randint(0, 10, (n,), generator=gen)
-
-    return Split(*part(60), *part(20), *part(20), "cifar10", "random")
-
-
-def records(members: list[TrajectoryConfig], split: Split) -> list[dict]:
-    out = []
-    for results in Cohort(members, split).run_results():
-        for _, res in sorted(results.items()):
-            rec = res.record
-            out.append({k: np.asarray(rec[k], dtype=np.float64) for k in ("train_loss", "val_loss", "test_acc")})
-            if "instability" in rec:
-                out[-1]["path_test_loss"] = np.asarray(rec["instability"]["test_loss"], dtype=np.float64)
-    return out
-
-
-@pytest.mark.parametrize("arch", ["conv (grouped)", "resnet (vmap)"])
-def test_the_gpu_branches_give_a_cohort_the_cpu_branches_numbers_in_fp64(arch, monkeypatch):
-    """A whole cohort (a ticket with late rewinding and an instability copy, its re-init, another seed) through
-    the grouped convolutions or vmap, forced on the CPU in float64, records the CPU branches' numbers."""
-    monkeypatch.setattr(model_registry, "MODELS", dict(model_registry.MODELS))
-    register_model(resnet_entry(8, 2))
-    if arch.startswith("conv"):
-        base = from_preset("conv2", plan_conv=(4, "4B", "M"), plan_fc=(8,))
-    else:
-        base = TrajectoryConfig(arch="cifar_resnet_8_2", plan_conv=(), plan_fc=(), dataset="cifar10")
-        base = base.replace(optimizer="sgd", learning_rate=0.05, momentum=0.9, weight_decay=1e-4, augment="flip-crop")
-    base = base.replace(
-        iterations=4, eval_every=2, rounds=1, batch_size=10, precision="fp64", rewind_iteration=2
-    ).validate()
-    members = [
-        base.replace(seed=0, instability=True, instability_points=2),
-        base.replace(seed=0, method="reinit"),
-        base.replace(seed=1),
-    ]
-    split = small_split()
-    cpu = records(members, split)
-    taken = force_gpu_branches(monkeypatch)
-    gpu = records(members, split)
-    assert taken["grouped" if arch.startswith("conv") else "vmap"] > 0
-    assert [sorted(r) for r in cpu] == [sorted(r) for r in gpu] and len(cpu) == 5  # 2 + 1 + 2 member-rounds
-    worst = max(float(np.abs(a[k] - b[k]).max()) for a, b in zip(cpu, gpu) for k in a)
-    assert worst < 1e-12, worst
