@@ -53,6 +53,7 @@ IDENTITY = [
     ("dataset", pa.string()),
     ("seed", pa.int64()),
     ("method", pa.string()),
+    ("branch", pa.string()),  # the `lth-ray branch` that trained the member; '' for the trunk's own
     ("pruning", pa.string()),
     ("prune_rate_fc", pa.float64()),
     ("prune_rate_conv", pa.float64()),

@@ -118,7 +118,11 @@ def test_a_branch_of_a_finished_sweep_trains_only_its_members_beside_the_trunk(t
     import pandas as pd
 
     rounds = pd.read_parquet(trunk / "export" / "rounds.parquet")
-    assert rounds.trial_id.str.startswith("random-prune-r1-2-s0.").sum() == 2  # its two rounds, beside the trunk's
+    ours = rounds[rounds.branch == "random-prune-r1-2-s0"]
+    assert len(ours) == 2 and ours.trial_id.str.startswith("random-prune-r1-2-s0.").all()  # beside the trunk's
+    assert (rounds.branch == "").sum() == len(rounds) - 2
+    assert cli_main(["report", str(trunk), "--out", str(tmp_path / "report")]) == 0
+    assert "random-prune" in (tmp_path / "report" / "summary.md").read_text()
     folder = trunk / "branches" / "random-prune-r1-2-s0"
     again = digest(folder)
     assert cli_main(argv) == 0  # the same branch again: nothing new

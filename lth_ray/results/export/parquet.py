@@ -42,6 +42,7 @@ def trial_identity(t: TrialResult, name: str) -> dict:
         "dataset": c.dataset,
         "seed": c.seed,
         "method": c.label,
+        "branch": t.branch,
         "pruning": c.pruning,
         "prune_rate_fc": float(c.prune_rate_fc),
         "prune_rate_conv": float(c.prune_rate_conv),
