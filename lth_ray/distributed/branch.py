@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 from pyarrow import fs as pafs
 
-from lth_ray.core.branches import branch_members, branch_of
+from lth_ray.core.branches import BRANCHES, branch_members, branch_of
 from lth_ray.core.branches.run import parse_rounds, rounds_label, rounds_to_run
 from lth_ray.core.engine.state import recipe_of
 from lth_ray.core.methods.member import is_ticket
@@ -66,7 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
         "baseline or ablation added after the sweep, at chosen rounds, as new Tune trials inside the experiment.",
     )
     p.add_argument("experiment", help="the sweep's folder or URI, <storage>/<name>")
-    p.add_argument("kind", help="the branch kind: reinit, random-prune, snip, grasp, synflow, magnitude-init, ...")
+    p.add_argument("kind", help=f"the branch kind: {', '.join(BRANCHES)}")
     p.add_argument(
         "--rounds",
         metavar="R",
