@@ -77,11 +77,18 @@ def recipe(arch: str, device: torch.device, **changes) -> TrajectoryConfig:
 # ------------------------------------------------------------------ smoke: the device against the CPU
 
 
-def _round_results(arch: str, split: Split, batch: int) -> list[dict]:
+def _round_results(arch: str, split: Split, batch: int, deterministic: bool = False) -> list[dict]:
     """Two rounds (dense, then pruned) of SMOKE_ITERATIONS of a cohort of two seeds on the split's device."""
     lr = {"learning_rate": SMOKE_LEARNING_RATE[arch]} if arch in SMOKE_LEARNING_RATE else {}
     cfg = recipe(
-        arch, split.x_train.device, rounds=1, iterations=SMOKE_ITERATIONS, eval_every=4, batch_size=batch, **lr
+        arch,
+        split.x_train.device,
+        rounds=1,
+        iterations=SMOKE_ITERATIONS,
+        eval_every=4,
+        batch_size=batch,
+        deterministic=deterministic,
+        **lr,
     )
     cohort = Cohort([cfg.replace(seed=s) for s in (0, 1)], split)
     out = []
@@ -124,7 +131,8 @@ def _agreement(device_run: list[dict], cpu_run: list[dict], sizes: dict[str, int
 def smoke(device: torch.device, say: Callable[[str], None]) -> dict:
     """Lenet, Conv-2 and ResNet-20: two short rounds of a 2-member cohort on the device and on the CPU, from
     the same seeds and data; the histories and masks must agree within the stated tolerances (on a CPU
-    device both runs are on the CPU, and must agree bitwise)."""
+    device both runs are on the CPU, and must agree bitwise). On a GPU, two more runs with `--deterministic`
+    must give the same numbers bitwise (what the docs promise)."""
     entries = []
     for arch, batch in SMOKE_BATCH.items():
         started = time.perf_counter()
@@ -137,6 +145,11 @@ def smoke(device: torch.device, say: Callable[[str], None]) -> dict:
         entry["learning_rate"] = SMOKE_LEARNING_RATE.get(arch)
         entry.update(_agreement(dev_run, cpu_run, {"val": 64, "test": 64, "train": 1}))
         entry["bitwise"] = all(a["record"][m] == b["record"][m] for a, b in zip(dev_run, cpu_run) for m in _METRICS)
+        if device.type == "cuda":
+            first, second = (_round_results(arch, on_device, batch, deterministic=True) for _ in range(2))
+            same = all(a["record"][m] == b["record"][m] for a, b in zip(first, second) for m in _METRICS)
+            entry["deterministic_reruns_bitwise"] = same
+            entry["ok"] = entry["ok"] and same
         entry["seconds"] = time.perf_counter() - started
         say(f"smoke {LABELS[arch]}: {'ok' if entry['ok'] else 'MISMATCH'} ({entry['seconds']:.1f} s)")
         entries.append(entry)

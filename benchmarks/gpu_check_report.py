@@ -65,14 +65,16 @@ def _smoke(s: dict) -> list[str]:
         f"Tolerance: losses within {t['loss_atol']:g} + {t['loss_rtol']:g} x |CPU's|, accuracies within "
         f"{t['accuracy_examples']} examples, masks {t['mask_agreement']:.1%} equal.\n",
         "| net | within tolerance | worst loss difference / tolerance | accuracy difference (examples) | masks equal "
-        "| bitwise | seconds |",
-        "|---|---|---|---|---|---|---|",
+        "| bitwise | deterministic reruns bitwise | seconds |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for r in s["runs"]:
+        reruns = r.get("deterministic_reruns_bitwise")
         lines.append(
             f"| {r['label']} | {'yes' if r['ok'] else '**no**'} | {_f(r['loss_difference_over_tolerance'])} | "
             f"{_f(r['accuracy_difference_examples'])} | {r['mask_agreement']:.4%} | "
-            f"{'yes' if r['bitwise'] else 'no'} | {r['seconds']:.1f} |"
+            f"{'yes' if r['bitwise'] else 'no'} | {'-' if reruns is None else 'yes' if reruns else '**no**'} | "
+            f"{r['seconds']:.1f} |"
         )
     return [*lines, ""]
 
