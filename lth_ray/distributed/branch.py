@@ -175,7 +175,7 @@ def spec_from_args(a: argparse.Namespace) -> BranchSpec:
     rounds = check_rounds(tickets, a.rounds)
     members, refs, planned = [], {}, {}
     for t in tickets:
-        for m in branch_members(kind, t.config, a.of):
+        for m in branch_members(kind, t.config, a.of, rounds):
             plan = rounds_to_run(m, rounds)
             if not plan:
                 raise ConfigError(

@@ -19,6 +19,7 @@ class BranchKind:
     name: str = ""
     summary: str = ""
     takes_of: bool = False  # an ablation of a baseline may be asked for with --of METHOD
+    measures_instability: bool = False  # its members measure instability at the branch's rounds
 
     def members(self, ticket: TrajectoryConfig, of: str | None = None) -> list[TrajectoryConfig]:
         raise NotImplementedError
@@ -41,12 +42,17 @@ def branch_of(name: str) -> BranchKind:
     return BRANCHES[name]
 
 
-def branch_members(kind: BranchKind, ticket: TrajectoryConfig, of: str | None = None) -> list[TrajectoryConfig]:
+def branch_members(
+    kind: BranchKind, ticket: TrajectoryConfig, of: str | None = None, rounds: tuple[int, ...] = ()
+) -> list[TrajectoryConfig]:
     """The kind's members for one ticket, checked: an `of` the kind does not take, or members that come out
-    empty (an ablation that does not apply to `of`), is one line naming what is allowed."""
+    empty (an ablation that does not apply to `of`), is one line naming what is allowed. They measure no
+    instability, unless the kind does: then at the branch's `rounds`."""
     if of is not None and not kind.takes_of:
         raise ConfigError(f"--of {of}: branch kind {kind.name!r} ablates nothing; --of is for the ablation kinds")
     members = kind.members(ticket, of)
     if not members:
         raise ConfigError(f"branch kind {kind.name!r} adds no member to a {of or ticket.method} ticket")
+    if kind.measures_instability:
+        return [m.replace(instability=True, instability_rounds=tuple(rounds)) for m in members]
     return [m.replace(instability=False, instability_rounds=()) for m in members]

@@ -19,7 +19,7 @@ from lth_ray.core.engine.cohort import Cohort
 from lth_ray.core.engine.records import RoundResult
 from lth_ray.core.engine.state import initial_state
 from lth_ray.core.methods import method_of
-from lth_ray.core.methods.member import first_round, mask_source, start_of
+from lth_ray.core.methods.member import first_round, is_ticket, mask_source, start_of
 from lth_ray.core.pruning.masks import pack_masks
 from lth_ray.core.spec.config import ConfigError, TrajectoryConfig
 from lth_ray.core.store.resume import state_from_rounds
@@ -53,8 +53,9 @@ def rounds_label(rounds: Sequence[int]) -> str:
 
 
 def skips_rounds(config: TrajectoryConfig) -> bool:
-    """Whether the member's round-r mask needs no earlier round of its own (see the module's docstring)."""
-    return mask_source(config) == "ticket" or not method_of(config.method).is_ticket
+    """Whether the member's round-r mask needs no earlier round of its own (see the module's docstring); the
+    ticket itself (the instability kind) starts each chosen round from the trunk's files of the round before."""
+    return mask_source(config) == "ticket" or not method_of(config.method).is_ticket or is_ticket(config)
 
 
 def rounds_to_run(config: TrajectoryConfig, chosen: Sequence[int]) -> list[int]:
@@ -92,16 +93,24 @@ def branch_states(
         ticket = tickets[m.seed]
         if mask_source(m) == "ticket":
             state["ticket_masks"] = {r: ticket.packed_masks(r) for r in left}
-        if start_of(m) == "rewind" and m.rewind_iteration > 0 and first_round(m) == 1:
+        if start_of(m) == "rewind" and m.rewind_iteration > 0 and (first_round(m) == 1 or is_ticket(m)):
             state["rewind"] = ticket.rewind()
     return states, left
 
 
-def skip_to(cohort: Cohort, r: int) -> None:
+def skip_to(cohort: Cohort, r: int, tickets: dict[int, RoundStore]) -> None:
     """Every unfinished member moved on to round r without training the rounds before it; a member whose next
-    mask grows from its latest (random pruning) keeps the mask it would have drawn in each round skipped."""
+    mask grows from its latest (random pruning) keeps the mask it would have drawn in each round skipped; the
+    ticket itself takes the trunk's state after round r - 1 (`tickets`: seed -> the trunk ticket's files)."""
     for i, (config, state) in enumerate(zip(cohort.configs, cohort.members)):
         if cohort.finished(i):
+            continue
+        if is_ticket(config) and r >= 1:
+            trunk = tickets[config.seed]
+            state.masks, state.trained = trunk.packed_masks(r - 1), trunk.compact_trained(r - 1)
+            if method_of(config.method).keeps_dense_trained:
+                state.dense_trained = trunk.compact_trained(0)
+            state.next_round = r
             continue
         for q in range(state.next_round, r):
             if mask_source(config) == "own" and start_of(config) != "init" and q >= 1:
@@ -109,10 +118,12 @@ def skip_to(cohort: Cohort, r: int) -> None:
         state.next_round = max(state.next_round, r)
 
 
-def run_branch(cohort: Cohort, rounds: Sequence[int]) -> Iterator[dict[int, RoundResult]]:
+def run_branch(
+    cohort: Cohort, rounds: Sequence[int], tickets: dict[int, RoundStore]
+) -> Iterator[dict[int, RoundResult]]:
     """The branch's rounds, one at a time: {member index: its round's result}, for the caller to write."""
     for r in rounds:
-        skip_to(cohort, r)
+        skip_to(cohort, r, tickets)
         if cohort.done:
             return
         yield cohort.run_round()

@@ -41,7 +41,7 @@ def grow(kind, trunk, split, root, chosen):
     states, left = branch_states(new, chosen, own, tickets)
     cohort = Cohort(new, split, states, tickets_elsewhere=True)
     trained = []
-    for results in run_branch(cohort, left):
+    for results in run_branch(cohort, left, tickets):
         for i, res in results.items():
             own[i].write_round(res)
             trained.append((new[i].key, res.record["round"]))
@@ -121,3 +121,24 @@ def test_a_branch_kind_registered_from_outside_the_package(monkeypatch):
     assert labels == ["random-prune", "random-prune-reinit"]
     with pytest.raises(ConfigError, match="already registered"):
         registry.register_branch(TOY_BRANCH)
+
+
+def test_instability_measured_afterwards_equals_instability_measured_in_the_sweep(trunk, split, tmp_path):
+    """The trunk ran without --instability; the branch measures it at round 2 from the trunk's round-1 files,
+    bitwise as a ticket measuring it in lockstep (fp64)."""
+    ticket, _, stores = trunk
+    (member,) = branch_members(branch_of("instability"), ticket, rounds=(2,))
+    assert member.instability and member.instability_rounds == (2,)
+    lockstep = Cohort([member], split)
+    measured = {}
+    for results in lockstep.run_results():
+        measured.update({res.record["round"]: res.record for res in results.values()})
+    own = [RoundStore.at(str(tmp_path / member.key))]
+    states, left = branch_states([member], (2,), own, {0: stores[ticket.key]})
+    assert left == [2]
+    cohort = Cohort([member], split, states, tickets_elsewhere=True)
+    (results,) = list(run_branch(cohort, left, {0: stores[ticket.key]}))
+    record = results[0].record
+    timeless = lambda d: {k: v for k, v in d.items() if k != "seconds"}  # noqa: E731
+    assert record["round"] == 2 and timeless(record["instability"]) == timeless(measured[2]["instability"])
+    assert all(record[k] == measured[2][k] for k in METRICS)
