@@ -13,8 +13,8 @@ guard (`DeviceGuard`, a dispatch mode above it) sees each operator first and, in
 
 FakeTensorMode refuses some of these by itself; inside a window every one of them is a `DeviceGuardError`.
 Outside the windows the engine may read results on purpose (once per round); a fake tensor has no value to read,
-so `Rehearsal.answering` supplies stand-ins, while operators on real CPU tensors alone (masks, the starts) run
-for real: host data reads as it is.
+so `Rehearsal.answering` supplies stand-ins; but operators on real CPU tensors alone (masks, the starts) run for
+real, and small device tensors made from host values (flags, a learning rate) keep them: those read as they are.
 
 What fake tensors cannot run is patched for the rehearsal: the autograd engine's backward (it needs a device)
 gives every reachable leaf a zero gradient (`fake_backward`); fused SGD, which has no fake kernel, is a no-op
@@ -43,6 +43,7 @@ from torch._subclasses.fake_tensor import (
 )
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
+from torch.utils.weak import WeakIdKeyDictionary
 
 aten = torch.ops.aten
 
@@ -54,8 +55,10 @@ SYNC_OPS = frozenset(
     | {"histc"}
 )
 BOOLEAN_INDEXING = frozenset({"index", "index_put", "index_put_", "_index_put_impl_"})  # x[mask]: nonzero inside
+SCALAR_READS = frozenset({"_local_scalar_dense", "item", "is_nonzero"})  # (bool() reads through is_nonzero)
 COPY_OPS = frozenset({"_to_copy", "to", "copy_", "_copy_from", "_copy_from_and_resize"})
 CONVOLUTIONS = {"convolution": 8, "conv2d": 6}  # where each takes its groups
+HOST_VALUE_NUMEL = 64  # at most this many elements: a tensor whose value the host may know (flags, a rate)
 NO_FAKE_KERNEL = frozenset({"_fused_sgd_"})  # in place, void: its fake effect is nothing (devices still checked)
 
 
@@ -129,6 +132,7 @@ class DeviceGuard(TorchDispatchMode):
         self.compute_dtypes: Counter[tuple[str, torch.dtype]] = Counter()
         self.conv_groups: Counter[int] = Counter()
         self.answer: Callable[[torch.Tensor], object] | None = None
+        self.host_values = WeakIdKeyDictionary()  # fake tensor -> its value, where the host knows it
 
     def fail(self, v: Violation) -> None:
         if self.tolerate(v):
@@ -149,21 +153,63 @@ class DeviceGuard(TorchDispatchMode):
             if name in CONVOLUTIONS:
                 at = CONVOLUTIONS[name]
                 self.conv_groups[args[at] if len(args) > at else kwargs.get("groups", 1)] += 1
-        if func is aten._local_scalar_dense.default and isinstance(args[0], FakeTensor) and args[0].constant is None:
-            t = args[0]  # a fake value: there is nothing to read, only the caller's stand-in
+        if name in SCALAR_READS and isinstance(args[0], FakeTensor) and args[0].constant is None:
+            t = args[0]  # a fake value: the host's own value where it made it, else the caller's stand-in
+            if t in self.host_values:
+                with unset_fake_temporarily():
+                    value = self.host_values[t]
+                    return bool(value) if name == "is_nonzero" else value.item()
             if self.answer is None:
                 where = f"in {self.window!r} (tolerated)" if self.window else "outside the windows"
                 raise DeviceGuardError(
                     f"a host read {where} of a fake {_describe(t)}: it has no value; give one with Rehearsal.answering"
                 )
             value = self.answer(t)
-            return bool(value) if t.dtype == torch.bool else (float(value) if t.is_floating_point() else int(value))
+            return (
+                bool(value)
+                if t.dtype == torch.bool or name == "is_nonzero"
+                else (float(value) if t.is_floating_point() else int(value))
+            )
         if name in NO_FAKE_KERNEL:
             return None
         if _on_the_host(name, args, kwargs):  # host data (masks, the starts): computed for real, values kept
             with unset_fake_temporarily():
                 return func(*args, **kwargs)
-        return func(*args, **kwargs)
+        out = func(*args, **kwargs)
+        self._track_host_values(func, args, kwargs, out)
+        return out
+
+    def _track_host_values(self, func, args, kwargs, out) -> None:
+        """Small device tensors made from the host's values (flags, a learning rate) keep those values, computed
+        on the CPU beside them, so the host may read them; a write forgets them."""
+        for i, arg in enumerate(func._schema.arguments):
+            if arg.alias_info is not None and arg.alias_info.is_write:
+                for t in tree_leaves(args[i] if i < len(args) else kwargs.get(arg.name)):
+                    if isinstance(t, torch.Tensor):
+                        self.host_values.pop(t, None)
+        outs = [o for o in tree_leaves(out) if isinstance(o, torch.Tensor)]
+        if (
+            len(outs) != 1
+            or not isinstance(outs[0], FakeTensor)
+            or outs[0].numel() > HOST_VALUE_NUMEL
+            or outs[0] in self.host_values
+            or torch.Tag.nondeterministic_seeded in func.tags
+            or any(a.alias_info is not None and a.alias_info.is_write for a in func._schema.arguments)
+        ):
+            return
+        leaves, spec = torch.utils._pytree.tree_flatten((args, kwargs))
+        values = []
+        for x in leaves:
+            if isinstance(x, FakeTensor):
+                if x not in self.host_values:
+                    return
+                x = self.host_values[x]
+            elif isinstance(x, torch.device) or (isinstance(x, str) and x.startswith("cuda")):
+                x = torch.device("cpu")
+            values.append(x)
+        a, k = torch.utils._pytree.tree_unflatten(values, spec)
+        with unset_fake_temporarily():
+            self.host_values[outs[0]] = func(*a, **k)
 
 
 def _caller() -> str:

@@ -100,8 +100,7 @@ def on_fake_cuda(cohort: Cohort, rh, monkeypatch) -> tuple[training.Lockstep, li
 def rehearse(cohort: Cohort, parts: list[Participant], rh, monkeypatch) -> training.RoundTensors:
     """Round 0 of `parts` trained on fake CUDA; the round's tensors."""
     lockstep, handed = on_fake_cuda(cohort, rh, monkeypatch)
-    with rh.answering(lambda t: True):  # `_stack` reads keep_es.any() (test_stacking_reads_nothing_...)
-        lockstep.train(0, parts)
+    lockstep.train(0, parts)  # (its host reads outside the windows, as of keep_es.any(), read host values)
     (rt,) = handed
     return rt
 
@@ -148,6 +147,33 @@ def test_a_round_trains_and_evaluates_on_cuda_with_no_host_sync(arch, changes, m
         assert rh.ops("augmentation")["gather"] == 2 * cfg.iterations
 
 
+@pytest.mark.parametrize("arch, changes", [ROUNDS["lenet-adam"], ROUNDS["resnet20-sgd-flip-crop"]], ids=["adam", "sgd"])
+def test_the_compiled_steps_parts_run_on_cuda_with_no_host_sync(arch, changes, monkeypatch):
+    """`compile_step`'s parts, run eagerly down the branches torch.compile traces (what CUDA graphs capture, where
+    a host sync cannot be): the foreach optimizer with its learning rate a device tensor, filled in place by the
+    schedule. (Run eagerly outside a trace, torch's foreach SGD reads a tensor rate back at every step.)"""
+    cfg = recipe(arch, compile_step=True, **changes)
+    cohort, parts = cohort_of(cfg)
+
+    def traced(fn, device):
+        def run(*args, **kwargs):
+            with monkeypatch.context() as tracing:
+                tracing.setattr(torch.compiler, "is_compiling", lambda: True)
+                return fn(*args, **kwargs)
+
+        return run
+
+    monkeypatch.setattr(training, "compile_step_part", traced)
+    with fake_cuda() as rh:
+        rt = rehearse(cohort, parts, rh, monkeypatch)
+    assert_on_cuda(rt, cfg)
+    assert all(g["lr"].is_cuda for g in rt.optimizer.param_groups)
+    step = rh.ops("training step")
+    assert not any(name.startswith("_fused") for name in step) and any(name.startswith("_foreach") for name in step)
+    if cfg.milestones or cfg.warmup:
+        assert step["fill_"] >= cfg.iterations  # the schedule's rate written into the device tensor
+
+
 def test_around_the_step_data_goes_to_the_device_an_epoch_at_a_time_and_nothing_comes_back(monkeypatch):
     """The whole round guarded: between steps only each epoch's data order, flips and crop offsets are copied to
     the GPU (one copy each), and nothing is read back before the round's end; stacking copies the starts."""
@@ -162,7 +188,7 @@ def test_around_the_step_data_goes_to_the_device_an_epoch_at_a_time_and_nothing_
     with fake_cuda(tolerate=expected) as rh:
         lockstep, handed = on_fake_cuda(cohort, rh, monkeypatch)
         lockstep._stack = rh.guarded(lockstep._stack, "stacking")
-        with rh.answering(lambda t: True), rh.window("round"):
+        with rh.window("round"):
             lockstep.train(0, parts)
     epochs = -(-cfg.iterations // (TRAIN // cfg.batch_size))
     between = [v for v in rh.guard.tolerated if v.window == "round"]
