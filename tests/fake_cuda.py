@@ -118,13 +118,13 @@ def violation(func, args, kwargs, window: str) -> Violation | None:
 
 class DeviceGuard(TorchDispatchMode):
     """Checks every operator inside a window (`window` not None); `tolerate(violation)` True lets one pass (it is
-    kept in `tolerated`). A host read of a fake value, outside a window or tolerated, gets `answer(tensor)` when
-    an answer is set (a fake tensor has no value). Counts the operators run in each window (`ops`, by window and
-    name), the dtypes of convolutions and matrix products (`compute_dtypes`) and convolutions' groups."""
+    kept in `tolerated`). A host read outside a window, or tolerated, reads the value where the host made it
+    (`host_values`), else `answer(tensor)` (a fake tensor has no value). Counts the operators run in each window
+    (`ops`, by window and name), the dtypes of convolutions and matrix products (`compute_dtypes`) and
+    convolutions' groups (`conv_groups`)."""
 
-    def __init__(self, mode: FakeTensorMode, tolerate: Callable[[Violation], bool] | None = None):
+    def __init__(self, tolerate: Callable[[Violation], bool] | None = None):
         super().__init__()
-        self.mode = mode
         self.tolerate = tolerate or (lambda v: False)
         self.window: str | None = None
         self.tolerated: list[Violation] = []
@@ -423,7 +423,7 @@ def fake_cuda(tolerate: Callable[[Violation], bool] | None = None) -> Iterator[R
     refused = None
     try:
         with FakeTensorMode(allow_non_fake_inputs=True) as mode, fake_backward(), replacing_module_tensors():
-            guard = DeviceGuard(mode, tolerate)
+            guard = DeviceGuard(tolerate)
             with guard:
                 yield Rehearsal(mode, guard)
     except DeviceGuardError as err:
