@@ -31,6 +31,8 @@ _API = {
     "register_scorer": "lth_ray.core.pruning.scoring",
     "MemberMethod": "lth_ray.core.methods.registry",
     "register_method": "lth_ray.core.methods.registry",
+    "BranchKind": "lth_ray.core.branches.registry",
+    "register_branch": "lth_ray.core.branches.registry",
     "load_experiment": "lth_ray.results.analysis.frames",
     "load_export": "lth_ray.results.analysis.frames",
     "export_experiment": "lth_ray.results.export.publish",
@@ -39,6 +41,7 @@ _API = {
 __all__ = ["__version__", *_API]
 
 if TYPE_CHECKING:
+    from lth_ray.core.branches.registry import BranchKind, register_branch
     from lth_ray.core.data.registry import DatasetEntry, register_dataset
     from lth_ray.core.engine.cohort import Cohort
     from lth_ray.core.engine.trajectory import Trajectory, cohort_members
