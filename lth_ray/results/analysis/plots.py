@@ -193,11 +193,14 @@ def plot_retrain_modes(ax, rows: pd.DataFrame, metric: str = "final_test_acc") -
     every mode) as a dashed reference."""
     import matplotlib
 
+    from lth_ray.core.spec.training import RETRAIN_MODES
+
     scale = 100.0 if _is_fraction(metric) else 1.0
     colours = matplotlib.rcParams["axes.prop_cycle"].by_key()["color"]
     percents: list[float] = []
-    for i, (mode, mine) in enumerate(rows.groupby("mode", sort=True)):
-        mine = mine.sort_values("round")
+    modes = sorted(set(rows["mode"]), key=lambda m: (RETRAIN_MODES.index(m.split(" ")[0]), m))
+    for i, mode in enumerate(modes):
+        mine = rows[rows["mode"] == mode].sort_values("round")
         x, y = mine["sparsity"].to_numpy() * 100, mine[f"{metric}_mean"].to_numpy() * scale
         colour = colours[i % len(colours)]
         ax.plot(x, y, color=colour, marker="o", markersize=3, linewidth=1.5, label=mode)

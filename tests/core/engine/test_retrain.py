@@ -203,7 +203,7 @@ def test_modes_are_export_columns_and_the_report_compares_them(split, tmp_path):
     [(shared, rows)] = A.retrain_comparisons(A.summarise(exp.rounds))  # the report's figure, drawn alone
     ax = Figure().subplots()
     A.plot_retrain_modes(ax, rows)
-    assert [line.get_label() for line in ax.get_lines()] == ["fine-tune t=20", "weight-rewind", "dense"]
+    assert [line.get_label() for line in ax.get_lines()] == ["weight-rewind", "fine-tune t=20", "dense"]
     (table,) = [t for name, t in report_tables(exp, str).items() if name.startswith("retrain_modes-")]
     assert list(table.columns) == ["round", "percent_remaining", "weight-rewind", "fine-tune t=20"]
 
