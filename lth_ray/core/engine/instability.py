@@ -87,16 +87,19 @@ def statistics_batches(split, seed: int, r: int, batch: int, device) -> list[tor
 @torch.no_grad()
 def recompute_batchnorm(model, batches) -> None:
     """The net's own BatchNorm statistics (REPAIR's reset, Jordan et al. 2022): reset, then the exact mean of
-    the batches' statistics (momentum None), in train mode; left in eval mode."""
+    the batches' statistics, in train mode; left in eval mode. Batch i weighs in with momentum 1 / (i + 1), the
+    cumulative average torch takes with momentum None, without reading each layer's batch count back from the
+    device at every batch."""
     norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
     if not norms:
         return
     saved = [m.momentum for m in norms]
     for m in norms:
         m.reset_running_stats()
-        m.momentum = None
     model.train()
-    for x in batches:
+    for i, x in enumerate(batches):
+        for m in norms:
+            m.momentum = 1.0 / (i + 1)
         model(x)
     for m, momentum in zip(norms, saved):
         m.momentum = momentum

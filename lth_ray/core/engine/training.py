@@ -295,13 +295,13 @@ class Lockstep:
             best=None,
             optimizer_final=rates,
         )
-        if bool(keep_es.any()):
+        if any(p.keep_es for p in parts):  # known on the host: no read back from the device
             rt.best = {k: t.detach().clone() for k, t in rt.stacked().items()}
         return rt
 
     def _step(self, rt: RoundTensors, it: int, x: torch.Tensor, y: torch.Tensor) -> None:
         """One update of every started participant on its batch `x` (P, N, ...) after `it` iterations."""
-        cfg, dev, P = self.recipe, self.split.x_train.device, len(rt.parts)
+        cfg, P = self.recipe, len(rt.parts)
         starts = rt.starts
         if cfg.milestones or cfg.warmup:
             for group, final in zip(rt.optimizer.param_groups, rt.optimizer_final):
@@ -316,7 +316,7 @@ class Lockstep:
             flags = tuple(s <= it for s in starts)  # changes only where a group starts: made once each
             started = rt.started_masks.get(flags)
             if started is None:
-                started = rt.started_masks[flags] = torch.tensor(flags, device=dev)
+                started = rt.started_masks[flags] = rt.start_iterations <= it  # on the device: no copy to it
             kept = {k: b.clone() for k, b in rt.buffers.items()}
         rt.optimizer.zero_grad(set_to_none=True)
         losses = self._losses(rt.stacked(), x, y, P)
