@@ -15,6 +15,7 @@ from lth_ray.core.data.loading import DataError, load_split
 from lth_ray.core.engine import numerics
 from lth_ray.core.engine.cohort import Cohort
 from lth_ray.core.engine.trajectory import cohort_members, resolve_device, summary
+from lth_ray.core.methods.member import retrains_trained
 from lth_ray.core.options.option import SETTINGS, Option, OptionParser
 from lth_ray.core.options.parsing import add_options, check_choices, option, recipe_settings, value_of
 from lth_ray.core.options.recipe import RECIPE
@@ -66,6 +67,11 @@ def members_from_args(a: argparse.Namespace) -> list[TrajectoryConfig]:
     config = config_from_args(a)
     if config.method == "reinit":
         raise ConfigError("method='reinit' rides with its ticket: use --method imp --baselines reinit")
+    if config.retrain != "weight-rewind" and not retrains_trained(config):
+        raise ConfigError(
+            f"--retrain {config.retrain} retrains a ticket (imp, one-shot); method={config.label!r} alone would "
+            "train as under weight-rewind: use --method imp (its baselines ride along) or drop --retrain"
+        )
     seeds = value_of(a, option("seeds"), SCOPE)
     baselines = value_of(a, option("baselines"), SCOPE)
     ablations = value_of(a, option("ablations"), SCOPE)

@@ -223,3 +223,11 @@ def test_modes_and_lengths_are_grid_axes_of_a_sweep_and_options_of_a_trajectory(
     assert all(c[0].retrain == c[1].retrain for c in cohorts(spec, 1))  # a re-init rides with its ticket's mode
     lengths = build_parser(DEFAULTS).parse_args(argv[:-4] + ["--retrain", "lr-rewind", "--retrain-iterations", "500"])
     assert {t.retrain_iterations for t in spec_from_args(lengths, DEFAULTS).trajectories} == {500}
+
+
+def test_a_lone_baseline_with_a_retraining_mode_is_one_error_line(capsys):
+    from lth_ray.cli.trajectory import main
+
+    assert main(["--method", "snip", "--retrain", "lr-rewind", "--rounds", "1"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--retrain lr-rewind retrains a ticket" in err and "method='snip'" in err
