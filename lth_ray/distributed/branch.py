@@ -53,6 +53,7 @@ class BranchSpec:
     max_failures: int = 3
     resume: bool = False
     export: bool = True
+    reinit_output: bool = False  # retrain: the output layer drawn fresh
 
     @property
     def folder(self) -> str:
@@ -74,6 +75,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--seeds", metavar="S", help="the trunk's ticket seeds to branch from, e.g. 0,2 (default: all)")
     p.add_argument("--of", metavar="METHOD", help="ablation kinds: the baseline method to ablate (default: the ticket)")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="retrain: a recipe setting of the retrained ticket, e.g. dataset=mnist or learning_rate=0.01 (repeat it)",
+    )
+    p.add_argument("--reinit-output", action="store_true", help="retrain: draw the output layer fresh")
     p.add_argument("--seeds-per-trial", type=int, default=1, metavar="N", help="seeds per trial (cohort) (default 1)")
     p.add_argument("--cpus-per-trial", type=float, default=1.0, metavar="C", help="CPUs per trial (default 1)")
     p.add_argument(
@@ -100,6 +109,43 @@ def _ints(option: str, text: str) -> list[int]:
         return sorted({int(x) for x in text.split(",")})
     except ValueError:
         raise ConfigError(f"{option} {text!r} is not allowed; give whole numbers separated by commas") from None
+
+
+def parse_settings(pairs: list[str]) -> dict:
+    """`--set KEY=VALUE` pairs as TrajectoryConfig settings, each value read as its setting's type."""
+    defaults = TrajectoryConfig().to_dict()
+    out: dict = {}
+    for pair in pairs:
+        key, eq, text = pair.partition("=")
+        key = key.strip().replace("-", "_")
+        if not eq or key not in defaults:
+            raise ConfigError(
+                f"--set {pair!r} is not allowed; give KEY=VALUE with KEY a recipe setting, e.g. dataset=mnist"
+            )
+        default = getattr(TrajectoryConfig(), key)
+        try:
+            if isinstance(default, bool):
+                if text.lower() not in ("true", "false", "1", "0"):
+                    raise ValueError
+                out[key] = text.lower() in ("true", "1")
+            elif isinstance(default, tuple):
+                out[key] = tuple(int(x) for x in text.split(",") if x.strip())
+            elif isinstance(default, (int, float)):
+                out[key] = type(default)(text)
+            else:
+                out[key] = text
+        except ValueError:
+            raise ConfigError(f"--set {pair!r}: {text!r} is not a value of type {type(default).__name__}") from None
+    return out
+
+
+def settings_label(settings: dict) -> list[str]:
+    """A branch folder's part for its settings (where the data lives is not a setting of the question)."""
+    return [
+        f"{k}={','.join(map(str, v)) if isinstance(v, tuple) else v}"
+        for k, v in sorted(settings.items())
+        if k != "data_root"
+    ]
 
 
 def trunk_tickets(experiment: str) -> list[TrialResult]:
@@ -173,9 +219,12 @@ def spec_from_args(a: argparse.Namespace) -> BranchSpec:
             )
         tickets = [t for t in tickets if t.config.seed in _ints("--seeds", a.seeds)]
     rounds = check_rounds(tickets, a.rounds)
+    settings = parse_settings(a.set)
+    if a.reinit_output and kind.name != "retrain":
+        raise ConfigError(f"--reinit-output is for the retrain kind, not {kind.name!r}")
     members, refs, planned = [], {}, {}
     for t in tickets:
-        for m in branch_members(kind, t.config, a.of, rounds):
+        for m in branch_members(kind, t.config, a.of, rounds, settings):
             plan = rounds_to_run(m, rounds)
             if not plan:
                 raise ConfigError(
@@ -188,9 +237,11 @@ def spec_from_args(a: argparse.Namespace) -> BranchSpec:
             refs[m.key] = {"rounds": ticket_folder(experiment, t), "ref": t.ticket_ref}
             planned[m.key] = plan
     name = "-".join(
-        [kind.name, *([f"of-{a.of}"] if a.of else []), f"r{rounds_label(rounds)}".replace(",", "_")]
+        [kind.name, *([f"of-{a.of}"] if a.of else []), *settings_label(settings)]
+        + (["reinit-output"] if a.reinit_output else [])
+        + [f"r{rounds_label(rounds)}"]
         + ([f"s{'_'.join(map(str, _ints('--seeds', a.seeds)))}"] if a.seeds else [])
-    )
+    ).replace(",", "_")
     groups: dict[str, list[TrajectoryConfig]] = {}
     for m in members:
         groups.setdefault(repr(sorted(recipe_of(m).items())), []).append(m)
@@ -213,6 +264,7 @@ def spec_from_args(a: argparse.Namespace) -> BranchSpec:
         a.max_failures,
         a.resume,
         not a.no_export,
+        a.reinit_output,
     )
     check_folder(spec)
     check_data(members)
@@ -275,6 +327,7 @@ def make_tuner(spec: BranchSpec):
         "rounds": list(spec.rounds),
         "tickets": spec.tickets,
         "planned": {k: list(v) for k, v in spec.planned.items()},
+        "reinit_output": spec.reinit_output,
     }
     return tune.Tuner(
         trainable,

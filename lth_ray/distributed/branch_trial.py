@@ -39,7 +39,7 @@ def run_branch_trial(config: dict) -> None:
     split = _cached_split(members[0].dataset, members[0].data_root, str(device), bool(config.get("download", False)))
     cohort = Cohort(members, split, states, eval_memory_mb=config.get("eval_memory_mb"), tickets_elsewhere=True)
     total = len(left) * len(members)
-    for done, results in enumerate(run_branch(cohort, left, tickets), start=1):
+    for done, results in enumerate(run_branch(cohort, left, tickets, bool(branch.get("reinit_output"))), start=1):
         for i, result in results.items():
             stores[i].write_round(result)
         lead = min(results)

@@ -61,6 +61,16 @@ def test_bad_input_is_one_error_line_and_touches_nothing(trunk, tmp_path, capsys
     refuse(capsys, [str(trunk), "reinit", "--rounds", "1"], trunk, "still being written by a sweep", f"{os.getpid()}")
 
 
+def test_retrain_settings_name_the_branch_and_bad_ones_are_refused(trunk, capsys):
+    argv = [str(trunk), "retrain", "--set", "learning_rate=0.01", "--set", "dataset=fashion-mnist", "--rounds", "2"]
+    assert cli_main(["branch", *argv, "--reinit-output", "--dry-run"]) == 0
+    assert "branches/retrain-dataset=fashion-mnist-learning_rate=0.01-reinit-output-r2" in capsys.readouterr().out
+    refuse(capsys, [str(trunk), "retrain", "--set", "dataset=cifar10"], trunk, "inputs are (3, 32, 32)")
+    refuse(capsys, [str(trunk), "retrain", "--set", "bogus=1"], trunk, "--set 'bogus=1' is not allowed")
+    refuse(capsys, [str(trunk), "retrain", "--set", "iterations=many"], trunk, "'many' is not a value of type int")
+    refuse(capsys, [str(trunk), "reinit", "--reinit-output"], trunk, "--reinit-output is for the retrain kind")
+
+
 def test_a_stale_running_marker_of_a_dead_driver_is_ignored(trunk, capsys):
     import subprocess
     import sys

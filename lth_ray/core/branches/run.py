@@ -18,6 +18,7 @@ from collections.abc import Iterator, Sequence
 from lth_ray.core.engine.cohort import Cohort
 from lth_ray.core.engine.records import RoundResult
 from lth_ray.core.engine.state import initial_state
+from lth_ray.core.engine.weights import fresh_weights
 from lth_ray.core.methods import method_of
 from lth_ray.core.methods.member import first_round, is_ticket, mask_source, start_of
 from lth_ray.core.pruning.masks import pack_masks
@@ -118,10 +119,26 @@ def skip_to(cohort: Cohort, r: int, tickets: dict[int, RoundStore]) -> None:
         state.next_round = max(state.next_round, r)
 
 
+def fresh_output(cohort: Cohort) -> None:
+    """Every member's start points (its init, its rewind point) with the output layer drawn fresh, from the
+    member's own stream (the re-init stream's round 0, which no re-init member draws)."""
+    outputs = [name for name, kind in cohort.kinds.items() if kind == "out"]
+    if not outputs:
+        raise ConfigError(f"--reinit-output: {cohort.recipe.arch} has no pruned output layer to draw fresh")
+    for i, (config, state) in enumerate(zip(cohort.configs, cohort.members)):
+        fresh = cohort._cast(fresh_weights(config, cohort.split.in_shape, 0))
+        new = {k: v for k, v in fresh.items() if any(k.startswith(f"{o}.") for o in outputs)}
+        cohort.inits[i] = {**cohort.inits[i], **new}
+        if state.rewind is not None:
+            state.rewind = {**state.rewind, **{k: v.to(state.rewind[k].dtype) for k, v in new.items()}}
+
+
 def run_branch(
-    cohort: Cohort, rounds: Sequence[int], tickets: dict[int, RoundStore]
+    cohort: Cohort, rounds: Sequence[int], tickets: dict[int, RoundStore], reinit_output: bool = False
 ) -> Iterator[dict[int, RoundResult]]:
     """The branch's rounds, one at a time: {member index: its round's result}, for the caller to write."""
+    if reinit_output:
+        fresh_output(cohort)
     for r in rounds:
         skip_to(cohort, r, tickets)
         if cohort.done:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from rounds_helpers import masks
 
 from lth_ray.core.branches import BRANCHES, branch_members, branch_of
 from lth_ray.core.branches.run import branch_states, parse_rounds, rounds_label, rounds_to_run, run_branch
@@ -142,3 +143,41 @@ def test_instability_measured_afterwards_equals_instability_measured_in_the_swee
     timeless = lambda d: {k: v for k, v in d.items() if k != "seconds"}  # noqa: E731
     assert record["round"] == 2 and timeless(record["instability"]) == timeless(measured[2]["instability"])
     assert all(record[k] == measured[2][k] for k in METRICS)
+
+
+def retrained(trunk, split, root, settings, reinit_output=False, rounds=(2,)):
+    ticket, _, stores = trunk
+    (member,) = branch_members(branch_of("retrain"), ticket, settings=settings)
+    own = [RoundStore.at(str(root / member.key))]
+    tickets = {0: stores[ticket.key]}
+    states, left = branch_states([member], rounds, own, tickets)
+    cohort = Cohort([member], split, states, tickets_elsewhere=True)
+    return {r: res[0] for r, res in zip(left, run_branch(cohort, left, tickets, reinit_output))}
+
+
+def test_retrain_under_the_same_recipe_repeats_the_ticket_and_another_keeps_its_mask(trunk, split, tmp_path):
+    """The retrain kind's round r: the ticket's mask of round r (IMP on the trunk's round r - 1), trained from its
+    rewind point under the branch's recipe; unchanged, it is the trunk's round bitwise (fp64)."""
+    _, _, stores = trunk
+    ticket = trunk[0]
+    same = retrained(trunk, split, tmp_path / "same", {})[2]
+    twin = stores[ticket.key]
+    assert all(same.record[k] == twin.record(2)[k] for k in METRICS)
+    faster = retrained(trunk, split, tmp_path / "lr", {"learning_rate": 0.01})[2]
+    fresh = retrained(trunk, split, tmp_path / "fresh", {}, reinit_output=True)[2]
+    for res in (faster, fresh):
+        assert all(torch.equal(masks(res)[n], twin.masks(2)[n]) for n in twin.masks(2))
+        assert res.record["val_loss"] != twin.record(2)["val_loss"]
+
+
+def test_retrain_refuses_what_it_cannot_change(trunk):
+    ticket = trunk[0]
+    with pytest.raises(ConfigError, match="--set prune_rate_fc: not a setting a retrain branch changes; allowed: "):
+        branch_members(branch_of("retrain"), ticket, settings={"prune_rate_fc": 0.5})
+    with pytest.raises(ConfigError, match="--set learning_rate: not a setting a reinit branch changes; allowed: none"):
+        branch_members(branch_of("reinit"), ticket, settings={"learning_rate": 0.5})
+    from lth_ray.core.branches.retrain import check_transfer
+
+    with pytest.raises(ConfigError, match=r"inputs are \(3, 32, 32\), the ticket's net takes \(1, 28, 28\)"):
+        check_transfer(ticket, ticket.replace(dataset="cifar10"))
+    check_transfer(ticket, ticket.replace(dataset="fashion-mnist"))
