@@ -231,3 +231,14 @@ def test_a_lone_baseline_with_a_retraining_mode_is_one_error_line(capsys):
     assert main(["--method", "snip", "--retrain", "lr-rewind", "--rounds", "1"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "--retrain lr-rewind retrains a ticket" in err and "method='snip'" in err
+
+
+def test_an_instability_copy_of_a_fine_tuned_ticket_starts_where_it_does_at_its_rate(split):
+    cohort = Cohort(
+        [small(**SGD, retrain="fine-tune", retrain_iterations=40, instability=True, instability_points=2)], split
+    )
+    cohort.run_round()
+    parts = cohort.planner.participants(1, {})
+    (copy,) = cohort.planner.copies(1, parts)
+    assert copy.final_rate and parts[0].final_rate and copy.start_iteration == parts[0].start_iteration == 20
+    assert all(torch.equal(copy.start[k], v) for k, v in parts[0].start.items())
