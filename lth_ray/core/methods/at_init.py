@@ -41,5 +41,5 @@ class PruneAtInit(MemberMethod):
             batches = member.scoring_batches() if how.needs_data else []
             assert how.score is not None  # a scorer gives exactly one of score and masks (register_scorer)
             scores = how.score(member.scoring_model(), member.kinds, batches)
-            cache[key] = {n: v.cpu() for n, v in scores.items()}
+            cache[key] = {n: v.detach() for n, v in scores.items()}  # on the device: every round sorts them there
         return keep_top(cache[key], ones, keep, invert)

@@ -88,8 +88,9 @@ def test_synflow_equals_the_hand_computation_iteration_by_iteration(invert, monk
     seen = []
     real_keep_top = scoring.keep_top
 
-    def recording(scores, current, count, inverted=False):
-        out = real_keep_top(scores, current, count, inverted)
+    def recording(scores, current, count, inverted=False, alive=None):
+        assert alive is None or alive == sum(int(m.sum()) for m in current.values())  # the count SynFlow keeps
+        out = real_keep_top(scores, current, count, inverted, alive)
         seen.append((count, {n: m.clone() for n, m in out.items()}))
         return out
 

@@ -35,10 +35,14 @@ class Scorer:
         return self.masks is not None
 
 
-def keep_top(scores: dict[str, torch.Tensor], masks: Masks, keep: int, invert: bool = False) -> Masks:
+def keep_top(
+    scores: dict[str, torch.Tensor], masks: Masks, keep: int, invert: bool = False, alive: int | None = None
+) -> Masks:
     """Masks keeping the `keep` highest-scoring alive weights over all layers (ties: the lower flat index is
-    removed first); `invert` keeps the `keep` lowest-scoring ones instead (the sanity check's inversion)."""
-    alive = sum(int(m.sum()) for m in masks.values())
+    removed first); `invert` keeps the `keep` lowest-scoring ones instead (the sanity check's inversion).
+    `alive`: the masks' count of alive weights, when the caller knows it (counting reads device masks back)."""
+    if alive is None:
+        alive = sum(int(m.sum()) for m in masks.values())
     if invert:
         scores = {n: -v for n, v in scores.items()}
     return global_score_prune(scores, masks, count=alive - keep)

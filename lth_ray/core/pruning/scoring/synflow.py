@@ -31,6 +31,7 @@ def synflow_masks(
     total = sum(m.numel() for m in masks.values())
     ones = torch.ones((1, *in_shape), dtype=torch.float64, device=next(model.parameters()).device)
     base = {n: w.detach().clone() for n, w in weights.items()}
+    alive = total
     for k in range(1, iterations + 1):
         with torch.no_grad():
             for n, w in weights.items():
@@ -39,7 +40,8 @@ def synflow_masks(
         model(ones).sum().backward()
         scores = {n: (_grad(w) * w).detach().abs() for n, w in weights.items()}
         target = max(keep, round(total * (keep / total) ** (k / iterations)))
-        masks = keep_top(scores, masks, target, invert)
+        masks = keep_top(scores, masks, target, invert, alive)
+        alive = target  # known on the host: no count read back from the device at each of the prunings
     return masks
 
 
