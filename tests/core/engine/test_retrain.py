@@ -242,3 +242,25 @@ def test_an_instability_copy_of_a_fine_tuned_ticket_starts_where_it_does_at_its_
     (copy,) = cohort.planner.copies(1, parts)
     assert copy.final_rate and parts[0].final_rate and copy.start_iteration == parts[0].start_iteration == 20
     assert all(torch.equal(copy.start[k], v) for k, v in parts[0].start.items())
+
+
+def test_a_member_left_a_round_behind_resumes_bitwise_beside_a_replay(split, tmp_path):
+    """A crash between two members' round files: the member ahead replays its round (from its own trained
+    weights: results unused) so that the one behind trains in the same company, bitwise."""
+    members = [small(**SGD, rounds=2, retrain="lr-rewind", seed=s) for s in (0, 1)]
+    whole = Cohort(members, split)
+    every = [whole.run_round() for _ in range(3)]
+    stores = [RoundStore.at(str(tmp_path / m.key)) for m in members]
+    first = Cohort(members, split)
+    for r in range(2):
+        for i, res in first.run_round().items():
+            if r == 0 or i == 0:
+                stores[i].write_round(res)
+    states = resume_cohort(members, stores, None)
+    assert [s["next_round"] for s in states] == [2, 1]
+    resumed = Cohort(members, split, states)
+    rest = [resumed.run_round() for _ in range(2)]
+    assert sorted(rest[0]) == [1] and sorted(rest[1]) == [0, 1]
+    for got, want in ((rest[0][1], every[1][1]), (rest[1][1], every[2][1]), (rest[1][0], every[2][0])):
+        assert got.record["val_loss"] == want.record["val_loss"]
+        assert all(torch.equal(v, trained(want)[k]) for k, v in trained(got).items())
