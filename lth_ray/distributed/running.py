@@ -23,12 +23,14 @@ MARKER = ".lth_ray-running.json"
 
 
 class Running:
-    """The marker of one sweep: written on creation, removed by `clear`."""
+    """The marker of one sweep: written on creation, removed by `clear` (with the folder, when the marker made it
+    and nothing else was written there: a sweep refused after Ray started leaves no experiment behind)."""
 
     def __init__(self, experiment: str):
-        self.fs, root = filesystem_and_path(experiment)
-        self.path = f"{root}/{MARKER}"
-        self.fs.create_dir(root, recursive=True)
+        self.fs, self.root = filesystem_and_path(experiment)
+        self.path = f"{self.root}/{MARKER}"
+        self.made = self.fs.get_file_info(self.root).type == pafs.FileType.NotFound
+        self.fs.create_dir(self.root, recursive=True)
         mark = {"host": socket.gethostname(), "pid": os.getpid(), "started": time.time()}
         with self.fs.open_output_stream(self.path) as f:
             f.write(json.dumps(mark).encode())
@@ -36,6 +38,8 @@ class Running:
     def clear(self) -> None:
         with contextlib.suppress(FileNotFoundError, OSError):
             self.fs.delete_file(self.path)
+            if self.made and not self.fs.get_file_info(pafs.FileSelector(self.root)):
+                self.fs.delete_dir(self.root)
 
 
 def running_sweep(experiment: str) -> str | None:

@@ -88,6 +88,10 @@ def test_a_running_sweep_marks_its_experiment_until_it_ends(tmp_path):
     assert f"process {os.getpid()}" in running_sweep(str(tmp_path / "exp"))
     mark.clear()
     assert running_sweep(str(tmp_path / "exp")) is None
+    assert not (tmp_path / "exp").exists()  # a sweep refused after Ray started leaves no experiment behind
+    (tmp_path / "kept").mkdir()
+    Running(str(tmp_path / "kept")).clear()
+    assert (tmp_path / "kept").is_dir()
 
 
 def test_the_dry_run_names_the_branch_by_its_settings(trunk, capsys):
