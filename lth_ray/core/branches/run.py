@@ -87,9 +87,9 @@ def branch_states(
         n = next((k for k, r in enumerate(plan) if r not in done), len(plan))
         left = plan[n:]
         rebuilt = [state_from_rounds(m, s, plan[n - 1]) if n else None for m, s in zip(members, stores)]
-        states = [s if s is not None else initial_state(m) for s, m in zip(rebuilt, members)]
-        if any(s is None for s in rebuilt):
-            left = plan
+        if any(s is None for s in rebuilt):  # nothing done yet, or a lost rewind point: start over, all together
+            left, rebuilt = plan, [initial_state(m) for m in members]
+        states = [s for s in rebuilt if s is not None]
     for m, state in zip(members, states):
         ticket = tickets[m.seed]
         if mask_source(m) == "ticket":

@@ -181,3 +181,12 @@ def test_retrain_refuses_what_it_cannot_change(trunk):
     with pytest.raises(ConfigError, match=r"inputs are \(3, 32, 32\), the ticket's net takes \(1, 28, 28\)"):
         check_transfer(ticket, ticket.replace(dataset="cifar10"))
     check_transfer(ticket, ticket.replace(dataset="fashion-mnist"))
+
+
+def test_the_tickets_inversion_resumes_after_its_last_complete_round(trunk, split, tmp_path):
+    new, own, trained = grow("invert", trunk, split, tmp_path, (1,))
+    assert sorted(r for _, r in trained) == [0, 1]  # a trajectory of its own: from round 0
+    first = own[0].record(1)["val_loss"]
+    (tmp_path / new[0].key / "round_001" / "record.json").unlink()
+    assert grow("invert", trunk, split, tmp_path, (1,))[2] == [(new[0].key, 1)]
+    assert own[0].record(1)["val_loss"] == first
