@@ -31,6 +31,15 @@ from lth_ray.core.store.rounds import RoundStore
 SGD = dict(optimizer="sgd", momentum=0.9, learning_rate=0.05, milestones=(30, 50), gamma=0.1, warmup=10)
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny nets gain nothing from a second thread, and on a busy machine its spin-waits cost seconds."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def small(**kw) -> TrajectoryConfig:
     base = dict(plan_fc=(16,), iterations=60, eval_every=20, batch_size=20, rounds=1, precision="fp64")
     return from_preset("lenet", **{**base, **kw})
