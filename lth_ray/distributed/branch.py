@@ -23,7 +23,7 @@ from pyarrow import fs as pafs
 from lth_ray.core.branches import BRANCHES, branch_members, branch_of
 from lth_ray.core.branches.run import parse_rounds, rounds_label, rounds_to_run
 from lth_ray.core.engine.state import recipe_of
-from lth_ray.core.methods.member import is_ticket
+from lth_ray.core.methods.member import is_ticket, start_of
 from lth_ray.core.spec.config import ConfigError, TrajectoryConfig
 from lth_ray.distributed.running import running_sweep
 from lth_ray.results.experiment import (
@@ -231,7 +231,8 @@ def spec_from_args(a: argparse.Namespace) -> BranchSpec:
                     f"--rounds {rounds_label(rounds)}: {m.label} starts at round 1 (no dense round of its own); "
                     f"allowed: 1..{t.config.rounds}"
                 )
-            if m.rewind_iteration and t.rounds is not None and t.rounds.rewind() is None and m.method != "reinit":
+            late = m.rewind_iteration and start_of(m) == "rewind"
+            if late and t.rounds is not None and t.rounds.rewind() is None:
                 raise ConfigError(f"the trunk's ticket {t.config.key} has no rewind point (rewind.pt) to branch from")
             members.append(m)
             refs[m.key] = {"rounds": ticket_folder(experiment, t), "ref": t.ticket_ref}
