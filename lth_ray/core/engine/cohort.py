@@ -68,11 +68,8 @@ class Cohort:
         self.kinds = pruned_layers(model.prunable(self.template), cfg)
         self.rates = layer_rates(self.kinds, cfg.prune_rate_conv, cfg.prune_rate_fc)
         param_keys = [k for k, _ in self.template.named_parameters()]
-        stacked = model.stacked(self.template)
-        if isinstance(stacked, StackedNet):  # tensor cores want NHWC; fp32 (TF32 off) and the CPU keep NCHW
-            stacked.channels_last = self.device.type == "cuda" and cfg.precision in ("tf32", "bf16")
         self.lockstep = Lockstep(
-            stacked,
+            stacked_model(model, self.template, self.device, cfg.precision),
             split,
             cfg,
             self.dtype,
@@ -105,13 +102,7 @@ class Cohort:
         self._single: torch.nn.Module | None = None
         self._chunks: dict[int, int] = {}  # eval_chunk by members: a ResNet's estimate traces a forward pass
         self.last_trained: dict[int, dict] = {}
-        per_epoch = len(split.x_train) // cfg.batch_size
-        for c in self.configs:
-            if method_of(c.method).scores_from_data and c.score_batches > per_epoch:
-                raise ConfigError(
-                    f"score_batches={c.score_batches} exceeds one epoch of {per_epoch} batches of "
-                    f"{cfg.batch_size}; allowed: 1..{per_epoch}"
-                )
+        check_score_batches(self.configs, len(split.x_train) // cfg.batch_size)
 
     def _cast(self, weights: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Floating tensors in the cohort's dtype (float64 under precision fp64; integer buffers as they are)."""
@@ -259,3 +250,22 @@ def pruned_layers(prunable: dict[str, str], config: TrajectoryConfig) -> dict[st
                 f"prune_ignore: {name!r} is not a prunable layer of {config.arch}; allowed: {', '.join(prunable)}"
             )
     return {n: kind for n, kind in prunable.items() if n not in config.prune_ignore}
+
+
+def stacked_model(model, template: torch.nn.Module, device: torch.device, precision: str):
+    """The cohort's stacked forward; a plan net's grouped convolutions run channels-last on a GPU under tf32 and
+    bf16, whose tensor-core kernels want NHWC (fp32 with TF32 off, and the CPU, keep NCHW)."""
+    stacked = model.stacked(template)
+    if isinstance(stacked, StackedNet):
+        stacked.channels_last = device.type == "cuda" and precision in ("tf32", "bf16")
+    return stacked
+
+
+def check_score_batches(configs: Sequence[TrajectoryConfig], per_epoch: int) -> None:
+    """A scorer's training batches come from one epoch: at most `per_epoch` of them."""
+    for c in configs:
+        if method_of(c.method).scores_from_data and c.score_batches > per_epoch:
+            raise ConfigError(
+                f"score_batches={c.score_batches} exceeds one epoch of {per_epoch} batches of "
+                f"{c.batch_size}; allowed: 1..{per_epoch}"
+            )

@@ -77,7 +77,7 @@ class RoundPlanner:
         """The members due in round r with their masks and starts, tickets first (re-init and the ticket's
         shuffle read their masks), and the members replaying round r (`_replays`)."""
         due = [i for i, m in enumerate(self.members) if not self.finished(i) and m.next_round == r]
-        replay = [i for i in self.replays(r) if i not in due]
+        replay = [i for i in replays(self.configs, self.members, r) if i not in due]
         parts, chosen = [], {}
         for i in sorted(due + replay, key=lambda i: (not is_ticket(self.configs[i]), i)):
             cfg, state = self.configs[i], self.members[i]
@@ -95,7 +95,7 @@ class RoundPlanner:
                         True,
                         False,
                         replay=True,
-                        final_rate=self.final_rate(i, r),
+                        final_rate=final_rate(self.configs[i], r),
                     )
                 )
                 continue
@@ -117,15 +117,10 @@ class RoundPlanner:
                     True,
                     cfg.save_early_stop,
                     capture,
-                    final_rate=self.final_rate(i, r),
+                    final_rate=final_rate(self.configs[i], r),
                 )
             )
         return parts
-
-    def final_rate(self, i: int, r: int) -> bool:
-        """Whether member i's round r trains at the schedule's final rate (fine-tuning its ticket)."""
-        cfg = self.configs[i]
-        return r > 0 and cfg.retrain == "fine-tune" and retrains_trained(cfg)
 
     def copies(self, r: int, parts: list[Participant]) -> list[Participant]:
         """Instability copies of the round's tickets: the same mask and start, another data order. The dense
@@ -144,18 +139,6 @@ class RoundPlanner:
                 )
             )
         return copies
-
-    def replays(self, r: int) -> list[int]:
-        """Members that finished round r although others of the cohort did not (a crash between two members'
-        round files). They train round r again beside the lagging ones, results unused, so the lagging
-        members' round runs in the same company as it would have, bitwise on the CPU. (Only one round ahead:
-        a member's state holds its latest mask; a member further ahead is left out, and the lagging round's
-        numbers then differ from an undisturbed run by float rounding only.)"""
-        return [
-            i
-            for i, (c, m) in enumerate(zip(self.configs, self.members))
-            if m.next_round == r + 1 and first_round(c) <= r and m.diverged_round in (None, r)
-        ]
 
     def start_of(self, i: int, r: int) -> dict[str, torch.Tensor]:
         """The weights member i's round r starts from: the init (round 0, pruning at initialization), the
@@ -220,8 +203,8 @@ class RoundPlanner:
             self.kinds,
             self.rates,
             self.ladder_count,
-            lambda: self.scoring_model(i),
-            lambda: self.scoring_batches(i),
+            lambda: scoring_model(self.configs[i], self.inits[i], self.split, self.dtype),
+            lambda: scoring_batches(self.configs[i], self.split, self.eval_chunk(1)),
             self.split.in_shape,
             self.scores,
             self.device,
@@ -235,21 +218,37 @@ class RoundPlanner:
             return alive_after(sum(sizes.values()), cfg.prune_rate_fc, r)
         return sum(alive_after(size, self.rates[n], r) for n, size in sizes.items())
 
-    def scoring_model(self, i: int) -> torch.nn.Module:
-        """Member i's net at its initialization, on the cohort's device, for a scorer to use."""
-        model = build_net(self.configs[i], self.split.in_shape).to(self.dtype)
-        model.load_state_dict(self.inits[i])
-        return model.to(self.device)
 
-    def scoring_batches(self, i: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """SNIP's and GraSP's training batches: the first `score_batches` of the member's own scoring order; a
-        batch larger than the memory budget is taken in pieces (the scorers' losses sum the same)."""
-        cfg = self.configs[i]
-        gen = generator(cfg.seed, STREAM_SCORE, 0)
-        idx = epoch_batches(len(self.split.x_train), cfg.batch_size, gen, self.device)[: cfg.score_batches]
-        chunk = self.eval_chunk(1)
-        return [
-            (self.split.x_train[b[a : a + chunk]], self.split.y_train[b[a : a + chunk]])
-            for b in idx
-            for a in range(0, len(b), chunk)
-        ]
+def scoring_model(config: TrajectoryConfig, init: dict[str, torch.Tensor], split: Split, dtype: torch.dtype):
+    """A member's net at its initialization, on the split's device, for a scorer to use."""
+    model = build_net(config, split.in_shape).to(dtype)
+    model.load_state_dict(init)
+    return model.to(split.x_train.device)
+
+
+def scoring_batches(config: TrajectoryConfig, split: Split, chunk: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """SNIP's and GraSP's training batches: the first `score_batches` of the member's own scoring order; a
+    batch larger than `chunk` (the memory budget's) is taken in pieces (the scorers' losses sum the same)."""
+    gen = generator(config.seed, STREAM_SCORE, 0)
+    idx = epoch_batches(len(split.x_train), config.batch_size, gen, split.x_train.device)[: config.score_batches]
+    return [
+        (split.x_train[b[a : a + chunk]], split.y_train[b[a : a + chunk]]) for b in idx for a in range(0, len(b), chunk)
+    ]
+
+
+def final_rate(config: TrajectoryConfig, r: int) -> bool:
+    """Whether a member's round r trains at the schedule's final rate (fine-tuning its ticket)."""
+    return r > 0 and config.retrain == "fine-tune" and retrains_trained(config)
+
+
+def replays(configs: Sequence[TrajectoryConfig], members: Sequence[MemberState], r: int) -> list[int]:
+    """Members that finished round r although others of the cohort did not (a crash between two members'
+    round files). They train round r again beside the lagging ones, results unused, so the lagging
+    members' round runs in the same company as it would have, bitwise on the CPU. (Only one round ahead:
+    a member's state holds its latest mask; a member further ahead is left out, and the lagging round's
+    numbers then differ from an undisturbed run by float rounding only.)"""
+    return [
+        i
+        for i, (c, m) in enumerate(zip(configs, members))
+        if m.next_round == r + 1 and first_round(c) <= r and m.diverged_round in (None, r)
+    ]

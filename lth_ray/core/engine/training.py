@@ -20,6 +20,7 @@ import torch.nn.functional as F
 
 from lth_ray.core.data.loading import Split
 from lth_ray.core.engine import numerics
+from lth_ray.core.engine.compiled import StepPrograms
 from lth_ray.core.models.registry import Stacked
 from lth_ray.core.spec.config import TrajectoryConfig
 from lth_ray.core.spec.streams import STREAM_AUGMENT, generator
@@ -212,7 +213,10 @@ class Lockstep:
     evaluate: Callable  # (stacked tensors, x, y, members) -> ((P,) loss, (P,) accuracy)
     progress: Callable[[int, int], None] | None = None
     fill: torch.Tensor | None = None  # each channel's padding value (augment flip-crop)
-    compiled: dict = field(default_factory=dict)  # the compiled step's parts (`recipe.compile_step`)
+    programs: StepPrograms = field(init=False)  # the step's forward and update, eager or compiled
+
+    def __post_init__(self) -> None:
+        self.programs = StepPrograms(self.recipe.compile_step)
 
     def train(self, r: int, parts: list[Participant]) -> None:
         """Round r of every participant: stack them, step them together, evaluate, hand each its share."""
@@ -319,7 +323,7 @@ class Lockstep:
                 started = rt.started_masks[flags] = rt.start_iterations <= it  # on the device: no copy to it
             kept = {k: b.clone() for k, b in rt.buffers.items()}
         rt.optimizer.zero_grad(set_to_none=True)
-        losses = self._losses(rt.stacked(), x, y, P)
+        losses = self.programs.losses(self._forward_losses, rt.stacked(), x, y, P)
         losses.sum().backward()  # member q's gradient depends on member q's loss only
         if rt.full is not None:  # each group's rows of the gradient; a group not started has none
             for (a, b), start, group in zip(rt.rows, rt.group_starts, rt.leaves):
@@ -328,21 +332,12 @@ class Lockstep:
                     t.grad = None if start > it or grad is None else grad[a:b]  # not started: no update or step
             for t in rt.full.values():
                 t.grad = None
-        self._update(rt)
+        self.programs.update(rt.optimizer, rt.weights, rt.masks if rt.sparse else None)
         with torch.no_grad():
             if started is not None:
                 for k, old in kept.items():  # BatchNorm statistics of members not yet started stay put
                     rt.buffers[k].copy_(torch.where(started.view((-1,) + (1,) * (old.dim() - 1)), rt.buffers[k], old))
             rt.running += torch.where(started, losses.detach(), 0.0) if started is not None else losses.detach()
-
-    def _losses(self, tensors: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor, P: int) -> torch.Tensor:
-        """Each participant's mean training loss on its batch, (P,): the step's forward pass (compiled when
-        `compile_step`: one program per cohort shape)."""
-        if not self.recipe.compile_step:
-            return self._forward_losses(tensors, x, y, P)
-        if "losses" not in self.compiled:
-            self.compiled["losses"] = compile_step_part(self._forward_losses, x.device)
-        return self.compiled["losses"](tensors, x, y, P)
 
     def _forward_losses(self, tensors, x: torch.Tensor, y: torch.Tensor, P: int) -> torch.Tensor:
         with numerics.autocast(self.recipe.precision, x.device):
@@ -352,18 +347,6 @@ class Lockstep:
             .view(P, self.recipe.batch_size)
             .mean(1)
         )
-
-    def _update(self, rt: RoundTensors) -> None:
-        """The optimizer's step, then the masks: pruned weights stay exactly zero (compiled with the forward)."""
-        if not self.recipe.compile_step:
-            rt.optimizer.step()
-            if rt.sparse:
-                with torch.no_grad():
-                    torch._foreach_mul_(rt.weights, rt.masks)
-            return
-        if "update" not in self.compiled:
-            self.compiled["update"] = compile_step_part(_masked_update, rt.weights[0].device)
-        self.compiled["update"](rt.optimizer, rt.weights, rt.masks if rt.sparse else None)
 
     def _evaluate_and_early_stop(self, rt: RoundTensors, done: int) -> None:
         """Every participant's metrics after `done` iterations, and its early-stop weights where they improve."""
@@ -408,18 +391,3 @@ class Lockstep:
                 p.out["early_stop"] = {k: best_cpu[k][q].clone() for k in self.state_keys}
             if p.capture_at is not None:
                 p.out["rewind"] = {k: rt.captured[p.capture_at][k][q].clone() for k in self.state_keys}
-
-
-def _masked_update(optimizer: torch.optim.Optimizer, weights: list[torch.Tensor], masks: list[torch.Tensor] | None):
-    optimizer.step()
-    if masks is not None:
-        with torch.no_grad():
-            torch._foreach_mul_(weights, masks)
-
-
-def compile_step_part(fn: Callable, device: torch.device) -> Callable:
-    """`fn` compiled by torch.compile; on a GPU with CUDA graphs ("reduce-overhead"): a host-bound step then
-    costs one graph launch instead of dozens of kernel launches and their Python. Shapes are static: a cohort
-    of another size is traced anew."""
-    mode = "reduce-overhead" if device.type == "cuda" else None
-    return torch.compile(fn, mode=mode, dynamic=False)

@@ -19,7 +19,7 @@ import torch
 from fake_cuda import DeviceGuardError, Rehearsal, Violation, bf16_autocast_on_fake_cuda, fake_cuda
 
 from lth_ray.core.data.loading import Split
-from lth_ray.core.engine import instability, training
+from lth_ray.core.engine import compiled, instability, training
 from lth_ray.core.engine.cohort import Cohort
 from lth_ray.core.engine.training import Participant
 from lth_ray.core.engine.weights import build_net
@@ -163,7 +163,7 @@ def test_the_compiled_steps_parts_run_on_cuda_with_no_host_sync(optimizer, monke
 
         return run
 
-    monkeypatch.setattr(training, "compile_step_part", traced)
+    monkeypatch.setattr(compiled, "compile_step_part", traced)
     with fake_cuda() as rh:
         rt = rehearse(cohort, parts, rh, monkeypatch)
     assert_on_cuda(rt, cfg)

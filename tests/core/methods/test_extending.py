@@ -69,7 +69,7 @@ def test_a_toy_model_data_set_and_scorer_train_a_cohort_with_a_ticket(toy):
             for n in sizes:  # pruned weights stay exactly zero through training
                 assert (trained[f"{n}.weight"][~masks[n]] == 0).all()
         init = {n: cohort.inits[2][f"{n}.weight"] for n in sizes}
-        model = cohort.planner.scoring_model(2)
+        model = cohort.planner.view(2).scoring_model()
         expected = keep_top(row_scores(model, list(sizes)), dense_masks(init), cohort.ladder_count(r))
         assert all(torch.equal(unpack_masks(rounds[r][2].masks)[n], expected[n]) for n in sizes)
     assert rounds[2][1].record["method"] == "reinit" and rounds[2][2].record["method"] == "row-mean"
