@@ -133,6 +133,14 @@ def optimizer_for(
     (the fused SGD kernel cannot be traced), and the learning rate as a tensor, so a schedule changes a value
     rather than the traced program. `grouped`: Adam too takes a parameter group per group of leaves (groups at
     different rates: fine-tuned tickets beside members on the schedule)."""
+    optimizer = _optimizer(leaves, recipe, device, compiled, grouped)
+    if compiled:  # torch shares the default rate's tensor between groups: each needs its own (fine-tuning's)
+        for group in optimizer.param_groups:
+            group["lr"] = group["lr"].clone()
+    return optimizer
+
+
+def _optimizer(leaves: list[dict[str, torch.Tensor]], recipe, device: torch.device, compiled: bool, grouped: bool):
     params = [t for group in leaves for t in group.values()]
     fused = device.type in ("cuda", "cpu", "mps") and not compiled
     kinds: dict = {"foreach": True} if compiled else {"fused": fused}

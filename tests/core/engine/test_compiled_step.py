@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from lth_ray.core.engine.cohort import Cohort
+from lth_ray.core.engine.training import optimizer_for
 from lth_ray.core.engine.trajectory import cohort_members
 from lth_ray.core.options.resolve import from_preset
 
@@ -55,3 +56,15 @@ def test_the_compiled_step_matches_the_eager_step(split, recipe):
             assert a.record["early_stop_iteration"] == b.record["early_stop_iteration"]
             for k in a.trained:
                 assert torch.allclose(a.trained[k], b.trained[k], rtol=0, atol=TOLERANCE), (member, k)
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "sgd"])
+def test_each_parameter_group_of_the_compiled_step_has_its_own_rate(optimizer):
+    """The rate is a tensor the schedule fills in place; torch would share one tensor between groups, so a
+    fine-tuned ticket's final rate and a baseline's scheduled rate would overwrite each other."""
+    recipe = from_preset("lenet", optimizer=optimizer, compile_step=True)
+    leaves = [{"w": torch.zeros(2, requires_grad=True)}, {"w": torch.zeros(2, requires_grad=True)}]
+    groups = optimizer_for(leaves, recipe, torch.device("cpu"), compiled=True, grouped=True).param_groups
+    assert len(groups) == 2 and groups[0]["lr"] is not groups[1]["lr"]
+    groups[0]["lr"].fill_(0.5)
+    assert float(groups[1]["lr"]) == float(torch.tensor(recipe.learning_rate))
