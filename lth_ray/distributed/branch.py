@@ -5,8 +5,9 @@ rounds, the members its kind adds (`lth_ray.core.branches`), from the trunk's ro
 each round and its rewind point. It is a Tune experiment of its own inside the trunk's folder,
 `<experiment>/branches/<kind>[-of-<method>]-r<rounds>[-s<seeds>]/`, named by its settings: running the same branch
 again trains nothing new, and `--resume` continues an interrupted one. The trunk's files are only read. Its
-members are cohorts like a sweep's (`--seeds-per-trial`), one Tune trial each; export and report read them
-beside the trunk's (`lth_ray.results.experiment.branch_trials`).
+members are cohorts like a sweep's, one Tune trial each, placed by the sweep's placement plan for the GPUs the
+branch may use (`lth_ray.distributed.branch_plan`); export and report read them beside the trunk's
+(`lth_ray.results.experiment.branch_trials`).
 
 Every check runs before Ray starts, and a refusal is one `error:` line that touches nothing.
 """
@@ -16,16 +17,18 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from pyarrow import fs as pafs
 
 from lth_ray.core.branches import BRANCHES, branch_members, branch_of
 from lth_ray.core.branches.run import parse_rounds, rounds_label, rounds_to_run
-from lth_ray.core.engine.state import recipe_of
 from lth_ray.core.methods.member import is_ticket, start_of
 from lth_ray.core.spec.config import ConfigError, TrajectoryConfig
+from lth_ray.distributed.branch_plan import add_resource_options, describe, plan, sweep_of
+from lth_ray.distributed.grid import Placement
 from lth_ray.distributed.running import running_sweep
+from lth_ray.distributed.sweep_spec import SweepSpec
 from lth_ray.results.experiment import (
     BRANCHES_DIR,
     ExperimentError,
@@ -39,25 +42,28 @@ from lth_ray.results.experiment import (
 
 @dataclass(frozen=True)
 class BranchSpec:
-    """A checked branch: its folder, its trials' members, and what each member takes from its ticket."""
+    """A checked branch: its folder, its members as the sweep the planner places (`branch_plan.sweep_of`), and
+    what each member takes from its ticket."""
 
     experiment: str  # the trunk's folder or URI
     name: str  # the branch's folder name, from its settings
     rounds: tuple[int, ...]
-    trials: tuple[tuple[TrajectoryConfig, ...], ...]  # the cohorts, one Tune trial each
-    tickets: dict = field(default_factory=dict)  # member key -> {"rounds": ticket's round folder, "ref": ticket}
+    sweep: SweepSpec  # the members and the resources, as a sweep's: <experiment>/branches/<name>
+    tickets: dict = field(default_factory=dict)  # member key -> {"rounds": ticket's round folder, "ref", "dataset"}
     planned: dict = field(default_factory=dict)  # member key -> the rounds it trains
-    address: str | None = None
-    cpus_per_trial: float = 1.0
-    gpus_per_trial: float = 0.0
-    max_failures: int = 3
-    resume: bool = False
-    export: bool = True
     reinit_output: bool = False  # retrain: the output layer drawn fresh
 
     @property
     def folder(self) -> str:
         return f"{self.experiment}/{BRANCHES_DIR}/{self.name}"
+
+    @property
+    def members(self) -> tuple[TrajectoryConfig, ...]:
+        return self.sweep.trajectories
+
+    @property
+    def resume(self) -> bool:
+        return self.sweep.resume
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -82,25 +88,18 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="retrain: a recipe setting of the retrained ticket, e.g. dataset=mnist or learning_rate=0.01 (repeat it)",
     )
-    p.add_argument("--reinit-output", action="store_true", help="retrain: draw the output layer fresh")
-    p.add_argument("--seeds-per-trial", type=int, default=1, metavar="N", help="seeds per trial (cohort) (default 1)")
-    p.add_argument("--cpus-per-trial", type=float, default=1.0, metavar="C", help="CPUs per trial (default 1)")
     p.add_argument(
-        "--gpus-per-trial",
-        type=float,
-        default=0.0,
-        metavar="G",
-        help="share of a GPU per trial (default 0: CPU trials)",
-    )
-    p.add_argument(
-        "--address",
-        metavar="ADDRESS",
-        help="an existing Ray cluster: 'auto' or host:port (default: a local Ray of its own)",
+        "--reinit-output",
+        action="store_true",
+        help="retrain: draw the output layer fresh (always, when the data set has another class count)",
     )
     p.add_argument("--max-failures", type=int, default=3, metavar="N", help="retries per trial after a crash")
     p.add_argument("--resume", action="store_true", help="continue this branch after an interruption")
-    p.add_argument("--dry-run", action="store_true", help="print the branch's trials and members, run nothing")
+    p.add_argument(
+        "--dry-run", action="store_true", help="print the branch's placement plan, trials and members, run nothing"
+    )
     p.add_argument("--no-export", action="store_true", help="skip the export of the experiment at the end")
+    add_resource_options(p)
     return p
 
 
@@ -204,10 +203,6 @@ def spec_from_args(a: argparse.Namespace) -> BranchSpec:
         a.experiment.rstrip("/") if "://" in a.experiment else os.path.abspath(os.path.expanduser(a.experiment))
     )
     kind = branch_of(a.kind)
-    if a.seeds_per_trial < 1:
-        raise ConfigError(f"--seeds-per-trial={a.seeds_per_trial} must be >= 1")
-    if not 0 <= a.gpus_per_trial <= 1:
-        raise ConfigError(f"--gpus-per-trial={a.gpus_per_trial:g} is not allowed; use a share in (0, 1], or 0")
     tickets = trunk_tickets(experiment)
     if a.seeds is not None:
         available = sorted({t.config.seed for t in tickets})
@@ -235,7 +230,7 @@ def spec_from_args(a: argparse.Namespace) -> BranchSpec:
             if late and t.rounds is not None and t.rounds.rewind() is None:
                 raise ConfigError(f"the trunk's ticket {t.config.key} has no rewind point (rewind.pt) to branch from")
             members.append(m)
-            refs[m.key] = {"rounds": ticket_folder(experiment, t), "ref": t.ticket_ref}
+            refs[m.key] = {"rounds": ticket_folder(experiment, t), "ref": t.ticket_ref, "dataset": t.config.dataset}
             planned[m.key] = plan
     name = "-".join(
         [kind.name, *([f"of-{a.of}"] if a.of else []), *settings_label(settings)]
@@ -243,30 +238,7 @@ def spec_from_args(a: argparse.Namespace) -> BranchSpec:
         + [f"r{rounds_label(rounds)}"]
         + ([f"s{'_'.join(map(str, _ints('--seeds', a.seeds)))}"] if a.seeds else [])
     ).replace(",", "_")
-    groups: dict[str, list[TrajectoryConfig]] = {}
-    for m in members:
-        groups.setdefault(repr(sorted(recipe_of(m).items())), []).append(m)
-    trials = []
-    for group in groups.values():
-        seeds = list(dict.fromkeys(m.seed for m in group))
-        for i in range(0, len(seeds), a.seeds_per_trial):
-            part = seeds[i : i + a.seeds_per_trial]
-            trials.append(tuple(m for m in group if m.seed in part))
-    spec = BranchSpec(
-        experiment,
-        name,
-        rounds,
-        tuple(trials),
-        refs,
-        planned,
-        a.address,
-        a.cpus_per_trial,
-        a.gpus_per_trial,
-        a.max_failures,
-        a.resume,
-        not a.no_export,
-        a.reinit_output,
-    )
+    spec = BranchSpec(experiment, name, rounds, sweep_of(a, experiment, name, members), refs, planned, a.reinit_output)
     check_folder(spec)
     check_data(members)
     return spec
@@ -300,27 +272,25 @@ def check_data(members: list[TrajectoryConfig]) -> None:
             raise ConfigError(str(err)) from None
 
 
-def describe(spec: BranchSpec) -> str:
-    lines = [f"branch: {spec.folder}", f"rounds: {rounds_label(spec.rounds)}; {len(spec.trials)} trials"]
-    for members in spec.trials:
-        plan = rounds_label(spec.planned[members[0].key])
-        labels = ", ".join(sorted({m.label for m in members}))
-        lines.append(f"  {members[0].key}: {len(members)} members ({labels}), rounds {plan}")
-    return "\n".join(lines)
+def placement_of(spec: BranchSpec, cluster_gpus: float | None = None) -> Placement:
+    """The branch's placement plan (`branch_plan.plan`) for the GPUs it may use."""
+    return plan(spec.sweep, spec.planned, cluster_gpus)
 
 
 # ------------------------------------------------------------------ running
 
 
-def make_tuner(spec: BranchSpec):
-    """The branch's Tuner: its cohorts as trials of a Tune experiment inside the trunk's folder."""
+def make_tuner(spec: BranchSpec, placement: Placement, eval_memory_mb: int | None = None):
+    """The branch's Tuner: its cohorts, as the plan places them, as trials of a Tune experiment inside the
+    trunk's folder, each asking for the plan's CPUs and share of a GPU."""
     from ray import tune
 
     from lth_ray.distributed.branch_trial import run_branch_trial
     from lth_ray.distributed.progress import ProgressCallback
-    from lth_ray.distributed.sweep import _trial_dirname, _trial_name
+    from lth_ray.distributed.sweep import _trial_dirname, _trial_name, max_concurrent
 
-    trainable = tune.with_resources(run_branch_trial, {"cpu": spec.cpus_per_trial, "gpu": spec.gpus_per_trial})
+    p = placement.plan
+    trainable = tune.with_resources(run_branch_trial, {"cpu": p.cpu_per_trial, "gpu": p.gpu_per_trial})
     if spec.resume:
         return tune.Tuner.restore(spec.folder, trainable=trainable, resume_errored=True, resume_unfinished=True)
     branch = {
@@ -330,40 +300,54 @@ def make_tuner(spec: BranchSpec):
         "planned": {k: list(v) for k, v in spec.planned.items()},
         "reinit_output": spec.reinit_output,
     }
+    param_space = {
+        "cohort": tune.grid_search([[m.to_dict() for m in c] for c in placement.trials]),
+        "branch": branch,
+        "threads": max(1, int(p.cpu_per_trial)),
+    }
+    if eval_memory_mb is not None:
+        param_space["eval_memory_mb"] = eval_memory_mb
     return tune.Tuner(
         trainable,
-        param_space={
-            "cohort": tune.grid_search([[m.to_dict() for m in c] for c in spec.trials]),
-            "branch": branch,
-            "threads": max(1, int(spec.cpus_per_trial)),
-        },
-        tune_config=tune.TuneConfig(trial_name_creator=_trial_name, trial_dirname_creator=_trial_dirname),
+        param_space=param_space,
+        tune_config=tune.TuneConfig(
+            max_concurrent_trials=max_concurrent(replace(spec.sweep, num_gpus=p.gpus), p.gpu_per_trial),
+            trial_name_creator=_trial_name,
+            trial_dirname_creator=_trial_dirname,
+        ),
         run_config=tune.RunConfig(
             name=spec.name,
             storage_path=f"{spec.experiment}/{BRANCHES_DIR}",
             verbose=1,
             callbacks=[ProgressCallback()],
-            failure_config=tune.FailureConfig(max_failures=spec.max_failures),
+            failure_config=tune.FailureConfig(max_failures=spec.sweep.max_failures),
         ),
     )
 
 
 def run(spec: BranchSpec) -> int:
-    """Train the branch (nothing when it has finished before); 0 when every member finished."""
+    """Train the branch (nothing when it has finished before); 0 when every member finished. Placed as a sweep
+    is (`sweep.run`): planned before Ray starts, or on a cluster for the GPUs it shows or may scale to."""
     if finished(spec) and not spec.resume:
         print(f"branch {spec.name}: every member finished before; nothing new to train ({spec.folder})")
         return 0
     import ray
 
+    from lth_ray.distributed.planner import shared_eval_memory_mb
     from lth_ray.distributed.running import Running
-    from lth_ray.distributed.sweep import start_ray
-    from lth_ray.distributed.sweep_spec import SweepSpec
+    from lth_ray.distributed.sweep import check_cuda_here, start_ray
 
-    print(describe(spec), flush=True)
-    start_ray(SweepSpec(spec.name, spec.experiment, spec.trials[0], address=spec.address))
+    sweep = spec.sweep
+    placement = None if sweep.address else placement_of(spec)
+    if placement:
+        check_cuda_here(sweep, placement.plan)
+    start_ray(replace(sweep, num_gpus=placement.plan.gpus) if placement else sweep)
     running = Running(spec.folder)
     try:
-        make_tuner(spec).fit()
+        if placement is None:
+            placement = placement_of(spec, ray.cluster_resources().get("GPU", 0.0))
+        print(describe(sweep, placement, spec.planned), flush=True)
+        make_tuner(spec, placement, shared_eval_memory_mb(placement.plan)).fit()
     finally:
         running.clear()
         ray.shutdown()
@@ -373,7 +357,7 @@ def run(spec: BranchSpec) -> int:
         f"branch {spec.name}: {sum(t.complete for t in members)}/{len(members)} members complete"
         + (f"; unfinished: {', '.join(unfinished)} (continue with --resume)" if unfinished else "")
     )
-    if spec.export:
+    if sweep.export:
         from lth_ray.results.export import export_experiment
 
         try:
@@ -394,7 +378,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         spec = spec_from_args(args)
         if args.dry_run:
-            print(describe(spec))
+            print(describe(spec.sweep, placement_of(spec), spec.planned))
             return 0
         return run(spec)
     except ConfigError as err:

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 
 from lth_ray.core.methods.member import first_round
 from lth_ray.distributed.grid import Placement, cohort_name, configurations
@@ -13,10 +14,10 @@ from lth_ray.distributed.planner import GIB, Plan
 from lth_ray.distributed.sweep_spec import SweepSpec
 
 
-def describe(spec: SweepSpec, placement: Placement | None = None) -> str:
+def describe(spec: SweepSpec, placement: Placement | None = None, rounds: Mapping[str, str] | None = None) -> str:
     """What will run, in numbers: the trials with their members, CPUs and GPU share, the GPUs busy at start,
     the estimated wall time, GPU-hours and utilisation, memory per GPU (--resume: only where it goes, the
-    restored experiment keeps its own grid)."""
+    restored experiment keeps its own grid). `rounds`: by member key the rounds it trains, as text (a branch's)."""
     where = f"ray: {spec.address or 'local (embedded)'}"
     if spec.resume or placement is None:
         return (
@@ -49,9 +50,8 @@ def describe(spec: SweepSpec, placement: Placement | None = None) -> str:
                 f", {t.cpu:g} CPU, {t.gpu:g} GPU, {t.memory_bytes / GIB:.1f} GiB, est. {_duration(t.seconds)}"
                 f" from {_duration(t.start)}"
             )
-        lines.append(
-            f"{head}; rounds {first_round(m)}..{m.rounds}, {m.iterations} iterations/round, eval every {m.eval_every}"
-        )
+        trains = rounds[m.key] if rounds is not None else f"{first_round(m)}..{m.rounds}"
+        lines.append(f"{head}; rounds {trains}, {m.iterations} iterations/round, eval every {m.eval_every}")
     if not plan.gpus:
         lines.append("GPUs: none")
         return "\n".join(lines)

@@ -11,6 +11,7 @@ of it.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from lth_ray.core.methods.member import is_ticket
@@ -73,8 +74,16 @@ class Placement:
     mps_seconds: float | None = None
 
 
-def place(spec: SweepSpec, gpus: float, gpus_from: str, gpu: GPUModel, calibration: Calibration = ASSUMED) -> Placement:
-    """The placement plan (lth_ray.distributed.planner) of the sweep's configurations on `gpus` GPUs.
+def place(
+    spec: SweepSpec,
+    gpus: float,
+    gpus_from: str,
+    gpu: GPUModel,
+    calibration: Calibration = ASSUMED,
+    rounds: Mapping[str, Sequence[int]] | None = None,
+) -> Placement:
+    """The placement plan (lth_ray.distributed.planner) of the sweep's configurations on `gpus` GPUs (`rounds`:
+    by member key the rounds each trains, for a branch; else all).
 
     On GPUs the members that need nothing of the ticket may be placed apart (`ticket_parts`), or stay in their
     ticket's cohort: the better plan wins (ties: fewer trials). Apart, one seed of the longest net does not bound
@@ -90,10 +99,10 @@ def place(spec: SweepSpec, gpus: float, gpus_from: str, gpu: GPUModel, calibrati
     if gpus > 0 and share != 0:
         apart = [part for members in whole for part in ticket_parts(members)]
         groupings = [apart, whole] if len(apart) != len(whole) else [apart]
-    plan, groups = _best_plan(spec, groupings, 0.0 if share == 0 else gpus, gpu)
+    plan, groups = _best_plan(spec, groupings, 0.0 if share == 0 else gpus, gpu, rounds=rounds)
     mps_seconds = None
     if plan.gpus and not gpu.mps and plan.gpus_at_start < 0.9 * plan.held_at_start:  # launch-bound, taking turns
-        with_mps, _ = _best_plan(spec, groupings, plan.gpus, replace(gpu, mps=True), alternatives=False)
+        with_mps, _ = _best_plan(spec, groupings, plan.gpus, replace(gpu, mps=True), False, rounds)
         if with_mps.seconds < plan.seconds and not math.isclose(with_mps.seconds, plan.seconds, rel_tol=0.05):
             mps_seconds = with_mps.seconds
     trials = tuple(cohort_of(groups[t.configuration], t.seeds) for t in plan.trials)
@@ -106,6 +115,7 @@ def _best_plan(
     gpus: float,
     gpu: GPUModel,
     alternatives: bool = True,
+    rounds: Mapping[str, Sequence[int]] | None = None,
 ) -> tuple[Plan, dict[str, list[TrajectoryConfig]]]:
     """The best plan over the ways of grouping the members into configurations, and its groups by name (the
     first grouping's refusal when none fits)."""
@@ -115,7 +125,7 @@ def _best_plan(
         names = [_configuration_name(m[0]) for m in groups]
         if len(set(names)) != len(names):
             names = [f"{n}#{i}" for i, n in enumerate(names)]
-        costs = [configuration(n, m, gpu, spec.eval_memory_mb) for n, m in zip(names, groups)]
+        costs = [configuration(n, m, gpu, spec.eval_memory_mb, rounds) for n, m in zip(names, groups)]
         try:
             plan = plan_sweep(
                 costs, gpus, gpu, spec.seeds_per_trial, spec.gpus_per_trial or None, spec.cpus_per_trial, alternatives

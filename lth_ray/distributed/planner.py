@@ -41,7 +41,7 @@ from __future__ import annotations
 
 import heapq
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from lth_ray.core.data.registry import dataset_entry
@@ -89,9 +89,14 @@ class Configuration:
 
 
 def configuration(
-    name: str, members: Sequence[TrajectoryConfig], gpu: GPUModel = GPUModel(), eval_memory_mb: int | None = None
+    name: str,
+    members: Sequence[TrajectoryConfig],
+    gpu: GPUModel = GPUModel(),
+    eval_memory_mb: int | None = None,
+    rounds: Mapping[str, Sequence[int]] | None = None,
 ) -> Configuration:
-    """The cost of one configuration's members (tickets, baselines and ablations of every seed)."""
+    """The cost of one configuration's members (tickets, baselines and ablations of every seed); `rounds`, by
+    member key, the rounds each trains (a branch's chosen rounds), else every round of its trajectory."""
     from lth_ray.core.methods.member import eval_iterations, first_round, round_start  # loads torch: only to cost
 
     seeds = tuple(dict.fromkeys(m.seed for m in members))
@@ -104,7 +109,7 @@ def configuration(
     evaluation = 2 * shape.macs * (data.validation_size + data.test_size)
     flops = 0.0
     for m in members:
-        for r in range(first_round(m), m.rounds + 1):
+        for r in rounds[m.key] if rounds is not None else range(first_round(m), m.rounds + 1):
             points = len(eval_iterations(m, r))
             copies = 2 if m.measures_instability(r) else 1
             flops += copies * (step * (m.iterations - round_start(m, r)) + evaluation * points)

@@ -221,15 +221,16 @@ def _trial_dirname(trial) -> str:
     return f"{_trial_name(trial)}_{trial.trial_id}"
 
 
-def plan_here(spec: SweepSpec, cluster_gpus: float | None = None) -> Placement:
+def plan_here(spec: SweepSpec, cluster_gpus: float | None = None, rounds=None) -> Placement:
     """The placement plan for this command: the GPUs it may use (`sweep_gpus`), the GPU's memory, and, without
-    `--address`, checked against this machine (with `--cluster-config`, against that cluster's node types)."""
+    `--address`, checked against this machine (with `--cluster-config`, against that cluster's node types).
+    `rounds`: by member key the rounds each trains (`lth-ray branch`); None: every round."""
     from lth_ray.distributed.capacity import check_fits, from_cluster_config, local_cuda, this_machine
 
     devices, memory = local_cuda() if not spec.address else (0, None)
     gpus, gpus_from = sweep_gpus(spec, cluster_gpus, devices)
     calibration = gpu_calibration(spec)
-    placement = place(spec, gpus, gpus_from, gpu_model(spec, memory, calibration), calibration)
+    placement = place(spec, gpus, gpus_from, gpu_model(spec, memory, calibration), calibration, rounds)
     plan = placement.plan
     if spec.cluster_config:
         check_fits(from_cluster_config(spec.cluster_config), plan.gpus, plan.gpu_per_trial, plan.cpu_per_trial)

@@ -98,10 +98,39 @@ def test_the_dry_run_names_the_branch_by_its_settings(trunk, capsys):
     assert cli_main(["branch", str(trunk), "shuffle", "--of", "random-prune", "--rounds", "1,2", "--dry-run"]) == 0
     out = capsys.readouterr().out
     assert f"branch: {trunk}/branches/shuffle-of-random-prune-r1-2" in out
-    assert out.count("1 members (random-prune-shuffle), rounds 1-2") == 2  # a trial per seed
+    assert out.count("1 members (random-prune-shuffle); rounds 1-2") == 2  # CPU trials: a seed each
+    assert "plan: 2 trials on CPUs" in out
     assert cli_main(["branch", str(trunk), "reinit", "--seeds", "1", "--rounds", "2", "--dry-run"]) == 0
     assert f"{trunk}/branches/reinit-r2-s1" in capsys.readouterr().out
     assert not (trunk / "branches").exists()
+
+
+def branch_plan(trunk: Path, *options: str):
+    args = branch.build_parser().parse_args([str(trunk), "reinit", "--rounds", "2", *options])
+    spec = branch.spec_from_args(args)
+    return spec, branch.placement_of(spec)
+
+
+def test_a_branch_is_placed_by_the_sweeps_planner_for_the_gpus_it_may_use(trunk, capsys):
+    """No GPU: CPU trials of one seed each; 2 GPUs: the plan's cohorts and share, as a sweep's; explicit sizes
+    kept; the cost counts only the rounds the branch trains."""
+    from lth_ray.distributed.grid import place
+    from lth_ray.distributed.planner import GPUModel
+
+    _, cpu = branch_plan(trunk, "--num-gpus", "0")
+    assert cpu.plan.gpus == 0 and [len(t) for t in cpu.trials] == [1, 1]
+    spec, two = branch_plan(trunk, "--num-gpus", "2")
+    assert two.plan.gpus == 2 and two.plan.gpu_per_trial == 1 and [len(t) for t in two.trials] == [2]
+    assert {m.seed for m in two.trials[0]} == {0, 1}  # host-bound: one cohort of both seeds on a GPU of its own
+    _, kept = branch_plan(trunk, "--num-gpus", "2", "--seeds-per-trial", "1", "--gpus-per-trial", "0.5")
+    assert kept.plan.gpu_per_trial == 0.5 and [len(t) for t in kept.trials] == [1, 1]
+    every = place(spec.sweep, 2, "", GPUModel())  # every round of the trajectories, as a sweep would
+    assert two.plan.trials[0].flops < every.plan.trials[0].flops  # round 2 only
+    assert cli_main(["branch", str(trunk), "reinit", "--rounds", "2", "--num-gpus", "2", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "plan: 1 trials for 2 GPUs (--num-gpus 2): per trial 1 CPU and 1 GPU" in out
+    assert "2 members (reinit), 1 CPU, 1 GPU" in out and "estimate: " in out
+    refuse(capsys, [str(trunk), "reinit", "--gpus-per-trial", "2"], trunk, "--gpus-per-trial=2 is not allowed")
 
 
 def test_the_command_is_listed(capsys):
@@ -119,7 +148,7 @@ def test_a_branch_of_a_finished_sweep_trains_only_its_members_beside_the_trunk(t
     trunk = Path(shutil.copytree(tiny_experiment, tmp_path / "tiny"))
     trials = [p for p in trunk.iterdir() if p.is_dir() and p.name not in ("export", "branches")]
     before = {p.name: digest(p) for p in trials}
-    argv = ["branch", str(trunk), "random-prune", "--seeds", "0", "--address", ray_cluster.address]
+    argv = ["branch", str(trunk), "random-prune", "--seeds", "0", "--address", ray_cluster.address, "--num-gpus", "0"]
     assert cli_main(argv) == 0
     assert {p.name: digest(p) for p in trials} == before
     loaded = load_trials(str(trunk), weights=False)
