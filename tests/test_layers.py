@@ -1,7 +1,8 @@
 """The layers' rules, read from the source: which layer may import which, and how big a module or class may be.
 
     lth_ray/core/         plain PyTorch: never `ray`, never a layer above it; inside it the folders keep an
-                          order, spec < data, models, pruning < methods < options, engine < store < branches (CORE_ORDER)
+                          order, spec < data, models, pruning < methods < options, engine < store < branches
+                          (CORE_ORDER)
     lth_ray/distributed/  everything that knows Ray; never the command lines
     lth_ray/results/      files in, files out; never the trainable (results read what trials wrote)
     lth_ray/cli/, sweeps/ the command lines, on top
