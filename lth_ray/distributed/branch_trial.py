@@ -23,7 +23,7 @@ from lth_ray.results.experiment import member_rounds_path
 
 def run_branch_trial(config: dict) -> None:
     """Tune function trainable. `config` = {"cohort": [member dicts], "branch": {"experiment", "rounds",
-    "tickets": {member key: {"rounds": the ticket's round folder inside the experiment, "ref"}}, ...},
+    "tickets": {member key: {"rounds": the ticket's round folder inside the experiment, "ref", "dataset"}}, ...},
     "threads", "download"}."""
     members = [TrajectoryConfig.from_dict(d) for d in config["cohort"]]
     branch = config["branch"]
@@ -39,7 +39,9 @@ def run_branch_trial(config: dict) -> None:
     split = _cached_split(members[0].dataset, members[0].data_root, str(device), bool(config.get("download", False)))
     cohort = Cohort(members, split, states, eval_memory_mb=config.get("eval_memory_mb"), tickets_elsewhere=True)
     total = len(left) * len(members)
-    for done, results in enumerate(run_branch(cohort, left, tickets, bool(branch.get("reinit_output"))), start=1):
+    trunk_dataset = branch["tickets"][members[0].key].get("dataset")  # the trunk's: another class count?
+    rounds = run_branch(cohort, left, tickets, bool(branch.get("reinit_output")), trunk_dataset)
+    for done, results in enumerate(rounds, start=1):
         for i, result in results.items():
             stores[i].write_round(result)
         lead = min(results)

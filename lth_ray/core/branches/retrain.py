@@ -2,8 +2,10 @@
 optimizer, learning rate, schedule, length, batch, augmentation, retraining mode (`--set KEY=VALUE`), the transfer
 protocol of Morcos et al. (2019). Each chosen round starts from the trunk's files of the round before; the
 round's mask is the ticket's (IMP on the trunk's trained weights, with the trunk's pruning settings, which a
-retrain branch cannot change). With `--reinit-output` the output layer is drawn fresh (its own named stream).
-A data set of another input shape does not fit the net; one of another class count is not supported yet.
+retrain branch cannot change). With `--reinit-output`, or whenever the data set has another class count than
+the trunk's, the output layer is drawn fresh from the member's own named stream, in every start point
+(`run.fresh_output`); under another class count it trains dense (the ticket has no mask of its shape). A data set
+of another input shape does not fit the net: one error.
 """
 
 from __future__ import annotations
@@ -49,17 +51,13 @@ class Retrain(BranchKind):
 
 
 def check_transfer(ticket: TrajectoryConfig, member: TrajectoryConfig) -> None:
-    """The ticket's net must take the member's data: the same input shape and class count."""
+    """The ticket's net must take the member's data: the same input shape (another class count gets a fresh
+    output layer)."""
     old, new = dataset_entry(ticket.dataset), dataset_entry(member.dataset)
     if tuple(old.in_shape) != tuple(new.in_shape):
         raise ConfigError(
             f"--set dataset={member.dataset}: its inputs are {tuple(new.in_shape)}, the ticket's net takes "
             f"{tuple(old.in_shape)} ({ticket.dataset}); allowed: a data set of inputs {tuple(old.in_shape)}"
-        )
-    if old.num_classes != new.num_classes:
-        raise ConfigError(
-            f"--set dataset={member.dataset}: {new.num_classes} classes, the ticket's net has {old.num_classes}; "
-            "a retrain branch to another class count is not supported yet"
         )
 
 

@@ -15,12 +15,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 
+from lth_ray.core.data.registry import dataset_entry
 from lth_ray.core.engine.cohort import Cohort
 from lth_ray.core.engine.records import RoundResult
 from lth_ray.core.engine.state import initial_state
-from lth_ray.core.engine.weights import fresh_weights
+from lth_ray.core.engine.weights import fresh_weights, initial_weights
 from lth_ray.core.methods import method_of
 from lth_ray.core.methods.member import first_round, is_ticket, mask_source, start_of
+from lth_ray.core.models.registry import model_entry, model_of
 from lth_ray.core.pruning.masks import pack_masks
 from lth_ray.core.spec.config import ConfigError, TrajectoryConfig
 from lth_ray.core.store.resume import state_from_rounds
@@ -119,26 +121,41 @@ def skip_to(cohort: Cohort, r: int, tickets: dict[int, RoundStore]) -> None:
         state.next_round = max(state.next_round, r)
 
 
-def fresh_output(cohort: Cohort) -> None:
-    """Every member's start points (its init, its rewind point) with the output layer drawn fresh, from the
-    member's own stream (the re-init stream's round 0, which no re-init member draws)."""
-    outputs = [name for name, kind in cohort.kinds.items() if kind == "out"]
+def fresh_output(cohort: Cohort, trunk_dataset: str | None = None) -> None:
+    """Every member's output layer drawn fresh from the member's own stream (the re-init stream's round 0, which
+    no re-init member draws), in place of the ticket's in every start point: its init, its rewind point and, under
+    lr-rewind and fine-tune, its trained weights (Morcos et al. 2019's transfer). Under another class count than
+    the trunk's (`trunk_dataset`) the layer has the new shape and no ticket mask (it trains dense), and the rest of
+    the net starts from the trunk ticket's init; its masks are chosen on the trunk's shapes."""
+    model = model_entry(model_of(cohort.recipe))
+    outputs = [name for name, kind in model.prunable(cohort.template).items() if kind == "out"]
     if not outputs:
-        raise ConfigError(f"--reinit-output: {cohort.recipe.arch} has no pruned output layer to draw fresh")
-    for i, (config, state) in enumerate(zip(cohort.configs, cohort.members)):
+        raise ConfigError(f"{cohort.recipe.arch} has no output layer the model names (kind 'out') to draw fresh")
+    for i, config in enumerate(cohort.configs):
         fresh = cohort._cast(fresh_weights(config, cohort.split.in_shape, 0))
-        new = {k: v for k, v in fresh.items() if any(k.startswith(f"{o}.") for o in outputs)}
-        cohort.inits[i] = {**cohort.inits[i], **new}
-        if state.rewind is not None:
-            state.rewind = {**state.rewind, **{k: v.to(state.rewind[k].dtype) for k, v in new.items()}}
+        cohort.planner.fresh[i] = {k: v for k, v in fresh.items() if any(k.startswith(f"{o}.") for o in outputs)}
+        if trunk_dataset is not None and classes_differ(config, trunk_dataset):
+            trunk = config.replace(dataset=trunk_dataset)
+            cohort.inits[i] = cohort._cast(initial_weights(trunk, cohort.split.in_shape))
+
+
+def classes_differ(config: TrajectoryConfig, trunk_dataset: str) -> bool:
+    """Whether the member's data set has another class count than the trunk's."""
+    return dataset_entry(config.dataset).num_classes != dataset_entry(trunk_dataset).num_classes
 
 
 def run_branch(
-    cohort: Cohort, rounds: Sequence[int], tickets: dict[int, RoundStore], reinit_output: bool = False
+    cohort: Cohort,
+    rounds: Sequence[int],
+    tickets: dict[int, RoundStore],
+    reinit_output: bool = False,
+    trunk_dataset: str | None = None,
 ) -> Iterator[dict[int, RoundResult]]:
-    """The branch's rounds, one at a time: {member index: its round's result}, for the caller to write."""
-    if reinit_output:
-        fresh_output(cohort)
+    """The branch's rounds, one at a time: {member index: its round's result}, for the caller to write. The
+    output layer is drawn fresh with `reinit_output`, or when the members' data set has another class count than
+    the trunk's (`trunk_dataset`)."""
+    if reinit_output or (trunk_dataset is not None and classes_differ(cohort.recipe, trunk_dataset)):
+        fresh_output(cohort, trunk_dataset)
     for r in rounds:
         skip_to(cohort, r, tickets)
         if cohort.done:

@@ -50,6 +50,9 @@ class RoundPlanner:
         self.device = split.x_train.device
         self.eval_chunk, self.cast = eval_chunk, cast
         self.scores: dict[tuple, dict] = {}  # scores (masks, for SynFlow) at init by (method, seed, ...)
+        # member -> layers drawn fresh (a retrain branch's output layer, `branches.run.fresh_output`): they replace
+        # those layers in every start point, and a mask that does not fit one (another class count) is dense there
+        self.fresh: dict[int, dict[str, torch.Tensor]] = {}
 
     def finished(self, i: int) -> bool:
         return finished(self.members[i], self.configs[i])
@@ -142,13 +145,16 @@ class RoundPlanner:
 
     def start_of(self, i: int, r: int) -> dict[str, torch.Tensor]:
         """The weights member i's round r starts from: the init (round 0, pruning at initialization), the
-        rewind point, or a fresh initialization of its own for the round (re-init and its ablations)."""
+        rewind point, or a fresh initialization of its own for the round (re-init and its ablations); or the
+        trained weights (lr-rewind, fine-tune). Layers drawn fresh (`fresh`) replace theirs in each."""
         cfg = self.configs[i]
         if r > 0 and start_of(cfg) == "fresh":
-            return self.cast(fresh_weights(cfg, self.split.in_shape, r))
-        if r > 0 and retrains_trained(cfg):
-            return self.trained_start(i)
-        return self.inits[i] if r == 0 or start_of(cfg) == "init" else self.rewind(i)
+            start = self.cast(fresh_weights(cfg, self.split.in_shape, r))
+        elif r > 0 and retrains_trained(cfg):
+            start = self.trained_start(i)
+        else:
+            start = self.inits[i] if r == 0 or start_of(cfg) == "init" else self.rewind(i)
+        return {**start, **self.fresh[i]} if i in self.fresh else start
 
     def trained_start(self, i: int) -> dict[str, torch.Tensor]:
         """The trained weights member i's mask of the round was chosen from, where lr-rewind and fine-tune go
@@ -166,14 +172,14 @@ class RoundPlanner:
         within each layer for the shuffle ablation (the same per-layer counts; each method its own draw)."""
         cfg = self.configs[i]
         if r == 0:
-            return dense_masks(self.view(i).layer_weights())
+            return fit_fresh(dense_masks(self.view(i).layer_weights()), self.fresh.get(i, {}))
         if mask_source(cfg) == "ticket":
             masks = self.ticket_masks(i, r, chosen)
         else:
             masks = method_of(cfg.method).masks(self.view(i), r, invert=cfg.ablation == "invert")
         if cfg.ablation == "shuffle":
             masks = shuffle_within_layers(masks, generator(cfg.seed, STREAM_SHUFFLE, r, method_salt(cfg.method)))
-        return masks
+        return fit_fresh(masks, self.fresh.get(i, {}))
 
     def mask_and_start(self, i: int, r: int, chosen: dict[int, dict]):
         """Member i's mask of round r and the weights its training starts from (for inspection and tests)."""
@@ -217,6 +223,17 @@ class RoundPlanner:
         if cfg.pruning == "global":
             return alive_after(sum(sizes.values()), cfg.prune_rate_fc, r)
         return sum(alive_after(size, self.rates[n], r) for n, size in sizes.items())
+
+
+def fit_fresh(masks: dict[str, torch.Tensor], fresh: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The masks with a layer drawn fresh in another shape than its mask (the output layer of a ticket retrained
+    on another class count) dense: the ticket has no mask for it."""
+    return {
+        n: torch.ones(fresh[f"{n}.weight"].shape, dtype=m.dtype, device=m.device)
+        if f"{n}.weight" in fresh and fresh[f"{n}.weight"].shape != m.shape
+        else m
+        for n, m in masks.items()
+    }
 
 
 def scoring_model(config: TrajectoryConfig, init: dict[str, torch.Tensor], split: Split, dtype: torch.dtype):
