@@ -131,6 +131,8 @@ def parse_settings(pairs: list[str]) -> dict:
                 out[key] = tuple(int(x) for x in text.split(",") if x.strip())
             elif isinstance(default, (int, float)):
                 out[key] = type(default)(text)
+            elif key == "data_root" and "://" not in text:  # the user's folder: trials run in other working folders
+                out[key] = os.path.abspath(os.path.expanduser(text))
             else:
                 out[key] = text
         except ValueError:
