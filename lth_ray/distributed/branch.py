@@ -17,7 +17,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 
 from pyarrow import fs as pafs
 
@@ -112,7 +112,7 @@ def _ints(option: str, text: str) -> list[int]:
 
 def parse_settings(pairs: list[str]) -> dict:
     """`--set KEY=VALUE` pairs as TrajectoryConfig settings, each value read as its setting's type."""
-    defaults = TrajectoryConfig().to_dict()
+    defaults = {f.name for f in fields(TrajectoryConfig)}  # (to_dict leaves settings at their default out)
     out: dict = {}
     for pair in pairs:
         key, eq, text = pair.partition("=")

@@ -67,6 +67,14 @@ def test_retrain_settings_name_the_branch_and_bad_ones_are_refused(trunk, capsys
     assert "branches/retrain-dataset=fashion-mnist-learning_rate=0.01-reinit-output-r2" in capsys.readouterr().out
     refuse(capsys, [str(trunk), "retrain", "--set", "dataset=cifar10"], trunk, "inputs are (3, 32, 32)")
     assert branch.parse_settings(["data_root=here"]) == {"data_root": os.path.abspath("here")}
+    settings = ["retrain=fine-tune", "optimizer=sgd", "milestones=10,20", "nesterov=true", "weight_decay=1e-4"]
+    assert branch.parse_settings(settings) == {
+        "retrain": "fine-tune",
+        "optimizer": "sgd",
+        "milestones": (10, 20),
+        "nesterov": True,
+        "weight_decay": 1e-4,
+    }
     refuse(capsys, [str(trunk), "retrain", "--set", "bogus=1"], trunk, "--set 'bogus=1' is not allowed")
     refuse(capsys, [str(trunk), "retrain", "--set", "iterations=many"], trunk, "'many' is not a value of type int")
     refuse(capsys, [str(trunk), "reinit", "--reinit-output"], trunk, "--reinit-output is for the retrain kind")
