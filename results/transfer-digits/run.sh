@@ -14,8 +14,11 @@ time python -m sweeps.lenet_mnist --dataset fashion-mnist --data-root /usr/share
 time python -m lth_ray.cli trajectory --dataset mnist --data-root $data --seeds 2 "${recipe[@]}" \
   --baselines reinit,random-prune --threads 1 > $out/digits-own.jsonl &
 wait
-# the transfer: each round's Fashion-MNIST ticket retrained on the digits; then with a fresh output layer
+# the transfer: each round's Fashion-MNIST ticket retrained on the digits; then with a fresh output layer; then
+# fine-tuned from the trunk's trained weights with a fresh output layer
 time python -m lth_ray.cli branch $out/fmnist-trunk retrain --set dataset=mnist --set data_root=$data --num-gpus 0
 time python -m lth_ray.cli branch $out/fmnist-trunk retrain --set dataset=mnist --set data_root=$data --num-gpus 0 \
   --reinit-output
+time python -m lth_ray.cli branch $out/fmnist-trunk retrain --set dataset=mnist --set data_root=$data --num-gpus 0 \
+  --set retrain=fine-tune --reinit-output
 python results/transfer-digits/table.py $out
