@@ -360,15 +360,9 @@ def run(spec: BranchSpec) -> int:
         + (f"; unfinished: {', '.join(unfinished)} (continue with --resume)" if unfinished else "")
     )
     if sweep.export:
-        from lth_ray.results.export import export_experiment
+        from lth_ray.distributed.sweep import export_at_end
 
-        try:
-            print(f"exported to {export_experiment(spec.experiment, force=True)}")
-        except Exception as err:  # the branch's results are safe; say why the export failed and how to retry
-            print(
-                f"error: export failed ({type(err).__name__}: {err}); retry: lth-ray export {spec.experiment} --force",
-                file=sys.stderr,
-            )
+        if not export_at_end(spec.experiment):
             return 1
     return 0 if not unfinished else 1
 

@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from lth_ray.core.options.parsing import add_options
 from lth_ray.core.spec.config import TrajectoryConfig
 from lth_ray.distributed.grid import Placement
-from lth_ray.distributed.sweep_spec import RUN, SCOPE, SweepSpec, _calibration_path, check_resources
+from lth_ray.distributed.sweep_spec import RUN, SCOPE, SweepSpec, check_resources, resources
 
 RESOURCE_OPTIONS = (  # the sweep's options (`sweep_spec.RUN`) that size a branch too
     "num_gpus",
@@ -41,25 +41,7 @@ def sweep_of(a: argparse.Namespace, experiment: str, name: str, members: Sequenc
     from lth_ray.results.experiment import BRANCHES_DIR
 
     check_resources(argparse.Namespace(**{**vars(a), "eval_memory": None, "keep_checkpoints": 1}))
-    return SweepSpec(
-        name=name,
-        storage=f"{experiment}/{BRANCHES_DIR}",
-        trajectories=tuple(members),
-        seeds_per_trial=a.seeds_per_trial,
-        cpus_per_trial=a.cpus_per_trial,
-        gpus_per_trial=a.gpus_per_trial,
-        num_gpus=a.num_gpus,
-        gpu_memory_gib=a.gpu_memory,
-        gpu_calibration=_calibration_path(a),
-        gpu_name=a.gpu_model,
-        gpu_sharing=a.gpu_sharing,
-        cluster_config=a.cluster_config,
-        address=a.address,
-        resume=a.resume,
-        max_failures=a.max_failures,
-        export=not a.no_export,
-        dry_run=a.dry_run,
-    )
+    return SweepSpec(name=name, storage=f"{experiment}/{BRANCHES_DIR}", trajectories=tuple(members), **resources(a))
 
 
 def plan(sweep: SweepSpec, planned: Mapping[str, Sequence[int]], cluster_gpus: float | None = None) -> Placement:

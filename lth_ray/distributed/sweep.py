@@ -221,6 +221,22 @@ def _trial_dirname(trial) -> str:
     return f"{_trial_name(trial)}_{trial.trial_id}"
 
 
+def export_at_end(experiment: str) -> bool:
+    """Export a finished sweep or branch; False (and why, and how to retry) when the export failed: the
+    trials' results are safe either way."""
+    from lth_ray.results.export import export_experiment
+
+    try:
+        print(f"exported to {export_experiment(experiment, force=True)}")
+    except Exception as err:  # noqa: BLE001 (any failure: say it in one line, keep the results)
+        print(
+            f"error: export failed ({type(err).__name__}: {err}); retry with lth-ray export {experiment} --force",
+            file=sys.stderr,
+        )
+        return False
+    return True
+
+
 def plan_here(spec: SweepSpec, cluster_gpus: float | None = None, rounds=None) -> Placement:
     """The placement plan for this command: the GPUs it may use (`sweep_gpus`), the GPU's memory, and, without
     `--address`, checked against this machine (with `--cluster-config`, against that cluster's node types).
@@ -318,18 +334,8 @@ def run(spec: SweepSpec, defaults=None) -> int:
         + (f"; diverged (stopped there): {', '.join(diverged)}" if diverged else "")
         + (f"; unfinished: {', '.join(unfinished)} (continue with --resume)" if unfinished else "")
     )
-    if spec.export:
-        from lth_ray.results.export import export_experiment
-
-        try:
-            print(f"exported to {export_experiment(spec.experiment, force=True)}")
-        except Exception as err:  # the sweep's results are safe; say why the export failed and how to retry
-            print(
-                f"error: export failed ({type(err).__name__}: {err}); retry with "
-                f"lth-ray export {spec.experiment} --force",
-                file=sys.stderr,
-            )
-            return 1
+    if spec.export and not export_at_end(spec.experiment):
+        return 1
     print(
         f"results: {spec.experiment}\n"
         f"analyse: lth-ray report {spec.experiment}   (or notebooks/ExperimentEvaluation.ipynb "

@@ -358,6 +358,17 @@ def spec_from_args(a: argparse.Namespace, defaults: SweepDefaults) -> SweepSpec:
         name=name,
         storage=storage,
         trajectories=trajectories,
+        keep_checkpoints=a.keep_checkpoints,
+        download=a.download,
+        eval_memory_mb=a.eval_memory,
+        track=a.track,
+        **resources(a),
+    )
+
+
+def resources(a: argparse.Namespace) -> dict[str, Any]:
+    """What a sweep and a branch take alike from their command lines: where trials run, on what, and how."""
+    return dict(
         seeds_per_trial=a.seeds_per_trial,
         cpus_per_trial=a.cpus_per_trial,
         gpus_per_trial=a.gpus_per_trial,
@@ -370,10 +381,6 @@ def spec_from_args(a: argparse.Namespace, defaults: SweepDefaults) -> SweepSpec:
         address=a.address,
         resume=a.resume,
         max_failures=a.max_failures,
-        keep_checkpoints=a.keep_checkpoints,
-        download=a.download,
         export=not a.no_export,
         dry_run=a.dry_run,
-        eval_memory_mb=a.eval_memory,
-        track=a.track,
     )
