@@ -7,8 +7,8 @@ device synchronized around each run (ratios come from one process, one device, o
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
-import json
 import os
 import platform
 import time
@@ -178,26 +178,10 @@ def rates_from_table(entry: dict, rows: list[dict]) -> None:
 
 
 def write_calibration(path: Path, entry: dict) -> str:
-    """Into the planner's table at `path` (lth_ray.distributed.calibration's `write_entry` where this lth_ray
-    has it, else the same format written here); returns which writer was used."""
-    fields = (
-        "fp32_flops",
-        "tf32_flops",
-        "bf16_flops",
-        "step_floor_s",
-        "memory_bytes",
-        "source",
-        "measured_at",
-        "torch",
-    )
-    try:
-        from lth_ray.distributed.calibration import Calibration, write_entry  # type: ignore[import-not-found]
-    except ImportError:
-        table = json.loads(path.read_text()) if path.exists() else {"format": 1, "gpus": {}}
-        table.setdefault("gpus", {})[entry["name"]] = {k: entry[k] for k in fields}
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(table, indent=2, sort_keys=True) + "\n")
-        os.replace(tmp, path)
-        return "gpu_check (lth_ray.distributed.calibration not found)"
+    """Into the planner's table at `path`, with lth_ray.distributed.calibration's `write_entry` (atomic, merged
+    into an existing table); returns the writer's name for the report."""
+    from lth_ray.distributed.calibration import Calibration, write_entry
+
+    fields = {f.name for f in dataclasses.fields(Calibration)} - {"name"}
     write_entry(path, Calibration(entry["name"], **{k: entry[k] for k in fields}))
     return "lth_ray.distributed.calibration.write_entry"
