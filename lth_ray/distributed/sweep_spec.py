@@ -310,6 +310,8 @@ GRID_ORDER = (
     "augment",
     "retrain",
     "retrain_iterations",
+    "criterion",
+    "pruned_weights",
 )
 
 

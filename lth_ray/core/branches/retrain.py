@@ -35,6 +35,7 @@ RETRAIN_SETTINGS = (
     "deterministic",
     "device",
     "save_early_stop",
+    "pruned_weights",
 )
 
 

@@ -113,11 +113,11 @@ def skip_to(cohort: Cohort, r: int, tickets: dict[int, RoundStore]) -> None:
             state.masks, state.trained = trunk.packed_masks(r - 1), trunk.compact_trained(r - 1)
             if method_of(config.method).keeps_dense_trained:
                 state.dense_trained = trunk.compact_trained(0)
-            state.next_round = r
+            state.next_round, cohort.mask_rounds[i] = r, r - 1
             continue
         for q in range(state.next_round, r):
             if mask_source(config) == "own" and start_of(config) != "init" and q >= 1:
-                state.masks = pack_masks(cohort.planner.masks(i, q, {}))
+                state.masks, cohort.mask_rounds[i] = pack_masks(cohort.planner.masks(i, q, {})), q
         state.next_round = max(state.next_round, r)
 
 

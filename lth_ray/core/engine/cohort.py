@@ -34,9 +34,12 @@ from lth_ray.core.engine.state import check_cohort, check_state, cohort_state, f
 from lth_ray.core.engine.training import Lockstep, Participant
 from lth_ray.core.engine.weights import build_net, initial_weights
 from lth_ray.core.methods import method_of
+from lth_ray.core.methods.member import is_ticket
+from lth_ray.core.models.cost import layer_costs, param_count, round_cost
 from lth_ray.core.models.registry import model_entry, model_of
 from lth_ray.core.models.stacked import StackedNet
-from lth_ray.core.pruning.masks import compact, layer_rates, pack_masks
+from lth_ray.core.pruning.dynamics import mask_distance, sign_flips
+from lth_ray.core.pruning.masks import compact, expand, layer_rates, pack_masks, unpack_masks
 from lth_ray.core.spec.config import ConfigError, TrajectoryConfig
 from lth_ray.core.spec.state import MemberState
 
@@ -66,6 +69,7 @@ class Cohort:
         self.template = build_net(cfg, split.in_shape, device="meta")
         model = model_entry(model_of(cfg))  # how its nets are built, stacked and pruned
         self.kinds = pruned_layers(model.prunable(self.template), cfg)
+        self.costs, self.params = layer_costs(self.template, split.in_shape), param_count(self.template)
         self.rates = layer_rates(self.kinds, cfg.prune_rate_conv, cfg.prune_rate_fc)
         param_keys = [k for k, _ in self.template.named_parameters()]
         self.lockstep = Lockstep(
@@ -88,6 +92,8 @@ class Cohort:
         for s, c in zip(begun, self.configs):
             check_state(s, c)
         self.members = [MemberState.from_dict(s) for s in begun]
+        # the round whose mask each member's state holds (its latest): a mask distance needs round r - 1's
+        self.mask_rounds: list[int | None] = [m.next_round - 1 if m.masks is not None else None for m in self.members]
         self.planner = RoundPlanner(
             self.configs,
             self.members,
@@ -176,15 +182,22 @@ class Cohort:
         """Member p's round r, recorded and folded into its state."""
         i, cfg, state = p.member, self.configs[p.member], self.members[p.member]
         record = round_record(cfg, r, p.masks, p.out["history"], seconds, p.out["steps"], self.device)
+        previous = unpack_masks(state.masks) if state.masks is not None and self.mask_rounds[i] == r - 1 else None
+        record.update(anatomy(p, previous), cost=round_cost(self.costs, p.masks, self.params))
         if p.out.get("rewind") is not None:
             produced[i] = state.rewind = p.out["rewind"]
         if copy is not None:
-            record["instability"] = self._instability(r, p, copy)
+            record["instability"] = linear_path(
+                self, r, cfg, p.out["device_weights"], copy.out["device_weights"], p.masks
+            )
+        if cfg.successive and is_ticket(cfg) and previous is not None and state.trained is not None:
+            before = {k: v.to(self.device) for k, v in expand(state.trained, previous).items()}
+            record["successive"] = linear_path(self, r, cfg, before, p.out["device_weights"], p.masks)
         packed, trained = pack_masks(p.masks), compact(p.out["trained"], p.masks)
         state.masks, state.trained = packed, trained
         if r == 0 and method_of(cfg.method).keeps_dense_trained:
             state.dense_trained = trained
-        state.next_round = r + 1
+        state.next_round, self.mask_rounds[i] = r + 1, r
         if record["diverged"]:
             state.diverged_round = r
         if state.ticket_masks:  # handed over by a resume; used now
@@ -212,33 +225,36 @@ class Cohort:
             self.lockstep.net, tensors, x, y, members, self.eval_chunk(members), self.recipe.precision, self.dtype
         )
 
-    def _instability(self, r: int, ticket: Participant, copy: Participant) -> dict:
-        """The linear path between a ticket's trained weights and its copy's (same start, another data order);
-        under `instability_bn='recompute'` each point's BatchNorm statistics are its own, from training batches, and
-        the record also holds the barriers with interpolated statistics."""
-        if self._single is None:
-            self._single = build_net(self.recipe, self.split.in_shape, device=self.device).to(self.dtype)
-        cfg, statistics = self.configs[ticket.member], None
-        if cfg.instability_bn == "recompute":
-            batch = min(cfg.batch_size, self.eval_chunk(1))
-            statistics = statistics_batches(self.split, cfg.seed, r, batch, self.device)
-        ends = (
-            self._single,
-            ticket.out["device_weights"],
-            copy.out["device_weights"],
-            ticket.masks,
-            self.split,
-            cfg.instability_points,
-            self.eval_chunk(1),
-            self.recipe.precision,
+
+def linear_path(cohort: Cohort, r: int, cfg: TrajectoryConfig, a: dict, b: dict, masks: dict) -> dict:
+    """The linear path from weights `a` to `b` under `masks` (device state dicts): a ticket and its copy (same
+    start, another data order: instability), or round r - 1's trained ticket under round r's mask and round
+    r's (successive rounds, Paul et al. 2023). Under `instability_bn='recompute'` each point's BatchNorm
+    statistics are its own, from training batches, and the record also holds the barriers with interpolated
+    statistics."""
+    if cohort._single is None:
+        cohort._single = build_net(cohort.recipe, cohort.split.in_shape, device=cohort.device).to(cohort.dtype)
+    statistics = None
+    if cfg.instability_bn == "recompute":
+        batch = min(cfg.batch_size, cohort.eval_chunk(1))
+        statistics = statistics_batches(cohort.split, cfg.seed, r, batch, cohort.device)
+    ends = (
+        cohort._single,
+        a,
+        b,
+        masks,
+        cohort.split,
+        cfg.instability_points,
+        cohort.eval_chunk(1),
+        cohort.recipe.precision,
+    )
+    record = instability_record(*ends, statistics)
+    if statistics is not None:  # the interpolated statistics' barriers beside, for comparison (same pair)
+        plain = instability_record(*ends)
+        record.update(
+            interpolated_error_barrier=plain["error_barrier"], interpolated_loss_barrier=plain["loss_barrier"]
         )
-        record = instability_record(*ends, statistics)
-        if statistics is not None:  # the interpolated statistics' barriers beside, for comparison (same pair)
-            plain = instability_record(*ends)
-            record.update(
-                interpolated_error_barrier=plain["error_barrier"], interpolated_loss_barrier=plain["loss_barrier"]
-            )
-        return record
+    return record
 
 
 def pruned_layers(prunable: dict[str, str], config: TrajectoryConfig) -> dict[str, str]:
@@ -269,3 +285,23 @@ def check_score_batches(configs: Sequence[TrajectoryConfig], per_epoch: int) -> 
                 f"score_batches={c.score_batches} exceeds one epoch of {per_epoch} batches of "
                 f"{c.batch_size}; allowed: 1..{per_epoch}"
             )
+
+
+def anatomy(p: Participant, previous: dict | None) -> dict:
+    """A round's record fields on what its subnetwork is made of: its accuracy at the start weights with its mask
+    (before any training: Zhou et al.'s supermask accuracy for an untrained start), the mask's distance to the
+    member's previous round's (None without one), and the share of kept weights whose sign training flipped."""
+    val_loss, val_acc, test_loss, test_acc = p.out["start_metrics"]
+    distance, layer_distance = mask_distance(previous, p.masks) if previous is not None else (None, None)
+    assert p.start is not None, "a finished participant had its start weights"
+    flips, layer_flips = sign_flips(p.start, p.out["trained"], p.masks)
+    return {
+        "start_val_loss": val_loss,
+        "start_val_acc": val_acc,
+        "start_test_loss": test_loss,
+        "start_test_acc": test_acc,
+        "mask_distance": distance,
+        "layer_mask_distance": layer_distance,
+        "sign_flip_share": flips,
+        "layer_sign_flip_share": layer_flips,
+    }

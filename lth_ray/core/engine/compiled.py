@@ -20,12 +20,20 @@ def compile_step_part(fn: Callable, device: torch.device) -> Callable:
     return torch.compile(fn, mode=mode, dynamic=False)
 
 
-def masked_update(optimizer: torch.optim.Optimizer, weights: list[torch.Tensor], masks: list[torch.Tensor] | None):
-    """The optimizer's step, then the masks: pruned weights stay exactly zero."""
+def masked_update(
+    optimizer: torch.optim.Optimizer,
+    weights: list[torch.Tensor],
+    masks: list[torch.Tensor] | None,
+    frozen: list[torch.Tensor] | None = None,
+):
+    """The optimizer's step, then the masks: pruned weights stay exactly zero, or with `frozen` (each weight's
+    start value where pruned, zero where kept: `--pruned-weights frozen-init`) exactly their start values."""
     optimizer.step()
     if masks is not None:
         with torch.no_grad():
             torch._foreach_mul_(weights, masks)
+            if frozen is not None:
+                torch._foreach_add_(weights, frozen)
 
 
 @dataclass
@@ -43,11 +51,17 @@ class StepPrograms:
             self.programs["losses"] = compile_step_part(forward, x.device)
         return self.programs["losses"](tensors, x, y, members)
 
-    def update(self, optimizer, weights: list[torch.Tensor], masks: list[torch.Tensor] | None) -> None:
-        """The optimizer's step and the masks (None: a dense round)."""
+    def update(
+        self,
+        optimizer,
+        weights: list[torch.Tensor],
+        masks: list[torch.Tensor] | None,
+        frozen: list[torch.Tensor] | None = None,
+    ) -> None:
+        """The optimizer's step and the masks (None: a dense round), pruned weights frozen at `frozen`'s values."""
         if not self.compiled:
-            masked_update(optimizer, weights, masks)
+            masked_update(optimizer, weights, masks, frozen)
             return
         if "update" not in self.programs:
             self.programs["update"] = compile_step_part(masked_update, weights[0].device)
-        self.programs["update"](optimizer, weights, masks)
+        self.programs["update"](optimizer, weights, masks, frozen)

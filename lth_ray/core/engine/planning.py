@@ -92,7 +92,7 @@ class RoundPlanner:
                         i,
                         cfg.seed,
                         masks,
-                        self.start_of(i, r),
+                        self.start_of(i, r, masks),
                         round_start(cfg, r),
                         STREAM_DATA,
                         True,
@@ -114,7 +114,7 @@ class RoundPlanner:
                     i,
                     cfg.seed,
                     masks,
-                    self.start_of(i, r),
+                    self.start_of(i, r, masks),
                     round_start(cfg, r),
                     STREAM_DATA,
                     True,
@@ -143,10 +143,11 @@ class RoundPlanner:
             )
         return copies
 
-    def start_of(self, i: int, r: int) -> dict[str, torch.Tensor]:
+    def start_of(self, i: int, r: int, masks: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
         """The weights member i's round r starts from: the init (round 0, pruning at initialization), the
         rewind point, or a fresh initialization of its own for the round (re-init and its ablations); or the
-        trained weights (lr-rewind, fine-tune). Layers drawn fresh (`fresh`) replace theirs in each."""
+        trained weights (lr-rewind, fine-tune); as its method makes them for the round's `masks` (an init variant).
+        Layers drawn fresh (`fresh`) replace theirs in each."""
         cfg = self.configs[i]
         if r > 0 and start_of(cfg) == "fresh":
             start = self.cast(fresh_weights(cfg, self.split.in_shape, r))
@@ -154,6 +155,10 @@ class RoundPlanner:
             start = self.trained_start(i)
         else:
             start = self.inits[i] if r == 0 or start_of(cfg) == "init" else self.rewind(i)
+        method = method_of(cfg.method)
+        if r > 0 and method.transforms_start:
+            chosen = self.masks(i, r, {}) if masks is None else masks
+            start = method.start_weights(self.view(i), r, start, chosen)
         return {**start, **self.fresh[i]} if i in self.fresh else start
 
     def trained_start(self, i: int) -> dict[str, torch.Tensor]:
@@ -183,7 +188,8 @@ class RoundPlanner:
 
     def mask_and_start(self, i: int, r: int, chosen: dict[int, dict]):
         """Member i's mask of round r and the weights its training starts from (for inspection and tests)."""
-        return self.masks(i, r, chosen), self.start_of(i, r)
+        masks = self.masks(i, r, chosen)
+        return masks, self.start_of(i, r, masks)
 
     def ticket_masks(self, i: int, r: int, chosen: dict[int, dict]) -> dict[str, torch.Tensor]:
         """The round-r mask of member i's ticket: chosen this round, or (after a resume that left the ticket

@@ -162,6 +162,13 @@ def _optimizer(leaves: list[dict[str, torch.Tensor]], recipe, device: torch.devi
     return torch.optim.Adam(groups, lr=lr, **kinds)
 
 
+def split_metrics(evaluate: Callable, split: Split, tensors: dict[str, torch.Tensor], P: int) -> torch.Tensor:
+    """(P, 4): each participant's validation loss and accuracy and test loss and accuracy, on the device."""
+    val_loss, val_acc = evaluate(tensors, split.x_val, split.y_val, P)
+    test_loss, test_acc = evaluate(tensors, split.x_test, split.y_test, P)
+    return torch.stack([val_loss, val_acc, test_loss, test_acc], 1)
+
+
 @dataclass
 class RoundTensors:
     """One `Lockstep.train` call's stacked tensors and running records, shared by its helpers.
@@ -193,6 +200,8 @@ class RoundTensors:
     captured: dict[int, dict] = field(default_factory=dict)  # stacked weights at the capture iterations
     started_masks: dict[tuple, torch.Tensor] = field(default_factory=dict)  # by which participants have started
     optimizer_final: list[bool] = field(default_factory=list)  # per optimizer parameter group: the final rate
+    frozen: list[torch.Tensor] | None = None  # pruned weights' start values, zero where kept (frozen-init)
+    start_metrics: torch.Tensor | None = None  # (P, 4) val loss, val acc, test loss, test acc at the start
 
     @property
     def starts(self) -> list[int]:
@@ -231,10 +240,11 @@ class Lockstep:
         cfg, split = self.recipe, self.split
         dev = split.x_train.device
         parts.sort(key=lambda p: (p.start_iteration, p.final_rate))  # groups are contiguous (stable: order kept)
-        rt = self._stack(parts)
+        rt, evaluating = self._stack(parts), any(p.evaluating for p in parts)
+        if evaluating:  # each participant at its start weights with its mask (Zhou et al.'s supermask accuracy)
+            rt.start_metrics = split_metrics(self.evaluate, split, rt.stacked(), len(parts))
         first, batch = min(rt.starts), cfg.batch_size
         gens = [generator(p.seed, p.stream, r) for p in parts]
-        evaluating = any(p.evaluating for p in parts)
         captures = {p.capture_at for p in parts if p.capture_at is not None}
         augmenting = cfg.augment == "flip-crop"
         draws = (
@@ -279,9 +289,15 @@ class Lockstep:
         weights = [params[f"{n}.weight"] for n in self.layers]
         masks = [torch.stack([p.masks[n] for p in parts]).to(dev, self.dtype) for n in self.layers]
         sparse = any(not bool(p.masks[n].all()) for p in parts for n in self.layers)
+        frozen = None
+        if sparse and self.recipe.pruned_weights == "frozen-init":  # pruned weights keep their start values
+            with torch.no_grad():
+                frozen = [w.detach() * (1 - m) for w, m in zip(weights, masks)]
         if sparse:
             with torch.no_grad():
                 torch._foreach_mul_(weights, masks)
+                if frozen is not None:
+                    torch._foreach_add_(weights, frozen)
         mixed = len(set(group_final)) > 1  # rates differ between groups: Adam needs a parameter group each
         optimizer = optimizer_for(leaves, self.recipe, dev, compiled=self.recipe.compile_step, grouped=mixed)
         rates = group_final if mixed or self.recipe.optimizer == "sgd" else group_final[:1]
@@ -306,6 +322,7 @@ class Lockstep:
             best_loss=torch.full((P,), float("inf"), device=dev, dtype=self.dtype),
             best=None,
             optimizer_final=rates,
+            frozen=frozen,
         )
         if any(p.keep_es for p in parts):  # known on the host: no read back from the device
             rt.best = {k: t.detach().clone() for k, t in rt.stacked().items()}
@@ -340,7 +357,7 @@ class Lockstep:
                     t.grad = None if start > it or grad is None else grad[a:b]  # not started: no update or step
             for t in rt.full.values():
                 t.grad = None
-        self.programs.update(rt.optimizer, rt.weights, rt.masks if rt.sparse else None)
+        self.programs.update(rt.optimizer, rt.weights, rt.masks if rt.sparse else None, rt.frozen)
         with torch.no_grad():
             if started is not None:
                 for k, old in kept.items():  # BatchNorm statistics of members not yet started stay put
@@ -358,11 +375,10 @@ class Lockstep:
 
     def _evaluate_and_early_stop(self, rt: RoundTensors, done: int) -> None:
         """Every participant's metrics after `done` iterations, and its early-stop weights where they improve."""
-        cfg, split, dev, P = self.recipe, self.split, self.split.x_train.device, len(rt.parts)
+        cfg, dev, P = self.recipe, self.split.x_train.device, len(rt.parts)
         with torch.no_grad():
             now = rt.stacked()
-        val_loss, val_acc = self.evaluate(now, split.x_val, split.y_val, P)
-        test_loss, test_acc = self.evaluate(now, split.x_test, split.y_test, P)
+        val_loss, val_acc, test_loss, test_acc = split_metrics(self.evaluate, self.split, now, P).unbind(1)
         rt.points.append(torch.stack([rt.running / cfg.eval_every, val_loss, val_acc, test_loss, test_acc], 1))
         rt.point_iters.append(done)
         rt.running = torch.zeros(P, device=dev, dtype=self.dtype)
@@ -381,17 +397,15 @@ class Lockstep:
             last = rt.stacked()
         final = {k: t.detach().to("cpu") for k, t in last.items()}
         found = torch.isfinite(rt.best_loss).cpu().tolist()
+        at_start = rt.start_metrics.to("cpu", torch.float64).tolist() if rt.start_metrics is not None else None
         best_cpu = {k: b.to("cpu") for k, b in rt.best.items()} if rt.best is not None else None
         for q, p in enumerate(rt.parts):
-            group = rt.leaves[rt.group_of(p)]
-            step = rt.optimizer.state.get(group[self.param_keys[0]], {}).get("step")  # Adam counts its updates
-            if step is None and self.recipe.optimizer == "sgd":  # SGD does not: every iteration from the start
-                step = self.recipe.iterations - p.start_iteration if p.start_iteration < self.recipe.iterations else 0
-            p.out["steps"] = 0 if step is None else int(step)  # the optimizer updates really taken
+            p.out["steps"] = steps_taken(rt, p, self.recipe)
             p.out["trained"] = {k: final[k][q].clone() for k in self.state_keys}
             p.out["device_weights"] = {k: last[k][q].detach() for k in self.state_keys}
             if p.evaluating:
-                assert history is not None, "an evaluating participant has evaluations"
+                assert history is not None and at_start is not None, "an evaluating participant has evaluations"
+                p.out["start_metrics"] = at_start[q]
                 rows = [e for e, it in enumerate(rt.point_iters) if it > p.start_iteration]
                 p.out["history"] = history[rows, q, :]
             if p.keep_es and found[q]:
@@ -399,3 +413,12 @@ class Lockstep:
                 p.out["early_stop"] = {k: best_cpu[k][q].clone() for k in self.state_keys}
             if p.capture_at is not None:
                 p.out["rewind"] = {k: rt.captured[p.capture_at][k][q].clone() for k in self.state_keys}
+
+
+def steps_taken(rt: RoundTensors, p: Participant, recipe: TrajectoryConfig) -> int:
+    """The optimizer updates participant p really took: Adam counts them; SGD does not, so every iteration from
+    its start."""
+    step = rt.optimizer.state.get(rt.leaves[rt.group_of(p)][rt.param_keys[0]], {}).get("step")
+    if step is None and recipe.optimizer == "sgd":
+        step = recipe.iterations - p.start_iteration if p.start_iteration < recipe.iterations else 0
+    return 0 if step is None else int(step)

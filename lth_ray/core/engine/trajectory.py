@@ -151,8 +151,13 @@ def summary(record: dict, seed: int | None = None) -> dict:
         **(
             {k: v for k, v in record["instability"].items() if k in SUMMARY_BARRIERS} if "instability" in record else {}
         ),
+        **{k: record[k] for k in SUMMARY_ANATOMY if k in record},
+        **({"successive_error_barrier": record["successive"]["error_barrier"]} if "successive" in record else {}),
+        **({"flops": record["cost"]["flops"]} if "cost" in record else {}),
     }
 
 
 # The instability numbers a round's one-line view carries (the interpolated one only under --instability-bn recompute)
 SUMMARY_BARRIERS = ("error_barrier", "interpolated_error_barrier")
+# What a ticket is made of (Zhou et al. 2019): its accuracy at the round's start, how far its mask moved, its signs
+SUMMARY_ANATOMY = ("start_test_acc", "mask_distance", "sign_flip_share")

@@ -1,13 +1,15 @@
 """`imp`: the lottery ticket by iterative magnitude pruning (Frankle & Carbin 2019).
 
-Each round prunes the lowest-magnitude weights of the previous round's trained net (per layer at its rate, or
-globally), then rewinds the survivors to the init (or W_k). `invert` keeps the highest pruned instead.
+Each round prunes the previous round's trained net by its mask criterion (the final magnitude |w_f| by default;
+`methods.criterion`), per layer at its rate or globally, then rewinds the survivors to the init (or W_k).
+`invert` keeps the lowest-scoring instead.
 """
 
 from __future__ import annotations
 
+from lth_ray.core.methods.criterion import kept_scores
 from lth_ray.core.methods.registry import MemberMethod, MemberView
-from lth_ray.core.pruning.masks import Masks, dense_masks, expand, global_magnitude_prune, magnitude_prune, unpack_masks
+from lth_ray.core.pruning.masks import Masks, dense_masks, expand, global_score_prune, score_prune, unpack_masks
 
 
 class IterativeMagnitude(MemberMethod):
@@ -19,6 +21,7 @@ class IterativeMagnitude(MemberMethod):
         assert s.trained is not None and (r == 1 or s.masks is not None), "round r >= 1 follows a trained round"
         previous = dense_masks(member.layer_weights()) if r == 1 or s.masks is None else unpack_masks(s.masks)
         trained = member.on_device(member.layer_weights(expand(s.trained, previous)))
+        scores = kept_scores(member, trained, previous, r, invert)
         if cfg.pruning == "global":
-            return global_magnitude_prune(trained, previous, rate=cfg.prune_rate_fc, invert=invert)
-        return magnitude_prune(trained, previous, member.rates, invert=invert)
+            return global_score_prune(scores, previous, rate=cfg.prune_rate_fc)
+        return score_prune(scores, previous, member.rates)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from lth_ray.core.data import registry as data_registry
 from lth_ray.core.methods.registry import method_of
 from lth_ray.core.models import registry as model_registry
+from lth_ray.core.pruning.criteria import CRITERIA
 from lth_ray.core.spec.config import ConfigError, TrajectoryConfig, check_choice, plan_label
 from lth_ray.core.spec.training import retrain_length
 
@@ -120,5 +121,6 @@ def check_trajectory(c: TrajectoryConfig) -> TrajectoryConfig:
     c.validate()
     check_arch(c)
     check_choice("dataset", c.dataset, data_registry.DATASETS)
+    check_choice("criterion", c.criterion, CRITERIA)
     check_member(c)
     return c

@@ -39,6 +39,13 @@ class MemberView:
         """`weights` on the cohort's device, where a GPU sorts their magnitudes far faster than the host."""
         return {n: w.to(self.device) for n, w in weights.items()}
 
+    def rewind_weights(self) -> dict[str, torch.Tensor]:
+        """The weights rounds >= 1 rewind to: the init, or under late rewinding the weights at k (w_i of the mask
+        criteria)."""
+        if self.config.rewind_iteration and self.state.rewind is not None:
+            return self.state.rewind
+        return self.init
+
     def layer_weights(self, state: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
         """The prunable layers' weights of a state dict (default: the init)."""
         state = self.init if state is None else state
@@ -54,6 +61,7 @@ class MemberMethod:
     start: str = "rewind"  # where rounds >= 1 start: 'rewind' (init or W_k), 'init', 'fresh'
     takes_ticket_masks: bool = False  # re-init: its mask is the ticket's of the round
     keeps_dense_trained: bool = False  # one-shot: prunes the dense round's trained weights every round
+    transforms_start: bool = False  # an init variant: `start_weights` makes its start from the round's mask
     ablations: tuple[str, ...] = ABLATIONS  # the sanity checks that apply to it
 
     @property
@@ -63,6 +71,13 @@ class MemberMethod:
 
     def masks(self, member: MemberView, r: int, invert: bool) -> Masks:
         raise NotImplementedError(f"method {self.name!r} takes its ticket's masks")
+
+    def start_weights(
+        self, member: MemberView, r: int, start: dict[str, torch.Tensor], masks: Masks
+    ) -> dict[str, torch.Tensor]:
+        """The weights round r trains from, given the start its `start` kind chose and the round's mask (called
+        when `transforms_start`: an init variant, `init_variants`)."""
+        return start
 
 
 METHODS: dict[str, MemberMethod] = {}

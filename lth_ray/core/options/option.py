@@ -29,6 +29,15 @@ from lth_ray.core.methods import registry as method_registry
 from lth_ray.core.spec.config import TrajectoryConfig, parse_numbers
 
 SCOPES = ("trajectory", "sweep")
+WHAT, TRAIN, PRUNE, COHORT, MEASURE, DATA, NUMERICS = (  # the option groups of --help
+    "what to train",
+    "the optimizer, schedule and augmentation",
+    "how to prune",
+    "the cohort: seeds and baselines",
+    "what to measure and keep",
+    "data",
+    "numerics and memory",
+)
 NONE = "none"  # an empty list of baselines or ablations
 SETTINGS = tuple(f.name for f in dataclasses.fields(TrajectoryConfig))
 

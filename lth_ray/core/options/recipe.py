@@ -9,8 +9,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from lth_ray.core.options.anatomy import ANATOMY
 from lth_ray.core.options.option import (
+    COHORT,
+    DATA,
+    MEASURE,
     NONE,
+    NUMERICS,
+    PRUNE,
+    TRAIN,
+    WHAT,
     Alias,
     Option,
     baseline_names,
@@ -62,15 +70,6 @@ def _lengths(p) -> str:
 
 
 DEFAULT = TrajectoryConfig  # its class attributes are the fields' defaults
-WHAT, TRAIN, PRUNE, COHORT, MEASURE, DATA, NUMERICS = (
-    "what to train",
-    "the optimizer, schedule and augmentation",
-    "how to prune",
-    "the cohort: seeds and baselines",
-    "what to measure and keep",
-    "data",
-    "numerics and memory",
-)
 LENGTH = "; iterations (2000, 2000it) or epochs of the data set at the batch size (80ep)"
 
 RECIPE: tuple[Option, ...] = (
@@ -415,4 +414,4 @@ RECIPE: tuple[Option, ...] = (
         metavar="MiB",
         shown=f"{DEFAULT_EVAL_MEMORY_MB} MiB on a CPU, {DEFAULT_GPU_EVAL_MEMORY_MB} MiB on a GPU (fixed: reproducible)",
     ),
-)
+) + ANATOMY

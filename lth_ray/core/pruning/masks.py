@@ -79,6 +79,19 @@ def magnitude_prune_to(
     }
 
 
+def score_prune(scores: dict[str, torch.Tensor], masks: Masks, rates: dict[str, float]) -> Masks:
+    """Layer-wise pruning by signed scores (a mask criterion's): each layer loses `rate` of its alive weights,
+    lowest score first."""
+    return {
+        name: _remove_lowest(scores[name], m, removal_count(int(m.sum()), rates[name])) for name, m in masks.items()
+    }
+
+
+def score_prune_to(scores: dict[str, torch.Tensor], masks: Masks, targets: dict[str, int]) -> Masks:
+    """Keep the `targets[name]` highest-scoring alive weights of each layer (one-shot by a mask criterion)."""
+    return {name: _remove_lowest(scores[name], m, int(m.sum()) - targets[name]) for name, m in masks.items()}
+
+
 def global_magnitude_prune(
     weights: dict[str, torch.Tensor],
     masks: Masks,

@@ -114,6 +114,13 @@ class TrajectoryConfig:
     # fine-tune (the trained weights, t iterations at the final rate); t = `retrain_iterations`, 0: T - k.
     retrain: str = "weight-rewind"
     retrain_iterations: int = 0
+    # What a ticket is made of (Zhou et al. 2019): the mask criterion its rounds prune by (`pruning.criteria`;
+    # large_final, |w_f|, is IMP's own) and what pruned weights hold while training (zero, or frozen at their
+    # start values). `successive`: the error barrier between consecutive rounds' trained tickets, round r's
+    # under round r+1's mask (Paul et al. 2023), measured on tickets.
+    criterion: str = "large_final"
+    pruned_weights: str = "zero"
+    successive: bool = False
 
     @property
     def label(self) -> str:
@@ -265,6 +272,8 @@ def recipe_key(c: TrajectoryConfig) -> str:
     parts += [f"wu{c.warmup}"] if c.warmup else []
     parts += ["aug"] if c.augment != "none" else []
     parts += [f"ig{'_'.join(c.prune_ignore)}"] if c.prune_ignore else []
+    parts += [c.criterion] if c.criterion != "large_final" else []
+    parts += ["frozeninit"] if c.pruned_weights == "frozen-init" else []
     return "".join(f"-{p}" for p in parts)
 
 

@@ -13,6 +13,7 @@ import torch
 STREAM_INIT, STREAM_DATA, STREAM_RANDOM_PRUNE, STREAM_REINIT, STREAM_COPY_DATA, STREAM_SCORE = 0, 1, 2, 3, 4, 5
 STREAM_SHUFFLE = 6
 STREAM_AUGMENT, STREAM_BN_STATISTICS = 7, 8
+STREAM_CRITERION, STREAM_INIT_VARIANT = 9, 10
 
 
 def generator(seed: int, stream: int, round_: int = 0, *salt: int) -> torch.Generator:

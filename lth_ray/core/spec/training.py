@@ -16,6 +16,9 @@ INSTABILITY_BN = ("interpolate", "recompute")
 # Renda et al. 2020's retraining after each pruning step: weights and schedule rewound to k, the schedule alone
 # rewound (the trained weights kept), or fine-tuning at the final rate (the trained weights kept).
 RETRAIN_MODES = ("weight-rewind", "lr-rewind", "fine-tune")
+# What a pruned weight holds while its subnetwork trains: zero (the ticket's), or frozen at its value in the
+# round's start weights (Zhou et al. 2019's mask-0 "freeze at init").
+PRUNED_WEIGHTS = ("zero", "frozen-init")
 ADDED_DEFAULTS = {
     "optimizer": "adam",
     "momentum": 0.0,
@@ -30,6 +33,9 @@ ADDED_DEFAULTS = {
     "compile_step": False,
     "retrain": "weight-rewind",
     "retrain_iterations": 0,
+    "criterion": "large_final",
+    "pruned_weights": "zero",
+    "successive": False,
 }
 
 
@@ -123,5 +129,13 @@ def check_training(c) -> None:
     check_choice("augment", c.augment, AUGMENTATIONS)
     check_choice("instability_bn", c.instability_bn, INSTABILITY_BN)
     check_retrain(c)
+    check_choice("pruned_weights", c.pruned_weights, PRUNED_WEIGHTS)
+    if c.pruned_weights == "frozen-init" and (c.instability or c.successive or c.retrain != "weight-rewind"):
+        raise ConfigError(
+            "pruned_weights='frozen-init' is allowed only with retrain='weight-rewind' and without instability or "
+            "successive (their paths and the retrained starts hold pruned weights at zero)"
+        )
+    if not isinstance(c.successive, bool):
+        raise ConfigError(f"successive={c.successive!r} is not allowed; use true or false")
     if not all(isinstance(n, str) and n for n in c.prune_ignore):
         raise ConfigError(f"prune_ignore={list(c.prune_ignore)!r} must list layer names, e.g. fc or out")

@@ -20,7 +20,7 @@ from fake_cuda import DeviceGuardError, Rehearsal, Violation, bf16_autocast_on_f
 
 from lth_ray.core.data.loading import Split
 from lth_ray.core.engine import compiled, instability, training
-from lth_ray.core.engine.cohort import Cohort
+from lth_ray.core.engine.cohort import Cohort, linear_path
 from lth_ray.core.engine.training import Participant
 from lth_ray.core.engine.weights import build_net
 from lth_ray.core.models.registry import model_entry, model_of
@@ -89,6 +89,8 @@ def on_fake_cuda(cohort: Cohort, rh, monkeypatch) -> tuple[training.Lockstep, li
     lockstep = cohort.lockstep = dataclasses.replace(cohort.lockstep, split=split, fill=fill)
     lockstep._step = rh.guarded(lockstep._step, "training step")
     lockstep._evaluate_and_early_stop = rh.guarded(lockstep._evaluate_and_early_stop, "evaluation")
+    # also the start's evaluation (supermask accuracy)
+    monkeypatch.setattr(training, "split_metrics", rh.guarded(training.split_metrics, "evaluation"))
     monkeypatch.setattr(training, "flip_crop", rh.guarded(training.flip_crop, "augmentation"))
     handed: list = []
     lockstep._hand_out = handed.append
@@ -113,6 +115,7 @@ def assert_on_cuda(rt: training.RoundTensors, cfg: TrajectoryConfig) -> None:
     P = len(rt.parts)
     assert len(rt.points) == cfg.iterations // cfg.eval_every
     assert all(p.shape == (P, 5) and p.is_cuda for p in rt.points)
+    assert rt.start_metrics is not None and rt.start_metrics.shape == (P, 4) and rt.start_metrics.is_cuda
     kept = [*rt.stacked().values(), *rt.masks, rt.running, rt.best_loss, *(rt.best or {}).values()]
     kept += [s for state in rt.optimizer.state.values() for s in state.values() if isinstance(s, torch.Tensor)]
     assert all(t.is_cuda for t in kept)
@@ -138,7 +141,8 @@ def test_a_round_trains_and_evaluates_on_cuda_with_no_host_sync(arch, changes, m
     assert rt.best is not None and rh.guard.tolerated == []
     step = rh.ops("training step")
     assert step[f"_fused_{cfg.optimizer}_"] == cfg.iterations  # one fused update of every member per step
-    assert rh.ops("evaluation")["argmax"] == 2 * len(rt.points)  # validation and test, one chunk each
+    # validation and test, one chunk each, at every evaluation and once at the start (supermask accuracy)
+    assert rh.ops("evaluation")["argmax"] == 2 * (len(rt.points) + 1)
     if arch == "conv2":  # CUDA's branch: member p's channels are group p of one convolution
         assert set(rh.guard.conv_groups) == {len(parts)}
     if cfg.augment == "flip-crop":
@@ -363,7 +367,9 @@ def measure_instability(arch: str, bn: str, monkeypatch, tolerate=None) -> tuple
         for p in (parts[0], copy):
             p.out["device_weights"] = {k: v.to(rh.device) for k, v in p.start.items()}
         with rh.answering(lambda t: 1):
-            record = cohort._instability(0, parts[0], copy)
+            record = linear_path(
+                cohort, 0, cfg, parts[0].out["device_weights"], copy.out["device_weights"], parts[0].masks
+            )
     return record, cohort, rh
 
 

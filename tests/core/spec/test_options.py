@@ -70,7 +70,9 @@ def test_every_setting_of_the_recipe_has_one_option_and_both_clis_spell_it_alike
 
 def test_the_baselines_choices_are_the_registrys():
     assert option("baselines").allowed() == (*baselines(), "none")
-    assert baselines() == ("reinit", "random-prune", "snip", "grasp", "synflow", "magnitude-init")
+    at_init = ("snip", "grasp", "synflow", "magnitude-init")
+    variants = ("signed-constant", "reshuffle", "signed-reshuffle", "signed-reinit")
+    assert baselines() == ("reinit", "random-prune", *at_init, *variants)
 
 
 @pytest.mark.parametrize("name", PARSERS)
@@ -114,7 +116,8 @@ def test_a_sweep_module_shows_its_own_archs_data_sets_and_defaults():
         (["--ablations", "shuffle,flip"], "error: ablation 'flip' is unknown; allowed: shuffle, reinit, invert"),
         (
             ["--baselines", "snip,lottery"],
-            "error: baseline 'lottery' is unknown; allowed: reinit, random-prune, snip, grasp, synflow, magnitude-init",
+            "error: baseline 'lottery' is unknown; allowed: reinit, random-prune, snip, grasp, synflow, "
+            "magnitude-init, signed-constant, reshuffle, signed-reshuffle, signed-reinit",
         ),
     ],
 )
@@ -134,7 +137,7 @@ def test_a_bad_choice_is_one_error_line_in_the_trajectory_cli(argv, line, capsys
         (
             ["--baselines", "lottery"],
             "error: --baselines: 'lottery' is unknown; allowed: reinit, random-prune, snip, "
-            "grasp, synflow, magnitude-init, none",
+            "grasp, synflow, magnitude-init, signed-constant, reshuffle, signed-reshuffle, signed-reinit, none",
         ),
         (["--track", "neptune"], "error: --track='neptune' is unknown; allowed: none, wandb, mlflow"),
     ],

@@ -260,7 +260,7 @@ def test_the_choices_are_the_registries_when_the_parser_is_built(monkeypatch):
     assert "tiny-net" in action(parser, "--arch").help
     assert action(parser, "--dataset").metavar == "{mnist,fashion-mnist,cifar10,tiny-set}"
     assert "tiny-method}" in action(parser, "--method").metavar
-    assert "magnitude-init, tiny-method, none" in action(parser, "--baselines").help
+    assert "signed-reinit, tiny-method, none" in action(parser, "--baselines").help
     check_choices(
         parser.parse_args(["--dataset", "tiny-set", "--arch", "tiny-net", "--baselines", "tiny-method"]),
         RECIPE,
