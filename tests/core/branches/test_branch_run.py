@@ -20,12 +20,13 @@ METRICS = ("train_loss", "val_loss", "val_acc", "test_loss", "test_acc")
 
 @pytest.fixture(scope="module")
 def trunk(split, tmp_path_factory):
-    """A tiny fp64 trunk of one seed: the ticket with its re-init and random-pruning baselines in lockstep."""
+    """A tiny fp64 trunk of one seed: the ticket with its re-init, random-pruning and two init-variant baselines in
+    lockstep."""
     root = tmp_path_factory.mktemp("trunk")
     ticket = from_preset(
         "lenet", dataset="mnist", plan_fc=(32, 16), rounds=3, iterations=20, eval_every=10, precision="fp64"
     )
-    members = cohort_members(ticket, [0], ["reinit", "random-prune"])
+    members = cohort_members(ticket, [0], ["reinit", "random-prune", "signed-constant", "reshuffle"])
     stores = {m.key: RoundStore.at(str(root / m.key)) for m in members}
     cohort = Cohort(members, split)
     for results in cohort.run_results():
@@ -49,7 +50,7 @@ def grow(kind, trunk, split, root, chosen):
     return new, own, trained
 
 
-@pytest.mark.parametrize("kind", ["reinit", "random-prune"])
+@pytest.mark.parametrize("kind", ["reinit", "random-prune", "signed-constant", "reshuffle"])
 def test_a_member_added_by_a_branch_equals_its_lockstep_twin_bitwise(kind, trunk, split, tmp_path):
     new, own, trained = grow(kind, trunk, split, tmp_path, (1, 3))
     assert sorted(trained) == sorted((m.key, r) for m in new for r in (1, 3))  # round 2 skipped
@@ -85,7 +86,8 @@ def test_the_tickets_inversion_runs_every_round_up_to_the_last():
 
 def test_every_kind_adds_the_member_the_sweep_would_have():
     ticket = from_preset("lenet", dataset="mnist", rounds=2, iterations=40, eval_every=20)
-    for name in ("reinit", "random-prune", "snip", "grasp", "synflow", "magnitude-init"):
+    variants = ("signed-constant", "reshuffle", "signed-reshuffle", "signed-reinit")
+    for name in ("reinit", "random-prune", "snip", "grasp", "synflow", "magnitude-init", *variants):
         (m,) = branch_members(branch_of(name), ticket)
         assert m.key in {x.key for x in cohort_members(ticket, [0], [name])}
     (m,) = branch_members(branch_of("shuffle"), ticket)
