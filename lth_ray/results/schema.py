@@ -2,14 +2,18 @@
 
 `histories.parquet`: one row per (trial, round, evaluation point).
 `rounds.parquet`: one row per (trial, round), with per-layer density in columns `sparsity.<layer>`
-(NaN where an arch has no such layer). "sparsity" follows the thesis: the fraction of weights REMAINING.
+(NaN where an arch has no such layer), the other per-layer numbers as `<quantity>.<layer>` (`rounds_schema`).
+"sparsity" follows the thesis: the fraction of weights REMAINING.
 Iterations are absolute: a round rewound to k starts at `start_iteration` = k and trains `steps` = T - k.
 A diverged round (`diverged`) has no early-stop point when no evaluation was finite (nulls).
 The recipe's settings (`RECIPE`: optimizer, schedule, augmentation, layers left dense, BatchNorm on the
-instability path) are columns too, so rows can be grouped by them; lists are comma strings ("" for none).
+instability path, the mask criterion) are columns too, so rows can be grouped by them; lists are comma strings
+("" for none).
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import pyarrow as pa
 
@@ -32,6 +36,9 @@ RECIPE = [
     ("instability_bn", pa.string()),
     ("retrain", pa.string()),  # weight-rewind, lr-rewind or fine-tune (Renda et al. 2020)
     ("retrain_iterations", pa.int64()),  # t, the retrained rounds' length; 0: T - rewind_iteration
+    ("criterion", pa.string()),  # the mask criterion (Zhou et al. 2019); large_final is IMP's
+    ("pruned_weights", pa.string()),  # zero, or frozen-init
+    ("successive", pa.bool_()),  # whether the ticket measured the successive-round barrier (Paul et al. 2023)
 ]
 
 
@@ -72,6 +79,25 @@ IDENTITY = [
 
 HISTORIES = pa.schema(IDENTITY + [("iteration", pa.int64())] + [(m, pa.float64()) for m in METRICS])
 
+# What a ticket is made of (issue 30), per round: accuracy at the round's start weights with its mask before
+# any training (Zhou et al. 2019's supermask), the mask's Hamming distance to the member's previous round's, the
+# share of kept weights whose sign training flipped, the mean Jaccard overlap with the other seeds' masks at the
+# same round (computed at export), and the cost of one example's forward pass (ShrinkBench's params and MACs).
+# Null where an older experiment did not record them, or where a round has nothing to compare.
+ANATOMY = [
+    ("start_val_loss", pa.float64()),
+    ("start_val_acc", pa.float64()),
+    ("start_test_loss", pa.float64()),
+    ("start_test_acc", pa.float64()),
+    ("mask_distance", pa.float64()),
+    ("sign_flip_share", pa.float64()),
+    ("seed_jaccard", pa.float64()),
+    ("params", pa.int64()),
+    ("nonzero_params", pa.int64()),
+    ("dense_flops", pa.int64()),
+    ("flops", pa.int64()),
+]
+
 ROUNDS_FIXED = pa.schema(
     IDENTITY
     + [
@@ -84,14 +110,22 @@ ROUNDS_FIXED = pa.schema(
     + [(f"{m}_at_early_stop", pa.float64()) for m in METRICS]
     + [(f"final_{m}", pa.float64()) for m in METRICS]
     + [("seconds", pa.float64()), ("status", pa.string()), ("complete", pa.bool_())]
+    + ANATOMY
 )
 
 LAYER_PREFIX = "sparsity."
+# The per-layer columns, `<quantity>.<layer>`, in this order: the first four over the prunable layers (each
+# net's masks), the cost's over every Conv2d and Linear module (`lth_ray.core.models.cost`).
+PRUNABLE_LAYER_COLUMNS = ("sparsity", "mask_distance", "sign_flip_share", "seed_jaccard")
+COST_LAYER_COLUMNS = (("flops", pa.int64()), ("nonzero_weights", pa.int64()))
 
 
-def rounds_schema(layers: list[str]) -> pa.Schema:
-    """rounds.parquet's schema for an experiment whose nets have these prunable layers (in order)."""
-    return pa.schema(list(ROUNDS_FIXED) + [pa.field(f"{LAYER_PREFIX}{name}", pa.float64()) for name in layers])
+def rounds_schema(layers: Sequence[str], cost_layers: Sequence[str] = ()) -> pa.Schema:
+    """rounds.parquet's schema for an experiment whose nets have these prunable layers and these costed layers
+    (each in order)."""
+    per_layer = [pa.field(f"{q}.{name}", pa.float64()) for q in PRUNABLE_LAYER_COLUMNS for name in layers]
+    per_layer += [pa.field(f"{q}.{name}", typ) for q, typ in COST_LAYER_COLUMNS for name in cost_layers]
+    return pa.schema(list(ROUNDS_FIXED) + per_layer)
 
 
 # `instability.parquet`: one row per (trajectory, round) that measured instability (Frankle et al. 2020):
@@ -109,7 +143,11 @@ INSTABILITY = pa.schema(
         ("points", pa.int64()),
     ]
 )
-# `interpolation.parquet`: one row per (trajectory, round, alpha) on that path.
+# `successive.parquet`: the same columns for the successive-round path (Paul et al. 2023): from round r - 1's
+# trained ticket under round r's mask (`error_start`) to round r's trained ticket (`error_end`), rounds >= 1.
+SUCCESSIVE = INSTABILITY
+# `interpolation.parquet` (and `successive_interpolation.parquet`): one row per (trajectory, round, alpha) on
+# that path.
 INTERPOLATION = pa.schema(
     IDENTITY
     + [

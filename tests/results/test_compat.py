@@ -134,6 +134,18 @@ V020 = ROOT / "tests" / "data" / "v020-experiment"
 # settings (`--optimizer sgd --momentum 0.9 --learning-rate 0.05 --warmup 10it`) recorded in its configs.
 V030 = ROOT / "tests" / "data" / "v030-experiment"
 V020_METHODS = ["imp", "random-prune", "reinit"]
+# What a round's record holds since lth_ray 0.5 (what a ticket is made of: issue 30), beside the unchanged rest.
+NEW_RECORD_KEYS = {
+    "start_val_loss",
+    "start_val_acc",
+    "start_test_loss",
+    "start_test_acc",
+    "mask_distance",
+    "layer_mask_distance",
+    "sign_flip_share",
+    "layer_sign_flip_share",
+    "cost",
+}
 
 
 RECORDED = {"v020": V020, "v030": V030}
@@ -263,6 +275,8 @@ def test_a_v020_experiments_numbers_are_todays(v020, tiny_mnist):
                     now = json.loads(
                         json.dumps({k: v for k, v in res.record.items() if k not in ("seconds", "device_name")})
                     )
+                    assert set(now) - set(stored) == NEW_RECORD_KEYS, (t.config.key, r)  # recorded since 0.5
+                    now = {k: v for k, v in now.items() if k in stored}
                     then = {k: stored[k] for k in now}
                     assert G.same(now, then), (t.config.key, r, G.first_difference(now, then))
                     packed = t.rounds.store.packed_masks(r)

@@ -26,6 +26,7 @@ from lth_ray.core.data.registry import in_shape_of
 from lth_ray.core.engine.evaluation import evaluate
 from lth_ray.core.engine.records import METRICS
 from lth_ray.core.engine.weights import initial_weights
+from lth_ray.core.methods.member import first_round
 from lth_ray.core.models.registry import build_model
 from lth_ray.core.spec.config import plan_config
 from lth_ray.core.store.rounds import RoundStore
@@ -280,7 +281,7 @@ def test_sidecar_records_what_the_thesis_keys_cannot(prefix, trials):
 def test_parquet_schema_is_the_fixed_one(export_dir, trials):
     assert pq.read_schema(export_dir / "histories.parquet").remove_metadata() == HISTORIES
     rounds = pq.read_schema(export_dir / "rounds.parquet").remove_metadata()
-    assert rounds == rounds_schema(["fc.0", "fc.2", "out"])
+    assert rounds == rounds_schema(["fc.0", "fc.2", "out"], ["fc.0", "fc.2", "out"])  # Lenet's Linears: all pruned
     histories, rounds_df = thesis.load_parquet(str(export_dir))
     for df in (histories, rounds_df):
         assert not any(dtype == np.dtype(object) for dtype in df.dtypes), df.dtypes
@@ -315,6 +316,34 @@ def test_parquet_values_equal_the_trajectory_records(export_dir, trials, tiny_ex
                 "TERMINATED",
             )
             assert row["trajectory"].endswith(f"-s{t.config.seed}") and t.config.method in row["trajectory"]
+            for key in ("start_val_loss", "start_val_acc", "start_test_loss", "start_test_acc", "sign_flip_share"):
+                assert row[key] == rec[key], key
+            assert (row["params"], row["flops"]) == (rec["cost"]["params"], rec["cost"]["flops"]) and row[
+                "params"
+            ] == 266610
+            for layer, cost in rec["cost"]["layers"].items():
+                assert (row[f"flops.{layer}"], row[f"nonzero_weights.{layer}"]) == (
+                    cost["flops"],
+                    cost["nonzero_weights"],
+                )
+            for layer, share in rec["layer_sign_flip_share"].items():
+                assert row[f"sign_flip_share.{layer}"] == share
+            distance = rec["layer_mask_distance"] or {}
+            assert all(row[f"mask_distance.{layer}"] == distance[layer] for layer in distance)
+            assert (
+                (rec["mask_distance"] is None)
+                == (rec["round"] == first_round(t.config))
+                == np.isnan(row["mask_distance"])
+            )
+            # the two seeds' masks at this round, from the round files: Jaccard by hand
+            [other] = [o for o in trials if o.config.method == t.config.method and o.config.seed != t.config.seed]
+            mine, theirs = t.rounds.masks(rec["round"]), other.rounds.masks(rec["round"])
+            both = sum(int((mine[n] & theirs[n]).sum()) for n in mine)
+            either = sum(int((mine[n] | theirs[n]).sum()) for n in mine)
+            assert row["seed_jaccard"] == pytest.approx(both / either, rel=1e-12)
+            assert row["seed_jaccard.out"] == pytest.approx(
+                int((mine["out"] & theirs["out"]).sum()) / int((mine["out"] | theirs["out"]).sum())
+            )
 
 
 # ------------------------------------------------------------------ partial experiments

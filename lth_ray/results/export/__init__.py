@@ -8,20 +8,25 @@ next to the target and renamed into place: a crash never leaves half an export, 
 existing export is never touched. Trials that errored or stopped early export the rounds they finished; what
 is missing is printed and recorded in `export.json` and in each group's `-lth_ray.json` sidecar.
 
-One job per module: `parquet` (the tables), `thesis_groups` and `thesis_files` (the thesis' format), `folder` (one
-export folder and its manifest), `publish` (putting it in place, locally or on a bucket), `command` (the command
-line); `files` holds the create-only writes they share. This module names their public API in one place.
+One job per module: `parquet` (the tables), `overlap` (the seeds' mask overlap), `thesis_groups` and
+`thesis_files` (the thesis' format), `folder` (one export folder and its manifest), `publish` (putting it in
+place, locally or on a bucket), `command` (the command line); `files` holds the create-only writes they share.
+This module names their public API in one place.
 """
 
 from lth_ray.results.export.command import build_parser, main
 from lth_ray.results.export.files import EXPORT_FORMAT, MANIFEST
 from lth_ray.results.export.folder import write_export
+from lth_ray.results.export.overlap import seed_jaccard
 from lth_ray.results.export.parquet import (
+    cost_layer_names,
     histories_table,
     instability_table,
     interpolation_table,
     layer_names,
     rounds_table,
+    successive_interpolation_table,
+    successive_table,
     trajectory_name,
     trial_identity,
 )

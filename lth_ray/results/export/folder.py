@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from pathlib import PurePosixPath
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from lth_ray import __version__
@@ -22,10 +24,21 @@ from lth_ray.results.export.parquet import (
     instability_table,
     interpolation_table,
     rounds_table,
+    successive_interpolation_table,
+    successive_table,
     trajectory_name,
 )
 from lth_ray.results.export.thesis_files import write_thesis_groups
 from lth_ray.results.export.thesis_groups import parquet_only_notes, thesis_net
+
+# The linear paths' files, written where some round measured the path: its barriers and its points.
+PATH_TABLES: dict[str, dict[str, Callable[[list[TrialResult], str], pa.Table]]] = {
+    "instability": {"instability.parquet": instability_table, "interpolation.parquet": interpolation_table},
+    "successive": {
+        "successive.parquet": successive_table,
+        "successive_interpolation.parquet": successive_interpolation_table,
+    },
+}
 
 
 def write_export(
@@ -47,15 +60,11 @@ def write_export(
     _write_new(os.path.join(folder, "histories.parquet"), lambda f: pq.write_table(histories_table(usable, name), f))
     _write_new(os.path.join(folder, "rounds.parquet"), lambda f: pq.write_table(rounds_table(usable, name), f))
     extra = []
-    if any("instability" in rec for t in usable for rec in t.records):
-        _write_new(
-            os.path.join(folder, "instability.parquet"), lambda f: pq.write_table(instability_table(usable, name), f)
-        )
-        _write_new(
-            os.path.join(folder, "interpolation.parquet"),
-            lambda f: pq.write_table(interpolation_table(usable, name), f),
-        )
-        extra = ["instability.parquet", "interpolation.parquet"]
+    for path, tables in PATH_TABLES.items():
+        if any(rec.get(path) for t in usable for rec in t.records):
+            for file, table in tables.items():
+                _write_new(os.path.join(folder, file), lambda f, table=table: pq.write_table(table(usable, name), f))
+                extra.append(file)
     trunk = [t for t in trials if not t.branch]  # branch members are in the Parquet tables only
     groups = write_thesis_groups(trunk, folder, experiment, last_results, now, extra)
     for g in groups:  # what the trial lines above do not already say

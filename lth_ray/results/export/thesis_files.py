@@ -30,6 +30,13 @@ from lth_ray.results.export.thesis_groups import Group, group_trials, recipe, th
 from lth_ray.results.schema import RECIPE_DEFAULTS, recipe_cell
 
 THESIS_METRICS = ("train_loss", "val_loss", "val_acc", "test_acc")
+# The Parquet tables of the linear paths, as the sidecar names them.
+EXTRA_TABLES = {
+    "instability.parquet": "instability: Frankle et al. 2020",
+    "interpolation.parquet": "instability: Frankle et al. 2020",
+    "successive.parquet": "successive rounds' barrier: Paul et al. 2023",
+    "successive_interpolation.parquet": "successive rounds' barrier: Paul et al. 2023",
+}
 
 
 class GroupFiles(TypedDict):
@@ -240,7 +247,7 @@ def write_group(
         "notes": info["notes"],
         "other_methods": _other_methods(g),
         "extra_tables": {
-            name: "Parquet beside the thesis files (instability: Frankle et al. 2020); the thesis files are unchanged"
+            name: f"Parquet beside the thesis files ({EXTRA_TABLES.get(name, name)}); the thesis files are unchanged"
             for name in extra_tables
         },
         "layout": {
