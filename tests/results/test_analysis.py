@@ -26,7 +26,7 @@ from conftest import ROOT
 from lth_ray.core.engine.records import METRICS
 from lth_ray.core.pruning.masks import alive_after  # noqa: E402
 from lth_ray.results import analysis as A  # noqa: E402
-from lth_ray.results.schema import HISTORIES, RECIPE_DEFAULTS, ROUNDS_FIXED  # noqa: E402
+from lth_ray.results.schema import HISTORIES, RECIPE_DEFAULTS, ROUNDS_FIXED, rounds_schema  # noqa: E402
 
 NOTEBOOK = ROOT / "notebooks" / "ExperimentEvaluation.ipynb"
 IDENT = dict(
@@ -401,7 +401,9 @@ def test_tidy_frames_match_the_trajectory_records(experiment):
 
     exp = A.load_experiment(experiment)
     assert list(exp.histories.columns) == HISTORIES.names
-    assert list(exp.rounds.columns) == ROUNDS_FIXED.names + ["sparsity.fc.0", "sparsity.fc.2", "sparsity.out"]
+    layers = ["fc.0", "fc.2", "out"]
+    assert list(exp.rounds.columns) == rounds_schema(layers, layers).names
+    assert list(exp.rounds.columns)[: len(ROUNDS_FIXED) + 3] == ROUNDS_FIXED.names + [f"sparsity.{n}" for n in layers]
     trials = load_trials(str(experiment))
     assert len(trials) == len(exp.trials) == 6
     assert sorted(exp.rounds.groupby("method")["round"].apply(lambda r: sorted(set(r))).items()) == [

@@ -6,17 +6,38 @@ same code analyses a live sweep, a finished one, or a copy of its export. Plot f
 they are given and never choose a backend, so they work in notebooks and headless (Agg) alike.
 
 One job per module: `frames` (loading, the tidy frames, configurations), `summaries` (early stop, means over
-seeds, winning tickets, stability), `plots`, and `tune` (Ray Tune's `ExperimentAnalysis`, on request). This
+seeds, winning tickets, stability), `plots`, `anatomy` (what a ticket is made of: supermask accuracy, criteria,
+init variants, mask dynamics, cost, successive rounds), and `tune` (Ray Tune's `ExperimentAnalysis`, on request). This
 module names their public API in one place, as `from lth_ray.results import analysis as A` uses it.
 """
 
 from lth_ray.core.engine.records import METRICS
 from lth_ray.core.spec.config import ABLATIONS, AT_INIT, TICKETS
+from lth_ray.results.analysis.anatomy import (
+    ANATOMY_METRICS,
+    CRITERION,
+    DYNAMICS,
+    INIT_VARIANTS,
+    criteria_order,
+    criteria_table,
+    criterion_comparisons,
+    criterion_label,
+    dynamics_table,
+    has_metric,
+    plot_anatomy_vs_sparsity,
+    plot_criteria_vs_sparsity,
+    plot_dynamics_vs_sparsity,
+    plot_init_variants,
+    plot_successive_vs_sparsity,
+    plot_supermask_vs_sparsity,
+    variant_methods,
+)
 from lth_ray.results.analysis.frames import (
     CONFIG,
     GROUP,
     OLD_EXPORT_DEFAULTS,
     OWN_DENSE_ROUND,
+    PATH_FILES,
     RUNNING,
     TRIAL_COLUMNS,
     TRIAL_IDENTITY,
@@ -30,7 +51,9 @@ from lth_ray.results.analysis.frames import (
 )
 from lth_ray.results.analysis.plots import (
     ABLATION_STYLES,
+    X_AXES,
     _fmt_percent,
+    has_flops,
     ladder_ticks,
     mask_image,
     plot_accuracy_vs_sparsity,
@@ -45,6 +68,8 @@ from lth_ray.results.analysis.plots import (
     plot_vs_sparsity,
     select_rounds,
     sparsity_axis,
+    x_axis,
+    x_values,
 )
 from lth_ray.results.analysis.summaries import (
     FAMILIES,

@@ -14,7 +14,7 @@ import pandas as pd
 
 from lth_ray.core.methods.member import first_round
 from lth_ray.core.spec.config import TICKETS  # the methods that own a dense round 0
-from lth_ray.results.schema import IDENTITY, RECIPE, RECIPE_DEFAULTS
+from lth_ray.results.schema import ANATOMY, IDENTITY, RECIPE, RECIPE_DEFAULTS
 
 # A configuration is the whole recipe, everything but the seed and the method: its tickets and baselines are
 # compared, and two recipes never average together.
@@ -36,6 +36,12 @@ CONFIG = [
     *(name for name, _ in RECIPE),
 ]
 GROUP = CONFIG + ["method", "round"]
+PATH_FILES = (  # an export's tables of the linear paths, in `Experiment`'s order; absent where not measured
+    "instability.parquet",
+    "interpolation.parquet",
+    "successive.parquet",
+    "successive_interpolation.parquet",
+)
 OWN_DENSE_ROUND = TICKETS + tuple(f"{t}-invert" for t in TICKETS)  # labels with a round 0 of their own
 RUNNING = ("RUNNING", "PENDING", "PAUSED")
 TRIAL_IDENTITY = [name for name, _ in IDENTITY if name not in ("round", "sparsity")]
@@ -60,6 +66,8 @@ class Experiment:
     masks: dict = field(default_factory=dict)  # {trial_id: its rounds reader} (Tune folder only)
     instability: pd.DataFrame | None = None  # one row per (trial, round) measured; schema.INSTABILITY
     interpolation: pd.DataFrame | None = None  # one row per (trial, round, alpha); schema.INTERPOLATION
+    successive: pd.DataFrame | None = None  # the successive rounds' path (Paul et al. 2023); schema.SUCCESSIVE
+    successive_interpolation: pd.DataFrame | None = None  # its points; schema.INTERPOLATION
 
     def mask(self, trial_id: str, round_: int) -> dict[str, np.ndarray]:
         """The bool masks {layer: array} of one trial's round (True = weight alive); reads that round only."""
@@ -103,15 +111,20 @@ def load_experiment(experiment: str | Path) -> Experiment:
     histories = histories_table(usable, name).to_pandas()
     rounds = rounds_table(usable, name).to_pandas()
     trials_frame = pd.DataFrame(trial_rows, columns=TRIAL_COLUMNS).sort_values("trial_id", ignore_index=True)
-    from lth_ray.results.export import instability_table, interpolation_table
+    from lth_ray.results.export import (
+        instability_table,
+        interpolation_table,
+        successive_interpolation_table,
+        successive_table,
+    )
 
     return Experiment(
         histories,
         rounds,
         trials_frame,
         masks,
-        instability_table(usable, name).to_pandas(),
-        interpolation_table(usable, name).to_pandas(),
+        *(table(usable, name).to_pandas() for table in (instability_table, interpolation_table)),
+        *(table(usable, name).to_pandas() for table in (successive_table, successive_interpolation_table)),
     )
 
 
@@ -143,7 +156,7 @@ def load_export(export_dir: str | Path) -> Experiment:
         _with_recipe(pq.read_table(f"{folder}/{n}", filesystem=fs).to_pandas())
         if fs.get_file_info(f"{folder}/{n}").type == pafs.FileType.File
         else None
-        for n in ("instability.parquet", "interpolation.parquet")
+        for n in PATH_FILES
     ]
     return Experiment(histories, rounds, trials, {}, *extra)
 
@@ -196,10 +209,16 @@ OLD_EXPORT_DEFAULTS = {
 
 def _with_recipe(frame: pd.DataFrame) -> pd.DataFrame:
     """An export from an older lth_ray lacks some recipe columns: fill them so grouping still works (every
-    trial of such an export shares the filled values, so nothing is merged that the old export kept apart)."""
+    trial of such an export shares the filled values, so nothing is merged that the old export kept apart).
+    Its rounds also lack what a ticket is made of (`schema.ANATOMY`): NaN, as the exporter writes for records
+    without those numbers."""
+    rounds = "early_stop_index" in frame.columns
     for col, value in OLD_EXPORT_DEFAULTS.items():
-        if col not in frame.columns and (col != "diverged" or "early_stop_index" in frame.columns):
+        if col not in frame.columns and (col != "diverged" or rounds):
             frame[col] = value
+    if rounds:
+        for col in [c for c, _ in ANATOMY if c not in frame.columns]:
+            frame[col] = np.nan
     if "diverged" in frame.columns:
         frame["diverged"] = frame["diverged"].fillna(False).astype(bool)
     return frame
@@ -297,6 +316,7 @@ SHORT_WORDS = {
     "augment": "augment:",
     "prune_ignore": "dense:",
     "instability_bn": "bn:",
+    "pruned_weights": "pruned:",
 }
 
 
@@ -309,7 +329,9 @@ def _label_word(column: str, value) -> str:
         return f"t{value}" if value else "t=T-k"
     if column == "nesterov":
         return "nesterov" if value else "no-nesterov"
-    return str(value)
+    if column == "successive":
+        return "successive" if value else "no-successive"
+    return str(value)  # a word that names itself: the optimizer, the retraining mode, the criterion
 
 
 def config_labels(frame: pd.DataFrame) -> dict[tuple, str]:

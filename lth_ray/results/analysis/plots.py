@@ -40,19 +40,58 @@ def _fmt_percent(v: float) -> str:
     return f"{v:.0f}" if v >= 99.95 else f"{v:.1f}" if v >= 0.95 else f"{v:.2g}"
 
 
-def sparsity_axis(ax, percents, reference=None, label: str = "Percent of weights remaining") -> None:
+def sparsity_axis(ax, percents, reference=None, label: str = "Percent of weights remaining", fmt=None) -> None:
     """The thesis' sparsity axis: log base 2, inverted so the dense net is on the left; ladder ticks taken
-    from `reference` (one line's levels; two archs' ladders would interleave) or from `percents`."""
+    from `reference` (one line's levels; two archs' ladders would interleave) or from `percents`, written by
+    `fmt` (default: percent)."""
     from matplotlib.ticker import FixedLocator, NullLocator
 
     ticks = ladder_ticks(percents if reference is None else reference)
     ax.set_xscale("log", base=2)
     ax.xaxis.set_major_locator(FixedLocator(ticks))
     ax.xaxis.set_minor_locator(NullLocator())
-    ax.set_xticklabels([_fmt_percent(t) for t in ticks])
+    ax.set_xticklabels([(fmt or _fmt_percent)(t) for t in ticks])
     lo, hi = min(percents), max(percents)
     ax.set_xlim(hi * 2**0.15, lo / 2**0.15)  # reversed limits: the axis is inverted
     ax.set_xlabel(label)
+
+
+# What the x axis of a plot against density may be: the percent of weights remaining (the thesis'), or the
+# forward FLOPs of one example through the masked net (`cost`: multiply-accumulates, ShrinkBench's count).
+X_AXES = ("density", "flops")
+
+
+def _fmt_count(v: float) -> str:
+    for scale, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if v >= scale:
+            return f"{v / scale:.3g}{suffix}"
+    return f"{v:.3g}"
+
+
+def x_values(rows: pd.DataFrame, x: str = "density") -> np.ndarray:
+    """A summary's x values: percent of weights remaining, or the mean forward FLOPs over seeds (`flops_mean`)."""
+    if x not in X_AXES:
+        raise ValueError(f"x={x!r} is unknown; use {' or '.join(X_AXES)}")
+    if x == "flops":
+        return rows["flops_mean"].to_numpy(dtype=float)
+    return rows["sparsity"].to_numpy() * 100
+
+
+def x_axis(ax, values, reference=None, x: str = "density") -> None:
+    """`sparsity_axis` for percent remaining, or the same log2 axis (inverted: dense on the left) in FLOPs."""
+    values = [v for v in values if np.isfinite(v) and v > 0]
+    reference = [v for v in reference if np.isfinite(v) and v > 0] if reference else None
+    if not values:
+        return
+    if x == "flops":
+        sparsity_axis(ax, values, reference or None, "Forward FLOPs per example (multiply-accumulates)", _fmt_count)
+    else:
+        sparsity_axis(ax, values, reference or None)
+
+
+def has_flops(summary: pd.DataFrame) -> bool:
+    """Whether a summary has FLOPs to draw against (experiments before lth_ray 0.5 recorded none)."""
+    return "flops_mean" in summary.columns and bool(np.isfinite(summary["flops_mean"].to_numpy(dtype=float)).any())
 
 
 def _is_fraction(metric: str) -> bool:
@@ -79,9 +118,11 @@ def plot_vs_sparsity(
     metric: str = "test_acc_at_early_stop",
     methods=("imp", "one-shot", "reinit", "random-prune"),
     spread: str = "minmax",
+    x: str = "density",
 ) -> None:
-    """`metric` (mean over seeds, error bars min/max or std) against percent of weights remaining; one colour
-    per configuration, tickets solid, baselines dotted and starting from their ticket's dense round."""
+    """`metric` (mean over seeds, error bars min/max or std) against percent of weights remaining (or forward
+    FLOPs, `x="flops"`); one colour per configuration, tickets solid, baselines dotted and starting from their
+    ticket's dense round."""
     import matplotlib
 
     scale = 100.0 if _is_fraction(metric) else 1.0
@@ -97,16 +138,16 @@ def plot_vs_sparsity(
             rows = mine[mine["method"] == method].sort_values("round")
             if method in PAPER_BASELINES and not dense.empty and 0 not in set(rows["round"]):
                 rows = pd.concat([dense.iloc[:1], rows])
-            x = rows["sparsity"].to_numpy() * 100
+            xs = x_values(rows, x)
             y = rows[f"{metric}_mean"].to_numpy() * scale
             if spread == "std":
                 err = rows[f"{metric}_std"].fillna(0).to_numpy() * scale
             else:
                 err = np.vstack(
                     [y - rows[f"{metric}_min"].to_numpy() * scale, rows[f"{metric}_max"].to_numpy() * scale - y]
-                )
+                ).clip(min=0)  # equal seeds' mean can round a hair past their min or max
             ax.errorbar(
-                x,
+                xs,
                 y,
                 yerr=err,
                 color=colours[i % len(colours)],
@@ -118,11 +159,10 @@ def plot_vs_sparsity(
                 linestyle="-" if method in TICKETS else ":",
                 label=label if method in TICKETS else f"{label} ({method})",
             )
-            percents += list(x)
-            if method in TICKETS and len(x) > len(reference):
-                reference = list(x)
-    if percents:
-        sparsity_axis(ax, percents, reference or None)
+            percents += list(xs)
+            if method in TICKETS and len(xs) > len(reference):
+                reference = list(xs)
+    x_axis(ax, percents, reference, x)
     ax.set_ylabel(_pretty(metric))
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize="small")
@@ -131,8 +171,10 @@ def plot_vs_sparsity(
 ABLATION_STYLES = {"": "-", "shuffle": "--", "reinit": ":", "invert": "-."}
 
 
-def plot_methods_vs_sparsity(ax, summary: pd.DataFrame, key: tuple, metric: str = "test_acc_at_early_stop") -> None:
-    """Every method of one configuration against weights remaining: one colour per method (the ticket's
+def plot_methods_vs_sparsity(
+    ax, summary: pd.DataFrame, key: tuple, metric: str = "test_acc_at_early_stop", x: str = "density"
+) -> None:
+    """Every method of one configuration against weights remaining (or FLOPs): one colour per method (the ticket's
     re-init in the ticket's colour), the line style by ablation (solid: the method; dashed: shuffled within
     layers; dotted: fresh init; dash-dot: inverted scores); mean over seeds, min/max as a band."""
     import matplotlib
@@ -148,11 +190,11 @@ def plot_methods_vs_sparsity(ax, summary: pd.DataFrame, key: tuple, metric: str 
     for label in labels:
         family, ablation = styles[label]
         rows = mine[mine["method"] == label].sort_values("round")
-        x = rows["sparsity"].to_numpy() * 100
+        xs = x_values(rows, x)
         y = rows[f"{metric}_mean"].to_numpy() * scale
         colour = colours[families.index(family) % len(colours)]
         ax.plot(
-            x,
+            xs,
             y,
             color=colour,
             linestyle=ABLATION_STYLES[ablation],
@@ -162,16 +204,15 @@ def plot_methods_vs_sparsity(ax, summary: pd.DataFrame, key: tuple, metric: str 
             label=label,
         )
         ax.fill_between(
-            x,
+            xs,
             rows[f"{metric}_min"].to_numpy() * scale,
             rows[f"{metric}_max"].to_numpy() * scale,
             color=colour,
             alpha=0.08,
             linewidth=0,
         )
-        percents += list(x)
-    if percents:
-        sparsity_axis(ax, percents)
+        percents += list(xs)
+    x_axis(ax, percents, x=x)
     ax.set_ylabel(_pretty(metric))
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize="x-small", ncol=2)
@@ -344,7 +385,7 @@ def plot_interpolation(ax, interpolation: pd.DataFrame, rounds=None, metric: str
         g = interpolation[interpolation["round"] == r]
         if g.empty:
             continue
-        s = g.groupby("alpha")[metric].mean() * 100
+        s = g.groupby("alpha")[metric].mean() * (100 if _is_fraction(metric) else 1)
         ax.plot(
             s.index,
             s.to_numpy(),
@@ -352,6 +393,6 @@ def plot_interpolation(ax, interpolation: pd.DataFrame, rounds=None, metric: str
             label=f"{_fmt_percent(g['sparsity'].mean() * 100)}% (round {r})",
         )
     ax.set_xlabel("Interpolation alpha")
-    ax.set_ylabel(f"{metric.replace('_', ' ').capitalize()} (%)")
+    ax.set_ylabel(metric.replace("_", " ").capitalize() + (" (%)" if _is_fraction(metric) else ""))
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize="small", title="weights remaining")

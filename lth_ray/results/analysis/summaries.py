@@ -11,12 +11,17 @@ import pandas as pd
 from lth_ray.core.engine.records import METRICS
 from lth_ray.core.spec.config import ABLATIONS, AT_INIT, TICKETS
 from lth_ray.results.analysis.frames import CONFIG, GROUP, matching
-from lth_ray.results.schema import IDENTITY
+from lth_ray.results.schema import ANATOMY, IDENTITY
 
 # The paper's two baselines: the winning-ticket table gives each one's gap to the ticket at the ticket's round.
 PAPER_BASELINES = ("reinit", "random-prune")
 FAMILIES = TICKETS + ("random-prune",) + AT_INIT  # the methods an ablation label is built on, in table order
-SUMMARY_METRICS = ["early_stop_iteration"] + [f"{m}_at_early_stop" for m in METRICS] + [f"final_{m}" for m in METRICS]
+SUMMARY_METRICS = (
+    ["early_stop_iteration"]
+    + [f"{m}_at_early_stop" for m in METRICS]
+    + [f"final_{m}" for m in METRICS]
+    + [name for name, _ in ANATOMY]  # what a ticket is made of: NaN in an older experiment's rows
+)
 
 
 # ------------------------------------------------------------------ the thesis' early-stop numbers
