@@ -16,6 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from lth_ray.results import analysis as A
+from lth_ray.results.report_anatomy import anatomy_figures, anatomy_markdown, anatomy_tables
 from lth_ray.results.tables import report_tables, write_tables
 
 VECTOR_FORMATS = ("pdf", "svg")  # written beside each PNG
@@ -35,9 +36,10 @@ def _slug(label: str) -> str:
     return re.sub(r"[^A-Za-z0-9.]+", "-", label).strip("-")
 
 
-def write_figures(exp: A.Experiment, out: Path) -> list[Path]:
+def write_figures(exp: A.Experiment, out: Path, x: str = "density") -> list[Path]:
     """Every figure of the report, one PNG each plus a PDF and an SVG of it beside; returns the PNGs' paths.
-    Plain `Figure`s, no pyplot: no display needed and the caller's backend (a notebook's) is left alone."""
+    Plain `Figure`s, no pyplot: no display needed and the caller's backend (a notebook's) is left alone. `x`:
+    the accuracy plots' axis, "density" (percent of weights remaining) or "flops" (where recorded)."""
     from matplotlib.figure import Figure
 
     written = []
@@ -56,12 +58,13 @@ def write_figures(exp: A.Experiment, out: Path) -> list[Path]:
     if exp.rounds.empty:
         return written
     summary = A.summarise(exp.rounds)
-    for name, draw in (
-        ("accuracy_vs_sparsity.png", A.plot_accuracy_vs_sparsity),
-        ("early_stop_vs_sparsity.png", A.plot_early_stop_vs_sparsity),
+    x = x if A.has_flops(summary) else "density"
+    for name, draw, axis in (
+        ("accuracy_vs_sparsity.png", A.plot_accuracy_vs_sparsity, x),
+        ("early_stop_vs_sparsity.png", A.plot_early_stop_vs_sparsity, "density"),
     ):
         fig, ax = subplots(figsize=(7, 4.5))
-        draw(ax, summary)
+        draw(ax, summary, x=axis)
         save(fig, name)
     if exp.instability is not None and not exp.instability.empty:
         fig, ax = subplots(figsize=(7, 4.5))
@@ -78,7 +81,7 @@ def write_figures(exp: A.Experiment, out: Path) -> list[Path]:
     if A.has_other_methods(summary):
         for key, label in A.config_labels(summary).items():
             fig, ax = subplots(figsize=(9, 5.5))
-            A.plot_methods_vs_sparsity(ax, summary, key)
+            A.plot_methods_vs_sparsity(ax, summary, key, x=x)
             ax.set_title(f"{label}: every method at the ticket's densities")
             save(fig, f"methods-{_slug(label)}.png")
     for shared, rows in A.retrain_comparisons(summary):
@@ -115,6 +118,7 @@ def write_figures(exp: A.Experiment, out: Path) -> list[Path]:
                 ax.axis("off")
             fig.suptitle(f"{label}: masks of {ticket} seed {last['seed']}, round {last['round']}")
             save(fig, f"masks-{slug}.png")
+    anatomy_figures(exp, subplots, save, _slug, x)
     return written
 
 
@@ -316,6 +320,7 @@ def summary_markdown(exp: A.Experiment, source: str, figures: list[Path]) -> str
             for _, r in inst.sort_values(A.CONFIG + ["round"]).iterrows()
         ]
         parts += [_table(["configuration", "round", "% remaining", "seeds", "error barrier", "loss barrier"], rows), ""]
+    parts += anatomy_markdown(exp, _slug)
     parts += ["## Diverged rounds", ""]
     bad = exp.rounds[exp.rounds["diverged"]] if "diverged" in exp.rounds.columns else exp.rounds.iloc[:0]
     if bad.empty:
@@ -361,15 +366,16 @@ def summary_markdown(exp: A.Experiment, source: str, figures: list[Path]) -> str
     return "\n".join(parts)
 
 
-def report(source: str, out: Path) -> list[Path]:
+def report(source: str, out: Path, x: str = "density") -> list[Path]:
     """Load, then write the figures (PNG, PDF, SVG), summary.md and its tables (CSV, TeX) into `out`;
-    returns the files written."""
+    returns the files written. `x`: the accuracy plots' axis, "density" or "flops"."""
     exp = load(source)
     out.mkdir(parents=True, exist_ok=True)
-    figures = write_figures(exp, out)
+    figures = write_figures(exp, out, x)
     (out / "summary.md").write_text(summary_markdown(exp, source, figures))
     vectors = [p.with_suffix(f".{fmt}") for p in figures for fmt in VECTOR_FORMATS]
-    return figures + vectors + [out / "summary.md"] + write_tables(report_tables(exp, _slug), out)
+    tables = {**report_tables(exp, _slug), **anatomy_tables(exp, _slug)}
+    return figures + vectors + [out / "summary.md"] + write_tables(tables, out)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -379,6 +385,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("experiment", help="a Tune experiment folder (or URI), or its export folder")
     p.add_argument("--out", help="output folder (default: <experiment>/report)")
+    p.add_argument(
+        "--x",
+        choices=A.X_AXES,
+        default="density",
+        metavar="AXIS",
+        help="the accuracy plots' x axis: density (the percent of weights remaining) or flops (the multiply-"
+        "accumulates of one example's forward pass through the masked net; an experiment that recorded none is "
+        "drawn against density)",
+    )
     a = p.parse_args(argv)
     from pyarrow import ArrowException
 
@@ -390,7 +405,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     out = Path(a.out).expanduser().resolve() if a.out else Path(a.experiment).expanduser().resolve() / "report"
     try:
-        written = report(a.experiment, out)
+        written = report(a.experiment, out, a.x)
     except (ExperimentError, ConfigError, OSError, ArrowException) as err:
         line = (str(err).splitlines() or [type(err).__name__])[0]
         print(

@@ -136,10 +136,11 @@ def report_tables(exp: A.Experiment, slug) -> dict[str, pd.DataFrame]:
 
 
 def _digits(column: str) -> int:
-    """The Markdown's digits for a column: 1 for % remaining, 0 for iterations, 3 for loss barriers, else 2."""
+    """The Markdown's digits for a column: 1 for % remaining, 0 for iterations and counts (parameters, FLOPs),
+    3 for loss barriers, else 2."""
     if "percent_remaining" in column:
         return 1
-    if "iteration" in column:
+    if "iteration" in column or column in ("nonzero_params", "params", "flops", "dense_flops"):
         return 0
     return 3 if column.startswith("loss_barrier") else 2
 
