@@ -1,8 +1,8 @@
 """A ticket's scores of the round under its mask criterion (`pruning.criteria`, Zhou et al. 2019).
 
 w_i is the member's rewind point (its init, or W_k under late rewinding), w_f the trained weights its round prunes;
-the random criterion draws from the member's own criterion stream of the round. `invert` (the sanity check's
-inversion) keeps the lowest scores instead.
+the random criterion (and a sign filter's random tie-break) draws from the member's own criterion stream of the
+round. `invert` (the sanity check's inversion) keeps the lowest scores instead.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ def kept_scores(
     cfg = member.config
     criterion = criterion_of(cfg.criterion)
     inits = member.on_device(member.layer_weights(member.rewind_weights())) if criterion.needs_init else {}
-    draw = generator(cfg.seed, STREAM_CRITERION, r) if criterion.random else None
+    draw = generator(cfg.seed, STREAM_CRITERION, r) if criterion.random or criterion.random_ties else None
     scope = "global" if cfg.pruning == "global" else "layer"
     scores = criterion_scores(cfg.criterion, inits, finals, masks, scope, draw)
     return {n: -s for n, s in scores.items()} if invert else scores

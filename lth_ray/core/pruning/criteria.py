@@ -7,11 +7,14 @@ point (the init, or W_k under late rewinding) and w_f the trained weights the ro
 round's; one-shot: the dense round's). `large_final` (|w_f|) is IMP's own criterion and lth_ray's default.
 
 Scores are float64. The sign filters zero the score of the weights whose sign changed (`same_sign`) or did not
-(`diff_sign`), as the authors' code does (np.sign; 0 is a sign of its own). The two joint criteria keep the
-weights in both top-q sets (by |w_i| and by |w_f|, among the alive ones), for the q that keeps the round's count:
-the authors find q by bisection (`bsearch_quadrant_threshold`); here the weights enter the intersection in order
-of max(rank by |w_i|, rank by |w_f|), which is the same family of sets with the count met exactly (ties: the lower
-flat index kept first). Adding a criterion is one `register_criterion` call.
+(`diff_sign`), as the authors' code does (np.sign; 0 is a sign of its own); those zeros tie in the thousands, and
+the authors break ties at random (`np.lexsort` with a random key), so these criteria do too, from the member's
+criterion stream (`break_ties`): a tie broken by the flat index would keep the first rows of a layer.
+
+The two joint criteria keep the weights in both top-q sets (by |w_i| and by |w_f|, among the alive ones), for the q
+that keeps the round's count: the authors find q by bisection (`bsearch_quadrant_threshold`); here the weights enter
+the intersection in order of max(rank by |w_i|, rank by |w_f|), which is the same family of sets with the count met
+exactly (ties: the lower flat index kept first). Adding a criterion is one `register_criterion` call.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ class Criterion:
     joint: str = ""
     random: bool = False
     reads_init: bool = True  # whether its scores read w_i (large_final and small_final do not)
+    random_ties: bool = False  # many exact ties (a sign filter's zeros): broken at random, as the authors' lexsort
 
     @property
     def needs_init(self) -> bool:
@@ -82,6 +86,25 @@ def joint_scores(wi: torch.Tensor, wf: torch.Tensor, alive: torch.Tensor, larges
     return -worst.to(torch.float64)
 
 
+def break_ties(scores: Tensors, scope: str, generator: torch.Generator) -> Tensors:
+    """The scores' ranks (float64) after sorting by (score, a uniform random key), as the authors'
+    `np.lexsort((np.random.random(n), score))`: the same order, equal scores in random order; within each layer
+    (layer order, one stream) or over all layers at once (`scope` 'global')."""
+    groups = [[n] for n in scores] if scope == "layer" else [list(scores)]
+    out = {}
+    for names in groups:
+        flat = torch.cat([scores[n].flatten() for n in names])
+        perm = torch.randperm(flat.numel(), generator=generator).to(flat.device)
+        order = perm[torch.sort(flat[perm], stable=True).indices]
+        ranks = torch.empty_like(flat)
+        ranks[order] = torch.arange(flat.numel(), device=flat.device, dtype=flat.dtype)
+        start = 0
+        for n in names:
+            out[n] = ranks[start : start + scores[n].numel()].view_as(scores[n])
+            start += scores[n].numel()
+    return out
+
+
 def criterion_scores(
     name: str,
     inits: Tensors,
@@ -92,17 +115,19 @@ def criterion_scores(
 ) -> Tensors:
     """Each layer's scores under criterion `name` (higher: kept), float64, on the weights' device. `scope`:
     'layer' (layer-wise pruning: joint ranks within each layer) or 'global' (ranks over all layers). `generator`:
-    the member's criterion stream of the round (the random criterion)."""
+    the member's criterion stream of the round (the random criterion's scores, a sign filter's random ties)."""
     c = criterion_of(name)
     names = list(masks)
     wf = {n: finals[n].detach().to(torch.float64) for n in names}
+    if (c.random or c.random_ties) and generator is None:
+        raise ValueError(f"criterion {name!r} draws from the member's criterion stream")
     if c.random:
-        if generator is None:
-            raise ValueError("the random criterion draws from the member's criterion stream")
+        assert generator is not None
         return {n: torch.rand(masks[n].shape, generator=generator, dtype=torch.float64).to(wf[n].device) for n in names}
     wi = {n: inits[n].detach().to(torch.float64).to(wf[n].device) for n in names} if c.needs_init else wf
     if c.score is not None:
-        return {n: c.score(wi[n], wf[n]) for n in names}
+        scores = {n: c.score(wi[n], wf[n]) for n in names}
+        return break_ties(scores, scope, generator) if c.random_ties and generator is not None else scores
     largest = c.joint == "large"
     alive = {n: masks[n].to(wf[n].device) for n in names}
     if scope == "layer":
@@ -151,13 +176,23 @@ for _criterion in (
     Criterion("magnitude_increase", "|w_f| - |w_i|", _magnitude_increase),
     Criterion("movement", "|w_f - w_i|", lambda wi, wf: (wf - wi).abs()),
     Criterion("random", "uniform random scores (the member's criterion stream)", random=True),
-    Criterion("large_final_same_sign", "|w_f|, 0 where the sign changed", _filtered(_large_final, True)),
-    Criterion("large_final_diff_sign", "|w_f|, 0 where the sign stayed", _filtered(_large_final, False)),
     Criterion(
-        "magnitude_increase_same_sign", "|w_f| - |w_i|, 0 where the sign changed", _filtered(_magnitude_increase, True)
+        "large_final_same_sign", "|w_f|, 0 where the sign changed", _filtered(_large_final, True), random_ties=True
     ),
     Criterion(
-        "magnitude_increase_diff_sign", "|w_f| - |w_i|, 0 where the sign stayed", _filtered(_magnitude_increase, False)
+        "large_final_diff_sign", "|w_f|, 0 where the sign stayed", _filtered(_large_final, False), random_ties=True
+    ),
+    Criterion(
+        "magnitude_increase_same_sign",
+        "|w_f| - |w_i|, 0 where the sign changed",
+        _filtered(_magnitude_increase, True),
+        random_ties=True,
+    ),
+    Criterion(
+        "magnitude_increase_diff_sign",
+        "|w_f| - |w_i|, 0 where the sign stayed",
+        _filtered(_magnitude_increase, False),
+        random_ties=True,
     ),
 ):
     register_criterion(_criterion)

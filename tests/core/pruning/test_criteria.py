@@ -22,6 +22,13 @@ from lth_ray.core.pruning.masks import dense_masks, global_score_prune, removal_
 from lth_ray.core.spec.config import ConfigError
 from lth_ray.core.spec.streams import STREAM_CRITERION, generator
 
+
+def tie_draw() -> list[int]:
+    """The order in which the criterion stream of seed 0, round 1 lines up layer a's six weights: of tied scores,
+    the first in it is pruned first (the authors' lexsort on a random key)."""
+    return torch.randperm(6, generator=generator(0, STREAM_CRITERION, 1)).tolist()
+
+
 WI = {
     "a": torch.tensor([0.5, -0.25, 0.125, -1.0, 0.375, 0.0625]),
     "b": torch.tensor([0.875, -0.1875, 0.3125, -0.5625]),
@@ -40,7 +47,8 @@ HAND_A = {
     "movement": {1, 3, 4},  # .25 .875 .5 .75 .8125 .03125
     "large_final_same_sign": {0, 3, 5},  # .75 0 0 .25 0 .03125
     "large_final_diff_sign": {1, 2, 4},  # 0 .625 .375 0 .4375 0
-    "magnitude_increase_same_sign": {0, 2, 4},  # .25 0 0 -.75 0 -.03125: of the three zeros index 1 goes first
+    # .25 0 0 -.75 0 -.03125: 3 and 5 go, then one of the three zeros, the first in the draw (`tie_draw`)
+    "magnitude_increase_same_sign": {0, 1, 2, 4} - {next(i for i in tie_draw() if i in (1, 2, 4))},
     "magnitude_increase_diff_sign": {1, 2, 4},  # 0 .375 .25 0 .0625 0
     # ranks by |w_i| (3 0 4 1 2 5) and |w_f| (0 1 4 2 3 5): max rank 1 3 4 4 2 5 -> keep 0 (1), 4 (2), 1 (3);
     # the top-4 sets {3,0,4,1} and {0,1,4,2} meet in exactly {0,1,4}
@@ -100,6 +108,17 @@ def test_global_joint_ranks_run_over_all_layers():
     assert kept("large_init_large_final", ("a", "b"), "global", {"all": 5}) == {"a": {0, 1, 4}, "b": {2, 3}}
     # within each layer instead (layer-wise at 0.5): b keeps b2, b3 (max ranks 3 3 2 1)
     assert kept("large_init_large_final", ("a", "b"))["b"] == {2, 3}
+
+
+def test_a_sign_filters_ties_are_broken_at_random_not_by_index():
+    """100 weights that all kept their sign: every diff_sign score is 0, and the 50 kept are the stream's draw, not
+    the first 50 (a tie broken by the flat index keeps a layer's first rows)."""
+    wi, wf = {"a": torch.linspace(0.1, 1.0, 100)}, {"a": torch.linspace(0.2, 2.0, 100)}
+    ones = dense_masks(wf)
+    scores = criterion_scores("large_final_diff_sign", wi, wf, ones, "layer", generator(3, STREAM_CRITERION, 2))
+    kept = set(score_prune(scores, ones, {"a": 0.5})["a"].nonzero().flatten().tolist())
+    perm = torch.randperm(100, generator=generator(3, STREAM_CRITERION, 2)).tolist()
+    assert kept == set(perm[50:]) and kept != set(range(50, 100)) and kept != set(range(50))
 
 
 def test_the_random_criterion_is_the_members_own_draw():
