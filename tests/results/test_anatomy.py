@@ -271,9 +271,10 @@ def test_an_export_before_these_columns_loads_with_nan_and_the_recipes_defaults(
 def test_criteria_are_configurations_and_compared_per_round(export):
     summary = A.summarise(A.load_export(export).rounds)
     assert sorted(A.config_labels(summary).values()) == [
-        "fc4 fc0.2 large_final successive",  # the branch's member joins its configuration: it is the same recipe
-        "fc4 fc0.2 magnitude_increase successive",
-        "fc4 fc0.4 large_final no-successive",
+        "fc4 fc0.2 large_final",  # the branch's member joins its configuration: it is the same recipe
+        "fc4 fc0.2 magnitude_increase",
+        "fc4 fc0.4 large_final",  # measuring the successive barrier or not names no configuration
+
     ]
     [(shared, rows)] = A.criterion_comparisons(summary)
     assert (shared["prune_rate_fc"], shared["method"]) == (0.2, "imp") and "criterion" not in shared
@@ -289,11 +290,11 @@ def test_criteria_are_configurations_and_compared_per_round(export):
 def test_anatomy_summaries(export):
     exp = A.load_export(export)
     summary = A.summarise(exp.rounds)
-    mine = (summary["method"] == "imp") & (summary["criterion"] == "large_final") & summary["successive"]
+    mine = (summary["method"] == "imp") & (summary["criterion"] == "large_final") & (summary["prune_rate_fc"] == 0.2)
     ticket = summary[mine]
     assert ticket["seeds"].tolist() == [4, 4, 4]  # the branch's seed 3 is the same configuration
     rows = exp.rounds[(exp.rounds["method"] == "imp") & (exp.rounds["criterion"] == "large_final")]
-    expected = rows[rows["successive"]].groupby("round")
+    expected = rows[rows["prune_rate_fc"] == 0.2].groupby("round")
     assert ticket["start_test_acc_mean"].tolist() == pytest.approx(expected["start_test_acc"].mean().tolist())
     key = tuple(ticket.iloc[0][A.CONFIG])
     assert A.variant_methods(summary, key) == ["imp", "signed-constant"]
@@ -327,7 +328,7 @@ def test_the_figures_are_drawn_where_the_experiment_has_the_numbers(export, tmp_
     figures = drawn(A.load_export(export), x="flops")
     assert sorted(figures) == [
         "criteria-fc4-mnist-imp-k-0.png",
-        "init_variants-fc4-fc0.2-large-final-successive.png",
+        "init_variants-fc4-fc0.2-large-final.png",
         "mask_dynamics_vs_sparsity.png",
         "successive_interpolation-fc4-large-final.png",
         "successive_interpolation-fc4-magnitude-increase.png",
@@ -336,8 +337,8 @@ def test_the_figures_are_drawn_where_the_experiment_has_the_numbers(export, tmp_
     ]
     supermask = figures["supermask_vs_sparsity.png"].axes[0]
     assert "FLOPs" in supermask.get_xlabel() and {line.get_label() for line in supermask.lines} == {
-        "fc4 fc0.2 large_final successive",
-        "fc4 fc0.2 magnitude_increase successive",
+        "fc4 fc0.2 large_final",
+        "fc4 fc0.2 magnitude_increase",
     }
     criteria = figures["criteria-fc4-mnist-imp-k-0.png"].axes
     assert [line.get_label() for line in criteria[1].lines] == ["large_final", "magnitude_increase"]
@@ -345,7 +346,7 @@ def test_the_figures_are_drawn_where_the_experiment_has_the_numbers(export, tmp_
     distance, flips, jaccard = figures["mask_dynamics_vs_sparsity.png"].axes
     assert "Percent of weights remaining" in jaccard.get_xlabel()  # the dynamics stay against density
     assert [line.get_label() for line in jaccard.lines] == [
-        "fc4 fc0.2 large_final successive"
+        "fc4 fc0.2 large_final"
     ]  # one seed of magnitude_increase: no line
     assert jaccard.lines[0].get_ydata()[1:].tolist() == pytest.approx([66.46, 46.61], abs=0.01)
     assert drawn(A.load_export(older(export, tmp_path / "old"))) == {}  # an older export: nothing of this section
@@ -377,14 +378,14 @@ def test_the_sections_tables_equal_its_markdown(export):
     assert sorted(tables) == [
         "criteria-fc4-mnist-imp-k-0",
         "criteria_supermask-fc4-mnist-imp-k-0",
-        "dynamics-fc4-fc0.2-large-final-successive",
-        "dynamics-fc4-fc0.2-magnitude-increase-successive",
+        "dynamics-fc4-fc0.2-large-final",
+        "dynamics-fc4-fc0.2-magnitude-increase",
         "successive",
-        "supermask-fc4-fc0.2-large-final-successive",
-        "supermask-fc4-fc0.2-magnitude-increase-successive",
+        "supermask-fc4-fc0.2-large-final",
+        "supermask-fc4-fc0.2-magnitude-increase",
     ]
     md = "\n".join(anatomy_markdown(exp, _slug))
-    dynamics = tables["dynamics-fc4-fc0.2-large-final-successive"]
+    dynamics = tables["dynamics-fc4-fc0.2-large-final"]
     assert list(dynamics.columns) == [
         "round",
         "percent_remaining",
@@ -401,7 +402,7 @@ def test_the_sections_tables_equal_its_markdown(export):
         assert cells[:3] == [str(int(r["round"])), f"{r['percent_remaining']:.1f}", f"{r['start_test_acc']:.2f}"]
         assert cells[6:] == [f"{r['nonzero_params']:.0f}", f"{r['flops']:.0f}", f"{r['speedup']:.2f}"]
     assert dynamics["start_test_acc"].tolist() == pytest.approx([13.5, 23.5, 33.5])  # percent; the branch's seed in
-    supermask = tables["supermask-fc4-fc0.2-large-final-successive"]
+    supermask = tables["supermask-fc4-fc0.2-large-final"]
     assert list(supermask.columns) == ["round", "percent_remaining", "imp", "signed-constant"]
     successive = tables["successive"]
     assert successive["error_barrier_mean"].tolist() == pytest.approx([10.0] * 4)

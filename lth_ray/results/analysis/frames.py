@@ -17,7 +17,9 @@ from lth_ray.core.spec.config import TICKETS  # the methods that own a dense rou
 from lth_ray.results.schema import ANATOMY, IDENTITY, RECIPE, RECIPE_DEFAULTS
 
 # A configuration is the whole recipe, everything but the seed and the method: its tickets and baselines are
-# compared, and two recipes never average together.
+# compared, and two recipes never average together. `successive` is a measurement, not a setting of training (a
+# ticket trains alike with and without it): it names no configuration of its own.
+MEASUREMENTS = ("successive",)
 CONFIG = [
     "arch",
     "plan_conv",
@@ -33,7 +35,7 @@ CONFIG = [
     "rewind_iteration",
     "activation",
     "precision",
-    *(name for name, _ in RECIPE),
+    *(name for name, _ in RECIPE if name not in MEASUREMENTS),
 ]
 GROUP = CONFIG + ["method", "round"]
 PATH_FILES = (  # an export's tables of the linear paths, in `Experiment`'s order; absent where not measured
@@ -329,8 +331,6 @@ def _label_word(column: str, value) -> str:
         return f"t{value}" if value else "t=T-k"
     if column == "nesterov":
         return "nesterov" if value else "no-nesterov"
-    if column == "successive":
-        return "successive" if value else "no-successive"
     return str(value)  # a word that names itself: the optimizer, the retraining mode, the criterion
 
 
