@@ -202,7 +202,8 @@ def sweep_argv(data_root: Path, storage: Path, name: str, *extra: str) -> list[s
 
 @pytest.fixture(scope="session")
 def tiny_experiment(tmp_path_factory, tiny_mnist, ray_cluster) -> Path:
-    """A finished tiny sweep (2 seeds, ticket + reinit + random-prune), exported: <storage>/<name>."""
+    """A finished tiny sweep (2 seeds, ticket + reinit + random-prune, the successive rounds' barrier measured),
+    exported: <storage>/<name>."""
     from lth_ray.distributed.sweep import main
     from sweeps.lenet_mnist import DEFAULTS
 
@@ -215,6 +216,9 @@ def tiny_experiment(tmp_path_factory, tiny_mnist, ray_cluster) -> Path:
         "2",
         "--baselines",
         "reinit,random-prune",
+        "--successive",
+        "--instability-points",
+        "3",
         "--address",
         ray_cluster.address,
     )
