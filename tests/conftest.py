@@ -64,6 +64,18 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.ray)
 
 
+@pytest.fixture
+def one_thread():
+    """Torch on one thread: tiny nets gain nothing from more, and on a busy 2-core machine a second thread's
+    spin-waits (the grouped convolutions' OpenMP threads among them) cost seconds, once tenfold."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(autouse=True)
 def no_ray_unless_marked(request, monkeypatch):
     """A test not marked `ray` that starts or joins a Ray cluster, in this process or in a subprocess (a sweep,

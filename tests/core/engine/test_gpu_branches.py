@@ -24,16 +24,6 @@ from lth_ray.core.options.resolve import from_preset
 from lth_ray.core.spec.config import TrajectoryConfig
 
 
-@pytest.fixture
-def one_thread():
-    """Torch on one thread: the tiny float64 nets gain nothing from more, and the grouped convolutions' OpenMP
-    threads competing with other work on a 2-core machine slowed this test tenfold."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def force_gpu_branches(monkeypatch) -> Counter:
     """StackedNet's grouped convolutions and FunctionalStacked's vmap, as on CUDA, while tensors stay on the CPU;
     counts the grouped forward passes and the vmapped ones."""

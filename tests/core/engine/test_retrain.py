@@ -31,13 +31,7 @@ from lth_ray.core.store.rounds import RoundStore
 SGD = dict(optimizer="sgd", momentum=0.9, learning_rate=0.05, milestones=(30, 50), gamma=0.1, warmup=10)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny nets gain nothing from a second thread, and on a busy machine its spin-waits cost seconds."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
 
 
 def small(**kw) -> TrajectoryConfig:

@@ -24,12 +24,7 @@ W = torch.tensor([[0.5, -0.25, 0.125], [-1.0, 0.375, -0.0625]])
 M = torch.tensor([[True, False, True], [True, False, True]])
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
 
 
 def small(**kw):
