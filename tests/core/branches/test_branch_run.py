@@ -167,7 +167,8 @@ def test_retrain_under_the_same_recipe_repeats_the_ticket_and_another_keeps_its_
     assert all(same.record[k] == twin.record(2)[k] for k in METRICS)
     faster = retrained(trunk, split, tmp_path / "lr", {"learning_rate": 0.01})[2]
     fresh = retrained(trunk, split, tmp_path / "fresh", {}, reinit_output=True)[2]
-    for res in (faster, fresh):
+    frozen = retrained(trunk, split, tmp_path / "frozen", {"pruned_weights": "frozen-init"})[2]  # Zhou's mask-0
+    for res in (faster, fresh, frozen):
         assert all(torch.equal(masks(res)[n], twin.masks(2)[n]) for n in twin.masks(2))
         assert res.record["val_loss"] != twin.record(2)["val_loss"]
 
