@@ -274,7 +274,6 @@ def test_criteria_are_configurations_and_compared_per_round(export):
         "fc4 fc0.2 large_final",  # the branch's member joins its configuration: it is the same recipe
         "fc4 fc0.2 magnitude_increase",
         "fc4 fc0.4 large_final",  # measuring the successive barrier or not names no configuration
-
     ]
     [(shared, rows)] = A.criterion_comparisons(summary)
     assert (shared["prune_rate_fc"], shared["method"]) == (0.2, "imp") and "criterion" not in shared
