@@ -120,22 +120,27 @@ def test_export_lists_exactly_the_files_it_wrote(export_dir, prefix):
     assert names == set(manifest["files"]) | {"export.json"}
     assert manifest["missing"] == []
     assert PREFIX_RE.match(os.path.basename(prefix))
-    expected = {"histories.parquet", "rounds.parquet"} | {
-        f"{os.path.basename(prefix)}{suffix}"
-        for suffix in [
-            "-specs.json",
-            "-lth_ray.json",
-            "-histories.npz",
-            "-net0.pth",
-            "-net1.pth",
-            "-early-stop0.pth",
-            "-early-stop1.pth",
-            "-random-histories0.npz",
-            "-random-histories1.npz",
-            "-random-prune-histories0.npz",
-            "-random-prune-histories1.npz",
-        ]
-    }
+    paths = {"successive.parquet", "successive_interpolation.parquet"}  # the tiny sweep measures --successive
+    expected = (
+        {"histories.parquet", "rounds.parquet"}
+        | paths
+        | {
+            f"{os.path.basename(prefix)}{suffix}"
+            for suffix in [
+                "-specs.json",
+                "-lth_ray.json",
+                "-histories.npz",
+                "-net0.pth",
+                "-net1.pth",
+                "-early-stop0.pth",
+                "-early-stop1.pth",
+                "-random-histories0.npz",
+                "-random-histories1.npz",
+                "-random-prune-histories0.npz",
+                "-random-prune-histories1.npz",
+            ]
+        }
+    )
     assert names == expected | {"export.json"}
 
 
