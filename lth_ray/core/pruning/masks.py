@@ -58,27 +58,6 @@ def _magnitude(w: torch.Tensor, invert: bool) -> torch.Tensor:
     return -w.detach().abs() if invert else w.detach().abs()
 
 
-def magnitude_prune(
-    weights: dict[str, torch.Tensor], masks: Masks, rates: dict[str, float], invert: bool = False
-) -> Masks:
-    """Layer-wise magnitude pruning: each layer loses `rate` of its alive weights, lowest |w| first
-    (`invert`: highest |w| first)."""
-    return {
-        name: _remove_lowest(_magnitude(weights[name], invert), m, removal_count(int(m.sum()), rates[name]))
-        for name, m in masks.items()
-    }
-
-
-def magnitude_prune_to(
-    weights: dict[str, torch.Tensor], masks: Masks, targets: dict[str, int], invert: bool = False
-) -> Masks:
-    """Keep the `targets[name]` largest-|w| (`invert`: smallest) alive weights of each layer (one-shot)."""
-    return {
-        name: _remove_lowest(_magnitude(weights[name], invert), m, int(m.sum()) - targets[name])
-        for name, m in masks.items()
-    }
-
-
 def score_prune(scores: dict[str, torch.Tensor], masks: Masks, rates: dict[str, float]) -> Masks:
     """Layer-wise pruning by signed scores (a mask criterion's): each layer loses `rate` of its alive weights,
     lowest score first."""
@@ -90,6 +69,14 @@ def score_prune(scores: dict[str, torch.Tensor], masks: Masks, rates: dict[str, 
 def score_prune_to(scores: dict[str, torch.Tensor], masks: Masks, targets: dict[str, int]) -> Masks:
     """Keep the `targets[name]` highest-scoring alive weights of each layer (one-shot by a mask criterion)."""
     return {name: _remove_lowest(scores[name], m, int(m.sum()) - targets[name]) for name, m in masks.items()}
+
+
+def magnitude_prune(
+    weights: dict[str, torch.Tensor], masks: Masks, rates: dict[str, float], invert: bool = False
+) -> Masks:
+    """Layer-wise magnitude pruning: each layer loses `rate` of its alive weights, lowest |w| first
+    (`invert`: highest |w| first)."""
+    return score_prune({n: _magnitude(w, invert) for n, w in weights.items() if n in masks}, masks, rates)
 
 
 def global_magnitude_prune(
@@ -131,13 +118,13 @@ def random_scores(masks: Masks, generator: torch.Generator) -> dict[str, torch.T
 
 def random_prune(masks: Masks, rates: dict[str, float], generator: torch.Generator) -> Masks:
     """Layer-wise random pruning: the same per-layer counts as magnitude pruning, weights chosen at random."""
-    return magnitude_prune(random_scores(masks, generator), masks, rates)
+    return score_prune(random_scores(masks, generator), masks, rates)
 
 
 def global_random_prune(masks: Masks, rate: float, generator: torch.Generator) -> Masks:
     """Global random pruning (OpenLTH's): global magnitude pruning's total count, uniformly over all alive
     prunable weights, so the overall density equals the global ticket's at every round."""
-    return global_magnitude_prune(random_scores(masks, generator), masks, rate=rate)
+    return global_score_prune(random_scores(masks, generator), masks, rate=rate)
 
 
 def shuffle_within_layers(masks: Masks, generator: torch.Generator) -> Masks:

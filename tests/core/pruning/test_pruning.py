@@ -12,10 +12,10 @@ from lth_ray.core.pruning.masks import (
     global_magnitude_prune,
     layer_rates,
     magnitude_prune,
-    magnitude_prune_to,
     pack_masks,
     random_prune,
     removal_count,
+    score_prune_to,
     unpack_masks,
 )
 from lth_ray.core.spec.config import plan_config
@@ -97,7 +97,8 @@ def test_global_pruning_compares_across_layers():
 def test_one_shot_keeps_the_largest_weights_per_layer():
     w = {"l": torch.tensor([0.4, -0.8, 0.1, 0.3])}
     m = {"l": torch.ones(4, dtype=torch.bool)}
-    assert magnitude_prune_to(w, m, {"l": 2})["l"].tolist() == [True, True, False, False]
+    scores = {"l": w["l"].abs()}  # large_final, the one-shot ticket's default criterion
+    assert score_prune_to(scores, m, {"l": 2})["l"].tolist() == [True, True, False, False]
 
 
 def test_random_pruning_removes_the_same_counts_nested_and_seeded():
