@@ -145,6 +145,11 @@ def _successive_rows(frame: pd.DataFrame) -> pd.DataFrame:
     return frame[cols].assign(error_barrier=spread, loss_barrier=frame["loss_barrier_mean"])
 
 
+def _labelled(stems: list[str], labels: dict[str, str], tables: dict[str, pd.DataFrame]) -> list[str]:
+    """Each table under its configuration's heading, as Markdown lines."""
+    return [line for stem in stems for line in (f"#### {labels[stem]}", "", markdown_table(tables[stem]), "")]
+
+
 def anatomy_markdown(exp: A.Experiment, slug) -> list[str]:
     """The section "What a ticket is made of" of summary.md (no lines where the experiment has none of it)."""
     tables = anatomy_tables(exp, slug)
@@ -163,7 +168,7 @@ def anatomy_markdown(exp: A.Experiment, slug) -> list[str]:
             "mask, before any training (Zhou et al. 2019's supermask; round 0 is the dense net at its start).",
             "",
         ]
-        parts += [line for stem in supermask for line in (f"#### {labels[stem]}", "", markdown_table(tables[stem]), "")]
+        parts += _labelled(supermask, labels, tables)
     comparisons = A.criterion_comparisons(summary)
     if comparisons:
         parts += [
@@ -189,7 +194,7 @@ def anatomy_markdown(exp: A.Experiment, slug) -> list[str]:
             "forward pass (FLOPs, ShrinkBench's count) and the FLOPs speed-up over the dense net.",
             "",
         ]
-        parts += [line for stem in dynamics for line in (f"#### {labels[stem]}", "", markdown_table(tables[stem]), "")]
+        parts += _labelled(dynamics, labels, tables)
     if "successive" in tables:
         parts += [
             "### Successive rounds",
